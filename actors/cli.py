@@ -1,0 +1,260 @@
+"""The ``saga`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+import msgspec
+
+from actors.config import CONFIG_ENV, SagaConfig, env_name, load_config, redacted
+from actors.errors import ConfigError, SagaError
+from events.admin import TopicAdmin
+from events.broker import EmbeddedBroker
+from events.errors import EventsError
+from events.topics import ALL_TOPICS
+
+EPILOG = f"""\
+configuration (lowest to highest precedence): a TOML file (--config or ${CONFIG_ENV}),
+SAGA_* environment variables (e.g. {env_name("kafka.bootstrap_servers")}), then flags.
+`saga config show` prints the result and lists every key; passwords are only read
+from the file or the environment and are never printed.
+"""
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("configuration")
+    group.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    group.add_argument(
+        "--bootstrap-servers",
+        metavar="HOST:PORT[,...]",
+        help="Kafka brokers (kafka.bootstrap_servers); empty means embedded",
+    )
+    group.add_argument(
+        "--security-protocol",
+        choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
+        help="kafka.security.protocol",
+    )
+    group.add_argument(
+        "--sasl-mechanism",
+        choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
+        help="kafka.security.sasl_mechanism",
+    )
+    group.add_argument("--sasl-username", help="kafka.security.sasl_username")
+    group.add_argument(
+        "--partitions", type=int, metavar="N", help="kafka.topics.partitions"
+    )
+    group.add_argument("--ray-address", help="ray.address")
+    group.add_argument("--data-dir", metavar="DIR", help="data_dir")
+    group.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any configuration key, e.g. --set kafka.producer.linger_ms=10",
+    )
+    return common
+
+
+_FLAG_KEYS = {
+    "bootstrap_servers": "kafka.bootstrap_servers",
+    "security_protocol": "kafka.security.protocol",
+    "sasl_mechanism": "kafka.security.sasl_mechanism",
+    "sasl_username": "kafka.security.sasl_username",
+    "partitions": "kafka.topics.partitions",
+    "ray_address": "ray.address",
+    "data_dir": "data_dir",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="saga",
+        description="Saga orchestration for the trading platform: Kafka topics, "
+        "the embedded development broker and the configuration.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    broker = commands.add_parser(
+        "broker",
+        parents=[common],
+        help="run the embedded Kafka broker in the foreground",
+        description="Start the embedded (memory-only) Kafka broker, create every "
+        "platform topic on it, print `bootstrap: HOST:PORT`, and run until "
+        "interrupted. Data is lost when it stops: for development only.",
+    )
+    broker.add_argument("--host", default="127.0.0.1", help="listen address")
+    broker.add_argument("--port", type=int, help="listen port (default: a free one)")
+    broker.add_argument(
+        "--no-topics", action="store_true", help="do not create the platform topics"
+    )
+
+    topics = commands.add_parser(
+        "topics", help="create and list the platform's topics"
+    ).add_subparsers(dest="topics_command", metavar="ACTION", required=True)
+    topics.add_parser(
+        "create",
+        parents=[common],
+        help="create missing topics (safe to repeat)",
+        description="Create every platform topic that is missing, with the "
+        "configured partition count. An existing topic with another partition "
+        "count is an error, never silently accepted.",
+    )
+    listing = topics.add_parser(
+        "list",
+        parents=[common],
+        help="topics with partitions and end offsets",
+        description="List the cluster's topics with their partition count and the "
+        "end offset (high watermark) of each partition.",
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON")
+
+    config = commands.add_parser(
+        "config", help="show the effective configuration"
+    ).add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    show = config.add_parser(
+        "show",
+        parents=[common],
+        help="print the configuration (secrets masked)",
+        description="Print the configuration after file, environment and flags "
+        "are applied, with each key's environment variable name.",
+    )
+    show.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> SagaConfig:
+    overrides: dict[str, Any] = {}
+    for pair in args.set:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE")
+        overrides[key.strip()] = value
+    for attr, key in _FLAG_KEYS.items():
+        value = getattr(args, attr)
+        if value is not None:
+            overrides[key] = value
+    return load_config(args.config, overrides=overrides)
+
+
+def _bootstrap(config: SagaConfig) -> None:
+    if not config.kafka.bootstrap_servers:
+        raise ConfigError(
+            "no Kafka configured: pass --bootstrap-servers HOST:PORT, set "
+            f"{env_name('kafka.bootstrap_servers')}, or start one with `saga broker`"
+        )
+
+
+def _run_broker(args: argparse.Namespace, config: SagaConfig) -> int:
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
+    with EmbeddedBroker(args.host, args.port) as broker:
+        print(f"bootstrap: {broker.bootstrap}", flush=True)
+        if not args.no_topics:
+            with TopicAdmin(config.kafka.with_bootstrap(broker.bootstrap)) as admin:
+                report = admin.ensure_topics(ALL_TOPICS)
+            print(
+                f"topics: {len(report.created)} created with "
+                f"{config.kafka.topics.partitions} partitions each",
+                flush=True,
+            )
+        print(
+            "memory-only broker running; Ctrl-C stops it", file=sys.stderr, flush=True
+        )
+        try:
+            code = broker.wait()
+        except KeyboardInterrupt:
+            return 0
+        print(f"error: the broker exited with code {code}", file=sys.stderr)
+        return 1
+
+
+def _topics_create(config: SagaConfig) -> int:
+    _bootstrap(config)
+    with TopicAdmin(config.kafka) as admin:
+        report = admin.ensure_topics(ALL_TOPICS)
+    for name in report.created:
+        print(f"created  {name} ({config.kafka.topics.partitions} partitions)")
+    for name in report.existing:
+        print(f"exists   {name}")
+    return 0
+
+
+def _topics_list(args: argparse.Namespace, config: SagaConfig) -> int:
+    _bootstrap(config)
+    with TopicAdmin(config.kafka) as admin:
+        topics = admin.describe()
+    if args.json:
+        rows = [
+            {
+                "topic": t.name,
+                "partitions": t.partitions,
+                "end_offsets": list(t.end_offsets),
+                "messages": t.messages,
+            }
+            for t in topics
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max([len("TOPIC"), *(len(t.name) for t in topics)])
+    print(f"{'TOPIC':<{width}}  PARTITIONS  MESSAGES  END OFFSETS")
+    for t in topics:
+        offsets = ",".join(str(o) for o in t.end_offsets)
+        print(f"{t.name:<{width}}  {t.partitions:>10}  {t.messages:>8}  {offsets}")
+    return 0
+
+
+def _config_show(args: argparse.Namespace, config: SagaConfig) -> int:
+    data = redacted(config)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+
+    def walk(node: dict[str, Any], prefix: str) -> None:
+        for name, value in node.items():
+            key = f"{prefix}{name}"
+            if isinstance(value, dict):
+                walk(value, f"{key}.")
+            else:
+                shown = msgspec.json.encode(value).decode()
+                print(f"{key} = {shown}    # {env_name(key)}")
+
+    walk(data, "")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        match args.command:
+            case "broker":
+                return _run_broker(args, config)
+            case "topics" if args.topics_command == "create":
+                return _topics_create(config)
+            case "topics":
+                return _topics_list(args, config)
+            case "config":
+                return _config_show(args, config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (SagaError, EventsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The wire and the transport: messages, topics, the Kafka clients, the broker."""

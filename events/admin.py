@@ -1,0 +1,202 @@
+"""Topic provisioning and inspection.
+
+End offsets come from the high watermark that Fetch responses carry, not from
+ListOffsets: both real Kafka and the embedded broker report the high watermark
+right, while the embedded broker's ListOffsets under-reports (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from types import TracebackType
+
+import msgspec
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError, KafkaTimeoutError
+
+from events.errors import (
+    BrokerUnavailableError,
+    EventsError,
+    MissingTopicError,
+    TopicPartitionMismatchError,
+)
+from events.settings import KafkaSettings, admin_options, consumer_options
+
+
+class ProvisionReport(msgspec.Struct, frozen=True):
+    created: tuple[str, ...]
+    existing: tuple[str, ...]
+
+
+class TopicInfo(msgspec.Struct, frozen=True):
+    name: str
+    partitions: int
+    #: High watermark per partition, in partition order.
+    end_offsets: tuple[int, ...]
+
+    @property
+    def messages(self) -> int:
+        """Sum of end offsets: the number of records ever written (no deletes)."""
+        return sum(self.end_offsets)
+
+
+class TopicAdmin:
+    """Creates, checks and describes topics. Use as a context manager."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._settings = settings
+        try:
+            self._admin = KafkaAdminClient(**admin_options(settings))
+        except KafkaTimeoutError as exc:
+            raise BrokerUnavailableError(
+                settings.servers, settings.connect_timeout_ms, exc
+            ) from exc
+
+    def partition_counts(self) -> dict[str, int]:
+        """Every topic on the cluster and its partition count.
+
+        Asks for all topics (never by name): a by-name metadata request may
+        auto-create the topic on some brokers.
+        """
+        return {
+            topic["name"]: len(topic["partitions"])
+            for topic in self._admin.describe_topics()
+            if not topic["is_internal"]
+        }
+
+    def ensure_topics(
+        self, names: Iterable[str], partitions: int | None = None
+    ) -> ProvisionReport:
+        """Create the missing topics; safe to repeat.
+
+        Raises :class:`TopicPartitionMismatchError` when an existing topic has a
+        different partition count, before creating anything.
+        """
+        wanted = partitions or self._settings.topics.partitions
+        names = list(dict.fromkeys(names))
+        counts = self.partition_counts()
+        self._raise_on_mismatch(names, counts, wanted)
+        missing = [name for name in names if name not in counts]
+        if missing:
+            replication = self._settings.topics.replication_factor
+            result = self._admin.create_topics(
+                {
+                    name: {"num_partitions": wanted, "replication_factor": replication}
+                    for name in missing
+                },
+                raise_errors=False,
+                wait_for_metadata=True,
+            )
+            # A concurrent provisioner may have won the race: that is fine as
+            # long as its partition count agrees, which the re-check proves.
+            for topic in result.get("topics", []):
+                if topic["error_code"] not in (0, 36):  # 36: already exists
+                    raise EventsError(
+                        f"creating topic {topic['name']} failed: "
+                        f"{topic['error_message'] or topic['error_code']}"
+                    )
+            self._raise_on_mismatch(names, self.partition_counts(), wanted)
+        return ProvisionReport(
+            created=tuple(missing),
+            existing=tuple(name for name in names if name not in missing),
+        )
+
+    def check_topics(self, names: Iterable[str], partitions: int | None = None) -> None:
+        """Raise unless every topic exists with the configured partition count."""
+        wanted = partitions or self._settings.topics.partitions
+        names = list(names)
+        counts = self.partition_counts()
+        missing = [name for name in names if name not in counts]
+        if missing:
+            raise MissingTopicError(missing)
+        self._raise_on_mismatch(names, counts, wanted)
+
+    @staticmethod
+    def _raise_on_mismatch(
+        names: list[str], counts: dict[str, int], wanted: int
+    ) -> None:
+        mismatches = {
+            name: (counts[name], wanted)
+            for name in names
+            if name in counts and counts[name] != wanted
+        }
+        if mismatches:
+            raise TopicPartitionMismatchError(mismatches)
+
+    def describe(
+        self, names: Iterable[str] | None = None, timeout_s: float = 10.0
+    ) -> list[TopicInfo]:
+        """Partitions and end offsets of the given topics (all when ``None``)."""
+        counts = self.partition_counts()
+        chosen = sorted(counts) if names is None else list(names)
+        missing = [name for name in chosen if name not in counts]
+        if missing:
+            raise MissingTopicError(missing)
+        offsets = end_offsets(
+            self._settings,
+            [TopicPartition(n, p) for n in chosen for p in range(counts[n])],
+            timeout_s,
+        )
+        return [
+            TopicInfo(
+                name=name,
+                partitions=counts[name],
+                end_offsets=tuple(
+                    offsets[TopicPartition(name, p)] for p in range(counts[name])
+                ),
+            )
+            for name in chosen
+        ]
+
+    def close(self) -> None:
+        self._admin.close()
+
+    def __enter__(self) -> TopicAdmin:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def end_offsets(
+    settings: KafkaSettings, partitions: list[TopicPartition], timeout_s: float = 10.0
+) -> dict[TopicPartition, int]:
+    """The high watermark of each partition, read from Fetch responses.
+
+    ListOffsets' answer is used only as a starting position: it is a valid
+    offset at or below the end on every broker, and a fetch from there returns
+    the true high watermark.
+    """
+    if not partitions:
+        return {}
+    try:
+        consumer = KafkaConsumer(**consumer_options(settings, group_id=None))
+    except KafkaTimeoutError as exc:
+        raise BrokerUnavailableError(
+            settings.servers, settings.connect_timeout_ms, exc
+        ) from exc
+    try:
+        consumer.assign(partitions)
+        for tp, offset in consumer.end_offsets(partitions).items():
+            consumer.seek(tp, offset)
+        deadline = time.monotonic() + timeout_s
+        pending = set(partitions)
+        while pending:
+            consumer.poll(timeout_ms=100, max_records=1, update_offsets=False)
+            pending = {tp for tp in pending if consumer.highwater(tp) is None}
+            if pending and time.monotonic() > deadline:
+                raise EventsError(
+                    f"no fetch answer for {len(pending)} partitions within "
+                    f"{timeout_s:g} s (first: {min(pending)})"
+                )
+        return {tp: int(consumer.highwater(tp)) for tp in partitions}
+    except KafkaError as exc:
+        raise EventsError(f"reading end offsets failed: {exc}") from exc
+    finally:
+        consumer.close()

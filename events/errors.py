@@ -1,0 +1,130 @@
+"""Errors of the wire and transport layer.
+
+Every error this package raises is an :class:`EventsError`, so a caller can catch
+the whole layer at once and still match on the typed subclasses below.
+"""
+
+from __future__ import annotations
+
+
+class EventsError(Exception):
+    """Base of every error raised by the ``events`` package."""
+
+
+# --- decoding --------------------------------------------------------------------
+
+
+class MessageDecodeError(EventsError):
+    """Bytes that are not a valid message.
+
+    Keeps the raw bytes so the message can be dead-lettered as it arrived, and
+    names the offending field (a JSON path such as ``sagaId`` or ``payload.amount``)
+    where one can be named.
+    """
+
+    def __init__(self, reason: str, raw: bytes, field: str | None = None) -> None:
+        where = f" (field {field!r})" if field else ""
+        super().__init__(f"cannot decode message{where}: {reason}")
+        self.reason = reason
+        self.raw = raw
+        self.field = field
+
+
+class NotJsonError(MessageDecodeError):
+    """The bytes are not a JSON document (or not UTF-8)."""
+
+
+class UnknownMessageTypeError(MessageDecodeError):
+    """The ``type`` field is missing or names no known message type."""
+
+
+class MissingFieldError(MessageDecodeError):
+    """A required field is absent."""
+
+
+class InvalidFieldError(MessageDecodeError):
+    """A field is present but has the wrong type or an invalid value.
+
+    A ``timestamp`` that is not an RFC 3339 time with a zone lands here too.
+    """
+
+
+class MessageTooLargeError(MessageDecodeError):
+    """The message is larger than the configured size limit."""
+
+    def __init__(self, size: int, limit: int, raw: bytes = b"") -> None:
+        super().__init__(
+            f"{size} bytes exceeds the limit of {limit} bytes "
+            "(raise kafka.max_message_bytes if such messages are legitimate)",
+            raw,
+        )
+        self.size = size
+        self.limit = limit
+
+
+class InvalidTopicNameError(EventsError):
+    """A topic name that does not follow ``<service>.commands|events.<action>``."""
+
+
+# --- the broker and its clients ----------------------------------------------------
+
+
+class BrokerUnavailableError(EventsError):
+    """No broker answered within the configured time."""
+
+    def __init__(self, servers: str, timeout_ms: int, cause: BaseException) -> None:
+        super().__init__(
+            f"no Kafka broker answered at {servers} within {timeout_ms / 1000:g} s "
+            f"({type(cause).__name__}): check kafka.bootstrap_servers and that the "
+            "broker is running (or leave bootstrap_servers empty to use the "
+            "embedded broker)"
+        )
+        self.servers = servers
+        self.timeout_ms = timeout_ms
+
+
+class MissingTopicError(EventsError):
+    """Topics that must exist do not."""
+
+    def __init__(self, topics: list[str]) -> None:
+        super().__init__(
+            f"topics do not exist: {', '.join(sorted(topics))}; "
+            "create them with `saga topics create`"
+        )
+        self.topics = topics
+
+
+class TopicPartitionMismatchError(EventsError):
+    """Existing topics whose partition count differs from the configured one.
+
+    Never accepted silently: every saga topic must have the same partition count,
+    or one sagaId would map to different partitions on different topics.
+    """
+
+    def __init__(self, mismatches: dict[str, tuple[int, int]]) -> None:
+        detail = ", ".join(
+            f"{name} has {actual} partitions, configured {wanted}"
+            for name, (actual, wanted) in sorted(mismatches.items())
+        )
+        super().__init__(
+            f"partition count mismatch: {detail}; set kafka.topics.partitions to "
+            "match the cluster, or recreate the topics"
+        )
+        self.mismatches = mismatches
+
+
+class PublishError(EventsError):
+    """Messages the broker did not acknowledge."""
+
+    def __init__(self, failed: int, total: int, first: BaseException) -> None:
+        super().__init__(
+            f"{failed} of {total} messages were not acknowledged by Kafka; "
+            f"first error: {type(first).__name__}: {first}"
+        )
+        self.failed = failed
+        self.total = total
+        self.first = first
+
+
+class BrokerStartError(EventsError):
+    """The embedded broker could not be started."""

@@ -1,0 +1,200 @@
+"""``KafkaEventListener``: consume in batches, commit only what was handled.
+
+The listener polls a batch, decodes each record, hands the batch to the handler
+and commits, per partition, up to the first record the handler did not report
+done. A partition with an unhandled record is rewound to it, so the record comes
+back on the next poll (or to whichever member owns the partition after a
+rebalance). Nothing is committed that was not handled: at least once, never
+lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from types import TracebackType
+
+import msgspec
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka.errors import CommitFailedError, KafkaTimeoutError
+
+from events.errors import BrokerUnavailableError, MessageDecodeError
+from events.messages import Message, MessageCodec
+from events.settings import KafkaSettings, consumer_options
+
+log = logging.getLogger(__name__)
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    """One consumed record: where it came from, its bytes, and what they decode to.
+
+    Exactly one of ``message`` and ``error`` is set. The raw ``value`` is kept
+    either way, so a record can be dead-lettered exactly as it arrived.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+    message: Message | None
+    error: MessageDecodeError | None = None
+
+    @property
+    def position(self) -> tuple[str, int, int]:
+        return (self.topic, self.partition, self.offset)
+
+
+#: Takes a batch, returns the deliveries it handled (any order, any subset).
+Handler = Callable[[Sequence[Delivery]], Iterable[Delivery]]
+
+
+class KafkaEventListener:
+    """A consumer-group member over ``topics`` with manual commits.
+
+    Drive it with :meth:`run` (until :meth:`stop`), or step it with
+    :meth:`poll_once`. Use as a context manager so the group is left cleanly.
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        topics: Sequence[str],
+        handler: Handler,
+        *,
+        group_id: str | None = None,
+        codec: MessageCodec | None = None,
+    ) -> None:
+        self._settings = settings
+        self._handler = handler
+        self._codec = codec or MessageCodec(settings.max_message_bytes)
+        self.group_id = group_id or settings.consumer.group_id
+        self._stopping = threading.Event()
+        try:
+            self._consumer = KafkaConsumer(
+                **consumer_options(settings, group_id=self.group_id)
+            )
+        except KafkaTimeoutError as exc:
+            raise BrokerUnavailableError(
+                settings.servers, settings.connect_timeout_ms, exc
+            ) from exc
+        self._consumer.subscribe(list(topics))
+        self.handled = 0
+        self.committed_batches = 0
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._consumer.assignment())
+
+    def wait_for_assignment(self, timeout_s: float = 30.0) -> set[TopicPartition]:
+        """Join the group: poll (handling whatever arrives) until given partitions."""
+        deadline = time.monotonic() + timeout_s
+        while not self._consumer.assignment():
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"group {self.group_id!r} assigned no partitions within "
+                    f"{timeout_s:g} s"
+                )
+            self.poll_once()
+        return self.assignment()
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """The partition's end offset as of the last fetch (None before one)."""
+        result = self._consumer.highwater(tp)
+        return None if result is None else int(result)
+
+    def poll_once(self, timeout_ms: int | None = None) -> int:
+        """Poll one batch, handle it, commit what was handled. Returns the count
+        of deliveries the handler reported done."""
+        if timeout_ms is None:
+            timeout_ms = self._settings.consumer.poll_timeout_ms
+        records = self._consumer.poll(timeout_ms=timeout_ms)
+        if not records:
+            return 0
+        batch = [
+            self._delivery(record)
+            for partition_records in records.values()
+            for record in partition_records
+        ]
+        try:
+            done = {d.position for d in self._handler(batch)}
+        except BaseException:
+            # The consumer's position is past the batch already: rewind it, or
+            # a caller that carries on would commit past records never handled.
+            for tp, partition_records in records.items():
+                self._consumer.seek(tp, partition_records[0].offset)
+            raise
+        self._commit(records, done)
+        self.handled += len(done)
+        return len(done)
+
+    def _delivery(self, record: object) -> Delivery:
+        value: bytes = record.value or b""  # type: ignore[attr-defined]
+        key: bytes | None = record.key  # type: ignore[attr-defined]
+        message: Message | None = None
+        error: MessageDecodeError | None = None
+        try:
+            message = self._codec.decode(value)
+        except MessageDecodeError as exc:
+            error = exc
+        return Delivery(
+            topic=record.topic,  # type: ignore[attr-defined]
+            partition=record.partition,  # type: ignore[attr-defined]
+            offset=record.offset,  # type: ignore[attr-defined]
+            key=None if key is None else key.decode(errors="replace"),
+            value=value,
+            message=message,
+            error=error,
+        )
+
+    def _commit(
+        self,
+        records: dict[TopicPartition, list[object]],
+        done: set[tuple[str, int, int]],
+    ) -> None:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, partition_records in records.items():
+            next_offset = None
+            for record in partition_records:
+                offset = record.offset  # type: ignore[attr-defined]
+                if (tp.topic, tp.partition, offset) not in done:
+                    # Redeliver from the first unhandled record on the next poll.
+                    self._consumer.seek(tp, offset)
+                    break
+                next_offset = offset + 1
+            if next_offset is not None:
+                offsets[tp] = OffsetAndMetadata(next_offset, "", -1)
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(offsets)
+            self.committed_batches += 1
+        except CommitFailedError as exc:
+            # The group rebalanced: the new owner gets these records again.
+            # Duplicates are harmless by design; losing them is not.
+            log.warning("commit failed after a rebalance, records redelivered: %s", exc)
+
+    def run(self) -> None:
+        """Poll, handle and commit until :meth:`stop` is called."""
+        while not self._stopping.is_set():
+            self.poll_once()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the batch in hand; thread-safe."""
+        self._stopping.set()
+
+    def close(self) -> None:
+        # Nothing is auto-committed on close: only what poll_once committed.
+        self._consumer.close(autocommit=False)
+
+    def __enter__(self) -> KafkaEventListener:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
