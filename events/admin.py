@@ -21,7 +21,12 @@ from events.errors import (
     MissingTopicError,
     TopicPartitionMismatchError,
 )
-from events.settings import KafkaSettings, admin_options, consumer_options
+from events.settings import (
+    KafkaSettings,
+    admin_options,
+    consumer_options,
+    forbid_auto_create,
+)
 
 
 class ProvisionReport(msgspec.Struct, frozen=True):
@@ -181,6 +186,7 @@ def end_offsets(
         raise BrokerUnavailableError(
             settings.servers, settings.connect_timeout_ms, exc
         ) from exc
+    forbid_auto_create(consumer._manager.cluster)
     try:
         consumer.assign(partitions)
         for tp, offset in consumer.end_offsets(partitions).items():

@@ -22,7 +22,7 @@ from kafka.errors import CommitFailedError, KafkaTimeoutError
 
 from events.errors import BrokerUnavailableError, MessageDecodeError
 from events.messages import Message, MessageCodec
-from events.settings import KafkaSettings, consumer_options
+from events.settings import KafkaSettings, consumer_options, forbid_auto_create
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ class KafkaEventListener:
             raise BrokerUnavailableError(
                 settings.servers, settings.connect_timeout_ms, exc
             ) from exc
+        forbid_auto_create(self._consumer._manager.cluster)
         self._consumer.subscribe(list(topics))
         self.handled = 0
         self.committed_batches = 0

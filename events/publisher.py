@@ -18,7 +18,7 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 
 from events.errors import BrokerUnavailableError, EventsError, PublishError
 from events.messages import Message, MessageCodec
-from events.settings import KafkaSettings, producer_options
+from events.settings import KafkaSettings, forbid_auto_create, producer_options
 
 OnSuccess = Callable[[Message, Any], None]
 OnFailure = Callable[[Message, BaseException], None]
@@ -50,6 +50,7 @@ class KafkaMessagePublisher:
             raise BrokerUnavailableError(
                 settings.servers, settings.connect_timeout_ms, exc
             ) from exc
+        forbid_auto_create(self._producer._metadata)
 
     def publish(
         self,

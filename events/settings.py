@@ -201,3 +201,21 @@ def admin_options(settings: KafkaSettings) -> dict[str, Any]:
     return client_options(settings) | {
         "request_timeout_ms": settings.producer.request_timeout_ms,
     }
+
+
+def forbid_auto_create(cluster: Any) -> None:
+    """Make a kafka-python client's metadata requests never create topics.
+
+    kafka-python 3.0 accepts ``allow_auto_create_topics`` on the producer and
+    consumer but does not hand it to the cluster metadata object that builds
+    the requests, which keeps its default (True): a send to a mistyped or
+    vanished topic would create it with the broker's default partition count
+    and quietly remap sagaIds. Set the flag where it is actually read.
+    """
+    config = getattr(cluster, "config", None)
+    if not isinstance(config, dict) or "allow_auto_create_topics" not in config:
+        raise RuntimeError(
+            "this kafka-python has no cluster.config['allow_auto_create_topics']; "
+            "check that topic auto-creation is still off with it"
+        )
+    config["allow_auto_create_topics"] = False

@@ -1,0 +1,58 @@
+"""Shared fixtures: one real embedded broker per session, settings, topics."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import msgspec
+import pytest
+
+from events.admin import TopicAdmin
+from events.broker import EmbeddedBroker
+from events.settings import KafkaSettings, ProducerSettings
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    """The session's broker. Tests that pause or kill a broker start their own."""
+    with EmbeddedBroker() as running:
+        yield running
+
+
+def settings_for(bootstrap: str, **producer: int) -> KafkaSettings:
+    """Settings with short timeouts, so a failure shows in seconds, not minutes."""
+    return KafkaSettings(
+        bootstrap_servers=(bootstrap,),
+        connect_timeout_ms=5_000,
+        producer=msgspec.structs.replace(
+            ProducerSettings(
+                request_timeout_ms=3_000, delivery_timeout_ms=6_000, max_block_ms=5_000
+            ),
+            **producer,
+        ),
+    )
+
+
+@pytest.fixture
+def kafka(broker: EmbeddedBroker) -> KafkaSettings:
+    return settings_for(broker.bootstrap)
+
+
+@pytest.fixture
+def new_topic(kafka: KafkaSettings) -> Callable[..., str]:
+    """Creates a uniquely named service topic (``t<hex>.events.test``)."""
+    admin = TopicAdmin(kafka)
+
+    def create(partitions: int = 1) -> str:
+        name = f"t{uuid.uuid4().hex[:12]}.events.test"
+        admin.ensure_topics([name], partitions=partitions)
+        return name
+
+    yield create
+    admin.close()
+
+
+@pytest.fixture
+def group_id() -> str:
+    return f"group-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,160 @@
+"""KafkaEventListener: manual commits of exactly what the handler reports done."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+import pytest
+from kafka import KafkaAdminClient, TopicPartition
+
+from events.errors import NotJsonError
+from events.listener import Delivery, KafkaEventListener
+from events.publisher import KafkaMessagePublisher
+from events.settings import KafkaSettings
+from tests.events.test_publisher import reply
+
+
+def publish(kafka: KafkaSettings, topic: str, count: int, saga: str = "s") -> None:
+    with KafkaMessagePublisher(kafka) as publisher:
+        publisher.publish_batch((topic, reply(saga, i)) for i in range(count))
+
+
+def committed(kafka: KafkaSettings, group: str, topic: str) -> int | None:
+    admin = KafkaAdminClient(bootstrap_servers=kafka.servers)
+    try:
+        offsets = admin.list_group_offsets(group)
+    finally:
+        admin.close()
+    found = offsets.get(group, {}).get(TopicPartition(topic, 0))
+    return None if found is None else int(found.offset)
+
+
+def drain(listener: KafkaEventListener, want: int, polls: int = 100) -> None:
+    for _ in range(polls):
+        if listener.handled >= want:
+            return
+        listener.poll_once()
+    raise AssertionError(f"handled {listener.handled} of {want}")
+
+
+def test_commits_up_to_the_first_record_not_done_and_redelivers_from_it(
+    kafka: KafkaSettings, new_topic: Callable[..., str], group_id: str
+) -> None:
+    topic = new_topic()
+    publish(kafka, topic, 10)
+    seen: list[list[int]] = []
+
+    def handler(batch: Sequence[Delivery]) -> list[Delivery]:
+        seen.append([d.offset for d in batch])
+        if len(seen) == 1:
+            # Offset 6 onwards is done but 5 is not: the commit stops at 5.
+            return [d for d in batch if d.offset != 5]
+        return list(batch)
+
+    with KafkaEventListener(kafka, [topic], handler, group_id=group_id) as listener:
+        listener.wait_for_assignment()
+        drain(listener, 9)
+        assert seen == [list(range(10))]
+        assert committed(kafka, group_id, topic) == 5
+        # The partition was rewound: 5 comes back, and what followed it.
+        drain(listener, 9 + 5)
+        assert seen[1] == list(range(5, 10))
+        assert committed(kafka, group_id, topic) == 10
+
+
+def test_a_new_member_resumes_from_the_committed_offset(
+    kafka: KafkaSettings, new_topic: Callable[..., str], group_id: str
+) -> None:
+    topic = new_topic()
+    publish(kafka, topic, 10)
+    with KafkaEventListener(
+        kafka, [topic], lambda b: [d for d in b if d.offset < 4], group_id=group_id
+    ) as first:
+        first.wait_for_assignment()
+        drain(first, 4)
+    assert committed(kafka, group_id, topic) == 4
+    got: list[int] = []
+
+    def take_all(batch: Sequence[Delivery]) -> Sequence[Delivery]:
+        got.extend(d.offset for d in batch)
+        return batch
+
+    with KafkaEventListener(kafka, [topic], take_all, group_id=group_id) as second:
+        second.wait_for_assignment()
+        drain(second, 6)
+    assert got == list(range(4, 10))
+    assert committed(kafka, group_id, topic) == 10
+
+
+def test_a_failing_handler_commits_nothing_and_loses_nothing(
+    kafka: KafkaSettings, new_topic: Callable[..., str], group_id: str
+) -> None:
+    topic = new_topic()
+    publish(kafka, topic, 5)
+    calls: list[list[int]] = []
+
+    def flaky(batch: Sequence[Delivery]) -> Sequence[Delivery]:
+        calls.append([d.offset for d in batch])
+        if len(calls) == 1:
+            raise RuntimeError("handler crashed")
+        return batch
+
+    with KafkaEventListener(kafka, [topic], flaky, group_id=group_id) as listener:
+        with pytest.raises(RuntimeError, match="handler crashed"):
+            for _ in range(100):
+                listener.poll_once()
+        assert committed(kafka, group_id, topic) is None
+        drain(listener, 5)
+    assert calls[0] == list(range(5))
+    assert sorted({o for call in calls[1:] for o in call}) == list(range(5))
+    assert committed(kafka, group_id, topic) == 5
+
+
+def test_undecodable_records_arrive_with_their_error_and_raw_bytes(
+    kafka: KafkaSettings, new_topic: Callable[..., str], group_id: str
+) -> None:
+    topic = new_topic()
+    with KafkaMessagePublisher(kafka) as publisher:
+        publisher.publish(topic, reply("s", 0)).get(timeout=10)
+        publisher.publish_raw(topic, "s", b"\x00garbage").get(timeout=10)
+        publisher.publish(topic, reply("s", 2)).get(timeout=10)
+    got: list[Delivery] = []
+
+    def keep(batch: Sequence[Delivery]) -> Sequence[Delivery]:
+        got.extend(batch)
+        return batch
+
+    with KafkaEventListener(kafka, [topic], keep, group_id=group_id) as listener:
+        listener.wait_for_assignment()
+        drain(listener, 3)
+    good, bad, after = got
+    assert good.message is not None and good.error is None and good.key == "s"
+    assert bad.message is None and isinstance(bad.error, NotJsonError)
+    assert bad.value == b"\x00garbage" and bad.error.raw == b"\x00garbage"
+    assert after.message is not None and after.message.message_id == "s:verified:2"
+
+
+def test_shutdown_commits_only_what_was_handled(
+    kafka: KafkaSettings, new_topic: Callable[..., str], group_id: str
+) -> None:
+    topic = new_topic()
+    publish(kafka, topic, 30)
+    handled: list[int] = []
+    listener: KafkaEventListener
+
+    def slow(batch: Sequence[Delivery]) -> list[Delivery]:
+        # Handle one record per poll, then ask to stop mid-stream.
+        handled.append(batch[0].offset)
+        if len(handled) == 7:
+            listener.stop()
+        return [batch[0]]
+
+    listener = KafkaEventListener(kafka, [topic], slow, group_id=group_id)
+    runner = threading.Thread(target=listener.run)
+    runner.start()
+    runner.join(timeout=60)
+    assert not runner.is_alive()
+    listener.close()
+    assert handled == list(range(7))
+    assert committed(kafka, group_id, topic) == 7

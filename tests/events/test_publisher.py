@@ -1,0 +1,197 @@
+"""KafkaMessagePublisher against the real broker, read back by an independent client."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer
+
+from events.admin import TopicAdmin
+from events.broker import EmbeddedBroker, free_port
+from events.errors import BrokerUnavailableError, MessageTooLargeError, PublishError
+from events.messages import CommandMessage, EventMessage, Message
+from events.publisher import KafkaMessagePublisher
+from events.settings import KafkaSettings
+from tests.conftest import settings_for
+
+NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+
+
+def command(saga: str, i: int) -> CommandMessage:
+    return CommandMessage(
+        message_id=f"{saga}:verify:{i}",
+        saga_id=saga,
+        step_id="verify-user",
+        timestamp=NOW,
+        target_service="user",
+        payload={"userId": f"u-{i}", "amount": 12.5},
+        metadata={"attempt": "1"},
+    )
+
+
+def reply(saga: str, i: int) -> EventMessage:
+    return EventMessage(
+        message_id=f"{saga}:verified:{i}",
+        saga_id=saga,
+        step_id="verify-user",
+        timestamp=NOW,
+        success=i % 2 == 0,
+        error=None if i % 2 == 0 else "user blocked",
+    )
+
+
+def read_with_confluent(bootstrap: str, topics: list[str], count: int) -> list[Any]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"independent-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe(topics)
+    records: list[Any] = []
+    deadline = time.monotonic() + 30
+    try:
+        while len(records) < count and time.monotonic() < deadline:
+            record = consumer.poll(0.5)
+            if record is None:
+                continue
+            assert record.error() is None, record.error()
+            records.append(record)
+    finally:
+        consumer.close()
+    return records
+
+
+def process_state(pid: int) -> str:
+    """The /proc state letter of ``pid`` once it settles (T: stopped)."""
+    deadline = time.monotonic() + 2
+    while True:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+        if state == "T" or time.monotonic() > deadline:
+            return state
+        time.sleep(0.02)
+
+
+def test_an_independent_client_reads_sagaid_keys_and_camel_case_json(
+    broker: EmbeddedBroker, kafka: KafkaSettings, new_topic: Callable[..., str]
+) -> None:
+    commands, events = new_topic(partitions=3), new_topic(partitions=3)
+    sagas = [f"saga-{uuid.uuid4().hex[:8]}" for _ in range(12)]
+    items: list[tuple[str, Message]] = []
+    for i, saga in enumerate(sagas):
+        items += [(commands, command(saga, i)), (events, reply(saga, i))]
+    with KafkaMessagePublisher(kafka) as publisher:
+        acks = publisher.publish_batch(items)
+    assert [a.topic for a in acks] == [topic for topic, _ in items]
+
+    records = read_with_confluent(broker.bootstrap, [commands, events], len(items))
+    assert len(records) == len(items)
+    partition_of: dict[tuple[str, str], int] = {}
+    for record in records:
+        saga = record.key().decode()
+        body = json.loads(record.value())
+        assert body["sagaId"] == saga
+        assert {"messageId", "sagaId", "stepId", "type", "timestamp"} <= set(body)
+        if record.topic() == commands:
+            assert body["type"] == "command"
+            assert body["targetService"] == "user"
+            assert body["payload"]["amount"] == 12.5
+        else:
+            assert body["type"] == "event"
+            assert body["success"] is (body["error"] is None)
+        partition_of[(record.topic(), saga)] = record.partition()
+    # Same key, same partition count: one sagaId lands on one partition number
+    # on every topic.
+    for saga in sagas:
+        assert partition_of[(commands, saga)] == partition_of[(events, saga)]
+    assert len({partition_of[(commands, s)] for s in sagas}) > 1
+
+
+def test_each_message_ends_in_its_success_callback(
+    kafka: KafkaSettings, new_topic: Callable[..., str]
+) -> None:
+    topic = new_topic()
+    succeeded: list[tuple[str, int]] = []
+    failed: list[Any] = []
+    with KafkaMessagePublisher(kafka) as publisher:
+        publisher.publish_batch(
+            [(topic, command("s1", i)) for i in range(20)],
+            on_success=lambda m, meta: succeeded.append((m.message_id, meta.offset)),
+            on_failure=lambda m, exc: failed.append((m, exc)),
+        )
+    assert failed == []
+    assert sorted(offset for _, offset in succeeded) == list(range(20))
+    assert len({mid for mid, _ in succeeded}) == 20
+
+
+def test_oversized_message_is_refused_before_it_is_sent(
+    kafka: KafkaSettings, new_topic: Callable[..., str]
+) -> None:
+    topic = new_topic()
+    small = settings_for(kafka.servers)
+    small = KafkaSettings(
+        bootstrap_servers=small.bootstrap_servers, max_message_bytes=300
+    )
+    big = CommandMessage(
+        message_id="m", saga_id="s", step_id="x", timestamp=NOW,
+        target_service="user", payload={"blob": "x" * 400},
+    )  # fmt: skip
+    with KafkaMessagePublisher(small) as publisher:
+        with pytest.raises(MessageTooLargeError):
+            publisher.publish(topic, big)
+        publisher.flush()
+    with TopicAdmin(kafka) as admin:
+        assert admin.describe([topic])[0].messages == 0
+
+
+def test_unreachable_broker_is_a_clear_error_within_the_connect_timeout() -> None:
+    closed = f"127.0.0.1:{free_port()}"
+    settings = KafkaSettings(bootstrap_servers=(closed,), connect_timeout_ms=1_500)
+    started = time.monotonic()
+    with pytest.raises(BrokerUnavailableError, match=closed) as caught:
+        KafkaMessagePublisher(settings)
+    assert time.monotonic() - started < 10
+    assert "bootstrap_servers" in str(caught.value)
+
+
+def test_a_broker_that_stops_answering_fails_every_send_within_the_timeout() -> None:
+    with EmbeddedBroker() as own:
+        settings = settings_for(own.bootstrap)
+        with TopicAdmin(settings) as admin:
+            admin.ensure_topics(["frozen.events.test"], partitions=1)
+        publisher = KafkaMessagePublisher(settings)
+        publisher.publish_batch([("frozen.events.test", command("warm", 0))])
+        own.pause()
+        try:
+            assert process_state(own.pid) == "T"  # the fault really fired
+            failures: list[BaseException] = []
+            lock = threading.Lock()
+
+            def failed(message: Message, exc: BaseException) -> None:
+                with lock:
+                    failures.append(exc)
+
+            started = time.monotonic()
+            with pytest.raises(PublishError) as caught:
+                publisher.publish_batch(
+                    [("frozen.events.test", command("s", i)) for i in range(5)],
+                    on_failure=failed,
+                )
+            elapsed = time.monotonic() - started
+        finally:
+            own.resume()
+        assert caught.value.failed == 5
+        assert len(failures) == 5
+        # delivery_timeout_ms is 6 s in these settings: bounded, no hang.
+        assert elapsed < 6 + 5
+        publisher.close(timeout_s=2)

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+
+from events.errors import InvalidTopicNameError
+from events.topics import (
+    ALL_TOPICS,
+    COMMAND_TOPICS,
+    EVENT_TOPICS,
+    Direction,
+    command_topic,
+    parse_topic,
+)
+
+
+def test_catalog_holds_every_topic_of_the_design() -> None:
+    assert {
+        "account.commands.deposit", "payment.commands.process",
+        "user.commands.verify", "payment.commands.refund",
+        "account.events.deposit", "payment.events.process",
+        "user.events.verify", "payment.events.refund",
+        "saga.requests", "saga.events", "saga.dlq",
+    } == set(ALL_TOPICS)  # fmt: skip
+    assert len(ALL_TOPICS) == len(set(ALL_TOPICS))
+
+
+def test_every_service_topic_follows_the_naming_rule() -> None:
+    for name in COMMAND_TOPICS + EVENT_TOPICS:
+        assert parse_topic(name).name == name
+    assert parse_topic("payment.commands.process").direction is Direction.COMMANDS
+    assert parse_topic("payment.commands.refund").reply.name == "payment.events.refund"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["payment.process", "Payment.commands.process", "payment.command.process",
+     "payment.commands.", ".events.x", "payment.events.process.extra", "a b.events.c"],
+)  # fmt: skip
+def test_bad_names_are_refused_with_the_rule(name: str) -> None:
+    with pytest.raises(InvalidTopicNameError, match="<service>.commands"):
+        parse_topic(name)
+
+
+def test_only_a_commands_topic_has_a_reply() -> None:
+    with pytest.raises(InvalidTopicNameError):
+        _ = parse_topic("user.events.verify").reply
+    assert command_topic("user", "verify") == "user.commands.verify"
