@@ -37,7 +37,7 @@ def test_every_service_topic_follows_the_naming_rule() -> None:
      "payment.commands.", ".events.x", "payment.events.process.extra", "a b.events.c"],
 )  # fmt: skip
 def test_bad_names_are_refused_with_the_rule(name: str) -> None:
-    with pytest.raises(InvalidTopicNameError, match="<service>.commands"):
+    with pytest.raises(InvalidTopicNameError, match=r"<service>\.commands"):
         parse_topic(name)
 
 

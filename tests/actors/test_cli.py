@@ -1,0 +1,155 @@
+"""The ``saga`` command line, against the real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from actors.cli import main
+from events.broker import EmbeddedBroker
+from events.publisher import KafkaMessagePublisher
+from events.settings import KafkaSettings
+from events.topics import ALL_TOPICS
+from tests.events.test_broker import wait_dead
+from tests.events.test_publisher import command
+
+ROOT = Path(__file__).resolve().parents[2]
+SAGA = [sys.executable, "-m", "actors.cli"]
+
+
+def test_help_explains_every_command() -> None:
+    out = subprocess.run(
+        [*SAGA, "--help"], capture_output=True, text=True, cwd=ROOT, check=True
+    ).stdout
+    for command_name in ("broker", "topics", "config", "SAGA_", "--config"):
+        assert command_name in out
+    for sub in (
+        ["broker"],
+        ["topics", "create"],
+        ["topics", "list"],
+        ["config", "show"],
+    ):
+        text = subprocess.run(
+            [*SAGA, *sub, "--help"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=True,
+        ).stdout
+        assert "--bootstrap-servers" in text
+
+
+def test_topics_create_then_list_with_partitions_and_end_offsets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A broker of its own: the catalog's topic names are global.
+    with EmbeddedBroker() as broker:
+        flags = ["--bootstrap-servers", broker.bootstrap, "--partitions", "3"]
+        assert main(["topics", "create", *flags]) == 0
+        created = capsys.readouterr().out
+        assert created.count("created") == len(ALL_TOPICS)
+        assert main(["topics", "create", *flags]) == 0
+        assert capsys.readouterr().out.count("exists") == len(ALL_TOPICS)
+
+        settings = KafkaSettings(bootstrap_servers=(broker.bootstrap,))
+        with KafkaMessagePublisher(settings) as publisher:
+            publisher.publish_batch(
+                ("user.commands.verify", command(f"saga-{i}", i)) for i in range(40)
+            )
+        assert main(["topics", "list", "--json", *flags]) == 0
+        rows = {row["topic"]: row for row in json.loads(capsys.readouterr().out)}
+        assert set(rows) == set(ALL_TOPICS)
+        verify = rows["user.commands.verify"]
+        assert verify["partitions"] == 3
+        assert verify["messages"] == 40 == sum(verify["end_offsets"])
+        assert rows["saga.dlq"]["end_offsets"] == [0, 0, 0]
+
+        assert main(["topics", "list", *flags]) == 0
+        table = capsys.readouterr().out
+        assert "user.commands.verify" in table and "PARTITIONS" in table
+
+        # The same topics with another partition count: refused, exit 1.
+        assert main(["topics", "create", "--bootstrap-servers", broker.bootstrap]) == 1
+        error = capsys.readouterr().err
+        assert "partition count mismatch" in error and "has 3 partitions" in error
+
+
+def test_without_kafka_configured_topics_say_how_to_get_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SAGA_KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    monkeypatch.delenv("SAGA_CONFIG", raising=False)
+    assert main(["topics", "list"]) == 2
+    assert "saga broker" in capsys.readouterr().err
+
+
+def test_bad_configuration_exits_2_naming_the_key(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["config", "show", "--set", "kafka.topics.partitions=many"]) == 2
+    assert "kafka.topics.partitions" in capsys.readouterr().err
+    assert main(["config", "show", "--set", "no-equals-sign"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_config_show_masks_secrets(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SAGA_KAFKA_SECURITY_SASL_PASSWORD", "hunter2-secret")
+    flags = ["--security-protocol", "SASL_SSL", "--sasl-mechanism", "PLAIN",
+             "--sasl-username", "svc"]  # fmt: skip
+    assert main(["config", "show", *flags]) == 0
+    text = capsys.readouterr().out
+    assert "hunter2-secret" not in text
+    assert 'kafka.security.sasl_password = "***"' in text
+    assert main(["config", "show", "--json", *flags]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["kafka"]["security"]["sasl_password"] == "***"
+
+
+def broker_children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        return [int(p) for p in children.read().split()]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_saga_broker_prints_bootstrap_serves_topics_and_stops_with_its_owner(
+    stop: signal.Signals,
+) -> None:
+    process = subprocess.Popen(
+        [*SAGA, "broker", "--partitions", "2"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline().strip()
+        assert first.startswith("bootstrap: 127.0.0.1:")
+        assert "11 created" in process.stdout.readline()
+        bootstrap = first.removeprefix("bootstrap: ")
+        [broker_pid] = broker_children(process.pid)
+        listed = subprocess.run(
+            [*SAGA, "topics", "list", "--json", "--bootstrap-servers", bootstrap],
+            capture_output=True, text=True, cwd=ROOT, check=True,
+        )  # fmt: skip
+        rows = json.loads(listed.stdout)
+        assert {row["topic"] for row in rows} == set(ALL_TOPICS)
+        assert {row["partitions"] for row in rows} == {2}
+        process.send_signal(stop)
+        started = time.monotonic()
+        assert process.wait(timeout=15) in (0, 128 + stop)
+        assert time.monotonic() - started < 10
+        assert wait_dead(broker_pid)
+    finally:
+        process.kill()
+        process.wait()

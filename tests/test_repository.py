@@ -1,0 +1,29 @@
+"""The README's front-door commands and CI stay the same commands."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def front_door() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```(?:sh|bash)?\n(.*?)```", readme, re.S)
+    assert block, "the README opens with a code block of commands"
+    return [
+        line for line in block.group(1).splitlines() if line and not line.startswith("#")
+    ]
+
+
+def test_readme_opens_with_the_main_job_and_the_test_command() -> None:
+    main_job, tests = front_door()
+    assert main_job.startswith("python3 -m venv .venv") and "saga " in main_job
+    assert tests.startswith("python3 -m venv .venv") and "pytest" in tests
+
+
+def test_ci_runs_exactly_the_readmes_test_command() -> None:
+    _, tests = front_door()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert tests in ci
