@@ -12,9 +12,8 @@ def front_door() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     block = re.search(r"```(?:sh|bash)?\n(.*?)```", readme, re.S)
     assert block, "the README opens with a code block of commands"
-    return [
-        line for line in block.group(1).splitlines() if line and not line.startswith("#")
-    ]
+    lines = block.group(1).splitlines()
+    return [line for line in lines if line and not line.startswith("#")]
 
 
 def test_readme_opens_with_the_main_job_and_the_test_command() -> None:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker, free_port
@@ -47,16 +47,24 @@ def reply(saga: str, i: int) -> EventMessage:
     )
 
 
-def read_with_confluent(bootstrap: str, topics: list[str], count: int) -> list[Any]:
+def read_with_confluent(
+    bootstrap: str, topics: list[str], partitions: int, count: int
+) -> list[Any]:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"independent-{uuid.uuid4().hex[:6]}",
-            "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }
     )
-    consumer.subscribe(topics)
+    # Assigned, not subscribed: reads from the start without a group join.
+    consumer.assign(
+        [
+            TopicPartition(topic, p, OFFSET_BEGINNING)
+            for topic in topics
+            for p in range(partitions)
+        ]
+    )
     records: list[Any] = []
     deadline = time.monotonic() + 30
     try:
@@ -94,7 +102,7 @@ def test_an_independent_client_reads_sagaid_keys_and_camel_case_json(
         acks = publisher.publish_batch(items)
     assert [a.topic for a in acks] == [topic for topic, _ in items]
 
-    records = read_with_confluent(broker.bootstrap, [commands, events], len(items))
+    records = read_with_confluent(broker.bootstrap, [commands, events], 3, len(items))
     assert len(records) == len(items)
     partition_of: dict[tuple[str, str], int] = {}
     for record in records:
