@@ -31,14 +31,11 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker
+from events.clients import consumer_options, producer_options
 from events.listener import Delivery, KafkaEventListener
 from events.messages import CommandMessage, MessageCodec
 from events.publisher import KafkaMessagePublisher
-from events.settings import (
-    KafkaSettings,
-    consumer_options,
-    producer_options,
-)
+from events.settings import KafkaSettings
 
 
 def messages(count: int) -> list[CommandMessage]:

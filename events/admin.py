@@ -9,24 +9,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from types import TracebackType
 
 import msgspec
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaError
 
+from events.clients import (
+    Closing,
+    admin_options,
+    connect,
+    consumer_options,
+    forbid_auto_create,
+)
 from events.errors import (
-    BrokerUnavailableError,
     EventsError,
     MissingTopicError,
     TopicPartitionMismatchError,
 )
-from events.settings import (
-    KafkaSettings,
-    admin_options,
-    consumer_options,
-    forbid_auto_create,
-)
+from events.settings import KafkaSettings
 
 
 class ProvisionReport(msgspec.Struct, frozen=True):
@@ -46,17 +46,12 @@ class TopicInfo(msgspec.Struct, frozen=True):
         return sum(self.end_offsets)
 
 
-class TopicAdmin:
+class TopicAdmin(Closing):
     """Creates, checks and describes topics. Use as a context manager."""
 
     def __init__(self, settings: KafkaSettings) -> None:
         self._settings = settings
-        try:
-            self._admin = KafkaAdminClient(**admin_options(settings))
-        except KafkaTimeoutError as exc:
-            raise BrokerUnavailableError(
-                settings.servers, settings.connect_timeout_ms, exc
-            ) from exc
+        self._admin = connect(KafkaAdminClient, settings, admin_options(settings))
 
     def partition_counts(self) -> dict[str, int]:
         """Every topic on the cluster and its partition count.
@@ -157,17 +152,6 @@ class TopicAdmin:
     def close(self) -> None:
         self._admin.close()
 
-    def __enter__(self) -> TopicAdmin:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 def end_offsets(
     settings: KafkaSettings, partitions: list[TopicPartition], timeout_s: float = 10.0
@@ -180,12 +164,7 @@ def end_offsets(
     """
     if not partitions:
         return {}
-    try:
-        consumer = KafkaConsumer(**consumer_options(settings, group_id=None))
-    except KafkaTimeoutError as exc:
-        raise BrokerUnavailableError(
-            settings.servers, settings.connect_timeout_ms, exc
-        ) from exc
+    consumer = connect(KafkaConsumer, settings, consumer_options(settings, None))
     forbid_auto_create(consumer._manager.cluster)
     try:
         consumer.assign(partitions)

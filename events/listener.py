@@ -14,15 +14,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from types import TracebackType
 
 import msgspec
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import CommitFailedError, KafkaTimeoutError
+from kafka.errors import CommitFailedError
 
-from events.errors import BrokerUnavailableError, MessageDecodeError
+from events.clients import Closing, connect, consumer_options, forbid_auto_create
+from events.errors import MessageDecodeError
 from events.messages import Message, MessageCodec
-from events.settings import KafkaSettings, consumer_options, forbid_auto_create
+from events.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Delivery(msgspec.Struct, frozen=True):
 Handler = Callable[[Sequence[Delivery]], Iterable[Delivery]]
 
 
-class KafkaEventListener:
+class KafkaEventListener(Closing):
     """A consumer-group member over ``topics`` with manual commits.
 
     Drive it with :meth:`run` (until :meth:`stop`), or step it with
@@ -72,14 +72,9 @@ class KafkaEventListener:
         self._codec = codec or MessageCodec(settings.max_message_bytes)
         self.group_id = group_id or settings.consumer.group_id
         self._stopping = threading.Event()
-        try:
-            self._consumer = KafkaConsumer(
-                **consumer_options(settings, group_id=self.group_id)
-            )
-        except KafkaTimeoutError as exc:
-            raise BrokerUnavailableError(
-                settings.servers, settings.connect_timeout_ms, exc
-            ) from exc
+        self._consumer = connect(
+            KafkaConsumer, settings, consumer_options(settings, self.group_id)
+        )
         forbid_auto_create(self._consumer._manager.cluster)
         self._consumer.subscribe(list(topics))
         self.handled = 0
@@ -188,14 +183,3 @@ class KafkaEventListener:
     def close(self) -> None:
         # Nothing is auto-committed on close: only what poll_once committed.
         self._consumer.close(autocommit=False)
-
-    def __enter__(self) -> KafkaEventListener:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

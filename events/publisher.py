@@ -10,15 +10,15 @@ delivery timeout instead of hanging.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from types import TracebackType
 from typing import Any, Protocol
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from events.errors import BrokerUnavailableError, EventsError, PublishError
+from events.clients import Closing, connect, forbid_auto_create, producer_options
+from events.errors import EventsError, PublishError
 from events.messages import Message, MessageCodec
-from events.settings import KafkaSettings, forbid_auto_create, producer_options
+from events.settings import KafkaSettings
 
 OnSuccess = Callable[[Message, Any], None]
 OnFailure = Callable[[Message, BaseException], None]
@@ -32,7 +32,7 @@ class Delivered(Protocol):
     offset: int
 
 
-class KafkaMessagePublisher:
+class KafkaMessagePublisher(Closing):
     """Publishes :data:`~events.messages.Message` values as JSON.
 
     Callbacks run on the producer's I/O thread: keep them short and never
@@ -44,12 +44,7 @@ class KafkaMessagePublisher:
     ) -> None:
         self._settings = settings
         self._codec = codec or MessageCodec(settings.max_message_bytes)
-        try:
-            self._producer = KafkaProducer(**producer_options(settings))
-        except KafkaTimeoutError as exc:
-            raise BrokerUnavailableError(
-                settings.servers, settings.connect_timeout_ms, exc
-            ) from exc
+        self._producer = connect(KafkaProducer, settings, producer_options(settings))
         forbid_auto_create(self._producer._metadata)
 
     def publish(
@@ -144,17 +139,6 @@ class KafkaMessagePublisher:
             self._producer.close(timeout=timeout_s)
         except KafkaError as exc:
             raise EventsError(f"closing the producer failed: {exc}") from exc
-
-    def __enter__(self) -> KafkaMessagePublisher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _bind(callback: Callable[[Message, Any], None], message: Message) -> Any:
