@@ -19,7 +19,6 @@ from events.clients import (
     admin_options,
     connect,
     consumer_options,
-    forbid_auto_create,
 )
 from events.errors import (
     EventsError,
@@ -165,7 +164,6 @@ def end_offsets(
     if not partitions:
         return {}
     consumer = connect(KafkaConsumer, settings, consumer_options(settings, None))
-    forbid_auto_create(consumer._manager.cluster)
     try:
         consumer.assign(partitions)
         for tp, offset in consumer.end_offsets(partitions).items():

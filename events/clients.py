@@ -22,14 +22,22 @@ Client = TypeVar("Client")
 def connect(
     factory: Callable[..., Client], settings: KafkaSettings, options: dict[str, Any]
 ) -> Client:
-    """Build a kafka-python client; an unreachable cluster is a clear error
-    after ``kafka.connect_timeout_ms``, not a hang."""
+    """Build a kafka-python client that never auto-creates topics; an
+    unreachable cluster is a clear error after ``kafka.connect_timeout_ms``,
+    not a hang."""
     try:
-        return factory(**options)
+        client = factory(**options)
     except KafkaTimeoutError as exc:
         raise BrokerUnavailableError(
             settings.servers, settings.connect_timeout_ms, exc
         ) from exc
+    # The producer keeps its cluster metadata as _metadata; consumers and the
+    # admin client reach it through their connection manager.
+    cluster = getattr(client, "_metadata", None)
+    if cluster is None:
+        cluster = getattr(getattr(client, "_manager", None), "cluster", None)
+    forbid_auto_create(cluster)
+    return client
 
 
 class Closing(ABC):

@@ -19,7 +19,7 @@ import msgspec
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError
 
-from events.clients import Closing, connect, consumer_options, forbid_auto_create
+from events.clients import Closing, connect, consumer_options
 from events.errors import MessageDecodeError
 from events.messages import Message, MessageCodec
 from events.settings import KafkaSettings
@@ -75,7 +75,6 @@ class KafkaEventListener(Closing):
         self._consumer = connect(
             KafkaConsumer, settings, consumer_options(settings, self.group_id)
         )
-        forbid_auto_create(self._consumer._manager.cluster)
         self._consumer.subscribe(list(topics))
         self.handled = 0
         self.committed_batches = 0

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from events.clients import Closing, connect, forbid_auto_create, producer_options
+from events.clients import Closing, connect, producer_options
 from events.errors import EventsError, PublishError
 from events.messages import Message, MessageCodec
 from events.settings import KafkaSettings
@@ -45,7 +45,6 @@ class KafkaMessagePublisher(Closing):
         self._settings = settings
         self._codec = codec or MessageCodec(settings.max_message_bytes)
         self._producer = connect(KafkaProducer, settings, producer_options(settings))
-        forbid_auto_create(self._producer._metadata)
 
     def publish(
         self,
