@@ -1,0 +1,253 @@
+"""Saga definitions: a saga type is a named, ordered list of steps, as data.
+
+A step names the command topic it sends to and the reply topic it listens on,
+an optional compensation, a reply timeout and a retry policy. Payloads are
+templates: a string ``"$input.amount"`` is replaced by the saga input's
+``amount``, ``"$steps.process_payment.paymentId"`` by that field of an earlier
+step's reply, and ``"$saga.id"`` by the sagaId; any other value is literal (a
+string that must start with ``$`` is written ``$$...``). Templates are checked
+when the definition is built, so a typo fails at start-up, not in the middle of
+a saga.
+
+Pure: no I/O, no clock, no randomness. Jitter arrives as a number from outside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from actors.errors import DefinitionError, PayloadError
+from events.topics import Direction, parse_topic
+
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+
+
+class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Exponential backoff with jitter, up to ``max_attempts`` sends in all."""
+
+    max_attempts: Positive = 3
+    initial_backoff_ms: Positive = 500
+    multiplier: Annotated[float, msgspec.Meta(ge=1.0)] = 2.0
+    max_backoff_ms: Positive = 30_000
+    #: The share of each backoff that is random: 0.2 means 80%..100% of it.
+    jitter: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.2
+
+    def backoff_ms(self, attempt: int, jitter: float) -> int:
+        """The wait before attempt ``attempt + 1``; ``jitter`` is in [0, 1)."""
+        base = min(
+            self.initial_backoff_ms * self.multiplier ** (attempt - 1),
+            self.max_backoff_ms,
+        )
+        return max(1, round(base * (1.0 - self.jitter * jitter)))
+
+
+class Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A command sent to a participant and the topic its answer comes back on."""
+
+    command_topic: str
+    payload: dict[str, Any] = {}
+    #: Defaults to the command topic's events twin (``x.commands.y`` -> ``x.events.y``).
+    reply_topic: str = ""
+    timeout_ms: Positive = 10_000
+    retry: RetryPolicy = RetryPolicy()
+
+    def __post_init__(self) -> None:
+        topic = parse_topic(self.command_topic)
+        if topic.direction is not Direction.COMMANDS:
+            raise DefinitionError(
+                f"command_topic {self.command_topic!r} is not a commands topic"
+            )
+        if not self.reply_topic:
+            msgspec.structs.force_setattr(self, "reply_topic", topic.reply.name)
+        elif parse_topic(self.reply_topic).direction is not Direction.EVENTS:
+            raise DefinitionError(
+                f"reply_topic {self.reply_topic!r} is not an events topic"
+            )
+
+    @property
+    def service(self) -> str:
+        return parse_topic(self.command_topic).service
+
+
+class Step(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One step: its forward action and, if it can be undone, the compensation."""
+
+    name: str
+    action: Action
+    compensation: Action | None = None
+
+
+class SagaDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A saga type. ``inputs`` are the fields a start request must carry."""
+
+    name: str
+    steps: tuple[Step, ...]
+    inputs: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise DefinitionError(f"saga {self.name!r} has no steps")
+        seen: list[str] = []
+        for step in self.steps:
+            if not _is_name(step.name):
+                raise DefinitionError(
+                    f"saga {self.name!r}: step name {step.name!r} must be letters, "
+                    "digits and underscores"
+                )
+            if step.name in seen:
+                raise DefinitionError(f"saga {self.name!r}: step {step.name!r} twice")
+            _check_template(self, step.name, step.action.payload, seen)
+            if step.compensation is not None:
+                # A compensation may use its own step's reply: it undoes it.
+                _check_template(
+                    self, step.name, step.compensation.payload, [*seen, step.name]
+                )
+            seen.append(step.name)
+
+    def index(self, name: str) -> int:
+        """The step's position; sagas have a handful of steps, so a scan is cheapest."""
+        for i, step in enumerate(self.steps):
+            if step.name == name:
+                return i
+        raise DefinitionError(f"saga {self.name!r} has no step {name!r}")
+
+    def step(self, name: str) -> Step:
+        return self.steps[self.index(name)]
+
+    def has_step(self, name: str) -> bool:
+        return any(step.name == name for step in self.steps)
+
+
+def _is_name(name: str) -> bool:
+    return bool(name) and name.replace("_", "a").isalnum() and name.isascii()
+
+
+def _check_template(
+    definition: SagaDefinition, step: str, template: Any, earlier: list[str]
+) -> None:
+    if isinstance(template, Mapping):
+        for value in template.values():
+            _check_template(definition, step, value, earlier)
+    elif isinstance(template, list | tuple):
+        for value in template:
+            _check_template(definition, step, value, earlier)
+    elif isinstance(template, str) and _is_reference(template):
+        root, *path = template[1:].split(".")
+        where = f"saga {definition.name!r}, step {step!r}: {template!r}"
+        if root == "input":
+            if len(path) != 1 or (
+                definition.inputs and path[0] not in definition.inputs
+            ):
+                raise DefinitionError(
+                    f"{where} must name one of the inputs {list(definition.inputs)}"
+                )
+        elif root == "steps":
+            if len(path) < 2 or path[0] not in earlier:
+                raise DefinitionError(
+                    f"{where} must name an earlier step's reply field "
+                    f"($steps.<step>.<field>; earlier steps: {earlier})"
+                )
+        elif root == "saga":
+            if path != ["id"]:
+                raise DefinitionError(f"{where}: only $saga.id is known")
+        else:
+            raise DefinitionError(
+                f"{where}: references start with $input., $steps. or $saga.id "
+                "(write $$ for a literal $)"
+            )
+
+
+def _is_reference(value: str) -> bool:
+    return value.startswith("$") and not value.startswith("$$")
+
+
+def render(
+    template: Any,
+    saga_id: str,
+    inputs: Mapping[str, Any],
+    replies: Mapping[str, Mapping[str, Any]],
+) -> Any:
+    """Fill a payload template; raises :class:`PayloadError` naming what is missing."""
+    if isinstance(template, Mapping):
+        return {k: render(v, saga_id, inputs, replies) for k, v in template.items()}
+    if isinstance(template, list | tuple):
+        return [render(v, saga_id, inputs, replies) for v in template]
+    if not isinstance(template, str) or not template.startswith("$"):
+        return template
+    if template.startswith("$$"):
+        return template[1:]
+    root, *path = template[1:].split(".")
+    if root == "saga":
+        return saga_id
+    if root == "input":
+        value: Any = inputs
+        source = "the saga input"
+    else:
+        value = replies.get(path[0])
+        source = f"the reply of step {path[0]!r}"
+        path = path[1:]
+    for part in path:
+        if not isinstance(value, Mapping) or part not in value:
+            raise PayloadError(f"{template}: {source} has no field {part!r}")
+        value = value[part]
+    return value
+
+
+def _deposit() -> SagaDefinition:
+    return SagaDefinition(
+        name="deposit",
+        inputs=("userId", "accountId", "amount", "currency"),
+        steps=(
+            Step(
+                name="verify_user",
+                action=Action(
+                    command_topic="user.commands.verify",
+                    payload={"userId": "$input.userId"},
+                ),
+            ),
+            Step(
+                name="process_payment",
+                action=Action(
+                    command_topic="payment.commands.process",
+                    payload={
+                        "userId": "$input.userId",
+                        "amount": "$input.amount",
+                        "currency": "$input.currency",
+                    },
+                ),
+                compensation=Action(
+                    command_topic="payment.commands.refund",
+                    payload={
+                        "paymentId": "$steps.process_payment.paymentId",
+                        "userId": "$input.userId",
+                        "amount": "$input.amount",
+                        "currency": "$input.currency",
+                    },
+                ),
+            ),
+            Step(
+                name="deposit",
+                action=Action(
+                    command_topic="account.commands.deposit",
+                    payload={
+                        "accountId": "$input.accountId",
+                        "amount": "$input.amount",
+                        "currency": "$input.currency",
+                        "paymentId": "$steps.process_payment.paymentId",
+                    },
+                ),
+            ),
+        ),
+    )
+
+
+#: The platform's deposit saga: verify the user, take the payment, credit the
+#: account; a failed deposit refunds the payment; a failed verification rejects
+#: the saga with nothing to undo.
+DEPOSIT: Final = _deposit()
+
+#: The saga types this orchestrator runs, by name.
+DEFINITIONS: Final[Mapping[str, SagaDefinition]] = {DEPOSIT.name: DEPOSIT}

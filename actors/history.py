@@ -1,0 +1,175 @@
+"""Saga events: the facts a saga's life is made of, and the log record that holds them.
+
+These Structs are the wire format of ``saga.events``. Each event's ``type`` is an
+explicit, stable tag string (``step_commanded``), never a class name, so renaming
+a class cannot break a stored log. New fields must get defaults, so old logs
+still decode. Events are named in the past tense.
+
+One :class:`LogRecord` holds the events of one decision. A record is one Kafka
+message, so a decision's events are appended together or not at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, TypeAlias
+
+import msgspec
+
+
+class SagaEvent(
+    msgspec.Struct, frozen=True, kw_only=True, rename="camel", tag_field="type"
+):
+    """Base of every saga event. ``type`` is the union tag."""
+
+
+class SagaStarted(SagaEvent, frozen=True, kw_only=True, tag="saga_started"):
+    saga_id: str
+    saga_type: str
+    input: dict[str, Any]
+
+
+class StepCommanded(SagaEvent, frozen=True, kw_only=True, tag="step_commanded"):
+    """A step's command was issued; ``deadline`` (epoch ms) bounds the wait."""
+
+    step: str
+    attempt: int
+    message_id: str
+    deadline: int
+
+
+class StepSucceeded(SagaEvent, frozen=True, kw_only=True, tag="step_succeeded"):
+    step: str
+    attempt: int
+    reply_id: str
+    payload: dict[str, Any] = {}
+
+
+class StepFailed(SagaEvent, frozen=True, kw_only=True, tag="step_failed"):
+    """The participant said no, or the command could not be built (no reply)."""
+
+    step: str
+    attempt: int
+    error: str
+    reply_id: str | None = None
+
+
+class StepTimedOut(SagaEvent, frozen=True, kw_only=True, tag="step_timed_out"):
+    """No answer by the deadline. ``retry_at`` (epoch ms) is when the next attempt
+    goes out, or ``None``: attempts are used up and the step has failed."""
+
+    step: str
+    attempt: int
+    retry_at: int | None
+
+
+class CompensationCommanded(
+    SagaEvent, frozen=True, kw_only=True, tag="compensation_commanded"
+):
+    step: str
+    attempt: int
+    message_id: str
+    deadline: int
+
+
+class StepCompensated(SagaEvent, frozen=True, kw_only=True, tag="step_compensated"):
+    step: str
+    attempt: int
+    reply_id: str
+
+
+class CompensationFailed(
+    SagaEvent, frozen=True, kw_only=True, tag="compensation_failed"
+):
+    """A compensation was refused; it is retried at ``retry_at`` unless ``None``."""
+
+    step: str
+    attempt: int
+    error: str
+    retry_at: int | None
+    reply_id: str | None = None
+
+
+class CompensationTimedOut(
+    SagaEvent, frozen=True, kw_only=True, tag="compensation_timed_out"
+):
+    step: str
+    attempt: int
+    retry_at: int | None
+
+
+class SagaCompleted(SagaEvent, frozen=True, kw_only=True, tag="saga_completed"):
+    """Every step succeeded."""
+
+
+class SagaCompensated(SagaEvent, frozen=True, kw_only=True, tag="saga_compensated"):
+    """A step failed and every completed step was undone: rolled back."""
+
+    reason: str
+
+
+class SagaRejected(SagaEvent, frozen=True, kw_only=True, tag="saga_rejected"):
+    """A step failed before anything needed undoing."""
+
+    reason: str
+
+
+class SagaFailed(SagaEvent, frozen=True, kw_only=True, tag="saga_failed"):
+    """A compensation could not be carried out: a person must look at it."""
+
+    reason: str
+
+
+AnySagaEvent: TypeAlias = (
+    SagaStarted
+    | StepCommanded
+    | StepSucceeded
+    | StepFailed
+    | StepTimedOut
+    | CompensationCommanded
+    | StepCompensated
+    | CompensationFailed
+    | CompensationTimedOut
+    | SagaCompleted
+    | SagaCompensated
+    | SagaRejected
+    | SagaFailed
+)
+
+TERMINAL_EVENTS: Final = (SagaCompleted, SagaCompensated, SagaRejected, SagaFailed)
+
+#: Every tag string, as it appears in ``type``: the stable names of saga events.
+EVENT_TYPES: Final = tuple(
+    msgspec.inspect.type_info(t).tag  # type: ignore[attr-defined]
+    for t in AnySagaEvent.__args__
+)
+
+
+class LogRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """The events of one decision, numbered from ``seq`` (a saga's first event is 1).
+
+    ``at`` is the decision's time (epoch ms); ``cause`` says what it reacted to
+    (``topic/partition/offset`` of the input, or ``timer``).
+    """
+
+    saga_id: str
+    saga_type: str
+    seq: int
+    at: int
+    events: list[AnySagaEvent]
+    cause: str = ""
+
+
+class HistoryCodec:
+    """Encodes and decodes :class:`LogRecord`; built once, reused."""
+
+    __slots__ = ("_decoder", "_encoder")
+
+    def __init__(self) -> None:
+        self._encoder = msgspec.json.Encoder()
+        self._decoder = msgspec.json.Decoder(LogRecord)
+
+    def encode(self, record: LogRecord) -> bytes:
+        return self._encoder.encode(record)
+
+    def decode(self, raw: bytes) -> LogRecord:
+        return self._decoder.decode(raw)

@@ -1,0 +1,564 @@
+"""The saga core, a pure decider: ``decide`` and ``evolve``, and the state they share.
+
+``evolve(state, event)`` applies one saga event; a saga's state is the fold of its
+events, nothing else. ``decide(definition, state, input)`` takes one input (a
+start request, a participant's reply, or a timer tick) and returns the new saga
+events and the commands to send, as data. Time, jitter and ids arrive inside the
+inputs, so a decision is a function of its arguments and replay is exact. This
+module does no I/O; ruff's banned-imports rule keeps Ray, Kafka and DuckDB out.
+
+Command messageIds are ``<sagaId>:<stepId>:<attempt>``: a re-sent command is
+recognisably the same command. A compensation's stepId is ``<step>.compensate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Final, TypeAlias
+
+import msgspec
+
+from actors.definitions import Action, SagaDefinition, render
+from actors.errors import PayloadError
+from actors.history import (
+    AnySagaEvent,
+    CompensationCommanded,
+    CompensationFailed,
+    CompensationTimedOut,
+    SagaCompensated,
+    SagaCompleted,
+    SagaFailed,
+    SagaRejected,
+    SagaStarted,
+    StepCommanded,
+    StepCompensated,
+    StepFailed,
+    StepSucceeded,
+    StepTimedOut,
+)
+from events.messages import CommandMessage
+
+COMPENSATE: Final = ".compensate"
+
+
+class Status(StrEnum):
+    RUNNING = "running"
+    COMPENSATING = "compensating"
+    COMPLETED = "completed"
+    COMPENSATED = "compensated"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (Status.RUNNING, Status.COMPENSATING)
+
+
+class SagaState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One saga's state: the fold of its events.
+
+    ``step`` is the step being run (or, while compensating, undone) and
+    ``attempt`` its current attempt. ``deadline`` (epoch ms, 0 for none) is when
+    the saga must act unprompted: when a reply is overdue, or, with ``retrying``,
+    when the next attempt goes out. ``replies`` holds each completed step's reply
+    payload, in completion order.
+    """
+
+    saga_id: str
+    saga_type: str
+    input: dict[str, Any]
+    seq: int = 0
+    status: Status = Status.RUNNING
+    step: str = ""
+    attempt: int = 0
+    deadline: int = 0
+    retrying: bool = False
+    replies: dict[str, dict[str, Any]] = {}
+    compensated: tuple[str, ...] = ()
+    reason: str = ""
+
+    @property
+    def compensating(self) -> bool:
+        return self.status is Status.COMPENSATING
+
+    @property
+    def step_id(self) -> str:
+        """The wire stepId of the command the saga is waiting on."""
+        return self.step + COMPENSATE if self.compensating else self.step
+
+    @property
+    def message_id(self) -> str:
+        return message_id(self.saga_id, self.step_id, self.attempt)
+
+
+def message_id(saga_id: str, step_id: str, attempt: int) -> str:
+    return f"{saga_id}:{step_id}:{attempt}"
+
+
+# ---------------------------------------------------------------------------
+# Inputs: what a saga reacts to. ``now`` is epoch milliseconds.
+
+
+class Start(msgspec.Struct, frozen=True, kw_only=True):
+    saga_id: str
+    saga_type: str
+    input: dict[str, Any]
+    now: int
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True):
+    """A participant's answer, as it arrived on ``topic``. ``jitter`` in [0, 1)
+    spreads the retry of a refused compensation."""
+
+    saga_id: str
+    topic: str
+    step_id: str
+    message_id: str
+    success: bool
+    payload: dict[str, Any]
+    error: str | None
+    now: int
+    jitter: float = 0.0
+
+
+class Tick(msgspec.Struct, frozen=True, kw_only=True):
+    """Time passed: the saga checks its deadline."""
+
+    saga_id: str
+    now: int
+    jitter: float = 0.0
+
+
+Input: TypeAlias = Start | Reply | Tick
+
+
+class Send(msgspec.Struct, frozen=True):
+    """A command to publish on ``topic``."""
+
+    topic: str
+    message: CommandMessage
+
+
+class Verdict(StrEnum):
+    APPLIED = "applied"  # the input moved the saga (or was a tick with nothing due)
+    DUPLICATE = "duplicate"  # already applied before: harmless, dropped
+    UNEXPECTED = "unexpected"  # cannot apply: the caller dead-letters it
+
+
+class Decision(msgspec.Struct, frozen=True):
+    events: list[AnySagaEvent]
+    commands: list[Send]
+    state: SagaState | None
+    verdict: Verdict = Verdict.APPLIED
+    reason: str = ""
+
+
+# ---------------------------------------------------------------------------
+# evolve
+
+
+def evolve(state: SagaState | None, event: AnySagaEvent) -> SagaState:
+    """Apply one event. The only way saga state changes."""
+    if state is None:
+        if not isinstance(event, SagaStarted):
+            raise ValueError(f"a saga's first event must be saga_started, got {event}")
+        return SagaState(
+            saga_id=event.saga_id, saga_type=event.saga_type, input=event.input, seq=1
+        )
+    replace = msgspec.structs.replace
+    seq = state.seq + 1
+    match event:
+        case StepCommanded(step=step, attempt=attempt, deadline=deadline):
+            return replace(
+                state,
+                seq=seq,
+                step=step,
+                attempt=attempt,
+                deadline=deadline,
+                retrying=False,
+            )
+        case StepSucceeded(step=step, payload=payload):
+            return replace(
+                state, seq=seq, replies={**state.replies, step: payload}, deadline=0
+            )
+        case StepFailed(error=error):
+            return replace(state, seq=seq, reason=error, deadline=0)
+        case StepTimedOut(retry_at=retry_at) | CompensationTimedOut(retry_at=retry_at):
+            return _waiting(state, seq, retry_at, "")
+        case CompensationFailed(retry_at=retry_at, error=error):
+            return _waiting(state, seq, retry_at, error)
+        case CompensationCommanded(step=step, attempt=attempt, deadline=deadline):
+            return replace(
+                state,
+                seq=seq,
+                status=Status.COMPENSATING,
+                step=step,
+                attempt=attempt,
+                deadline=deadline,
+                retrying=False,
+            )
+        case StepCompensated(step=step):
+            return replace(
+                state, seq=seq, compensated=(*state.compensated, step), deadline=0
+            )
+        case SagaCompleted():
+            return replace(state, seq=seq, status=Status.COMPLETED, deadline=0)
+        case SagaCompensated(reason=reason):
+            return _ended(state, seq, Status.COMPENSATED, reason)
+        case SagaRejected(reason=reason):
+            return _ended(state, seq, Status.REJECTED, reason)
+        case SagaFailed(reason=reason):
+            return _ended(state, seq, Status.FAILED, reason)
+        case SagaStarted():
+            raise ValueError(f"saga {state.saga_id} started twice")
+    raise TypeError(f"not a saga event: {event!r}")
+
+
+def _waiting(state: SagaState, seq: int, retry_at: int | None, error: str) -> SagaState:
+    reason = error or state.reason
+    if retry_at is None:
+        return msgspec.structs.replace(
+            state, seq=seq, deadline=0, retrying=False, reason=reason
+        )
+    return msgspec.structs.replace(
+        state, seq=seq, deadline=retry_at, retrying=True, reason=reason
+    )
+
+
+def _ended(state: SagaState, seq: int, status: Status, reason: str) -> SagaState:
+    return msgspec.structs.replace(
+        state, seq=seq, status=status, deadline=0, retrying=False, reason=reason
+    )
+
+
+def fold(events: Iterable[AnySagaEvent], state: SagaState | None = None) -> SagaState:
+    """The state after ``events``, starting from ``state`` (a snapshot) or nothing."""
+    for event in events:
+        state = evolve(state, event)
+    if state is None:
+        raise ValueError("no events to fold")
+    return state
+
+
+# ---------------------------------------------------------------------------
+# decide
+
+
+def decide(
+    definition: SagaDefinition, state: SagaState | None, input: Input
+) -> Decision:
+    """React to one input: the saga events to append and the commands to send."""
+    match input:
+        case Start():
+            return _start(definition, state, input)
+        case Reply():
+            if state is None:
+                return _refuse(state, f"no saga {input.saga_id} is known")
+            return _reply(definition, state, input)
+        case Tick():
+            if state is None:
+                return _refuse(state, f"no saga {input.saga_id} is known")
+            return _tick(definition, state, input)
+    raise TypeError(f"not a saga input: {input!r}")
+
+
+class _Decision:
+    """Collects a decision's events, folding each into the state as it goes, so
+    later choices in the same decision see exactly what replay will see."""
+
+    def __init__(
+        self, definition: SagaDefinition, state: SagaState | None, now: int
+    ) -> None:
+        self.definition = definition
+        self.state = state
+        self.now = now
+        self.events: list[AnySagaEvent] = []
+        self.commands: list[Send] = []
+
+    @property
+    def current(self) -> SagaState:
+        assert self.state is not None, "a saga_started event comes first"
+        return self.state
+
+    def emit(self, event: AnySagaEvent) -> None:
+        self.state = evolve(self.state, event)
+        self.events.append(event)
+
+    def done(self) -> Decision:
+        return Decision(self.events, self.commands, self.state)
+
+    # -- forward ----------------------------------------------------------
+
+    def command_step(self, index: int, attempt: int) -> None:
+        step = self.definition.steps[index]
+        try:
+            message = self._message(step.name, step.action, attempt)
+        except PayloadError as exc:
+            self.emit(StepFailed(step=step.name, attempt=attempt, error=str(exc)))
+            self.fail_forward(f"{step.name}: {exc}")
+            return
+        self.emit(
+            StepCommanded(
+                step=step.name,
+                attempt=attempt,
+                message_id=message.message_id,
+                deadline=self.now + step.action.timeout_ms,
+            )
+        )
+        self.commands.append(Send(step.action.command_topic, message))
+
+    def step_succeeded(self) -> None:
+        index = self.definition.index(self.current.step)
+        if index + 1 == len(self.definition.steps):
+            self.emit(SagaCompleted())
+        else:
+            self.command_step(index + 1, 1)
+
+    def fail_forward(self, reason: str) -> None:
+        if self._to_compensate():
+            self.compensate_next(reason)
+        else:
+            self.emit(SagaRejected(reason=reason))
+
+    # -- compensation -----------------------------------------------------
+
+    def _to_compensate(self) -> list[str]:
+        """Completed steps with a compensation not yet done, newest first."""
+        state = self.current
+        return [
+            name
+            for name in reversed(state.replies)
+            if self.definition.step(name).compensation is not None
+            and name not in state.compensated
+        ]
+
+    def compensate_next(self, reason: str) -> None:
+        pending = self._to_compensate()
+        if not pending:
+            self.emit(SagaCompensated(reason=reason or self.current.reason))
+            return
+        self.command_compensation(pending[0], 1)
+
+    def command_compensation(self, name: str, attempt: int) -> None:
+        action = self.definition.step(name).compensation
+        assert action is not None
+        try:
+            message = self._message(name + COMPENSATE, action, attempt)
+        except PayloadError as exc:
+            self.emit(
+                SagaFailed(reason=f"compensation of {name} cannot be built: {exc}")
+            )
+            return
+        self.emit(
+            CompensationCommanded(
+                step=name,
+                attempt=attempt,
+                message_id=message.message_id,
+                deadline=self.now + action.timeout_ms,
+            )
+        )
+        self.commands.append(Send(action.command_topic, message))
+
+    def _message(self, step_id: str, action: Action, attempt: int) -> CommandMessage:
+        state = self.current
+        payload = render(action.payload, state.saga_id, state.input, state.replies)
+        return CommandMessage(
+            message_id=message_id(state.saga_id, step_id, attempt),
+            saga_id=state.saga_id,
+            step_id=step_id,
+            timestamp=datetime.fromtimestamp(self.now / 1000, UTC),
+            target_service=action.service,
+            payload=payload,
+            metadata={
+                "sagaType": state.saga_type,
+                "attempt": str(attempt),
+                "replyTopic": action.reply_topic,
+                # The same for every attempt: a participant that applied attempt 1
+                # late must not apply attempt 2 again.
+                "idempotencyKey": f"{state.saga_id}:{step_id}",
+            },
+        )
+
+
+def _refuse(state: SagaState | None, reason: str) -> Decision:
+    return Decision([], [], state, Verdict.UNEXPECTED, reason)
+
+
+def _duplicate(state: SagaState | None, reason: str) -> Decision:
+    return Decision([], [], state, Verdict.DUPLICATE, reason)
+
+
+def _start(
+    definition: SagaDefinition, state: SagaState | None, start: Start
+) -> Decision:
+    if state is not None:
+        return _duplicate(state, f"saga {start.saga_id} was started already")
+    missing = [name for name in definition.inputs if name not in start.input]
+    if missing:
+        return _refuse(
+            state,
+            f"the start request of saga type {definition.name!r} lacks input "
+            f"field(s) {', '.join(missing)}",
+        )
+    decision = _Decision(definition, None, start.now)
+    decision.emit(
+        SagaStarted(saga_id=start.saga_id, saga_type=definition.name, input=start.input)
+    )
+    decision.command_step(0, 1)
+    return decision.done()
+
+
+def _reply(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decision:
+    if state.status.terminal:
+        return _duplicate(state, f"saga {state.saga_id} has ended ({state.status})")
+    awaited = state.step_id
+    if reply.step_id != awaited:
+        return _stray(definition, state, reply)
+    step = definition.step(state.step)
+    action = step.compensation if state.compensating else step.action
+    assert action is not None
+    if reply.topic != action.reply_topic:
+        return _refuse(
+            state,
+            f"reply for step {reply.step_id!r} arrived on {reply.topic}, "
+            f"expected {action.reply_topic}",
+        )
+    decision = _Decision(definition, state, reply.now)
+    name, attempt = state.step, state.attempt
+    if not state.compensating:
+        if reply.success:
+            decision.emit(
+                StepSucceeded(
+                    step=name,
+                    attempt=attempt,
+                    reply_id=reply.message_id,
+                    payload=reply.payload,
+                )
+            )
+            decision.step_succeeded()
+        else:
+            error = reply.error or "failed without a reason"
+            decision.emit(
+                StepFailed(
+                    step=name, attempt=attempt, error=error, reply_id=reply.message_id
+                )
+            )
+            decision.fail_forward(f"{name}: {error}")
+        return decision.done()
+    if reply.success:
+        decision.emit(
+            StepCompensated(step=name, attempt=attempt, reply_id=reply.message_id)
+        )
+        decision.compensate_next("")
+        return decision.done()
+    # A compensation must succeed eventually: a refusal is retried like a timeout.
+    error = reply.error or "compensation refused without a reason"
+    retry_at = _retry_at(action, attempt, reply.now, reply.jitter)
+    decision.emit(
+        CompensationFailed(
+            step=name,
+            attempt=attempt,
+            error=error,
+            retry_at=retry_at,
+            reply_id=reply.message_id,
+        )
+    )
+    if retry_at is None:
+        decision.emit(
+            SagaFailed(
+                reason=f"compensation of {name} refused after {attempt} "
+                f"attempt(s): {error}"
+            )
+        )
+    return decision.done()
+
+
+def _stray(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decision:
+    """A reply that is not the one awaited: an old one again, or a wrong one."""
+    step_id = reply.step_id
+    if step_id.endswith(COMPENSATE):
+        name = step_id.removesuffix(COMPENSATE)
+        if name in state.compensated:
+            return _duplicate(state, f"compensation of {name} was applied already")
+    elif definition.has_step(step_id) and (
+        step_id in state.replies
+        or definition.index(step_id) < definition.index(state.step)
+    ):
+        return _duplicate(state, f"step {step_id} was answered already")
+    return _refuse(
+        state,
+        f"saga {state.saga_id} is waiting on step {state.step_id!r}, not {step_id!r}",
+    )
+
+
+def _retry_at(action: Action, attempt: int, now: int, jitter: float) -> int | None:
+    if attempt >= action.retry.max_attempts:
+        return None
+    return now + action.retry.backoff_ms(attempt, jitter)
+
+
+def _tick(definition: SagaDefinition, state: SagaState, tick: Tick) -> Decision:
+    if state.status.terminal or not state.deadline or tick.now < state.deadline:
+        return Decision([], [], state)
+    decision = _Decision(definition, state, tick.now)
+    name, attempt = state.step, state.attempt
+    step = definition.step(name)
+    if state.retrying:
+        if state.compensating:
+            decision.command_compensation(name, attempt + 1)
+        else:
+            decision.command_step(definition.index(name), attempt + 1)
+        return decision.done()
+    if state.compensating:
+        assert step.compensation is not None
+        retry_at = _retry_at(step.compensation, attempt, tick.now, tick.jitter)
+        decision.emit(
+            CompensationTimedOut(step=name, attempt=attempt, retry_at=retry_at)
+        )
+        if retry_at is None:
+            decision.emit(
+                SagaFailed(
+                    reason=f"compensation of {name} unanswered after {attempt} "
+                    "attempt(s)"
+                )
+            )
+        return decision.done()
+    retry_at = _retry_at(step.action, attempt, tick.now, tick.jitter)
+    decision.emit(StepTimedOut(step=name, attempt=attempt, retry_at=retry_at))
+    if retry_at is None:
+        decision.fail_forward(f"{name}: no reply after {attempt} attempt(s)")
+    return decision.done()
+
+
+def pending_command(
+    definition: SagaDefinition, state: SagaState, now: int
+) -> Send | None:
+    """The command the saga is waiting on, rebuilt: what a host re-sends after a
+    restart, since it cannot know whether the send before the crash went out.
+    Same messageId as the original; ``None`` if nothing is awaited."""
+    if state.status.terminal or state.retrying or not state.deadline:
+        return None
+    step = definition.step(state.step)
+    action = step.compensation if state.compensating else step.action
+    assert action is not None
+    decision = _Decision(definition, state, now)
+    return Send(
+        action.command_topic, decision._message(state.step_id, action, state.attempt)
+    )
+
+
+def outcome(events: Sequence[AnySagaEvent]) -> Status | None:
+    """The terminal status a list of events ends in, if any."""
+    for event in reversed(events):
+        match event:
+            case SagaCompleted():
+                return Status.COMPLETED
+            case SagaCompensated():
+                return Status.COMPENSATED
+            case SagaRejected():
+                return Status.REJECTED
+            case SagaFailed():
+                return Status.FAILED
+    return None

@@ -1,0 +1,105 @@
+"""Saga definitions: validated when built, rendered without surprises."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.definitions import (
+    DEPOSIT,
+    Action,
+    RetryPolicy,
+    SagaDefinition,
+    Step,
+    render,
+)
+from actors.errors import DefinitionError, PayloadError
+from events.errors import InvalidTopicNameError
+
+
+def test_deposit_saga_shape() -> None:
+    assert [s.name for s in DEPOSIT.steps] == [
+        "verify_user",
+        "process_payment",
+        "deposit",
+    ]
+    assert [s.action.reply_topic for s in DEPOSIT.steps] == [
+        "user.events.verify",
+        "payment.events.process",
+        "account.events.deposit",
+    ]
+    refund = DEPOSIT.step("process_payment").compensation
+    assert refund is not None and refund.reply_topic == "payment.events.refund"
+    assert DEPOSIT.step("verify_user").compensation is None
+
+
+def test_backoff_grows_exponentially_within_the_cap_and_jitter_shortens_it() -> None:
+    policy = RetryPolicy(
+        initial_backoff_ms=100, multiplier=2, max_backoff_ms=500, jitter=0.5
+    )
+    assert [policy.backoff_ms(a, 0.0) for a in (1, 2, 3, 4)] == [100, 200, 400, 500]
+    assert policy.backoff_ms(2, 0.999) == 100  # 200 ms, less up to half of it
+
+
+@pytest.mark.parametrize(
+    ("payload", "needle"),
+    [
+        ({"x": "$input.nope"}, "must name one of the inputs"),
+        ({"x": "$steps.later.id"}, "earlier step"),
+        ({"x": "$steps.first"}, "earlier step"),
+        ({"x": "$saga.name"}, "only $saga.id"),
+        ({"x": ["$env.HOME"]}, "references start with"),
+    ],
+)
+def test_bad_templates_fail_when_the_definition_is_built(
+    payload: dict, needle: str
+) -> None:
+    with pytest.raises(DefinitionError, match="second") as info:
+        SagaDefinition(
+            name="t",
+            inputs=("a",),
+            steps=(
+                Step(name="first", action=Action(command_topic="x.commands.y")),
+                Step(
+                    name="second",
+                    action=Action(command_topic="x.commands.z", payload=payload),
+                ),
+                Step(name="later", action=Action(command_topic="x.commands.w")),
+            ),
+        )
+    assert needle in str(info.value)
+
+
+def test_wrong_topics_and_names_are_refused() -> None:
+    with pytest.raises(DefinitionError, match="not a commands topic"):
+        Action(command_topic="x.events.y")
+    with pytest.raises(InvalidTopicNameError):
+        Action(command_topic="Payments")
+    with pytest.raises(DefinitionError, match="twice"):
+        SagaDefinition(
+            name="t",
+            steps=(
+                Step(name="a", action=Action(command_topic="x.commands.y")),
+                Step(name="a", action=Action(command_topic="x.commands.y")),
+            ),
+        )
+    with pytest.raises(DefinitionError, match="no steps"):
+        SagaDefinition(name="t", steps=())
+
+
+def test_render_fills_references_and_keeps_literals() -> None:
+    template = {
+        "a": "$input.a",
+        "p": "$steps.s.id",
+        "id": "$saga.id",
+        "lit": "$$5",
+        "n": [1, "x"],
+    }
+    assert render(template, "S", {"a": 1}, {"s": {"id": "P"}}) == {
+        "a": 1,
+        "p": "P",
+        "id": "S",
+        "lit": "$5",
+        "n": [1, "x"],
+    }
+    with pytest.raises(PayloadError, match="reply of step 's' has no field 'id'"):
+        render({"p": "$steps.s.id"}, "S", {}, {"s": {}})

@@ -1,0 +1,85 @@
+"""Golden histories: logs recorded by an earlier version, replayed by this one.
+
+A change that breaks old logs (a renamed tag, a field without a default, a
+different decision for the same inputs) fails here. When a change to decisions
+is intended, regenerate with ``SAGA_UPDATE_GOLDEN=1 python -m pytest
+tests/actors/test_golden.py`` and review the diff: never regenerate to silence
+a decode failure, because stored logs in the field look like these files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from actors.history import HistoryCodec
+from actors.saga import Status, Tick, fold
+from tests.actors.sagas import Run, reply_to
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def completed(run: Run) -> None:
+    run.start(now=1_700_000_000_000)
+    run.feed(reply_to(run.sent[-1], 1_700_000_000_040))
+    run.feed(reply_to(run.sent[-1], 1_700_000_000_090, paymentId="p-1"))
+    run.feed(reply_to(run.sent[-1], 1_700_000_000_130, balance=1250))
+
+
+def compensated(run: Run) -> None:
+    run.start(now=1_700_000_000_000)
+    run.feed(reply_to(run.sent[-1], 1_700_000_000_040))
+    run.feed(reply_to(run.sent[-1], 1_700_000_000_090, paymentId="p-2"))
+    run.feed(reply_to(run.sent[-1], 1_700_000_000_130, success=False))
+    run.feed(reply_to(run.sent[-1], 1_700_000_000_170, refundId="r-2"))
+
+
+def rejected(run: Run) -> None:
+    run.start(now=1_700_000_000_000)
+    run.feed(reply_to(run.sent[-1], 1_700_000_000_040, success=False))
+
+
+def retried_then_failed(run: Run) -> None:
+    run.start(now=1_700_000_000_000)
+    run.feed(reply_to(run.sent[-1], 1_700_000_000_040))
+    run.feed(Tick(saga_id=run.saga_id, now=1_700_000_010_040, jitter=0.25))
+    run.feed(Tick(saga_id=run.saga_id, now=1_700_000_010_600))
+    run.feed(reply_to(run.sent[-1], 1_700_000_010_700, paymentId="p-4"))
+    run.feed(reply_to(run.sent[-1], 1_700_000_010_800, success=False))
+    now = 1_700_000_010_800
+    while run.state is not None and not run.state.status.terminal:
+        now += 60_000
+        run.feed(Tick(saga_id=run.saga_id, now=now, jitter=0.5))
+
+
+SCENARIOS: dict[str, tuple[Callable[[Run], None], Status]] = {
+    "completed": (completed, Status.COMPLETED),
+    "compensated": (compensated, Status.COMPENSATED),
+    "rejected": (rejected, Status.REJECTED),
+    "retried_then_failed": (retried_then_failed, Status.FAILED),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_golden_history_still_decodes_folds_and_is_decided_the_same(
+    name: str,
+) -> None:
+    script, status = SCENARIOS[name]
+    run = Run(saga_id=f"golden-{name}")
+    script(run)
+    path = GOLDEN / f"deposit_{name}.jsonl"
+    if os.environ.get("SAGA_UPDATE_GOLDEN") == "1":
+        path.write_bytes(b"".join(raw + b"\n" for raw in run.log))
+    stored = path.read_bytes().splitlines()
+
+    codec = HistoryCodec()
+    records = [codec.decode(line) for line in stored]
+    state = fold(e for r in records for e in r.events)
+    assert state.status is status
+    # Re-encoding is byte-identical: tags and field names are unchanged.
+    assert [codec.encode(r) for r in records] == stored
+    # Today's core decides exactly what the stored log says it decided.
+    assert run.log == stored, f"decisions changed for {path.name}"

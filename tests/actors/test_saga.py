@@ -1,0 +1,322 @@
+"""The pure saga core: deposit saga scenarios, and properties of random runs."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from actors.definitions import Action, RetryPolicy, SagaDefinition, Step
+from actors.history import (
+    TERMINAL_EVENTS,
+    CompensationCommanded,
+    StepCommanded,
+)
+from actors.saga import (
+    Reply,
+    SagaState,
+    Status,
+    Tick,
+    Verdict,
+    decide,
+    fold,
+    pending_command,
+)
+from tests.actors.sagas import Run, reply_to
+
+
+def types(run: Run) -> list[str]:
+    return [type(e).__name__ for r in run.records() for e in r.events]
+
+
+def test_happy_path_commands_each_step_in_order_and_completes() -> None:
+    run = Run()
+    run.start(now=1_000)
+    assert [s.topic for s in run.sent] == ["user.commands.verify"]
+    run.feed(reply_to(run.sent[-1], 1_010))
+    run.feed(reply_to(run.sent[-1], 1_020, paymentId="p-9"))
+    deposit = run.sent[-1]
+    assert deposit.topic == "account.commands.deposit"
+    assert deposit.message.payload == {
+        "accountId": "a-1",
+        "amount": 250,
+        "currency": "USD",
+        "paymentId": "p-9",
+    }
+    assert deposit.message.message_id == "s-1:deposit:1"
+    run.feed(reply_to(deposit, 1_030))
+    assert run.state is not None and run.state.status is Status.COMPLETED
+    assert types(run)[-1] == "SagaCompleted"
+
+
+def test_failed_deposit_refunds_the_payment_and_ends_compensated() -> None:
+    run = Run()
+    run.start()
+    run.feed(reply_to(run.sent[-1], 1_010))
+    run.feed(reply_to(run.sent[-1], 1_020, paymentId="p-9"))
+    run.feed(reply_to(run.sent[-1], 1_030, success=False))
+    refund = run.sent[-1]
+    assert refund.topic == "payment.commands.refund"
+    assert refund.message.step_id == "process_payment.compensate"
+    assert refund.message.payload["paymentId"] == "p-9"
+    run.feed(reply_to(refund, 1_040))
+    assert run.state is not None and run.state.status is Status.COMPENSATED
+    assert run.state.compensated == ("process_payment",)
+
+
+def test_failed_verification_is_rejected_with_nothing_to_undo() -> None:
+    run = Run()
+    run.start()
+    run.feed(reply_to(run.sent[-1], 1_010, success=False))
+    assert run.state is not None and run.state.status is Status.REJECTED
+    assert "verify_user" in run.state.reason
+    assert len(run.sent) == 1
+
+
+def test_timeout_retries_with_backoff_then_the_late_reply_still_counts() -> None:
+    run = Run()
+    run.start(now=0)
+    first = run.sent[-1]
+    run.feed(Tick(saga_id="s-1", now=9_999))
+    assert len(run.sent) == 1, "nothing is due before the deadline"
+    run.feed(Tick(saga_id="s-1", now=10_000, jitter=0.0))
+    assert run.state is not None and run.state.retrying
+    assert run.state.deadline == 10_500  # initial backoff 500 ms, no jitter drawn
+    run.feed(Tick(saga_id="s-1", now=10_500))
+    assert run.sent[-1].message.message_id == "s-1:verify_user:2"
+    assert run.sent[-1].message.metadata["idempotencyKey"] == "s-1:verify_user"
+    run.feed(reply_to(first, 10_600))  # attempt 1's answer, late: still the answer
+    assert run.sent[-1].topic == "payment.commands.process"
+
+
+def test_unanswered_step_fails_after_max_attempts() -> None:
+    run = Run()
+    run.start(now=0)
+    now = 0
+    for _ in range(10):
+        now += 60_000
+        run.feed(Tick(saga_id="s-1", now=now))
+    assert run.state is not None and run.state.status is Status.REJECTED
+    assert [s.message.message_id for s in run.sent] == [
+        "s-1:verify_user:1",
+        "s-1:verify_user:2",
+        "s-1:verify_user:3",
+    ]
+
+
+def test_refund_refused_until_retries_run_out_fails_the_saga() -> None:
+    run = Run()
+    run.start()
+    run.feed(reply_to(run.sent[-1], 1_010))
+    run.feed(reply_to(run.sent[-1], 1_020, paymentId="p-9"))
+    run.feed(reply_to(run.sent[-1], 1_030, success=False))
+    now = 1_030
+    while run.state is not None and not run.state.status.terminal:
+        now += 60_000
+        if run.state.retrying:
+            run.feed(Tick(saga_id="s-1", now=now))
+        else:
+            run.feed(reply_to(run.sent[-1], now, success=False))
+    assert run.state.status is Status.FAILED
+    assert "refused after 3 attempt(s)" in run.state.reason
+
+
+def test_duplicate_and_stray_replies() -> None:
+    run = Run()
+    run.start()
+    verify = run.sent[-1]
+    run.feed(reply_to(verify, 1_010))
+    again = run.feed(reply_to(verify, 1_011))
+    assert again.verdict is Verdict.DUPLICATE and not again.events
+    future = Reply(
+        saga_id="s-1",
+        topic="account.events.deposit",
+        step_id="deposit",
+        message_id="x",
+        success=True,
+        payload={},
+        error=None,
+        now=1_012,
+    )
+    assert run.feed(future).verdict is Verdict.UNEXPECTED
+    wrong_topic = reply_to(run.sent[-1], 1_013)
+    wrong_topic = Reply(**{**_fields(wrong_topic), "topic": "user.events.verify"})
+    assert run.feed(wrong_topic).verdict is Verdict.UNEXPECTED
+
+
+def _fields(reply: Reply) -> dict[str, object]:
+    return {f: getattr(reply, f) for f in reply.__struct_fields__}
+
+
+def test_start_twice_is_a_duplicate_and_missing_input_is_refused() -> None:
+    run = Run()
+    run.start()
+    assert run.start().verdict is Verdict.DUPLICATE
+    other = Run("s-2")
+    decision = other.feed(
+        __import__("actors.saga", fromlist=["Start"]).Start(
+            saga_id="s-2", saga_type="deposit", input={"userId": "u"}, now=0
+        )
+    )
+    assert decision.verdict is Verdict.UNEXPECTED
+    assert "accountId, amount, currency" in decision.reason
+
+
+def test_a_reply_lacking_a_field_a_later_payload_needs_rejects_cleanly() -> None:
+    run = Run()
+    run.start()
+    run.feed(reply_to(run.sent[-1], 1_010))
+    # process_payment answers without paymentId; deposit's payload needs it.
+    run.feed(reply_to(run.sent[-1], 1_020))
+    assert run.state is not None
+    # The payment is refunded... but the refund needs paymentId too: a person
+    # must look at it.
+    assert run.state.status is Status.FAILED
+    assert "paymentId" in run.state.reason
+
+
+def test_pending_command_rebuilds_the_same_message_id() -> None:
+    run = Run()
+    run.start()
+    assert run.state is not None
+    again = pending_command(run.definition, run.state, 5_000)
+    assert again is not None
+    assert again.message.message_id == run.sent[-1].message.message_id
+    assert again.message.payload == run.sent[-1].message.payload
+
+
+# ---------------------------------------------------------------------------
+# Properties over random runs.
+
+FOUR_STEPS = SagaDefinition(
+    name="four",
+    inputs=("n",),
+    steps=tuple(
+        Step(
+            name=f"s{i}",
+            action=Action(
+                command_topic=f"svc{i}.commands.do",
+                payload={"n": "$input.n"},
+                timeout_ms=1_000,
+                retry=RetryPolicy(max_attempts=3, initial_backoff_ms=100),
+            ),
+            compensation=None
+            if i == 2
+            else Action(
+                command_topic=f"svc{i}.commands.undo",
+                timeout_ms=1_000,
+                retry=RetryPolicy(max_attempts=2, initial_backoff_ms=100),
+            ),
+        )
+        for i in range(4)
+    ),
+)
+
+ACTIONS = st.sampled_from(["answer", "answer", "answer_old", "tick", "redeliver"])
+
+
+@pytest.mark.parametrize("definition", ["deposit", "four"])
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_random_runs_replay_exactly_and_end_once(
+    definition: str, data: st.DataObject
+) -> None:
+    run = Run("s-1", FOUR_STEPS if definition == "four" else None)
+    run.start(now=0, n=1, paymentId="unused")
+    now = 0
+    delivered: list[Reply] = []
+    for i in range(200):
+        if run.state is not None and run.state.status.terminal and i > 60:
+            break
+        # After a while only time passes: retries must run out and the saga end.
+        action = data.draw(ACTIONS) if i < 60 else "tick"
+        if action in ("answer", "answer_old") and run.sent:
+            send = (
+                run.sent[-1]
+                if action == "answer"
+                else data.draw(st.sampled_from(run.sent))
+            )
+            reply = reply_to(
+                send,
+                now,
+                success=data.draw(st.booleans()),
+                jitter=data.draw(st.floats(0, 0.999)),
+                paymentId="p-1",
+            )
+            delivered.append(reply)
+            run.feed(reply)
+        elif action == "redeliver" and delivered:
+            old = data.draw(st.sampled_from(delivered))
+            before = run.state
+            decision = run.feed(Reply(**{**_fields(old), "now": now}))
+            if before is not None and before.status.terminal:
+                assert not decision.events
+        else:
+            # Past the random phase, time jumps past any deadline or backoff.
+            now += data.draw(st.integers(0, 40_000)) if i < 60 else 60_000
+            jitter = data.draw(st.floats(0, 0.999)) if i < 60 else 0.5
+            run.feed(Tick(saga_id="s-1", now=now, jitter=jitter))
+
+    records = run.records()
+    events = [e for r in records for e in r.events]
+
+    # Replaying any prefix of the log rebuilds the live state of that moment.
+    state: SagaState | None = None
+    for record, live in zip(records, run.states, strict=True):
+        state = fold(record.events, state)
+        assert state == live
+        assert record.seq + len(record.events) - 1 == state.seq
+
+    # Exactly one terminal outcome, last; nothing after it decides anything.
+    terminal = [e for e in events if isinstance(e, TERMINAL_EVENTS)]
+    assert len(terminal) == 1 and events[-1] is terminal[0]
+    assert run.state is not None and run.state.status.terminal
+    for decision in run.decisions[run.decisions.index(_ending(run)) + 1 :]:
+        assert not decision.events and not decision.commands
+
+    # Each command once per attempt; attempts count up from 1 per step.
+    ids = [s.message.message_id for s in run.sent]
+    assert len(ids) == len(set(ids))
+    logged = [
+        e.message_id
+        for e in events
+        if isinstance(e, StepCommanded | CompensationCommanded)
+    ]
+    assert logged == ids
+    attempts: dict[str, list[int]] = {}
+    for send in run.sent:
+        attempts.setdefault(send.message.step_id, []).append(
+            int(send.message.metadata["attempt"])
+        )
+    for numbers in attempts.values():
+        assert numbers == list(range(1, len(numbers) + 1))
+
+    # Compensation: completed steps only, newest first.
+    completed = [n for n in run.state.replies if run.definition.step(n).compensation]
+    assert (
+        list(run.state.compensated)
+        == list(reversed(completed))[: len(run.state.compensated)]
+    )
+    if run.state.status is Status.COMPENSATED:
+        assert list(run.state.compensated) == list(reversed(completed))
+
+
+def _ending(run: Run) -> object:
+    return next(
+        d
+        for d in run.decisions
+        if d.state is not None and d.events and d.state.status.terminal
+    )
+
+
+def test_decide_is_deterministic() -> None:
+    a, b = Run(), Run()
+    for run in (a, b):
+        run.start()
+        run.feed(Tick(saga_id="s-1", now=20_000, jitter=0.5))
+    assert a.log == b.log and a.sent == b.sent
+    assert decide(a.definition, a.state, Tick(saga_id="s-1", now=0)).events == []
