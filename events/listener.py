@@ -30,8 +30,10 @@ log = logging.getLogger(__name__)
 class Delivery(msgspec.Struct, frozen=True):
     """One consumed record: where it came from, its bytes, and what they decode to.
 
-    Exactly one of ``message`` and ``error`` is set. The raw ``value`` is kept
-    either way, so a record can be dead-lettered exactly as it arrived.
+    Exactly one of ``message`` and ``error`` is set, unless the listener was
+    built with ``decode=False`` (then neither: the value is passed on as bytes).
+    The raw ``value`` is kept either way, so a record can be dead-lettered
+    exactly as it arrived.
     """
 
     topic: str
@@ -66,8 +68,10 @@ class KafkaEventListener(Closing):
         *,
         group_id: str | None = None,
         codec: MessageCodec | None = None,
+        decode: bool = True,
     ) -> None:
         self._settings = settings
+        self._decode = decode
         self._handler = handler
         self._codec = codec or MessageCodec(settings.max_message_bytes)
         self.group_id = group_id or settings.consumer.group_id
@@ -129,10 +133,11 @@ class KafkaEventListener(Closing):
         key: bytes | None = record.key  # type: ignore[attr-defined]
         message: Message | None = None
         error: MessageDecodeError | None = None
-        try:
-            message = self._codec.decode(value)
-        except MessageDecodeError as exc:
-            error = exc
+        if self._decode:
+            try:
+                message = self._codec.decode(value)
+            except MessageDecodeError as exc:
+                error = exc
         return Delivery(
             topic=record.topic,  # type: ignore[attr-defined]
             partition=record.partition,  # type: ignore[attr-defined]

@@ -51,19 +51,23 @@ class KafkaMessagePublisher(Closing):
         topic: str,
         message: Message,
         *,
+        partition: int | None = None,
         on_success: OnSuccess | None = None,
         on_failure: OnFailure | None = None,
     ) -> Any:
         """Queue one message; returns the send's future (``.get()`` waits).
 
-        Raises at once for what can never succeed: a message over the size
-        limit, or a topic with no metadata within ``producer.max_block_ms``.
+        ``partition`` overrides the key's partition (see
+        :func:`events.partitions.home_partition`). Raises at once for what can
+        never succeed: a message over the size limit, or a topic with no
+        metadata within ``producer.max_block_ms``.
         """
         value = self._codec.encode(message)
         return self.publish_raw(
             topic,
             message.saga_id,
             value,
+            partition=partition,
             on_success=None if on_success is None else _bind(on_success, message),
             on_failure=None if on_failure is None else _bind(on_failure, message),
         )
@@ -74,13 +78,17 @@ class KafkaMessagePublisher(Closing):
         key: str | None,
         value: bytes,
         *,
+        partition: int | None = None,
         on_success: Callable[[Any], None] | None = None,
         on_failure: Callable[[BaseException], None] | None = None,
     ) -> Any:
-        """Queue bytes as they are: for re-sending a dead letter's original."""
+        """Queue bytes as they are: log records, dead letters, a resent original."""
         try:
             future = self._producer.send(
-                topic, value=value, key=None if key is None else key.encode()
+                topic,
+                value=value,
+                key=None if key is None else key.encode(),
+                partition=partition,
             )
         except KafkaTimeoutError as exc:
             raise EventsError(

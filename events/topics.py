@@ -71,6 +71,8 @@ def event_topic(service: str, action: str) -> str:
 SAGA_REQUESTS: Final = "saga.requests"
 SAGA_EVENTS: Final = "saga.events"
 SAGA_DLQ: Final = "saga.dlq"
+#: Snapshots of in-flight sagas, per partition of ``saga.events``.
+SAGA_SNAPSHOTS: Final = "saga.snapshots"
 
 # The participant services' actions, as (service, action). Refund is the
 # compensation of payment processing.
@@ -83,7 +85,7 @@ SERVICE_ACTIONS: Final = (
 
 COMMAND_TOPICS: Final = tuple(command_topic(s, a) for s, a in SERVICE_ACTIONS)
 EVENT_TOPICS: Final = tuple(event_topic(s, a) for s, a in SERVICE_ACTIONS)
-SAGA_TOPICS: Final = (SAGA_REQUESTS, SAGA_EVENTS, SAGA_DLQ)
+SAGA_TOPICS: Final = (SAGA_REQUESTS, SAGA_EVENTS, SAGA_SNAPSHOTS, SAGA_DLQ)
 
 #: Every topic the platform uses. All have the same partition count, so a sagaId
 #: maps to the same partition number on every one of them.

@@ -56,3 +56,16 @@ def new_topic(kafka: KafkaSettings) -> Callable[..., str]:
 @pytest.fixture
 def group_id() -> str:
     return f"group-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """One local Ray for the session: starting it costs seconds."""
+    import ray
+
+    from actors.config import RaySettings
+    from actors.runtime import ensure_ray
+
+    ensure_ray(RaySettings(num_cpus=2))
+    yield
+    ray.shutdown()

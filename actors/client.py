@@ -1,0 +1,110 @@
+"""``SagaClient``: start sagas, and read one saga's state and history from the log.
+
+Starting a saga writes a request to ``saga.requests`` (see
+:mod:`actors.requests`) and returns its sagaId once the broker has it. History
+is read from ``saga.events`` itself, and state is the fold of that history: the
+same answer a restarted host would reach, with no Ray needed to ask.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import TopicPartition
+
+from actors.definitions import DEFINITIONS, SagaDefinition
+from actors.errors import RestoreError, UnknownSagaTypeError
+from actors.history import HistoryCodec, LogRecord
+from actors.requests import check_input, start_message
+from actors.saga import SagaState, fold
+from events.clients import Closing
+from events.partitions import home_partition
+from events.publisher import KafkaMessagePublisher
+from events.reader import read_to_end
+from events.settings import KafkaSettings
+from events.topics import SAGA_EVENTS, SAGA_REQUESTS
+
+
+class SagaClient(Closing):
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        definitions: Mapping[str, SagaDefinition] = DEFINITIONS,
+    ) -> None:
+        self._kafka = kafka
+        self._definitions = definitions
+        self._partitions = kafka.topics.partitions
+        self._publisher = KafkaMessagePublisher(kafka)
+        self._codec = HistoryCodec()
+
+    def start(
+        self, saga_type: str, input: Mapping[str, Any], saga_id: str | None = None
+    ) -> str:
+        """Request a saga; returns its sagaId once the request is acknowledged."""
+        return self.start_many([(saga_type, input, saga_id)])[0]
+
+    def start_many(
+        self, requests: Iterable[tuple[str, Mapping[str, Any], str | None]]
+    ) -> list[str]:
+        """Request many sagas with one flush; returns their sagaIds in order."""
+        now = datetime.now(UTC)
+        items = []
+        for saga_type, input, saga_id in requests:
+            definition = self._definitions.get(saga_type)
+            if definition is None:
+                raise UnknownSagaTypeError(
+                    f"unknown saga type {saga_type!r}; known: "
+                    f"{', '.join(sorted(self._definitions))}"
+                )
+            check_input(definition, input)
+            saga_id = saga_id or str(uuid.uuid4())
+            items.append(start_message(saga_id, saga_type, input, now))
+        for message in items:
+            self._publisher.publish(
+                SAGA_REQUESTS,
+                message,
+                partition=home_partition(message.saga_id, self._partitions),
+            )
+        self._publisher.flush()
+        return [message.saga_id for message in items]
+
+    def history(self, saga_id: str) -> list[LogRecord]:
+        """The saga's log records, in order (empty if it never started)."""
+        tp = TopicPartition(SAGA_EVENTS, home_partition(saga_id, self._partitions))
+        key = saga_id.encode()
+        return [
+            self._decode(record)
+            for record in read_to_end(self._kafka, {tp: 0})
+            if record.key == key
+        ]
+
+    def state(self, saga_id: str) -> SagaState | None:
+        """The saga's current state as the log has it (``None`` if unknown)."""
+        records = self.history(saga_id)
+        if not records:
+            return None
+        return fold(event for record in records for event in record.events)
+
+    def states(self) -> dict[str, SagaState]:
+        """Every saga in the log, folded: for audits and tests, not hot paths."""
+        tps = {TopicPartition(SAGA_EVENTS, p): 0 for p in range(self._partitions)}
+        states: dict[str, SagaState] = {}
+        for raw in read_to_end(self._kafka, tps):
+            record = self._decode(raw)
+            states[record.saga_id] = fold(record.events, states.get(record.saga_id))
+        return states
+
+    def _decode(self, raw: Any) -> LogRecord:
+        try:
+            return self._codec.decode(raw.value)
+        except Exception as exc:
+            raise RestoreError(
+                f"{SAGA_EVENTS} partition {raw.partition} offset {raw.offset} is "
+                f"not a saga log record: {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        self._publisher.close()

@@ -1,0 +1,601 @@
+"""``SagaHost``: many sagas in one process, for the partitions it owns.
+
+A host keeps the in-flight sagas of its partitions in memory, each as the fold of
+its events. It takes inputs in batches (from the router, and from its own timer
+thread), runs each through the pure core one at a time and in order, and then:
+
+1. appends the decisions' saga events to ``saga.events`` (one record per
+   decision, on the saga's home partition) and any dead letters to ``saga.dlq``,
+   and waits until the broker has acknowledged every one (write-ahead);
+2. only then makes the new states current and publishes the commands.
+
+If step 1 fails, nothing in memory changed and the caller retries the batch. A
+host that dies loses nothing: on start it restores its partitions from the
+newest snapshot plus the log tail, re-arms every deadline and re-sends every
+command still awaiting an answer (same messageId, so participants see a
+duplicate). Sagas that end leave memory; their ids stay in a bounded set, so a
+late duplicate for them is dropped instead of dead-lettered.
+
+The class has no Ray in it: :mod:`actors.runtime` makes it a Ray actor, and
+tests and benchmarks can drive it in-process.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, NamedTuple, TypeAlias
+
+import msgspec
+from kafka import TopicPartition
+
+from actors.definitions import DEFINITIONS, SagaDefinition
+from actors.errors import RestoreError, SagaError
+from actors.history import HistoryCodec, LogRecord
+from actors.requests import parse_start
+from actors.saga import (
+    Decision,
+    Input,
+    Reply,
+    SagaState,
+    Send,
+    Start,
+    Tick,
+    Verdict,
+    decide,
+    evolve,
+    pending_command,
+)
+from actors.snapshots import SnapshotStore
+from events.admin import TopicAdmin
+from events.dead_letters import DeadLetter, DeadLetterCodec
+from events.errors import EventsError, MessageDecodeError
+from events.messages import EventMessage, Message, MessageCodec
+from events.partitions import home_partition
+from events.publisher import KafkaMessagePublisher
+from events.reader import read_to_end
+from events.settings import KafkaSettings
+from events.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS, SAGA_REQUESTS
+
+log = logging.getLogger(__name__)
+
+#: A consumed record as the router hands it over: (topic, partition, offset,
+#: key, value). Plain tuples cross the Ray boundary cheaply.
+Inbound: TypeAlias = tuple[str, int, int, str | None, bytes]
+
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+
+
+class HostSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How a host keeps its sagas."""
+
+    #: Snapshot a partition after this many saga events were appended to it.
+    snapshot_every: Positive = 20_000
+    #: Ended sagaIds remembered per partition, to recognise late duplicates.
+    finished_retention: Positive = 50_000
+    #: How often deadlines are checked, in milliseconds.
+    tick_ms: Positive = 100
+
+
+class HandleReport(msgspec.Struct, frozen=True):
+    """What a batch did: the router counts these."""
+
+    applied: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+
+
+class HostStats(msgspec.Struct, frozen=True):
+    partitions: list[int]
+    in_flight: int
+    finished: int
+    applied: int
+    duplicates: int
+    dead_letters: int
+    timers_fired: int
+    snapshots: int
+    restored_sagas: int
+    restored_records: int
+    restore_s: float
+    resent: int
+
+
+class HostUnavailableError(SagaError):
+    """The host could not make a batch durable; nothing of it was applied."""
+
+
+class _Restored(NamedTuple):
+    sagas: int
+    records: int
+    seconds: float
+    resent: int
+
+
+class _Partition:
+    """One owned partition: its live sagas and the books of ended ones."""
+
+    __slots__ = ("end", "finished", "finished_order", "manifest", "sagas", "since")
+
+    def __init__(self) -> None:
+        self.sagas: dict[str, SagaState] = {}
+        self.finished: set[str] = set()
+        self.finished_order: deque[str] = deque()
+        self.end = 0  # the log offset after the last record of this partition
+        self.since = 0  # events appended since the last snapshot
+        self.manifest = -1  # offset of the newest snapshot manifest
+
+    def finish(self, saga_id: str, retention: int) -> None:
+        self.sagas.pop(saga_id, None)
+        if saga_id in self.finished:
+            return
+        self.finished.add(saga_id)
+        self.finished_order.append(saga_id)
+        while len(self.finished_order) > retention:
+            self.finished.discard(self.finished_order.popleft())
+
+
+class _Batch:
+    """Decisions staged until their events are durable."""
+
+    __slots__ = ("letters", "records", "report", "sends", "staged")
+
+    def __init__(self) -> None:
+        self.staged: dict[str, tuple[int, SagaState]] = {}
+        self.records: list[tuple[int, LogRecord]] = []
+        self.letters: list[DeadLetter] = []
+        self.sends: list[tuple[int, Send]] = []
+        self.report = {"applied": 0, "duplicates": 0, "dead_letters": 0}
+
+
+class SagaHost:
+    """Hosts the sagas of ``partitions`` (of ``partition_count`` in all)."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        partitions: Sequence[int],
+        partition_count: int,
+        settings: HostSettings | None = None,
+        definitions: Mapping[str, SagaDefinition] = DEFINITIONS,
+        *,
+        clock: Callable[[], float] = time.time,
+        start_timers: bool = True,
+    ) -> None:
+        self._kafka = kafka
+        self._settings = settings or HostSettings()
+        self._definitions = definitions
+        self._count = partition_count
+        self._clock = clock
+        self._random = random.Random()
+        self._lock = threading.RLock()
+        self._codec = MessageCodec(kafka.max_message_bytes)
+        self._history = HistoryCodec()
+        self._letters = DeadLetterCodec()
+        self._parts = {p: _Partition() for p in sorted(set(partitions))}
+        self._timers: list[tuple[int, str, int]] = []
+        self._counters = dict.fromkeys(
+            ("applied", "duplicates", "dead_letters", "timers", "snapshots"), 0
+        )
+        with TopicAdmin(kafka) as admin:
+            admin.check_topics(ALL_TOPICS, partition_count)
+        self._publisher = KafkaMessagePublisher(kafka)
+        self._snapshots = SnapshotStore(kafka, self._publisher)
+        self._restore()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        if start_timers:
+            self._thread = threading.Thread(
+                target=self._run_timers, name="saga-timers", daemon=True
+            )
+            self._thread.start()
+
+    # -- the API the router and the client call ----------------------------
+
+    def handle(self, batch: Sequence[Inbound]) -> HandleReport:
+        """Apply a batch of consumed records. Returns once every resulting saga
+        event and dead letter is durable; raises :class:`HostUnavailableError`
+        (having changed nothing) if they could not be made so."""
+        with self._lock:
+            now = self._now()
+            work = _Batch()
+            for inbound in batch:
+                self._apply(work, inbound, now)
+            self._commit(work)
+            return HandleReport(**work.report)
+
+    def state(self, saga_id: str) -> SagaState | None:
+        """The live state of an in-flight saga hosted here (``None`` otherwise)."""
+        part = self._parts.get(home_partition(saga_id, self._count))
+        return None if part is None else part.sagas.get(saga_id)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def stats(self) -> HostStats:
+        with self._lock:
+            return HostStats(
+                partitions=sorted(self._parts),
+                in_flight=sum(len(p.sagas) for p in self._parts.values()),
+                finished=sum(len(p.finished) for p in self._parts.values()),
+                applied=self._counters["applied"],
+                duplicates=self._counters["duplicates"],
+                dead_letters=self._counters["dead_letters"],
+                timers_fired=self._counters["timers"],
+                snapshots=self._counters["snapshots"],
+                restored_sagas=self._restored.sagas,
+                restored_records=self._restored.records,
+                restore_s=self._restored.seconds,
+                resent=self._restored.resent,
+            )
+
+    def snapshot(self) -> None:
+        """Snapshot every owned partition now (also done every N events)."""
+        with self._lock:
+            for number in self._parts:
+                self._snapshot(number)
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._publisher.close()
+
+    # -- applying inputs ---------------------------------------------------
+
+    def _now(self) -> int:
+        return int(self._clock() * 1000)
+
+    def _apply(self, work: _Batch, inbound: Inbound, now: int) -> None:
+        topic, partition, offset, key, value = inbound
+        try:
+            message = self._codec.decode(value)
+        except MessageDecodeError as exc:
+            self._dead(work, inbound, str(exc), now)
+            return
+        saga_id = message.saga_id
+        if key is not None and key != saga_id:
+            self._dead(
+                work,
+                inbound,
+                f"key {key!r} differs from sagaId {saga_id!r}: messages must be "
+                "keyed by their sagaId",
+                now,
+                message,
+            )
+            return
+        number = home_partition(saga_id, self._count)
+        part = self._parts.get(number)
+        if part is None:
+            self._dead(
+                work,
+                inbound,
+                f"saga {saga_id} lives on partition {number}, which this host "
+                f"does not own ({sorted(self._parts)}): misrouted",
+                now,
+                message,
+            )
+            return
+        staged = work.staged.get(saga_id)
+        state = staged[1] if staged else part.sagas.get(saga_id)
+        item: Input
+        if topic == SAGA_REQUESTS:
+            try:
+                definition, request = parse_start(message, self._definitions)
+            except SagaError as exc:
+                self._dead(work, inbound, str(exc), now, message)
+                return
+            if state is None and saga_id in part.finished:
+                work.report["duplicates"] += 1
+                return
+            item = Start(
+                saga_id=saga_id,
+                saga_type=definition.name,
+                input=request.input,
+                now=now,
+            )
+        else:
+            if not isinstance(message, EventMessage):
+                self._dead(
+                    work,
+                    inbound,
+                    f"{topic} takes replies (type 'event'), got a command",
+                    now,
+                    message,
+                )
+                return
+            if state is None:
+                if saga_id in part.finished:
+                    work.report["duplicates"] += 1
+                else:
+                    self._dead(
+                        work,
+                        inbound,
+                        f"no saga {saga_id} is known: never started, or it ended "
+                        "before the last "
+                        f"{self._settings.finished_retention} sagas of its partition",
+                        now,
+                        message,
+                    )
+                return
+            definition = self._definitions[state.saga_type]
+            item = Reply(
+                saga_id=saga_id,
+                topic=topic,
+                step_id=message.step_id,
+                message_id=message.message_id,
+                success=message.success,
+                payload=message.payload,
+                error=message.error,
+                now=now,
+                jitter=self._random.random(),
+            )
+        decision = decide(definition, state, item)
+        self._stage(work, number, state, decision, now, f"{topic}/{partition}/{offset}")
+        if decision.verdict is Verdict.UNEXPECTED:
+            self._dead(work, inbound, decision.reason, now, message)
+
+    def _stage(
+        self,
+        work: _Batch,
+        number: int,
+        before: SagaState | None,
+        decision: Decision,
+        now: int,
+        cause: str,
+    ) -> None:
+        if decision.verdict is Verdict.DUPLICATE:
+            work.report["duplicates"] += 1
+            return
+        if decision.verdict is not Verdict.APPLIED or not decision.events:
+            return
+        state = decision.state
+        assert state is not None
+        work.report["applied"] += 1
+        work.staged[state.saga_id] = (number, state)
+        work.records.append(
+            (
+                number,
+                LogRecord(
+                    saga_id=state.saga_id,
+                    saga_type=state.saga_type,
+                    seq=1 if before is None else before.seq + 1,
+                    at=now,
+                    events=decision.events,
+                    cause=cause,
+                ),
+            )
+        )
+        work.sends.extend((number, send) for send in decision.commands)
+
+    def _dead(
+        self,
+        work: _Batch,
+        inbound: Inbound,
+        error: str,
+        now: int,
+        message: Message | None = None,
+    ) -> None:
+        topic, partition, offset, key, value = inbound
+        work.report["dead_letters"] += 1
+        work.letters.append(
+            DeadLetter(
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                error=error,
+                dead_at=datetime.fromtimestamp(now / 1000, UTC),
+                source="saga-host",
+                payload=value,
+                key=key,
+                message_id=None if message is None else message.message_id,
+                saga_id=key if message is None else message.saga_id,
+            )
+        )
+
+    # -- making a batch durable, then current -------------------------------
+
+    def _commit(self, work: _Batch) -> None:
+        if not (work.records or work.letters):
+            self._counters["duplicates"] += work.report["duplicates"]
+            return
+        publish = self._publisher.publish_raw
+        futures = [
+            (
+                number,
+                len(record.events),
+                publish(
+                    SAGA_EVENTS,
+                    record.saga_id,
+                    self._history.encode(record),
+                    partition=number,
+                ),
+            )
+            for number, record in work.records
+        ]
+        letters = [
+            publish(
+                SAGA_DLQ,
+                letter.key,
+                self._letters.encode(letter),
+                partition=letter.partition,
+            )
+            for letter in work.letters
+        ]
+        try:
+            self._publisher.flush()
+        except EventsError as exc:
+            raise HostUnavailableError(f"saga events not acknowledged: {exc}") from exc
+        failed = [f for _, _, f in futures if f.failed()] + [
+            f for f in letters if f.failed()
+        ]
+        if failed:
+            raise HostUnavailableError(
+                f"{len(failed)} of {len(futures) + len(letters)} appends failed; "
+                f"first: {failed[0].exception}"
+            )
+        # Durable: now the new states become current.
+        for number, events, future in futures:
+            part = self._parts[number]
+            part.end = max(part.end, future.value.offset + 1)
+            part.since += events
+        retention = self._settings.finished_retention
+        for saga_id, (number, state) in work.staged.items():
+            part = self._parts[number]
+            if state.status.terminal:
+                part.finish(saga_id, retention)
+            else:
+                part.sagas[saga_id] = state
+                if state.deadline:
+                    heapq.heappush(self._timers, (state.deadline, saga_id, number))
+        for number, send in work.sends:
+            self._publisher.publish(send.topic, send.message, partition=number)
+        for key, count in work.report.items():
+            self._counters[key] += count
+        for number, part in self._parts.items():
+            if part.since >= self._settings.snapshot_every:
+                self._snapshot(number)
+
+    def _snapshot(self, number: int) -> None:
+        part = self._parts[number]
+        part.manifest = self._snapshots.write(
+            number,
+            part.end,
+            list(part.sagas.values()),
+            list(part.finished_order),
+            part.manifest,
+        )
+        part.since = 0
+        self._counters["snapshots"] += 1
+
+    # -- timers ---------------------------------------------------------------
+
+    def _run_timers(self) -> None:
+        interval = self._settings.tick_ms / 1000
+        while not self._stopping.wait(interval):
+            try:
+                self.fire_timers()
+            except Exception:
+                # The due timers were put back; the next tick tries again.
+                log.exception("firing saga timers failed")
+
+    def fire_timers(self) -> int:
+        """Act on every deadline that has passed; returns how many sagas acted."""
+        with self._lock:
+            now = self._now()
+            due: list[tuple[int, str, int]] = []
+            while self._timers and self._timers[0][0] <= now:
+                due.append(heapq.heappop(self._timers))
+            work = _Batch()
+            fired = 0
+            for deadline, saga_id, number in due:
+                state = self._parts[number].sagas.get(saga_id)
+                if state is None or state.deadline != deadline:
+                    continue  # ended, or re-armed since: a stale entry
+                fired += 1
+                definition = self._definitions[state.saga_type]
+                tick = Tick(saga_id=saga_id, now=now, jitter=self._random.random())
+                self._stage(
+                    work, number, state, decide(definition, state, tick), now, "timer"
+                )
+            try:
+                self._commit(work)
+            except Exception:
+                for entry in due:
+                    heapq.heappush(self._timers, entry)
+                raise
+            self._counters["timers"] += fired
+            return fired
+
+    # -- restore --------------------------------------------------------------
+
+    def _restore(self) -> None:
+        started = time.perf_counter()
+        snapshots = self._snapshots.latest(self._parts)
+        sagas = records = 0
+        for number, snapshot in snapshots.items():
+            part = self._parts[number]
+            part.sagas = {s.saga_id: s for s in snapshot.sagas}
+            for saga_id in snapshot.finished:
+                part.finish(saga_id, self._settings.finished_retention)
+            part.end = snapshot.log_offset
+            part.manifest = snapshot.manifest_offset
+            sagas += len(snapshot.sagas)
+        starts = {
+            TopicPartition(SAGA_EVENTS, number): snapshot.log_offset
+            for number, snapshot in snapshots.items()
+        }
+        for raw in read_to_end(self._kafka, starts):
+            part = self._parts[raw.partition]
+            self._replay(part, raw.partition, raw.offset, raw.value)
+            part.end = raw.offset + 1
+            part.since += 1
+            records += 1
+        resent = self._rearm()
+        self._restored = _Restored(
+            sagas, records, time.perf_counter() - started, resent
+        )
+        log.info(
+            "restored partitions %s: %d sagas from snapshots, %d log records, "
+            "%d commands re-sent, in %.2f s",
+            sorted(self._parts),
+            sagas,
+            records,
+            resent,
+            self._restored.seconds,
+        )
+
+    def _replay(self, part: _Partition, number: int, offset: int, value: bytes) -> None:
+        try:
+            record = self._history.decode(value)
+        except msgspec.DecodeError as exc:
+            raise RestoreError(
+                f"{SAGA_EVENTS} partition {number} offset {offset} is not a saga "
+                f"log record: {exc}"
+            ) from exc
+        if record.saga_id in part.finished:
+            return
+        state = part.sagas.get(record.saga_id)
+        seq = 0 if state is None else state.seq
+        if record.seq <= seq:
+            return  # already in the snapshot
+        if record.seq != seq + 1:
+            raise RestoreError(
+                f"{SAGA_EVENTS} partition {number} offset {offset}: saga "
+                f"{record.saga_id} jumps from event {seq} to {record.seq}; the log "
+                "is missing records"
+            )
+        for event in record.events:
+            state = evolve(state, event)
+        assert state is not None
+        if state.status.terminal:
+            part.finish(record.saga_id, self._settings.finished_retention)
+        else:
+            part.sagas[record.saga_id] = state
+
+    def _rearm(self) -> int:
+        """Deadlines back on the timer heap; awaited commands sent again."""
+        now = self._now()
+        resent = 0
+        for number, part in self._parts.items():
+            for saga_id, state in part.sagas.items():
+                if state.deadline:
+                    self._timers.append((state.deadline, saga_id, number))
+                send = pending_command(self._definitions[state.saga_type], state, now)
+                if send is not None:
+                    self._publisher.publish(send.topic, send.message, partition=number)
+                    resent += 1
+        heapq.heapify(self._timers)
+        self._publisher.flush()
+        return resent
+
+
+def owned_partitions(host: int, hosts: int, partitions: int) -> list[int]:
+    """The partitions host number ``host`` of ``hosts`` owns: every hosts-th."""
+    return [p for p in range(partitions) if p % hosts == host]

@@ -1,0 +1,184 @@
+"""``RouterActor``: consumes requests and replies, hands them to the owning host.
+
+A router is a member of the orchestrator's consumer group over ``saga.requests``
+and every reply topic the saga definitions listen on. It does not decode
+messages: it reads each record's key (the sagaId), finds the saga's home
+partition and so its host, and sends each host its share of the batch in one
+Ray call, all hosts in parallel. An offset is committed only after the host
+reported the batch durable; a host that failed or timed out leaves its records
+uncommitted, and they come back on the next poll.
+
+More routers share the group: scale them like any consumer. Routing does not
+depend on which router got which partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+import ray
+from ray.exceptions import GetTimeoutError, RayError
+
+from actors.definitions import SagaDefinition
+from actors.host import Inbound
+from events.listener import Delivery, KafkaEventListener
+from events.partitions import home_partition
+from events.settings import KafkaSettings
+from events.topics import SAGA_REQUESTS
+
+log = logging.getLogger(__name__)
+
+
+def listened_topics(definitions: Mapping[str, SagaDefinition]) -> list[str]:
+    """``saga.requests`` and every reply topic the definitions wait on."""
+    topics = {SAGA_REQUESTS}
+    for definition in definitions.values():
+        for step in definition.steps:
+            topics.add(step.action.reply_topic)
+            if step.compensation is not None:
+                topics.add(step.compensation.reply_topic)
+    return sorted(topics)
+
+
+class _SagaIdOnly(msgspec.Struct, rename="camel"):
+    saga_id: str = ""
+
+
+class RouterStats(msgspec.Struct, frozen=True):
+    batches: int
+    routed: int
+    host_failures: int
+    assigned: list[tuple[str, int]]
+
+
+class RouterActor:
+    """Routes consumed records to the :class:`~actors.host.SagaHost` owning them.
+
+    ``owners`` maps each partition number to an index into ``hosts``.
+    ``die_after_acks`` is fault injection for the crash tests and ``--chaos``:
+    after that many host acknowledgements, and before committing them, the
+    process kills itself with SIGKILL (only in its first incarnation).
+    """
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        hosts: Sequence[Any],
+        owners: Mapping[int, int],
+        partition_count: int,
+        topics: Sequence[str],
+        *,
+        group_id: str | None = None,
+        call_timeout_s: float = 120.0,
+        die_after_acks: int | None = None,
+    ) -> None:
+        self._hosts = list(hosts)
+        self._owners = dict(owners)
+        self._count = partition_count
+        self._timeout = call_timeout_s
+        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        self._die_after = None if restarted else die_after_acks
+        self._decoder = msgspec.json.Decoder(_SagaIdOnly)
+        self._acks = 0
+        self._batches = 0
+        self._routed = 0
+        self._failures = 0
+        self._failed_recently = False
+        self._assigned: list[tuple[str, int]] = []
+        self._listener = KafkaEventListener(
+            kafka, topics, self._dispatch, group_id=group_id, decode=False
+        )
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="router", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                try:
+                    self._listener.poll_once()
+                    self._assigned = sorted(
+                        (tp.topic, tp.partition) for tp in self._listener.assignment()
+                    )
+                except Exception:
+                    log.exception("router poll failed; retrying")
+                    time.sleep(1.0)
+                if self._failed_recently:
+                    # A host is down or restarting: let it restore before retrying.
+                    self._failed_recently = False
+                    time.sleep(0.5)
+        finally:
+            self._listener.close()
+
+    def _home(self, delivery: Delivery) -> int:
+        saga_id = delivery.key
+        if saga_id is None:
+            try:
+                saga_id = self._decoder.decode(delivery.value).saga_id
+            except msgspec.DecodeError:
+                saga_id = ""
+        if not saga_id:
+            # Undecodable and unkeyed: the host of its own partition dead-letters it.
+            return delivery.partition
+        return home_partition(saga_id, self._count)
+
+    def _dispatch(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        groups: dict[int, list[Delivery]] = {}
+        for delivery in deliveries:
+            groups.setdefault(self._owners[self._home(delivery)], []).append(delivery)
+        calls = {
+            host: self._hosts[host].handle.remote([_inbound(d) for d in group])
+            for host, group in groups.items()
+        }
+        done: list[Delivery] = []
+        for host, ref in calls.items():
+            try:
+                ray.get(ref, timeout=self._timeout)
+            except (RayError, GetTimeoutError) as exc:
+                self._failures += 1
+                self._failed_recently = True
+                log.warning(
+                    "host %d did not take %d records: %s", host, len(groups[host]), exc
+                )
+                continue
+            done.extend(groups[host])
+            self._acks += 1
+            if self._die_after is not None and self._acks >= self._die_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+        self._batches += 1
+        self._routed += len(done)
+        return done
+
+    # -- called through Ray ------------------------------------------------
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def stats(self) -> RouterStats:
+        return RouterStats(
+            batches=self._batches,
+            routed=self._routed,
+            host_failures=self._failures,
+            assigned=self._assigned,
+        )
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=30)
+
+
+def _inbound(delivery: Delivery) -> Inbound:
+    return (
+        delivery.topic,
+        delivery.partition,
+        delivery.offset,
+        delivery.key,
+        delivery.value,
+    )

@@ -1,0 +1,132 @@
+"""The engine on Ray: saga hosts and routers started, watched and stopped.
+
+Hosts are Ray actors that Ray restarts when their process dies
+(``max_restarts=-1``); a restarted host restores its partitions from the log.
+Routers restart the same way and rejoin the consumer group. Actors ask for no
+CPU of their own (``num_cpus=0``): they are mostly waiting on Kafka, and a
+2-core machine must fit several.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import msgspec
+import ray
+
+from actors.config import RaySettings
+from actors.definitions import DEFINITIONS, SagaDefinition
+from actors.host import HostSettings, HostStats, SagaHost, owned_partitions
+from actors.router import RouterActor, RouterStats, listened_topics
+from actors.saga import SagaState
+from events.partitions import home_partition
+from events.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
+
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+
+
+class EngineSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How many actors run the sagas."""
+
+    hosts: Positive = 2
+    routers: Positive = 1
+    host: HostSettings = HostSettings()
+
+
+def ensure_ray(settings: RaySettings) -> None:
+    """Connect to the configured Ray cluster, or start a small local one."""
+    if ray.is_initialized():
+        return
+    options: dict[str, Any] = {
+        "include_dashboard": False,
+        "logging_level": logging.WARNING,
+        "log_to_driver": True,
+    }
+    if settings.address:
+        ray.init(address=settings.address, **options)
+    else:
+        ray.init(num_cpus=settings.num_cpus, **options)
+
+
+class Engine:
+    """The hosts and routers of one orchestrator."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        settings: EngineSettings | None = None,
+        definitions: Mapping[str, SagaDefinition] = DEFINITIONS,
+        *,
+        group_id: str | None = None,
+        router_faults: Mapping[int, int] | None = None,
+    ) -> None:
+        self.kafka = kafka
+        self.settings = settings or EngineSettings()
+        self.partitions = kafka.topics.partitions
+        count = self.settings.hosts
+        host_actor: Any = ray.remote(SagaHost).options(
+            max_restarts=-1, max_task_retries=0, num_cpus=0
+        )
+        self.hosts: list[Any] = [
+            host_actor.remote(
+                kafka,
+                owned_partitions(i, count, self.partitions),
+                self.partitions,
+                self.settings.host,
+                definitions,
+            )
+            for i in range(count)
+        ]
+        owners = {p: p % count for p in range(self.partitions)}
+        # Wait for every host to restore before any router hands it work.
+        ray.get([host.pid.remote() for host in self.hosts])
+        router_actor: Any = ray.remote(RouterActor).options(
+            max_restarts=-1, max_task_retries=0, num_cpus=0
+        )
+        faults = router_faults or {}
+        topics = listened_topics(definitions)
+        self.routers: list[Any] = [
+            router_actor.remote(
+                kafka,
+                self.hosts,
+                owners,
+                self.partitions,
+                topics,
+                group_id=group_id,
+                die_after_acks=faults.get(i),
+            )
+            for i in range(self.settings.routers)
+        ]
+        ray.get([router.pid.remote() for router in self.routers])
+
+    def host_of(self, saga_id: str) -> Any:
+        return self.hosts[home_partition(saga_id, self.partitions) % len(self.hosts)]
+
+    def state(self, saga_id: str) -> SagaState | None:
+        """The live state of an in-flight saga (``None`` once it ended)."""
+        result: SagaState | None = ray.get(self.host_of(saga_id).state.remote(saga_id))
+        return result
+
+    def host_stats(self) -> list[HostStats]:
+        return list(ray.get([host.stats.remote() for host in self.hosts]))
+
+    def router_stats(self) -> list[RouterStats]:
+        return list(ray.get([router.stats.remote() for router in self.routers]))
+
+    def stop(self) -> None:
+        """Routers leave the group cleanly, then every actor is removed."""
+        try:
+            ray.get([router.stop.remote() for router in self.routers], timeout=60)
+        except ray.exceptions.RayError as exc:
+            log.warning("a router did not stop cleanly: %s", exc)
+        try:
+            # Flushes the commands still queued in each host's producer.
+            ray.get([host.close.remote() for host in self.hosts], timeout=30)
+        except ray.exceptions.RayError as exc:
+            log.warning("a host did not close cleanly: %s", exc)
+        for handle in [*self.routers, *self.hosts]:
+            ray.kill(handle, no_restart=True)

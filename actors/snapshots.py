@@ -1,0 +1,242 @@
+"""Snapshots of a partition's in-flight sagas on ``saga.snapshots``.
+
+A snapshot covers ``saga.events`` of one partition up to (not including)
+``log_offset``: restore = newest snapshot + the log from ``log_offset`` on. It is
+written to the same partition number of ``saga.snapshots`` as chunks (each well
+under the message size limit) followed by a manifest that points back at the
+first chunk. A snapshot whose writer died before the manifest is ignored: every
+chunk also points at the previous manifest, so the newest complete snapshot is
+found from the partition's last record with at most two seeks, without reading
+the topic from its start and without relying on compaction.
+
+Besides the in-flight sagas, a snapshot keeps the partition's recently finished
+sagaIds, so a late duplicate for a saga that ended is still recognised after a
+restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import closing
+from typing import Any, Final, TypeAlias
+
+import msgspec
+from kafka import TopicPartition
+
+from actors.errors import RestoreError
+from actors.saga import SagaState
+from events.admin import end_offsets
+from events.publisher import KafkaMessagePublisher
+from events.reader import read_to_end
+from events.settings import KafkaSettings
+from events.topics import SAGA_SNAPSHOTS
+
+#: Bump when the snapshot layout changes: an old snapshot is then skipped and
+#: the log replayed from its start, never misread.
+FORMAT: Final = 1
+_NO_MANIFEST: Final = -1
+
+
+class _Chunk(msgspec.Struct, frozen=True, kw_only=True, tag="chunk", rename="camel"):
+    format: int
+    partition: int
+    log_offset: int
+    index: int
+    total: int
+    previous: int
+    sagas: list[msgspec.Raw] = []
+    finished: list[str] = []
+
+
+class _ChunkIn(msgspec.Struct, frozen=True, kw_only=True, tag="chunk", rename="camel"):
+    format: int
+    partition: int
+    log_offset: int
+    index: int
+    total: int
+    previous: int
+    sagas: list[SagaState] = []
+    finished: list[str] = []
+
+
+class _Manifest(
+    msgspec.Struct, frozen=True, kw_only=True, tag="manifest", rename="camel"
+):
+    format: int
+    partition: int
+    log_offset: int
+    first_offset: int
+    chunks: int
+    sagas: int
+    finished: int
+    previous: int
+
+
+_Record: TypeAlias = _ChunkIn | _Manifest
+
+
+class Snapshot(msgspec.Struct):
+    """What a restore starts from: states and finished ids as of ``log_offset``."""
+
+    partition: int
+    log_offset: int
+    sagas: list[SagaState]
+    finished: list[str]
+    #: Offset of the manifest on saga.snapshots (-1: none; start from the log).
+    manifest_offset: int = _NO_MANIFEST
+
+
+class SnapshotStore:
+    """Writes and finds snapshots for the partitions of one host."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        publisher: KafkaMessagePublisher,
+        chunk_bytes: int = 256 * 1024,
+    ) -> None:
+        if chunk_bytes >= settings.max_message_bytes:
+            raise ValueError("chunk_bytes must be below kafka.max_message_bytes")
+        self._settings = settings
+        self._publisher = publisher
+        self._chunk_bytes = chunk_bytes
+        self._encoder = msgspec.json.Encoder()
+        self._decoder = msgspec.json.Decoder(_Record)
+
+    def write(
+        self,
+        partition: int,
+        log_offset: int,
+        sagas: Iterable[SagaState],
+        finished: Iterable[str],
+        previous: int,
+    ) -> int:
+        """Write a snapshot; returns its manifest's offset."""
+        chunks = list(self._pack(sagas, finished))
+        header = {
+            "format": FORMAT,
+            "partition": partition,
+            "log_offset": log_offset,
+            "total": len(chunks),
+            "previous": previous,
+        }
+        futures = [
+            self._send(partition, _Chunk(index=i, sagas=s, finished=f, **header))
+            for i, (s, f) in enumerate(chunks)
+        ]
+        self._publisher.flush()
+        offsets = [future.get().offset for future in futures]
+        manifest = _Manifest(
+            format=FORMAT,
+            partition=partition,
+            log_offset=log_offset,
+            first_offset=offsets[0],
+            chunks=len(chunks),
+            sagas=sum(len(s) for s, _ in chunks),
+            finished=sum(len(f) for _, f in chunks),
+            previous=previous,
+        )
+        future = self._send(partition, manifest)
+        self._publisher.flush()
+        return int(future.get().offset)
+
+    def _send(self, partition: int, record: _Chunk | _Manifest) -> Any:
+        return self._publisher.publish_raw(
+            SAGA_SNAPSHOTS,
+            f"partition-{partition}",
+            self._encoder.encode(record),
+            partition=partition,
+        )
+
+    def _pack(
+        self, sagas: Iterable[SagaState], finished: Iterable[str]
+    ) -> Iterator[tuple[list[msgspec.Raw], list[str]]]:
+        """Greedy chunks by encoded size; always at least one (maybe empty)."""
+        states: list[msgspec.Raw] = []
+        ids: list[str] = []
+        size = 0
+        produced = False
+        for state in sagas:
+            raw = msgspec.Raw(self._encoder.encode(state))
+            if states and size + len(raw) > self._chunk_bytes:
+                yield states, []
+                produced = True
+                states, size = [], 0
+            states.append(raw)
+            size += len(raw) + 1
+        for saga_id in finished:
+            if (states or ids) and size + len(saga_id) + 3 > self._chunk_bytes:
+                yield states, ids
+                produced = True
+                states, ids, size = [], [], 0
+            ids.append(saga_id)
+            size += len(saga_id) + 3
+        if states or ids or not produced:
+            yield states, ids
+
+    def latest(self, partitions: Iterable[int]) -> dict[int, Snapshot]:
+        """The newest complete snapshot of each partition (empty if none)."""
+        tps = [TopicPartition(SAGA_SNAPSHOTS, p) for p in partitions]
+        ends = end_offsets(self._settings, tps)
+        found: dict[int, Snapshot] = {}
+        for tp in tps:
+            found[tp.partition] = self._latest(tp, ends[tp])
+        return found
+
+    def _latest(self, tp: TopicPartition, end: int) -> Snapshot:
+        empty = Snapshot(tp.partition, 0, [], [])
+        if end == 0:
+            return empty
+        last = self._read(tp, end - 1, 1)[0]
+        if isinstance(last, _ChunkIn):
+            if last.previous == _NO_MANIFEST:
+                return empty
+            manifest_offset = last.previous
+            manifest = self._read(tp, manifest_offset, 1)[0]
+        else:
+            manifest_offset, manifest = end - 1, last
+        if not isinstance(manifest, _Manifest) or manifest.format != FORMAT:
+            return empty  # an unknown layout: replay the whole log instead
+        chunks = [
+            r
+            for r in self._read(tp, manifest.first_offset, manifest.chunks)
+            if isinstance(r, _ChunkIn) and r.log_offset == manifest.log_offset
+        ]
+        if sorted(c.index for c in chunks) != list(range(manifest.chunks)):
+            raise RestoreError(
+                f"snapshot of partition {tp.partition} at log offset "
+                f"{manifest.log_offset} is incomplete on {SAGA_SNAPSHOTS} (offsets "
+                f"from {manifest.first_offset}): was the topic's retention shorter "
+                "than a snapshot interval?"
+            )
+        return Snapshot(
+            partition=tp.partition,
+            log_offset=manifest.log_offset,
+            sagas=[s for c in chunks for s in c.sagas],
+            finished=[f for c in chunks for f in c.finished],
+            manifest_offset=manifest_offset,
+        )
+
+    def _read(self, tp: TopicPartition, offset: int, count: int) -> list[_Record]:
+        records: list[_Record] = []
+        with closing(read_to_end(self._settings, {tp: offset})) as reader:
+            for record in reader:
+                records.append(self._decode(tp, record))
+                if len(records) == count:
+                    break
+        if len(records) < count:
+            raise RestoreError(
+                f"{SAGA_SNAPSHOTS} partition {tp.partition}: expected {count} "
+                f"record(s) from offset {offset}, found {len(records)}"
+            )
+        return records
+
+    def _decode(self, tp: TopicPartition, record: Any) -> _Record:
+        try:
+            decoded: _Record = self._decoder.decode(record.value)
+            return decoded
+        except msgspec.DecodeError as exc:
+            raise RestoreError(
+                f"{SAGA_SNAPSHOTS} partition {tp.partition} offset "
+                f"{record.offset} is not a snapshot record: {exc}"
+            ) from exc
