@@ -60,7 +60,7 @@ from events.errors import EventsError, MessageDecodeError
 from events.messages import EventMessage, Message, MessageCodec
 from events.partitions import home_partition
 from events.publisher import KafkaMessagePublisher
-from events.reader import read_to_end
+from events.reader import PartitionReader
 from events.settings import KafkaSettings
 from events.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS, SAGA_REQUESTS
 
@@ -115,7 +115,11 @@ class _Restored(NamedTuple):
     sagas: int
     records: int
     seconds: float
-    resent: int
+
+
+#: Re-sends per timer tick after a restore: bounded, so a big restore does not
+#: hold the host's lock for long.
+_RESEND_PER_TICK = 2_000
 
 
 class _Partition:
@@ -181,8 +185,11 @@ class SagaHost:
         self._parts = {p: _Partition() for p in sorted(set(partitions))}
         self._timers: list[tuple[int, str, int]] = []
         self._counters = dict.fromkeys(
-            ("applied", "duplicates", "dead_letters", "timers", "snapshots"), 0
+            ("applied", "duplicates", "dead_letters", "timers", "snapshots", "resent"),
+            0,
         )
+        self._resend: deque[tuple[int, str, int]] = deque()
+        self._restored = _Restored(0, 0, 0.0)
         with TopicAdmin(kafka) as admin:
             admin.check_topics(ALL_TOPICS, partition_count)
         self._publisher = KafkaMessagePublisher(kafka)
@@ -232,7 +239,7 @@ class SagaHost:
                 restored_sagas=self._restored.sagas,
                 restored_records=self._restored.records,
                 restore_s=self._restored.seconds,
-                resent=self._restored.resent,
+                resent=self._counters["resent"],
             )
 
     def snapshot(self) -> None:
@@ -463,6 +470,8 @@ class SagaHost:
                 self._snapshot(number)
 
     def _snapshot(self, number: int) -> None:
+        # A snapshot vouches that its sagas' commands went out (see _rearm).
+        self._send_again(None)
         part = self._parts[number]
         part.manifest = self._snapshots.write(
             number,
@@ -486,8 +495,10 @@ class SagaHost:
                 log.exception("firing saga timers failed")
 
     def fire_timers(self) -> int:
-        """Act on every deadline that has passed; returns how many sagas acted."""
+        """Act on every deadline that has passed; returns how many sagas acted.
+        Also sends a share of the commands queued for re-sending by a restore."""
         with self._lock:
+            self._send_again(_RESEND_PER_TICK)
             now = self._now()
             due: list[tuple[int, str, int]] = []
             while self._timers and self._timers[0][0] <= now:
@@ -517,7 +528,27 @@ class SagaHost:
 
     def _restore(self) -> None:
         started = time.perf_counter()
-        snapshots = self._snapshots.latest(self._parts)
+        with PartitionReader(self._kafka) as reader:
+            touched = self._load(reader)
+        self._rearm(touched)
+        seconds = time.perf_counter() - started
+        self._restored = _Restored(
+            self._restored.sagas, self._restored.records, seconds
+        )
+        log.info(
+            "restored partitions %s: %d sagas from snapshots, %d log records, "
+            "%d commands to re-send, in %.2f s",
+            sorted(self._parts),
+            self._restored.sagas,
+            self._restored.records,
+            len(self._resend),
+            seconds,
+        )
+
+    def _load(self, reader: PartitionReader) -> set[str]:
+        """Newest snapshot + log tail into memory; returns the sagaIds the tail
+        moved (their latest commands may not have gone out before the crash)."""
+        snapshots = self._snapshots.latest(reader, self._parts)
         sagas = records = 0
         for number, snapshot in snapshots.items():
             part = self._parts[number]
@@ -531,27 +562,17 @@ class SagaHost:
             TopicPartition(SAGA_EVENTS, number): snapshot.log_offset
             for number, snapshot in snapshots.items()
         }
-        for raw in read_to_end(self._kafka, starts):
+        touched: set[str] = set()
+        for raw in reader.read(starts):
             part = self._parts[raw.partition]
-            self._replay(part, raw.partition, raw.offset, raw.value)
+            touched.add(self._replay(part, raw.partition, raw.offset, raw.value))
             part.end = raw.offset + 1
             part.since += 1
             records += 1
-        resent = self._rearm()
-        self._restored = _Restored(
-            sagas, records, time.perf_counter() - started, resent
-        )
-        log.info(
-            "restored partitions %s: %d sagas from snapshots, %d log records, "
-            "%d commands re-sent, in %.2f s",
-            sorted(self._parts),
-            sagas,
-            records,
-            resent,
-            self._restored.seconds,
-        )
+        self._restored = _Restored(sagas, records, 0.0)
+        return touched
 
-    def _replay(self, part: _Partition, number: int, offset: int, value: bytes) -> None:
+    def _replay(self, part: _Partition, number: int, offset: int, value: bytes) -> str:
         try:
             record = self._history.decode(value)
         except msgspec.DecodeError as exc:
@@ -560,11 +581,11 @@ class SagaHost:
                 f"log record: {exc}"
             ) from exc
         if record.saga_id in part.finished:
-            return
+            return record.saga_id
         state = part.sagas.get(record.saga_id)
         seq = 0 if state is None else state.seq
         if record.seq <= seq:
-            return  # already in the snapshot
+            return record.saga_id  # already in the snapshot
         if record.seq != seq + 1:
             raise RestoreError(
                 f"{SAGA_EVENTS} partition {number} offset {offset}: saga "
@@ -578,22 +599,42 @@ class SagaHost:
             part.finish(record.saga_id, self._settings.finished_retention)
         else:
             part.sagas[record.saga_id] = state
+        return record.saga_id
 
-    def _rearm(self) -> int:
-        """Deadlines back on the timer heap; awaited commands sent again."""
-        now = self._now()
-        resent = 0
+    def _rearm(self, touched: set[str]) -> None:
+        """Deadlines back on the timer heap; the commands the log tail issued
+        queued to be sent again.
+
+        A saga whose state came from the snapshot alone had its commands
+        acknowledged before the snapshot was written (writing one flushes the
+        producer), so only the tail's sagas are re-sent: after a crash, not
+        every in-flight saga's participant gets a duplicate. The re-sends go
+        out from the timer thread, so the host takes work as soon as its state
+        is back.
+        """
         for number, part in self._parts.items():
             for saga_id, state in part.sagas.items():
                 if state.deadline:
                     self._timers.append((state.deadline, saga_id, number))
-                send = pending_command(self._definitions[state.saga_type], state, now)
-                if send is not None:
-                    self._publisher.publish(send.topic, send.message, partition=number)
-                    resent += 1
+                if saga_id in touched:
+                    self._resend.append((number, saga_id, state.seq))
         heapq.heapify(self._timers)
-        self._publisher.flush()
-        return resent
+
+    def _send_again(self, limit: int | None) -> None:
+        """Re-send up to ``limit`` queued commands (all for ``None``), skipping
+        sagas that have moved on since: their newer command went out already."""
+        now = self._now()
+        sent = 0
+        while self._resend and (limit is None or sent < limit):
+            number, saga_id, seq = self._resend.popleft()
+            state = self._parts[number].sagas.get(saga_id)
+            if state is None or state.seq != seq:
+                continue
+            send = pending_command(self._definitions[state.saga_type], state, now)
+            if send is not None:
+                self._publisher.publish(send.topic, send.message, partition=number)
+                sent += 1
+        self._counters["resent"] += sent
 
 
 def owned_partitions(host: int, hosts: int, partitions: int) -> list[int]:

@@ -17,7 +17,6 @@ restart.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from contextlib import closing
 from typing import Any, Final, TypeAlias
 
 import msgspec
@@ -25,9 +24,8 @@ from kafka import TopicPartition
 
 from actors.errors import RestoreError
 from actors.saga import SagaState
-from events.admin import end_offsets
 from events.publisher import KafkaMessagePublisher
-from events.reader import read_to_end
+from events.reader import PartitionReader
 from events.settings import KafkaSettings
 from events.topics import SAGA_SNAPSHOTS
 
@@ -174,32 +172,33 @@ class SnapshotStore:
         if states or ids or not produced:
             yield states, ids
 
-    def latest(self, partitions: Iterable[int]) -> dict[int, Snapshot]:
+    def latest(
+        self, reader: PartitionReader, partitions: Iterable[int]
+    ) -> dict[int, Snapshot]:
         """The newest complete snapshot of each partition (empty if none)."""
         tps = [TopicPartition(SAGA_SNAPSHOTS, p) for p in partitions]
-        ends = end_offsets(self._settings, tps)
-        found: dict[int, Snapshot] = {}
-        for tp in tps:
-            found[tp.partition] = self._latest(tp, ends[tp])
-        return found
+        ends = reader.ends(tps)
+        return {tp.partition: self._latest(reader, tp, ends[tp]) for tp in tps}
 
-    def _latest(self, tp: TopicPartition, end: int) -> Snapshot:
+    def _latest(
+        self, reader: PartitionReader, tp: TopicPartition, end: int
+    ) -> Snapshot:
         empty = Snapshot(tp.partition, 0, [], [])
         if end == 0:
             return empty
-        last = self._read(tp, end - 1, 1)[0]
+        last = self._read(reader, tp, end - 1, 1)[0]
         if isinstance(last, _ChunkIn):
             if last.previous == _NO_MANIFEST:
                 return empty
             manifest_offset = last.previous
-            manifest = self._read(tp, manifest_offset, 1)[0]
+            manifest = self._read(reader, tp, manifest_offset, 1)[0]
         else:
             manifest_offset, manifest = end - 1, last
         if not isinstance(manifest, _Manifest) or manifest.format != FORMAT:
             return empty  # an unknown layout: replay the whole log instead
         chunks = [
             r
-            for r in self._read(tp, manifest.first_offset, manifest.chunks)
+            for r in self._read(reader, tp, manifest.first_offset, manifest.chunks)
             if isinstance(r, _ChunkIn) and r.log_offset == manifest.log_offset
         ]
         if sorted(c.index for c in chunks) != list(range(manifest.chunks)):
@@ -217,13 +216,12 @@ class SnapshotStore:
             manifest_offset=manifest_offset,
         )
 
-    def _read(self, tp: TopicPartition, offset: int, count: int) -> list[_Record]:
-        records: list[_Record] = []
-        with closing(read_to_end(self._settings, {tp: offset})) as reader:
-            for record in reader:
-                records.append(self._decode(tp, record))
-                if len(records) == count:
-                    break
+    def _read(
+        self, reader: PartitionReader, tp: TopicPartition, offset: int, count: int
+    ) -> list[_Record]:
+        records = [
+            self._decode(tp, record) for record in reader.read({tp: offset}, count)
+        ]
         if len(records) < count:
             raise RestoreError(
                 f"{SAGA_SNAPSHOTS} partition {tp.partition}: expected {count} "

@@ -7,24 +7,22 @@ right, while the embedded broker's ListOffsets under-reports (DESIGN.md).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
 import msgspec
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+from kafka import KafkaAdminClient, TopicPartition
 
 from events.clients import (
     Closing,
     admin_options,
     connect,
-    consumer_options,
 )
 from events.errors import (
     EventsError,
     MissingTopicError,
     TopicPartitionMismatchError,
 )
+from events.reader import PartitionReader
 from events.settings import KafkaSettings
 
 
@@ -155,31 +153,6 @@ class TopicAdmin(Closing):
 def end_offsets(
     settings: KafkaSettings, partitions: list[TopicPartition], timeout_s: float = 10.0
 ) -> dict[TopicPartition, int]:
-    """The high watermark of each partition, read from Fetch responses.
-
-    ListOffsets' answer is used only as a starting position: it is a valid
-    offset at or below the end on every broker, and a fetch from there returns
-    the true high watermark.
-    """
-    if not partitions:
-        return {}
-    consumer = connect(KafkaConsumer, settings, consumer_options(settings, None))
-    try:
-        consumer.assign(partitions)
-        for tp, offset in consumer.end_offsets(partitions).items():
-            consumer.seek(tp, offset)
-        deadline = time.monotonic() + timeout_s
-        pending = set(partitions)
-        while pending:
-            consumer.poll(timeout_ms=100, max_records=1, update_offsets=False)
-            pending = {tp for tp in pending if consumer.highwater(tp) is None}
-            if pending and time.monotonic() > deadline:
-                raise EventsError(
-                    f"no fetch answer for {len(pending)} partitions within "
-                    f"{timeout_s:g} s (first: {min(pending)})"
-                )
-        return {tp: int(consumer.highwater(tp)) for tp in partitions}
-    except KafkaError as exc:
-        raise EventsError(f"reading end offsets failed: {exc}") from exc
-    finally:
-        consumer.close()
+    """The high watermark of each partition (see :meth:`PartitionReader.ends`)."""
+    with PartitionReader(settings, timeout_s) as reader:
+        return reader.ends(partitions)

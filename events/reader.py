@@ -1,26 +1,126 @@
-"""Read partitions from a given offset up to their end, without a consumer group.
+"""Read partitions from given offsets up to their end, without a consumer group.
 
 For restoring state from a log: the reader assigns the partitions, seeks, and
 stops at each partition's high watermark as reported by Fetch responses (the
 end offset both Kafka and the embedded broker get right; see DESIGN.md on
-ListOffsets).
+ListOffsets). One :class:`PartitionReader` keeps one consumer for many reads:
+building a consumer costs a connection and a metadata round trip.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from events.clients import connect, consumer_options
+from events.clients import Closing, connect, consumer_options
 from events.errors import EventsError
 from events.settings import KafkaSettings
 
 #: Restores read whole partitions: fetch big slices at a time.
 _FETCH_BYTES = 16 * 1024 * 1024
+
+
+class PartitionReader(Closing):
+    def __init__(self, settings: KafkaSettings, timeout_s: float = 30.0) -> None:
+        self._timeout_s = timeout_s
+        options = consumer_options(settings, None) | {
+            "max_partition_fetch_bytes": _FETCH_BYTES,
+            "fetch_max_bytes": 4 * _FETCH_BYTES,
+            "fetch_max_wait_ms": 50,
+            "max_poll_records": 10_000,
+        }
+        self._consumer = connect(KafkaConsumer, settings, options)
+
+    def ends(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """Each partition's high watermark, read from a Fetch response.
+
+        ListOffsets' answer is used only as a starting position: it is a valid
+        offset at or below the end on every broker, and a fetch from there
+        returns the true high watermark.
+        """
+        tps = list(partitions)
+        if not tps:
+            return {}
+        consumer = self._consumer
+        try:
+            consumer.assign(tps)
+            for tp, offset in consumer.end_offsets(tps).items():
+                consumer.seek(tp, offset)
+            deadline = time.monotonic() + self._timeout_s
+            pending = set(tps)
+            while pending:
+                consumer.poll(timeout_ms=100, max_records=1, update_offsets=False)
+                pending = {tp for tp in pending if consumer.highwater(tp) is None}
+                if pending and time.monotonic() > deadline:
+                    raise EventsError(
+                        f"no fetch answer for {len(pending)} partitions within "
+                        f"{self._timeout_s:g} s (first: {min(pending)})"
+                    )
+            return {tp: int(consumer.highwater(tp)) for tp in tps}
+        except KafkaError as exc:
+            raise EventsError(f"reading end offsets failed: {exc}") from exc
+
+    def read(
+        self, starts: Mapping[TopicPartition, int], limit: int | None = None
+    ) -> Generator[Any, None, None]:
+        """Yield each partition's records from its start offset to its end (or
+        ``limit`` records per partition), in offset order per partition.
+
+        The end is the high watermark at the first fetch that answers for the
+        partition: records appended while reading may or may not be included.
+        Raises :class:`EventsError` after ``timeout_s`` without progress.
+        """
+        if not starts:
+            return
+        consumer = self._consumer
+        try:
+            consumer.assign(list(starts))
+            for tp, offset in starts.items():
+                consumer.seek(tp, offset)
+            ends: dict[TopicPartition, int] = {}
+            taken = dict.fromkeys(starts, 0)
+            pending = set(starts)
+            last_progress = time.monotonic()
+            while pending:
+                batches = consumer.poll(timeout_ms=100)
+                for tp, records in batches.items():
+                    end = ends.get(tp)
+                    for record in records:
+                        if tp not in pending or (
+                            end is not None and record.offset >= end
+                        ):
+                            break
+                        yield record
+                        taken[tp] += 1
+                        if limit is not None and taken[tp] >= limit:
+                            pending.discard(tp)
+                for tp in list(pending):
+                    if tp not in ends:
+                        highwater = consumer.highwater(tp)
+                        if highwater is None:
+                            continue
+                        ends[tp] = int(highwater)
+                    if consumer.position(tp) >= ends[tp]:
+                        pending.discard(tp)
+                consumer.pause(*(tp for tp in starts if tp not in pending))
+                if batches:
+                    last_progress = time.monotonic()
+                elif time.monotonic() - last_progress > self._timeout_s:
+                    raise EventsError(
+                        f"reading {len(pending)} partition(s) to their end made no "
+                        f"progress for {self._timeout_s:g} s (first: {min(pending)})"
+                    )
+        except KafkaError as exc:
+            raise EventsError(f"reading partitions failed: {exc}") from exc
+        finally:
+            consumer.resume(*starts)
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
 
 
 def read_to_end(
@@ -29,55 +129,6 @@ def read_to_end(
     *,
     timeout_s: float = 30.0,
 ) -> Generator[Any, None, None]:
-    """Yield the records of each partition from its start offset to its end.
-
-    Records of one partition come in offset order. The end is the high
-    watermark at the first fetch that answers for the partition: records
-    appended while reading may or may not be included. Raises
-    :class:`EventsError` when a partition gives no answer within ``timeout_s``
-    of the last progress.
-    """
-    if not starts:
-        return
-    options = consumer_options(settings, None) | {
-        "max_partition_fetch_bytes": _FETCH_BYTES,
-        "fetch_max_bytes": 4 * _FETCH_BYTES,
-        "fetch_max_wait_ms": 50,
-        "max_poll_records": 10_000,
-    }
-    consumer = connect(KafkaConsumer, settings, options)
-    try:
-        consumer.assign(list(starts))
-        for tp, offset in starts.items():
-            consumer.seek(tp, offset)
-        ends: dict[TopicPartition, int] = {}
-        pending = set(starts)
-        last_progress = time.monotonic()
-        while pending:
-            batches = consumer.poll(timeout_ms=100)
-            for tp, records in batches.items():
-                end = ends.get(tp)
-                for record in records:
-                    if end is not None and record.offset >= end:
-                        break
-                    yield record
-            for tp in list(pending):
-                if tp not in ends:
-                    highwater = consumer.highwater(tp)
-                    if highwater is None:
-                        continue
-                    ends[tp] = int(highwater)
-                if consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-                    consumer.pause(tp)
-            if batches:
-                last_progress = time.monotonic()
-            elif time.monotonic() - last_progress > timeout_s:
-                raise EventsError(
-                    f"reading {len(pending)} partition(s) to their end made no "
-                    f"progress for {timeout_s:g} s (first: {min(pending)})"
-                )
-    except KafkaError as exc:
-        raise EventsError(f"reading partitions failed: {exc}") from exc
-    finally:
-        consumer.close(autocommit=False)
+    """One-off :meth:`PartitionReader.read` with its own consumer."""
+    with PartitionReader(settings, timeout_s) as reader:
+        yield from reader.read(starts)

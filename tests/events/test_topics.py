@@ -19,7 +19,7 @@ def test_catalog_holds_every_topic_of_the_design() -> None:
         "user.commands.verify", "payment.commands.refund",
         "account.events.deposit", "payment.events.process",
         "user.events.verify", "payment.events.refund",
-        "saga.requests", "saga.events", "saga.dlq",
+        "saga.requests", "saga.events", "saga.snapshots", "saga.dlq",
     } == set(ALL_TOPICS)  # fmt: skip
     assert len(ALL_TOPICS) == len(set(ALL_TOPICS))
 

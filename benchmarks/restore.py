@@ -1,0 +1,280 @@
+"""How fast saga state comes back, and what an in-flight saga costs in memory.
+
+    python benchmarks/restore.py [--sagas 10000] [--records 200000] [--rounds 3]
+
+Three figures, each the median of ``--rounds``:
+
+1. Replay: log records of deposit sagas (made by the real core, encoded as they
+   are on ``saga.events``) decoded and folded into state, in saga events per
+   second. Pure CPU, no broker.
+2. Host restore: a host (in-process, on the embedded broker) takes ``--sagas``
+   starts and a reply for half of them, snapshots, takes a tail of more
+   replies, and goes away; a new host is built and its restore timed: newest
+   snapshot + log tail + re-arming timers + re-sending every awaited command.
+   The same again with no snapshot (the whole log replayed) for comparison.
+3. Memory: bytes retained per in-flight saga inside a host (tracemalloc), with
+   its timer entry and the map that holds it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+import time
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from statistics import median
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from actors.definitions import DEPOSIT
+from actors.history import HistoryCodec, LogRecord
+from actors.host import HostSettings, Inbound, SagaHost
+from actors.requests import start_message
+from actors.saga import Reply, SagaState, Start, decide, evolve
+from events.admin import TopicAdmin
+from events.broker import EmbeddedBroker
+from events.messages import EventMessage, MessageCodec
+from events.settings import KafkaSettings
+from events.topics import ALL_TOPICS
+
+INPUT = {
+    "userId": "user-1234",
+    "accountId": "acct-987",
+    "amount": 250,
+    "currency": "USD",
+}
+
+
+def log_records(count: int) -> list[bytes]:
+    """Encoded records of whole deposit sagas, as a host writes them."""
+    codec = HistoryCodec()
+    out: list[bytes] = []
+    i = 0
+    while len(out) < count:
+        saga_id = f"saga-{i:08d}"
+        state: SagaState | None = None
+        item: Start | Reply = Start(
+            saga_id=saga_id, saga_type="deposit", input=INPUT, now=1_000 + i
+        )
+        while True:
+            decision = decide(DEPOSIT, state, item)
+            seq = 1 if state is None else state.seq + 1
+            out.append(
+                codec.encode(
+                    LogRecord(
+                        saga_id=saga_id,
+                        saga_type="deposit",
+                        seq=seq,
+                        at=item.now,
+                        events=decision.events,
+                    )
+                )
+            )
+            state = decision.state
+            assert state is not None
+            if state.status.terminal or not decision.commands:
+                break
+            command = decision.commands[0].message
+            item = Reply(
+                saga_id=saga_id,
+                topic=command.metadata["replyTopic"],
+                step_id=command.step_id,
+                message_id=f"r-{command.message_id}",
+                success=True,
+                payload={"paymentId": f"pay-{i}"},
+                error=None,
+                now=item.now + 5,
+            )
+        i += 1
+    return out[:count]
+
+
+def replay_rate(records: list[bytes]) -> tuple[float, int]:
+    codec = HistoryCodec()
+    states: dict[str, SagaState] = {}
+    events = 0
+    started = time.perf_counter()
+    for raw in records:
+        record = codec.decode(raw)
+        state = states.get(record.saga_id)
+        for event in record.events:
+            state = evolve(state, event)
+            events += 1
+        assert state is not None
+        states[record.saga_id] = state
+    return events / (time.perf_counter() - started), events
+
+
+class Driver:
+    """Feeds a host the records a router would, with made-up offsets."""
+
+    def __init__(self) -> None:
+        self.codec = MessageCodec()
+        self.offset = 0
+
+    def starts(self, ids: list[str]) -> list[Inbound]:
+        now = datetime.now(UTC)
+        return [
+            self._in("saga.requests", i, start_message(i, "deposit", INPUT, now))
+            for i in ids
+        ]
+
+    def verified(self, ids: list[str]) -> list[Inbound]:
+        now = datetime.now(UTC)
+        return [
+            self._in(
+                "user.events.verify",
+                i,
+                EventMessage(
+                    message_id=f"r-{i}",
+                    saga_id=i,
+                    step_id="verify_user",
+                    timestamp=now,
+                    success=True,
+                ),
+            )
+            for i in ids
+        ]
+
+    def _in(self, topic: str, saga_id: str, message: object) -> Inbound:
+        self.offset += 1
+        return (topic, 0, self.offset, saga_id, self.codec.encode(message))  # type: ignore[arg-type]
+
+
+def feed(host: SagaHost, items: list[Inbound], batch: int = 2_000) -> None:
+    for i in range(0, len(items), batch):
+        host.handle(items[i : i + batch])
+
+
+def host_restore(
+    kafka: KafkaSettings, sagas: int, snapshot: bool
+) -> tuple[float, object]:
+    partitions = kafka.topics.partitions
+    every = 10**9  # snapshots only when asked for
+    driver = Driver()
+    ids = [f"saga-{time.monotonic_ns()}-{i}" for i in range(sagas)]
+    first = SagaHost(
+        kafka,
+        range(partitions),
+        partitions,
+        HostSettings(snapshot_every=every),
+        start_timers=False,
+    )
+    feed(first, driver.starts(ids))
+    feed(first, driver.verified(ids[: sagas // 2]))
+    if snapshot:
+        first.snapshot()
+    feed(first, driver.verified(ids[sagas // 2 :]))  # the tail after the snapshot
+    first.close()
+    started = time.perf_counter()
+    second = SagaHost(
+        kafka,
+        range(partitions),
+        partitions,
+        HostSettings(snapshot_every=every),
+        start_timers=False,
+    )
+    elapsed = time.perf_counter() - started
+    stats = second.stats()
+    second.close()
+    return elapsed, stats
+
+
+def memory_per_saga(kafka: KafkaSettings, sagas: int) -> float:
+    partitions = kafka.topics.partitions
+    driver = Driver()
+    ids = [
+        f"{time.monotonic_ns():x}-{i:06d}-4b1c-9f0e-2a7d5c3e8b61" for i in range(sagas)
+    ]
+    starts, verified = driver.starts(ids), driver.verified(ids)
+    host = SagaHost(kafka, range(partitions), partitions, start_timers=False)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    feed(host, starts)
+    feed(host, verified)  # each saga now holds a reply and waits on the payment
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    retained = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    assert host.stats().in_flight == sagas
+    host.close()
+    return retained / sagas
+
+
+@contextmanager
+def fresh(partitions: int) -> Iterator[KafkaSettings]:
+    """A broker of its own per measurement: no log left over from the last."""
+    with EmbeddedBroker() as broker:
+        kafka = KafkaSettings().with_bootstrap(broker.bootstrap)
+        with TopicAdmin(kafka) as admin:
+            admin.ensure_topics(ALL_TOPICS, partitions=partitions)
+        yield kafka
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sagas", type=int, default=10_000)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    partitions = KafkaSettings().topics.partitions
+
+    records = log_records(args.records)
+    rates = []
+    for _ in range(args.rounds):
+        rate, events = replay_rate(records)
+        rates.append(rate)
+        print(f"  replay: {events:,} events: {rate:,.0f} events/s", flush=True)
+
+    restores: dict[bool, list[float]] = {True: [], False: []}
+    memory = []
+    for _ in range(args.rounds):
+        for snapshot in (True, False):
+            with fresh(partitions) as kafka:
+                seconds, stats = host_restore(kafka, args.sagas, snapshot)
+            restores[snapshot].append(seconds)
+            how = "snapshot + tail" if snapshot else "whole log"
+            print(f"  restore ({how}): {seconds:.2f} s  {stats}", flush=True)
+        with fresh(partitions) as kafka:
+            memory.append(memory_per_saga(kafka, args.sagas))
+        print(f"  memory: {memory[-1]:,.0f} B per in-flight saga", flush=True)
+
+    n = f"{args.sagas:,}"
+    rows = [
+        (
+            "replay (decode + evolve), saga events/s",
+            f"{median(rates):,.0f}",
+            ">= 100,000",
+        ),
+        (
+            f"host restore of {n} sagas, snapshot + tail",
+            f"{median(restores[True]):.2f} s",
+            "< 2 s",
+        ),
+        (
+            f"host restore of {n} sagas, whole log",
+            f"{median(restores[False]):.2f} s",
+            "",
+        ),
+        (
+            "memory per in-flight saga in a host",
+            f"{median(memory):,.0f} B",
+            "<= 2,048 B",
+        ),
+    ]
+    print()
+    print("| measure | median | aim |")
+    print("|---|---:|---:|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
