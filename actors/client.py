@@ -19,7 +19,7 @@ from actors.definitions import DEFINITIONS, SagaDefinition
 from actors.errors import RestoreError, UnknownSagaTypeError
 from actors.history import HistoryCodec, LogRecord
 from actors.requests import check_input, start_message
-from actors.saga import SagaState, fold
+from actors.saga import SagaState, replay
 from events.clients import Closing
 from events.partitions import home_partition
 from events.publisher import KafkaMessagePublisher
@@ -83,10 +83,10 @@ class SagaClient(Closing):
 
     def state(self, saga_id: str) -> SagaState | None:
         """The saga's current state as the log has it (``None`` if unknown)."""
-        records = self.history(saga_id)
-        if not records:
-            return None
-        return fold(event for record in records for event in record.events)
+        state: SagaState | None = None
+        for record in self.history(saga_id):
+            state = replay(state, record)
+        return state
 
     def states(self) -> dict[str, SagaState]:
         """Every saga in the log, folded: for audits and tests, not hot paths."""
@@ -94,7 +94,9 @@ class SagaClient(Closing):
         states: dict[str, SagaState] = {}
         for raw in read_to_end(self._kafka, tps):
             record = self._decode(raw)
-            states[record.saga_id] = fold(record.events, states.get(record.saga_id))
+            state = replay(states.get(record.saga_id), record)
+            assert state is not None
+            states[record.saga_id] = state
         return states
 
     def _decode(self, raw: Any) -> LogRecord:

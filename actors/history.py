@@ -137,12 +137,6 @@ AnySagaEvent: TypeAlias = (
 
 TERMINAL_EVENTS: Final = (SagaCompleted, SagaCompensated, SagaRejected, SagaFailed)
 
-#: Every tag string, as it appears in ``type``: the stable names of saga events.
-EVENT_TYPES: Final = tuple(
-    msgspec.inspect.type_info(t).tag  # type: ignore[attr-defined]
-    for t in AnySagaEvent.__args__
-)
-
 
 class LogRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """The events of one decision, numbered from ``seq`` (a saga's first event is 1).

@@ -50,13 +50,18 @@ from actors.saga import (
     Tick,
     Verdict,
     decide,
-    evolve,
     pending_command,
+    replay,
 )
 from actors.snapshots import SnapshotStore
 from events.admin import TopicAdmin
 from events.dead_letters import DeadLetter, DeadLetterCodec
-from events.errors import EventsError, MessageDecodeError
+from events.errors import (
+    EventsError,
+    MessageDecodeError,
+    MissingTopicError,
+    TopicPartitionMismatchError,
+)
 from events.messages import EventMessage, Message, MessageCodec
 from events.partitions import home_partition
 from events.publisher import KafkaMessagePublisher
@@ -82,6 +87,9 @@ class HostSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     finished_retention: Positive = 50_000
     #: How often deadlines are checked, in milliseconds.
     tick_ms: Positive = 100
+    #: After a restore, deadlines that passed while the host was down wait this
+    #: long for replies already on their way.
+    restore_grace_ms: Positive = 5_000
 
 
 class HandleReport(msgspec.Struct, frozen=True):
@@ -183,18 +191,20 @@ class SagaHost:
         self._history = HistoryCodec()
         self._letters = DeadLetterCodec()
         self._parts = {p: _Partition() for p in sorted(set(partitions))}
-        self._timers: list[tuple[int, str, int]] = []
+        # (fire at, sagaId, partition, the deadline it was armed for)
+        self._timers: list[tuple[int, str, int, int]] = []
         self._counters = dict.fromkeys(
             ("applied", "duplicates", "dead_letters", "timers", "snapshots", "resent"),
             0,
         )
         self._resend: deque[tuple[int, str, int]] = deque()
         self._restored = _Restored(0, 0, 0.0)
+        self._stale = False
         with TopicAdmin(kafka) as admin:
             admin.check_topics(ALL_TOPICS, partition_count)
         self._publisher = KafkaMessagePublisher(kafka)
         self._snapshots = SnapshotStore(kafka, self._publisher)
-        self._restore()
+        self._restore_patiently()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         if start_timers:
@@ -210,10 +220,18 @@ class SagaHost:
         event and dead letter is durable; raises :class:`HostUnavailableError`
         (having changed nothing) if they could not be made so."""
         with self._lock:
+            if self._stale:
+                self._reload()
             now = self._now()
             work = _Batch()
             for inbound in batch:
-                self._apply(work, inbound, now)
+                try:
+                    self._apply(work, inbound, now)
+                except Exception as exc:
+                    # A bug must not stall the partition: the record is parked
+                    # where a person sees it, and the rest of the batch goes on.
+                    log.exception("applying %s/%d/%d failed", *inbound[:3])
+                    self._dead(work, inbound, f"internal error: {exc!r}", now)
             self._commit(work)
             return HandleReport(**work.report)
 
@@ -391,6 +409,10 @@ class SagaHost:
     ) -> None:
         topic, partition, offset, key, value = inbound
         work.report["dead_letters"] += 1
+        # Base64 makes the payload a third larger: an oversized original is
+        # kept in part (its size recorded), or the letter itself could not be
+        # written. The original stays on its topic at its offset.
+        keep = self._kafka.max_message_bytes // 2
         work.letters.append(
             DeadLetter(
                 topic=topic,
@@ -399,7 +421,8 @@ class SagaHost:
                 error=error,
                 dead_at=datetime.fromtimestamp(now / 1000, UTC),
                 source="saga-host",
-                payload=value,
+                payload=value[:keep],
+                payload_size=len(value),
                 key=key,
                 message_id=None if message is None else message.message_id,
                 saga_id=key if message is None else message.saga_id,
@@ -438,11 +461,15 @@ class SagaHost:
         try:
             self._publisher.flush()
         except EventsError as exc:
+            self._stale = True
             raise HostUnavailableError(f"saga events not acknowledged: {exc}") from exc
         failed = [f for _, _, f in futures if f.failed()] + [
             f for f in letters if f.failed()
         ]
         if failed:
+            # Some appends may have landed: memory no longer says what the log
+            # says. Rebuild from the log before the next input (see _reload).
+            self._stale = True
             raise HostUnavailableError(
                 f"{len(failed)} of {len(futures) + len(letters)} appends failed; "
                 f"first: {failed[0].exception}"
@@ -460,14 +487,28 @@ class SagaHost:
             else:
                 part.sagas[saga_id] = state
                 if state.deadline:
-                    heapq.heappush(self._timers, (state.deadline, saga_id, number))
+                    entry = (state.deadline, saga_id, number, state.deadline)
+                    heapq.heappush(self._timers, entry)
         for number, send in work.sends:
-            self._publisher.publish(send.topic, send.message, partition=number)
+            self._send(number, send)
         for key, count in work.report.items():
             self._counters[key] += count
         for number, part in self._parts.items():
             if part.since >= self._settings.snapshot_every:
-                self._snapshot(number)
+                try:
+                    self._snapshot(number)
+                except Exception:
+                    # The log alone still restores everything; try again later.
+                    log.exception("snapshot of partition %d failed", number)
+                    part.since = self._settings.snapshot_every // 2
+
+    def _send(self, number: int, send: Send) -> None:
+        """Publish a command whose saga events are durable. A send that fails is
+        not retried here: the saga's deadline re-sends it as the next attempt."""
+        try:
+            self._publisher.publish(send.topic, send.message, partition=number)
+        except Exception:
+            log.exception("sending %s failed", send.message.message_id)
 
     def _snapshot(self, number: int) -> None:
         # A snapshot vouches that its sagas' commands went out (see _rearm).
@@ -491,7 +532,8 @@ class SagaHost:
             try:
                 self.fire_timers()
             except Exception:
-                # The due timers were put back; the next tick tries again.
+                # The due timers were put back (or the host reloads from the
+                # log first); the next tick tries again.
                 log.exception("firing saga timers failed")
 
     def fire_timers(self) -> int:
@@ -499,22 +541,28 @@ class SagaHost:
         Also sends a share of the commands queued for re-sending by a restore."""
         with self._lock:
             self._send_again(_RESEND_PER_TICK)
+            if self._stale:
+                self._reload()
             now = self._now()
-            due: list[tuple[int, str, int]] = []
+            due: list[tuple[int, str, int, int]] = []
             while self._timers and self._timers[0][0] <= now:
                 due.append(heapq.heappop(self._timers))
             work = _Batch()
             fired = 0
-            for deadline, saga_id, number in due:
+            for _, saga_id, number, deadline in due:
                 state = self._parts[number].sagas.get(saga_id)
                 if state is None or state.deadline != deadline:
                     continue  # ended, or re-armed since: a stale entry
-                fired += 1
-                definition = self._definitions[state.saga_type]
                 tick = Tick(saga_id=saga_id, now=now, jitter=self._random.random())
-                self._stage(
-                    work, number, state, decide(definition, state, tick), now, "timer"
-                )
+                try:
+                    decision = decide(self._definitions[state.saga_type], state, tick)
+                except Exception:
+                    # One saga's bug must not cost the others their timers; this
+                    # one stays as it is, visible in the log and in its state.
+                    log.exception("deciding the deadline of saga %s failed", saga_id)
+                    continue
+                fired += 1
+                self._stage(work, number, state, decision, now, "timer")
             try:
                 self._commit(work)
             except Exception:
@@ -525,6 +573,32 @@ class SagaHost:
             return fired
 
     # -- restore --------------------------------------------------------------
+
+    def _restore_patiently(self) -> None:
+        """Restore, waiting out a broker that is down: a Ray actor whose
+        constructor raises is dead for good, and its partitions with it."""
+        delay = 0.5
+        while True:
+            try:
+                self._restore()
+                return
+            except (MissingTopicError, TopicPartitionMismatchError, RestoreError):
+                raise  # waiting will not fix these
+            except EventsError as exc:
+                log.warning("restore failed, retrying in %.1f s: %s", delay, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                self._parts = {p: _Partition() for p in self._parts}
+
+    def _reload(self) -> None:
+        """Forget memory and rebuild it from the log: after an append of unknown
+        outcome, the log is the truth and memory may disagree with it."""
+        log.warning("rebuilding partitions %s from the log", sorted(self._parts))
+        self._parts = {p: _Partition() for p in self._parts}
+        self._timers.clear()
+        self._resend.clear()
+        self._restore()
+        self._stale = False
 
     def _restore(self) -> None:
         started = time.perf_counter()
@@ -582,18 +656,12 @@ class SagaHost:
             ) from exc
         if record.saga_id in part.finished:
             return record.saga_id
-        state = part.sagas.get(record.saga_id)
-        seq = 0 if state is None else state.seq
-        if record.seq <= seq:
-            return record.saga_id  # already in the snapshot
-        if record.seq != seq + 1:
+        try:
+            state = replay(part.sagas.get(record.saga_id), record)
+        except RestoreError as exc:
             raise RestoreError(
-                f"{SAGA_EVENTS} partition {number} offset {offset}: saga "
-                f"{record.saga_id} jumps from event {seq} to {record.seq}; the log "
-                "is missing records"
-            )
-        for event in record.events:
-            state = evolve(state, event)
+                f"{SAGA_EVENTS} partition {number} offset {offset}: {exc}"
+            ) from None
         assert state is not None
         if state.status.terminal:
             part.finish(record.saga_id, self._settings.finished_retention)
@@ -612,10 +680,15 @@ class SagaHost:
         out from the timer thread, so the host takes work as soon as its state
         is back.
         """
+        # Replies that came while the host was down are still in Kafka: a
+        # deadline that passed meanwhile waits a grace period for them, rather
+        # than spend an attempt on a reply that is already there.
+        grace = self._now() + self._settings.restore_grace_ms
         for number, part in self._parts.items():
             for saga_id, state in part.sagas.items():
                 if state.deadline:
-                    self._timers.append((state.deadline, saga_id, number))
+                    fire_at = max(state.deadline, grace)
+                    self._timers.append((fire_at, saga_id, number, state.deadline))
                 if saga_id in touched:
                     self._resend.append((number, saga_id, state.seq))
         heapq.heapify(self._timers)
@@ -632,8 +705,10 @@ class SagaHost:
                 continue
             send = pending_command(self._definitions[state.saga_type], state, now)
             if send is not None:
-                self._publisher.publish(send.topic, send.message, partition=number)
+                self._send(number, send)
                 sent += 1
+        if sent:
+            self._publisher.flush()
         self._counters["resent"] += sent
 
 

@@ -55,6 +55,8 @@ class RouterStats(msgspec.Struct, frozen=True):
     batches: int
     routed: int
     host_failures: int
+    duplicates: int
+    dead_letters: int
     assigned: list[tuple[str, int]]
 
 
@@ -90,6 +92,8 @@ class RouterActor:
         self._batches = 0
         self._routed = 0
         self._failures = 0
+        self._duplicates = 0
+        self._dead_letters = 0
         self._failed_recently = False
         self._assigned: list[tuple[str, int]] = []
         self._listener = KafkaEventListener(
@@ -140,7 +144,7 @@ class RouterActor:
         done: list[Delivery] = []
         for host, ref in calls.items():
             try:
-                ray.get(ref, timeout=self._timeout)
+                report = ray.get(ref, timeout=self._timeout)
             except (RayError, GetTimeoutError) as exc:
                 self._failures += 1
                 self._failed_recently = True
@@ -149,6 +153,8 @@ class RouterActor:
                 )
                 continue
             done.extend(groups[host])
+            self._duplicates += report.duplicates
+            self._dead_letters += report.dead_letters
             self._acks += 1
             if self._die_after is not None and self._acks >= self._die_after:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -166,6 +172,8 @@ class RouterActor:
             batches=self._batches,
             routed=self._routed,
             host_failures=self._failures,
+            duplicates=self._duplicates,
+            dead_letters=self._dead_letters,
             assigned=self._assigned,
         )
 

@@ -13,7 +13,7 @@ recognisably the same command. A compensation's stepId is ``<step>.compensate``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, TypeAlias
@@ -21,12 +21,13 @@ from typing import Any, Final, TypeAlias
 import msgspec
 
 from actors.definitions import Action, SagaDefinition, render
-from actors.errors import PayloadError
+from actors.errors import InvalidRequestError, PayloadError, RestoreError
 from actors.history import (
     AnySagaEvent,
     CompensationCommanded,
     CompensationFailed,
     CompensationTimedOut,
+    LogRecord,
     SagaCompensated,
     SagaCompleted,
     SagaFailed,
@@ -38,6 +39,7 @@ from actors.history import (
     StepSucceeded,
     StepTimedOut,
 )
+from actors.requests import check_input
 from events.messages import CommandMessage
 
 COMPENSATE: Final = ".compensate"
@@ -78,6 +80,12 @@ class SagaState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     replies: dict[str, dict[str, Any]] = {}
     compensated: tuple[str, ...] = ()
     reason: str = ""
+    #: The step whose failure (or final timeout) turned the saga back.
+    failed: str = ""
+    #: The messageIds of the replies applied for the current step (a
+    #: compensation may be refused several times): the same reply again is a
+    #: duplicate even though it names the step being waited on.
+    seen: tuple[str, ...] = ()
 
     @property
     def compensating(self) -> bool:
@@ -178,17 +186,35 @@ def evolve(state: SagaState | None, event: AnySagaEvent) -> SagaState:
                 attempt=attempt,
                 deadline=deadline,
                 retrying=False,
+                seen=state.seen if attempt > 1 else (),
             )
-        case StepSucceeded(step=step, payload=payload):
+        case StepSucceeded(step=step, payload=payload, reply_id=reply_id):
             return replace(
-                state, seq=seq, replies={**state.replies, step: payload}, deadline=0
+                state,
+                seq=seq,
+                replies={**state.replies, step: payload},
+                deadline=0,
+                seen=(*state.seen, reply_id),
             )
-        case StepFailed(error=error):
-            return replace(state, seq=seq, reason=error, deadline=0)
-        case StepTimedOut(retry_at=retry_at) | CompensationTimedOut(retry_at=retry_at):
+        case StepFailed(step=step, error=error, reply_id=reply_id):
+            return replace(
+                state,
+                seq=seq,
+                reason=error,
+                deadline=0,
+                failed=step,
+                seen=state.seen if reply_id is None else (*state.seen, reply_id),
+            )
+        case StepTimedOut(step=step, retry_at=retry_at):
+            waiting = _waiting(state, seq, retry_at, "")
+            return waiting if retry_at else replace(waiting, failed=step)
+        case CompensationTimedOut(retry_at=retry_at):
             return _waiting(state, seq, retry_at, "")
-        case CompensationFailed(retry_at=retry_at, error=error):
-            return _waiting(state, seq, retry_at, error)
+        case CompensationFailed(retry_at=retry_at, error=error, reply_id=reply_id):
+            waiting = _waiting(state, seq, retry_at, error)
+            if reply_id is None:
+                return waiting
+            return replace(waiting, seen=(*state.seen, reply_id))
         case CompensationCommanded(step=step, attempt=attempt, deadline=deadline):
             return replace(
                 state,
@@ -198,10 +224,15 @@ def evolve(state: SagaState | None, event: AnySagaEvent) -> SagaState:
                 attempt=attempt,
                 deadline=deadline,
                 retrying=False,
+                seen=state.seen if attempt > 1 else (),
             )
-        case StepCompensated(step=step):
+        case StepCompensated(step=step, reply_id=reply_id):
             return replace(
-                state, seq=seq, compensated=(*state.compensated, step), deadline=0
+                state,
+                seq=seq,
+                compensated=(*state.compensated, step),
+                deadline=0,
+                seen=(*state.seen, reply_id),
             )
         case SagaCompleted():
             return replace(state, seq=seq, status=Status.COMPLETED, deadline=0)
@@ -231,6 +262,23 @@ def _ended(state: SagaState, seq: int, status: Status, reason: str) -> SagaState
     return msgspec.structs.replace(
         state, seq=seq, status=status, deadline=0, retrying=False, reason=reason
     )
+
+
+def replay(state: SagaState | None, record: LogRecord) -> SagaState | None:
+    """Apply one log record, as a restore does. A record at or below the state's
+    last event was applied already (a snapshot covers it) and is skipped; one
+    that skips events means the log lost records, and raises."""
+    seq = 0 if state is None else state.seq
+    if record.seq <= seq:
+        return state
+    if record.seq != seq + 1:
+        raise RestoreError(
+            f"saga {record.saga_id} jumps from event {seq} to {record.seq}: the log "
+            "is missing records"
+        )
+    for event in record.events:
+        state = evolve(state, event)
+    return state
 
 
 def fold(events: Iterable[AnySagaEvent], state: SagaState | None = None) -> SagaState:
@@ -395,13 +443,10 @@ def _start(
 ) -> Decision:
     if state is not None:
         return _duplicate(state, f"saga {start.saga_id} was started already")
-    missing = [name for name in definition.inputs if name not in start.input]
-    if missing:
-        return _refuse(
-            state,
-            f"the start request of saga type {definition.name!r} lacks input "
-            f"field(s) {', '.join(missing)}",
-        )
+    try:
+        check_input(definition, start.input)
+    except InvalidRequestError as exc:
+        return _refuse(state, str(exc))
     decision = _Decision(definition, None, start.now)
     decision.emit(
         SagaStarted(saga_id=start.saga_id, saga_type=definition.name, input=start.input)
@@ -413,6 +458,8 @@ def _start(
 def _reply(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decision:
     if state.status.terminal:
         return _duplicate(state, f"saga {state.saga_id} has ended ({state.status})")
+    if reply.message_id in state.seen:
+        return _duplicate(state, f"reply {reply.message_id} was applied already")
     awaited = state.step_id
     if reply.step_id != awaited:
         return _stray(definition, state, reply)
@@ -484,6 +531,7 @@ def _stray(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decisi
             return _duplicate(state, f"compensation of {name} was applied already")
     elif definition.has_step(step_id) and (
         step_id in state.replies
+        or step_id == state.failed
         or definition.index(step_id) < definition.index(state.step)
     ):
         return _duplicate(state, f"step {step_id} was answered already")
@@ -547,18 +595,3 @@ def pending_command(
     return Send(
         action.command_topic, decision._message(state.step_id, action, state.attempt)
     )
-
-
-def outcome(events: Sequence[AnySagaEvent]) -> Status | None:
-    """The terminal status a list of events ends in, if any."""
-    for event in reversed(events):
-        match event:
-            case SagaCompleted():
-                return Status.COMPLETED
-            case SagaCompensated():
-                return Status.COMPENSATED
-            case SagaRejected():
-                return Status.REJECTED
-            case SagaFailed():
-                return Status.FAILED
-    return None

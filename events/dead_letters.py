@@ -26,6 +26,8 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     message_id: str | None = None
     saga_id: str | None = None
     attempts: int = 1
+    #: The original's size; above ``len(payload)`` when only a prefix was kept.
+    payload_size: int = 0
 
 
 class DeadLetterCodec:

@@ -148,6 +148,25 @@ def _fields(reply: Reply) -> dict[str, object]:
     return {f: getattr(reply, f) for f in reply.__struct_fields__}
 
 
+def test_redelivered_replies_while_compensating_are_duplicates() -> None:
+    run = Run()
+    run.start()
+    run.feed(reply_to(run.sent[-1], 1_010))
+    run.feed(reply_to(run.sent[-1], 1_020, paymentId="p-9"))
+    deposit_refused = reply_to(run.sent[-1], 1_030, success=False)
+    run.feed(deposit_refused)
+    # The deposit's refusal again, while the refund is out: a redelivery.
+    again = run.feed(deposit_refused)
+    assert again.verdict is Verdict.DUPLICATE, again.reason
+    refused = reply_to(run.sent[-1], 1_040, success=False, jitter=0.0)
+    run.feed(refused)
+    assert run.state is not None and run.state.retrying and run.state.attempt == 1
+    # The refund's refusal again must not count against the next attempt.
+    assert run.feed(refused).verdict is Verdict.DUPLICATE
+    run.feed(Tick(saga_id="s-1", now=run.state.deadline))
+    assert run.state.attempt == 2
+
+
 def test_start_twice_is_a_duplicate_and_missing_input_is_refused() -> None:
     run = Run()
     run.start()
@@ -229,6 +248,7 @@ def test_random_runs_replay_exactly_and_end_once(
     run.start(now=0, n=1, paymentId="unused")
     now = 0
     delivered: list[Reply] = []
+    applied: set[str] = set()
     for i in range(200):
         if run.state is not None and run.state.status.terminal and i > 60:
             break
@@ -247,13 +267,16 @@ def test_random_runs_replay_exactly_and_end_once(
                 jitter=data.draw(st.floats(0, 0.999)),
                 paymentId="p-1",
             )
-            delivered.append(reply)
-            run.feed(reply)
+            if reply.message_id not in applied:
+                delivered.append(reply)
+                if run.feed(reply).events:
+                    applied.add(reply.message_id)
         elif action == "redeliver" and delivered:
             old = data.draw(st.sampled_from(delivered))
-            before = run.state
             decision = run.feed(Reply(**{**_fields(old), "now": now}))
-            if before is not None and before.status.terminal:
+            if old.message_id in applied:
+                # The same reply again (a redelivery): harmless, never a dead letter.
+                assert decision.verdict is Verdict.DUPLICATE, decision.reason
                 assert not decision.events
         else:
             # Past the random phase, time jumps past any deadline or backoff.
