@@ -36,6 +36,7 @@ from typing import Annotated, NamedTuple, TypeAlias
 import msgspec
 from kafka import TopicPartition
 
+from actors.config import HostSettings
 from actors.definitions import DEFINITIONS, SagaDefinition
 from actors.errors import RestoreError, SagaError
 from actors.history import HistoryCodec, LogRecord
@@ -76,20 +77,6 @@ log = logging.getLogger(__name__)
 Inbound: TypeAlias = tuple[str, int, int, str | None, bytes]
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
-
-
-class HostSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How a host keeps its sagas."""
-
-    #: Snapshot a partition after this many saga events were appended to it.
-    snapshot_every: Positive = 20_000
-    #: Ended sagaIds remembered per partition, to recognise late duplicates.
-    finished_retention: Positive = 50_000
-    #: How often deadlines are checked, in milliseconds.
-    tick_ms: Positive = 100
-    #: After a restore, deadlines that passed while the host was down wait this
-    #: long for replies already on their way.
-    restore_grace_ms: Positive = 5_000
 
 
 class HandleReport(msgspec.Struct, frozen=True):

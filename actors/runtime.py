@@ -16,9 +16,9 @@ from typing import Annotated, Any
 import msgspec
 import ray
 
-from actors.config import RaySettings
+from actors.config import EngineSettings, RaySettings
 from actors.definitions import DEFINITIONS, SagaDefinition
-from actors.host import HostSettings, HostStats, SagaHost, owned_partitions
+from actors.host import HostStats, SagaHost, owned_partitions
 from actors.router import RouterActor, RouterStats, listened_topics
 from actors.saga import SagaState
 from events.partitions import home_partition
@@ -27,14 +27,6 @@ from events.settings import KafkaSettings
 log = logging.getLogger(__name__)
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
-
-
-class EngineSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How many actors run the sagas."""
-
-    hosts: Positive = 2
-    routers: Positive = 1
-    host: HostSettings = HostSettings()
 
 
 def ensure_ray(settings: RaySettings) -> None:

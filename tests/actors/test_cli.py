@@ -35,6 +35,9 @@ def test_help_explains_every_command() -> None:
         ["topics", "create"],
         ["topics", "list"],
         ["config", "show"],
+        ["serve"],
+        ["start"],
+        ["show"],
     ):
         text = subprocess.run(
             [*SAGA, *sub, "--help"],
@@ -153,3 +156,85 @@ def test_saga_broker_prints_bootstrap_serves_topics_and_stops_with_its_owner(
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.mark.broker
+def test_serve_runs_a_saga_started_from_the_command_line() -> None:
+    """The user's path: `saga serve`, `saga start`, `saga show`. The responder
+    stands in for the participant services (they arrive with issue 4)."""
+    from events.admin import TopicAdmin
+    from tests.actors.responders import Responder
+    from tests.conftest import settings_for
+
+    with EmbeddedBroker() as broker:
+        kafka = settings_for(broker.bootstrap)
+        with TopicAdmin(kafka) as admin:
+            admin.ensure_topics(ALL_TOPICS)
+        responder = Responder(kafka, kafka.topics.partitions)
+        flags = ["--bootstrap-servers", broker.bootstrap]
+        serve = subprocess.Popen(
+            [*SAGA, "serve", "--every", "1", *flags],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert serve.stdout is not None
+            assert serve.stdout.readline().startswith("engine running: 2 hosts")
+            saga_input = {
+                "userId": "u",
+                "accountId": "a",
+                "amount": 9,
+                "currency": "EUR",
+            }
+            started = subprocess.run(
+                [*SAGA, "start", "deposit", "--input", json.dumps(saga_input), *flags],
+                capture_output=True, text=True, cwd=ROOT, check=True,
+            )  # fmt: skip
+            saga_id = started.stdout.strip()
+            deadline = time.monotonic() + 60
+            while True:
+                shown = subprocess.run(
+                    [*SAGA, "show", saga_id, "--json", *flags],
+                    capture_output=True, text=True, cwd=ROOT,
+                )  # fmt: skip
+                if shown.returncode == 0:
+                    state = json.loads(shown.stdout)["state"]
+                    if state["status"] == "completed":
+                        break
+                assert time.monotonic() < deadline, shown.stderr
+                time.sleep(1)
+            text = subprocess.run(
+                [*SAGA, "show", saga_id, *flags],
+                capture_output=True, text=True, cwd=ROOT, check=True,
+            ).stdout  # fmt: skip
+            assert f"saga {saga_id} (deposit): completed" in text
+            assert "saga_completed" in text
+            serve.send_signal(signal.SIGINT)
+            assert serve.wait(timeout=60) == 0
+        finally:
+            serve.kill()
+            serve.wait()
+            responder.close()
+
+
+def test_start_refuses_bad_input_with_a_clear_error(broker: EmbeddedBroker) -> None:
+    flags = ["--bootstrap-servers", broker.bootstrap]
+    missing = subprocess.run(
+        [*SAGA, "start", "deposit", "--input", '{"userId": "u"}', *flags],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert missing.returncode == 1
+    assert "needs input field(s) accountId, amount, currency" in missing.stderr
+    unknown = subprocess.run(
+        [*SAGA, "start", "withdraw", "--input", "{}", *flags],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert "unknown saga type 'withdraw'" in unknown.stderr
+    not_json = subprocess.run(
+        [*SAGA, "start", "deposit", "--input", "{", *flags],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert not_json.returncode == 2 and "--input is not JSON" in not_json.stderr
