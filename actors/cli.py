@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from types import FrameType
 from typing import Any
 
@@ -125,7 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         parents=[common],
         help="run the saga engine (hosts and routers on Ray) until interrupted",
-        description="Start the saga engine on Ray (local unless --ray-address): "
+        description="Start the saga engine on Ray (local unless --ray-address), "
+        "against the configured Kafka or, with none, an embedded broker whose "
+        "address it prints: "
         "engine.hosts SagaHost actors restore their partitions from saga.events, "
         "engine.routers RouterActors join the consumer group over saga.requests "
         "and the reply topics. Prints a status line every --every seconds; "
@@ -256,9 +259,6 @@ def _topics_list(args: argparse.Namespace, config: SagaConfig) -> int:
 
 
 def _serve(args: argparse.Namespace, config: SagaConfig) -> int:
-    _bootstrap(config)
-    with TopicAdmin(config.kafka) as admin:
-        admin.check_topics(ALL_TOPICS)
     # Ray is imported here, not at the top: the other commands start in a
     # fraction of the time without it.
     from actors.runtime import Engine, ensure_ray
@@ -267,8 +267,25 @@ def _serve(args: argparse.Namespace, config: SagaConfig) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
-    ensure_ray(config.ray)
-    engine = Engine(config.kafka, config.engine)
+    with ExitStack() as stack:
+        kafka = config.kafka
+        if kafka.bootstrap_servers:
+            with TopicAdmin(kafka) as admin:
+                admin.check_topics(ALL_TOPICS)
+        else:
+            broker = stack.enter_context(EmbeddedBroker())
+            kafka = kafka.with_bootstrap(broker.bootstrap)
+            with TopicAdmin(kafka) as admin:
+                admin.ensure_topics(ALL_TOPICS)
+            print(
+                f"bootstrap: {broker.bootstrap} (embedded broker, memory-only)",
+                flush=True,
+            )
+        ensure_ray(config.ray)
+        return _serve_engine(Engine(kafka, config.engine), args.every)
+
+
+def _serve_engine(engine: Any, every: float) -> int:
     print(
         f"engine running: {len(engine.hosts)} hosts, {len(engine.routers)} "
         f"routers, {engine.partitions} partitions; Ctrl-C stops it",
@@ -276,7 +293,7 @@ def _serve(args: argparse.Namespace, config: SagaConfig) -> int:
     )
     try:
         while True:
-            time.sleep(args.every)
+            time.sleep(every)
             hosts = engine.host_stats()
             print(
                 f"in flight {sum(h.in_flight for h in hosts)}  "
@@ -288,6 +305,10 @@ def _serve(args: argparse.Namespace, config: SagaConfig) -> int:
                 flush=True,
             )
     except KeyboardInterrupt:
+        # A second Ctrl-C (or a supervisor's SIGTERM after SIGINT) must not
+        # cut the clean stop short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("stopping", file=sys.stderr, flush=True)
         engine.stop()
         return 0

@@ -19,6 +19,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,7 +28,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError
 
 from actors.definitions import SagaDefinition
-from actors.host import Inbound
+from actors.host import HandleReport, Inbound
 from events.listener import Delivery, KafkaEventListener
 from events.partitions import home_partition
 from events.settings import KafkaSettings
@@ -63,7 +64,8 @@ class RouterStats(msgspec.Struct, frozen=True):
 class RouterActor:
     """Routes consumed records to the :class:`~actors.host.SagaHost` owning them.
 
-    ``owners`` maps each partition number to an index into ``hosts``.
+    ``hosts`` are the Ray actor names of the hosts; ``owners`` maps each
+    partition number to an index into them.
     ``die_after_acks`` is fault injection for the crash tests and ``--chaos``:
     after that many host acknowledgements, and before committing them, the
     process kills itself with SIGKILL (only in its first incarnation).
@@ -72,7 +74,7 @@ class RouterActor:
     def __init__(
         self,
         kafka: KafkaSettings,
-        hosts: Sequence[Any],
+        hosts: Sequence[str],
         owners: Mapping[int, int],
         partition_count: int,
         topics: Sequence[str],
@@ -81,11 +83,16 @@ class RouterActor:
         call_timeout_s: float = 120.0,
         die_after_acks: int | None = None,
     ) -> None:
-        self._hosts = list(hosts)
+        # Hosts by name, not by handle: a handle in the constructor's arguments
+        # lives in the object store, and a restart needs it still there.
+        self._hosts: list[Any] = [ray.get_actor(name) for name in hosts]
         self._owners = dict(owners)
         self._count = partition_count
         self._timeout = call_timeout_s
-        restarted = ray.get_runtime_context().was_current_actor_reconstructed
+        with warnings.catch_warnings():
+            # Ray 2.60 reads its own deprecated actor_id property in here.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            restarted = ray.get_runtime_context().was_current_actor_reconstructed
         self._die_after = None if restarted else die_after_acks
         self._decoder = msgspec.json.Decoder(_SagaIdOnly)
         self._acks = 0
@@ -144,7 +151,7 @@ class RouterActor:
         done: list[Delivery] = []
         for host, ref in calls.items():
             try:
-                report = ray.get(ref, timeout=self._timeout)
+                report: HandleReport = ray.get(ref, timeout=self._timeout)
             except (RayError, GetTimeoutError) as exc:
                 self._failures += 1
                 self._failed_recently = True

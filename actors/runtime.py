@@ -10,6 +10,7 @@ CPU of their own (``num_cpus=0``): they are mostly waiting on Kafka, and a
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -60,11 +61,11 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.partitions = kafka.topics.partitions
         count = self.settings.hosts
-        host_actor: Any = ray.remote(SagaHost).options(
-            max_restarts=-1, max_task_retries=0, num_cpus=0
-        )
+        names = [f"saga-host-{uuid.uuid4().hex[:8]}-{i}" for i in range(count)]
         self.hosts: list[Any] = [
-            host_actor.remote(
+            ray.remote(SagaHost)
+            .options(name=names[i], max_restarts=-1, max_task_retries=0, num_cpus=0)
+            .remote(
                 kafka,
                 owned_partitions(i, count, self.partitions),
                 self.partitions,
@@ -84,7 +85,7 @@ class Engine:
         self.routers: list[Any] = [
             router_actor.remote(
                 kafka,
-                self.hosts,
+                names,
                 owners,
                 self.partitions,
                 topics,
