@@ -100,6 +100,8 @@ class HostStats(msgspec.Struct, frozen=True):
     restored_records: int
     restore_s: float
     resent: int
+    #: Commands a restore queued for re-sending that have not gone out yet.
+    resend_pending: int
 
 
 class HostUnavailableError(SagaError):
@@ -245,6 +247,7 @@ class SagaHost:
                 restored_records=self._restored.records,
                 restore_s=self._restored.seconds,
                 resent=self._counters["resent"],
+                resend_pending=len(self._resend),
             )
 
     def snapshot(self) -> None:

@@ -7,11 +7,13 @@ Three figures, each the median of ``--rounds``:
 1. Replay: log records of deposit sagas (made by the real core, encoded as they
    are on ``saga.events``) decoded and folded into state, in saga events per
    second. Pure CPU, no broker.
-2. Host restore: a host (in-process, on the embedded broker) takes ``--sagas``
-   starts and a reply for half of them, snapshots, takes a tail of more
-   replies, and goes away; a new host is built and its restore timed: newest
-   snapshot + log tail + re-arming timers + re-sending every awaited command.
-   The same again with no snapshot (the whole log replayed) for comparison.
+2. Host restore: a host (in-process, on the embedded broker) logs
+   ``--history`` sagas that end, then takes ``--sagas`` starts and a reply for
+   half of them, snapshots, takes a tail of more replies, and goes away; a new
+   host is built and its restore timed (newest snapshot + log tail + timers
+   re-armed: the host takes work from then on), then the re-sending of the
+   commands the tail issued. The same again with no snapshot (the whole log
+   replayed) for comparison.
 3. Memory: bytes retained per in-flight saga inside a host (tracemalloc), with
    its timer entry and the map that holds it.
 """
@@ -31,9 +33,10 @@ from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from actors.config import HostSettings
 from actors.definitions import DEPOSIT
 from actors.history import HistoryCodec, LogRecord
-from actors.host import HostSettings, Inbound, SagaHost
+from actors.host import HostStats, Inbound, SagaHost
 from actors.requests import start_message
 from actors.saga import Reply, SagaState, Start, decide, evolve
 from events.admin import TopicAdmin
@@ -124,7 +127,7 @@ class Driver:
             for i in ids
         ]
 
-    def verified(self, ids: list[str]) -> list[Inbound]:
+    def verified(self, ids: list[str], success: bool = True) -> list[Inbound]:
         now = datetime.now(UTC)
         return [
             self._in(
@@ -135,7 +138,7 @@ class Driver:
                     saga_id=i,
                     step_id="verify_user",
                     timestamp=now,
-                    success=True,
+                    success=success,
                 ),
             )
             for i in ids
@@ -152,11 +155,13 @@ def feed(host: SagaHost, items: list[Inbound], batch: int = 2_000) -> None:
 
 
 def host_restore(
-    kafka: KafkaSettings, sagas: int, snapshot: bool
-) -> tuple[float, object]:
+    kafka: KafkaSettings, sagas: int, history: int, snapshot: bool
+) -> tuple[float, float, HostStats]:
+    """Seconds to restore, seconds to re-send the tail's commands, and stats."""
     partitions = kafka.topics.partitions
     every = 10**9  # snapshots only when asked for
     driver = Driver()
+    ended = [f"old-{time.monotonic_ns()}-{i}" for i in range(history)]
     ids = [f"saga-{time.monotonic_ns()}-{i}" for i in range(sagas)]
     first = SagaHost(
         kafka,
@@ -165,6 +170,9 @@ def host_restore(
         HostSettings(snapshot_every=every),
         start_timers=False,
     )
+    # Sagas that ended before: log a whole-log replay must read past.
+    feed(first, driver.starts(ended))
+    feed(first, driver.verified(ended, success=False))
     feed(first, driver.starts(ids))
     feed(first, driver.verified(ids[: sagas // 2]))
     if snapshot:
@@ -180,9 +188,13 @@ def host_restore(
         start_timers=False,
     )
     elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    while second.stats().resend_pending:
+        second.fire_timers()
+    resending = time.perf_counter() - started
     stats = second.stats()
     second.close()
-    return elapsed, stats
+    return elapsed, resending, stats
 
 
 def memory_per_saga(kafka: KafkaSettings, sagas: int) -> float:
@@ -221,6 +233,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sagas", type=int, default=10_000)
     parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument(
+        "--history", type=int, default=20_000, help="ended sagas logged before"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     partitions = KafkaSettings().topics.partitions
@@ -233,14 +248,24 @@ def main() -> int:
         print(f"  replay: {events:,} events: {rate:,.0f} events/s", flush=True)
 
     restores: dict[bool, list[float]] = {True: [], False: []}
+    resends: dict[bool, list[float]] = {True: [], False: []}
     memory = []
     for _ in range(args.rounds):
         for snapshot in (True, False):
             with fresh(partitions) as kafka:
-                seconds, stats = host_restore(kafka, args.sagas, snapshot)
+                seconds, resend, stats = host_restore(
+                    kafka, args.sagas, args.history, snapshot
+                )
             restores[snapshot].append(seconds)
+            resends[snapshot].append(resend)
             how = "snapshot + tail" if snapshot else "whole log"
-            print(f"  restore ({how}): {seconds:.2f} s  {stats}", flush=True)
+            print(
+                f"  restore ({how}): {seconds:.2f} s, then {stats.resent:,} "
+                f"commands re-sent in {resend:.2f} s "
+                f"({stats.restored_sagas:,} sagas from snapshots, "
+                f"{stats.restored_records:,} log records)",
+                flush=True,
+            )
         with fresh(partitions) as kafka:
             memory.append(memory_per_saga(kafka, args.sagas))
         print(f"  memory: {memory[-1]:,.0f} B per in-flight saga", flush=True)
@@ -260,6 +285,11 @@ def main() -> int:
         (
             f"host restore of {n} sagas, whole log",
             f"{median(restores[False]):.2f} s",
+            "",
+        ),
+        (
+            "then re-sending the tail's commands (snapshot + tail)",
+            f"{median(resends[True]):.2f} s",
             "",
         ),
         (
