@@ -17,7 +17,7 @@ restart.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 import msgspec
 from kafka import TopicPartition
@@ -32,28 +32,28 @@ from events.topics import SAGA_SNAPSHOTS
 #: Bump when the snapshot layout changes: an old snapshot is then skipped and
 #: the log replayed from its start, never misread.
 FORMAT: Final = 1
+S = TypeVar("S")
 _NO_MANIFEST: Final = -1
 
 
-class _Chunk(msgspec.Struct, frozen=True, kw_only=True, tag="chunk", rename="camel"):
+class _Chunk(
+    msgspec.Struct,
+    Generic[S],
+    frozen=True,
+    kw_only=True,
+    tag="chunk",
+    rename="camel",
+):
+    """Written with states already encoded (``S`` = ``msgspec.Raw``, so the
+    packer measures each once), read back as ``SagaState``."""
+
     format: int
     partition: int
     log_offset: int
     index: int
     total: int
     previous: int
-    sagas: list[msgspec.Raw] = []
-    finished: list[str] = []
-
-
-class _ChunkIn(msgspec.Struct, frozen=True, kw_only=True, tag="chunk", rename="camel"):
-    format: int
-    partition: int
-    log_offset: int
-    index: int
-    total: int
-    previous: int
-    sagas: list[SagaState] = []
+    sagas: list[S] = []
     finished: list[str] = []
 
 
@@ -70,7 +70,7 @@ class _Manifest(
     previous: int
 
 
-_Record: TypeAlias = _ChunkIn | _Manifest
+_Record: TypeAlias = _Chunk[SagaState] | _Manifest
 
 
 class Snapshot(msgspec.Struct):
@@ -119,7 +119,9 @@ class SnapshotStore:
             "previous": previous,
         }
         futures = [
-            self._send(partition, _Chunk(index=i, sagas=s, finished=f, **header))
+            self._send(
+                partition, _Chunk[msgspec.Raw](index=i, sagas=s, finished=f, **header)
+            )
             for i, (s, f) in enumerate(chunks)
         ]
         self._publisher.flush()
@@ -138,7 +140,7 @@ class SnapshotStore:
         self._publisher.flush()
         return int(future.get().offset)
 
-    def _send(self, partition: int, record: _Chunk | _Manifest) -> Any:
+    def _send(self, partition: int, record: _Chunk[msgspec.Raw] | _Manifest) -> Any:
         return self._publisher.publish_raw(
             SAGA_SNAPSHOTS,
             f"partition-{partition}",
@@ -187,7 +189,7 @@ class SnapshotStore:
         if end == 0:
             return empty
         last = self._read(reader, tp, end - 1, 1)[0]
-        if isinstance(last, _ChunkIn):
+        if isinstance(last, _Chunk):
             if last.previous == _NO_MANIFEST:
                 return empty
             manifest_offset = last.previous
@@ -199,7 +201,7 @@ class SnapshotStore:
         chunks = [
             r
             for r in self._read(reader, tp, manifest.first_offset, manifest.chunks)
-            if isinstance(r, _ChunkIn) and r.log_offset == manifest.log_offset
+            if isinstance(r, _Chunk) and r.log_offset == manifest.log_offset
         ]
         if sorted(c.index for c in chunks) != list(range(manifest.chunks)):
             raise RestoreError(

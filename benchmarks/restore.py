@@ -154,22 +154,27 @@ def feed(host: SagaHost, items: list[Inbound], batch: int = 2_000) -> None:
         host.handle(items[i : i + batch])
 
 
+def quiet_host(kafka: KafkaSettings) -> SagaHost:
+    """A host of every partition with no timer thread and snapshots only when
+    asked for: the benchmark decides what happens when."""
+    partitions = kafka.topics.partitions
+    return SagaHost(
+        kafka,
+        range(partitions),
+        partitions,
+        HostSettings(snapshot_every=10**9),
+        start_timers=False,
+    )
+
+
 def host_restore(
     kafka: KafkaSettings, sagas: int, history: int, snapshot: bool
 ) -> tuple[float, float, HostStats]:
     """Seconds to restore, seconds to re-send the tail's commands, and stats."""
-    partitions = kafka.topics.partitions
-    every = 10**9  # snapshots only when asked for
     driver = Driver()
     ended = [f"old-{time.monotonic_ns()}-{i}" for i in range(history)]
     ids = [f"saga-{time.monotonic_ns()}-{i}" for i in range(sagas)]
-    first = SagaHost(
-        kafka,
-        range(partitions),
-        partitions,
-        HostSettings(snapshot_every=every),
-        start_timers=False,
-    )
+    first = quiet_host(kafka)
     # Sagas that ended before: log a whole-log replay must read past.
     feed(first, driver.starts(ended))
     feed(first, driver.verified(ended, success=False))
@@ -180,13 +185,7 @@ def host_restore(
     feed(first, driver.verified(ids[sagas // 2 :]))  # the tail after the snapshot
     first.close()
     started = time.perf_counter()
-    second = SagaHost(
-        kafka,
-        range(partitions),
-        partitions,
-        HostSettings(snapshot_every=every),
-        start_timers=False,
-    )
+    second = quiet_host(kafka)
     elapsed = time.perf_counter() - started
     started = time.perf_counter()
     while second.stats().resend_pending:

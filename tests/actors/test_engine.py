@@ -156,6 +156,7 @@ def test_sagas_run_to_their_outcomes(platform: Platform) -> None:
         # Terminal sagas left the hosts' memory; their ids stay in the books.
         stats = engine.host_stats()
         assert sum(s.in_flight for s in stats) == 0
+        assert engine.state(ids[0]) is None
         assert sum(s.finished for s in stats) == len(ids)
         # History and state for one saga, read back from the log.
         history = platform.client.history(ids[0])
@@ -275,6 +276,7 @@ def test_host_killed_mid_flight_loses_nothing_and_applies_nothing_twice(
         while sum(s.finished for s in engine.host_stats()) < 50:
             assert time.monotonic() < deadline, "sagas never got going"
             time.sleep(0.05)
+        in_flight = ray.get(victim.stats.remote()).in_flight
         kill(pid)
         wait_pid_gone(pid)
         states = wait_terminal(platform.client, ids)
@@ -282,6 +284,7 @@ def test_host_killed_mid_flight_loses_nothing_and_applies_nothing_twice(
         audit(platform, states, ids)
         # The fault really fired: a new process restored from the log and
         # re-sent what was awaiting an answer.
+        assert in_flight > 0, "the host died with no saga in flight"
         assert ray.get(victim.pid.remote()) != pid
         restored = ray.get(victim.stats.remote())
         assert restored.restored_records > 0 or restored.restored_sagas > 0
