@@ -1,0 +1,1 @@
+"""DuckDB: idempotency records, participant state, and (next) the saga projections."""

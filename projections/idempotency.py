@@ -1,0 +1,167 @@
+"""``IdempotencyService``: an effect and the record of its message, in one transaction.
+
+A participant hands over a batch: the keys it processed, the reply each produced,
+and a function that writes the batch's effects. Both go into DuckDB in one
+transaction, so after a crash either the effect and its record are there, or
+neither is and the redelivered message is processed afresh. A key already
+recorded is a duplicate: :meth:`IdempotencyService.seen` returns its stored
+reply, to be sent again unchanged, and nothing is applied twice.
+
+The key is the command's ``idempotencyKey`` (the same for every attempt of a
+step) where it has one, else its messageId. Records older than the retention
+are deleted in the background.
+
+Batches, not rows: one DuckDB transaction costs about 2 ms here, while a batch
+of 500 records written with one ``unnest`` insert costs about 20 µs a record.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import duckdb
+
+from projections.errors import ProjectionError, StoreLockedError
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS processed_messages (
+    key VARCHAR PRIMARY KEY,
+    message_id VARCHAR NOT NULL,
+    reply BLOB NOT NULL,
+    processed_at DOUBLE NOT NULL
+)
+"""
+
+Writer = Callable[[duckdb.DuckDBPyConnection], None]
+
+
+class Processed(NamedTuple):
+    """One message of a batch: its idempotency key, messageId and reply bytes."""
+
+    key: str
+    message_id: str
+    reply: bytes
+
+
+def open_store(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """Open a DuckDB file for writing, or say clearly who has it."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return duckdb.connect(str(path))
+    except duckdb.IOException as exc:
+        if "lock" in str(exc).lower():
+            raise StoreLockedError(
+                f"{path} is open for writing in another process (DuckDB allows one "
+                f"writer per file): {exc}"
+            ) from exc
+        raise ProjectionError(f"cannot open {path}: {exc}") from exc
+
+
+class IdempotencyService:
+    """Idempotency records in the participant's own DuckDB connection.
+
+    Share the connection with the participant's state, so effects and records
+    commit together. Not for concurrent use from several threads except
+    :meth:`cleanup`, which takes the same lock.
+    """
+
+    def __init__(
+        self,
+        db: duckdb.DuckDBPyConnection,
+        *,
+        retention_s: float = 7 * 24 * 3600,
+        cleanup_every_s: float | None = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._db = db
+        self._retention = retention_s
+        self._clock = clock
+        self.lock = threading.Lock()
+        with self.lock:
+            self._db.execute(_SCHEMA)
+        self._stop = threading.Event()
+        self._cleaner: threading.Thread | None = None
+        if cleanup_every_s is not None:
+            self._cleaner = threading.Thread(
+                target=self._clean_periodically,
+                args=(cleanup_every_s,),
+                name="idempotency-cleanup",
+                daemon=True,
+            )
+            self._cleaner.start()
+
+    def seen(self, keys: Iterable[str]) -> dict[str, bytes]:
+        """The stored reply of each key already processed."""
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        with self.lock:
+            rows = self._db.execute(
+                "SELECT key, reply FROM processed_messages "
+                "WHERE key IN (SELECT unnest(?))",
+                [wanted],
+            ).fetchall()
+        return {key: bytes(reply) for key, reply in rows}
+
+    def commit(self, records: Sequence[Processed], write: Writer | None = None) -> None:
+        """Run ``write`` (the batch's effects) and record ``records``, in one
+        transaction; on any error, neither happened and the error is raised."""
+        if not records and write is None:
+            return
+        with self.lock:
+            self._db.begin()
+            try:
+                if write is not None:
+                    write(self._db)
+                if records:
+                    self._db.execute(
+                        "INSERT INTO processed_messages "
+                        "SELECT unnest(?), unnest(?), unnest(?), ?",
+                        [
+                            [r.key for r in records],
+                            [r.message_id for r in records],
+                            [r.reply for r in records],
+                            self._clock(),
+                        ],
+                    )
+                self._db.commit()
+            except BaseException:
+                self._db.rollback()
+                raise
+
+    def cleanup(self) -> int:
+        """Delete records older than the retention; returns how many."""
+        cutoff = self._clock() - self._retention
+        with self.lock:
+            row = self._db.execute(
+                "DELETE FROM processed_messages WHERE processed_at < ? RETURNING 1",
+                [cutoff],
+            ).fetchall()
+        return len(row)
+
+    def count(self) -> int:
+        with self.lock:
+            row = self._db.execute("SELECT count(*) FROM processed_messages").fetchone()
+        return int(row[0]) if row else 0
+
+    def _clean_periodically(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            try:
+                removed = self.cleanup()
+                if removed:
+                    log.info("removed %d idempotency records past retention", removed)
+            except duckdb.Error:
+                log.exception("idempotency cleanup failed; next round retries")
+
+    def close(self) -> None:
+        """Stop the cleaner. The connection belongs to the caller."""
+        self._stop.set()
+        if self._cleaner is not None:
+            self._cleaner.join(timeout=5)
