@@ -19,6 +19,7 @@ from actors.config import CONFIG_ENV, SagaConfig, env_name, load_config, redacte
 from actors.errors import ConfigError, SagaError
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker
+from events.dlq import DeadLetterQueue, Entry
 from events.errors import EventsError
 from events.topics import ALL_TOPICS
 
@@ -160,6 +161,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show_saga.add_argument("saga_id", metavar="SAGA_ID")
     show_saga.add_argument("--json", action="store_true", help="print JSON")
+
+    dlq = commands.add_parser(
+        "dlq", help="inspect dead letters and send them back"
+    ).add_subparsers(dest="dlq_command", metavar="ACTION", required=True)
+    dlq_list = dlq.add_parser(
+        "list",
+        parents=[common],
+        help="the letters on saga.dlq, oldest first",
+        description="List dead letters: their id (PARTITION:OFFSET on saga.dlq), "
+        "when and by whom they were given up on, their origin and the reason.",
+    )
+    dlq_show = dlq.add_parser(
+        "show",
+        parents=[common],
+        help="one letter in full, with its original message",
+        description="Print one dead letter, its original payload decoded as "
+        "text when it is UTF-8 (base64 otherwise).",
+    )
+    dlq_show.add_argument("id", metavar="PARTITION:OFFSET")
+    dlq_replay = dlq.add_parser(
+        "replay",
+        parents=[common],
+        help="send letters back to their original topic",
+        description="Publish each chosen letter's original bytes, with its "
+        "original key, to its original topic and partition. Choose one by id, "
+        "or --all (optionally narrowed by --topic and --saga-id).",
+    )
+    dlq_replay.add_argument("id", nargs="?", metavar="PARTITION:OFFSET")
+    dlq_replay.add_argument("--all", action="store_true", help="every matching letter")
+    dlq_replay.add_argument(
+        "--dry-run", action="store_true", help="say what would be sent, send nothing"
+    )
+    for sub_parser in (dlq_list, dlq_replay):
+        sub_parser.add_argument("--topic", help="only letters from this topic")
+        sub_parser.add_argument("--saga-id", help="only letters of this saga")
+    for sub_parser in (dlq_list, dlq_show):
+        sub_parser.add_argument("--json", action="store_true", help="print JSON")
 
     config = commands.add_parser(
         "config", help="show the effective configuration"
@@ -365,6 +403,70 @@ def _show(args: argparse.Namespace, config: SagaConfig) -> int:
     return 0
 
 
+def _letter_json(entry: Entry, full: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": entry.id, **msgspec.to_builtins(entry.letter)}
+    payload = entry.letter.payload
+    if full:
+        try:
+            data["payload"] = payload.decode()
+            data["payloadEncoding"] = "utf-8"
+        except UnicodeDecodeError:
+            data["payloadEncoding"] = "base64"
+    else:
+        del data["payload"]
+    return data
+
+
+def _dlq(args: argparse.Namespace, config: SagaConfig) -> int:
+    _bootstrap(config)
+    with DeadLetterQueue(config.kafka) as queue:
+        if args.dlq_command == "show":
+            entry = queue.entry(args.id)
+            data = _letter_json(entry, full=True)
+            if args.json:
+                print(json.dumps(data, indent=2))
+            else:
+                for key, value in data.items():
+                    print(f"{key:>16}: {value}")
+            return 0
+        if args.dlq_command == "list":
+            entries = queue.entries(topic=args.topic, saga_id=args.saga_id)
+            if args.json:
+                print(
+                    json.dumps([_letter_json(e, full=False) for e in entries], indent=2)
+                )
+                return 0
+            print(
+                f"{'ID':<10} {'DEAD AT':<20} {'SOURCE':<16} {'ORIGIN':<34} "
+                f"{'TRIES':>5}  ERROR"
+            )
+            for e in entries:
+                letter = e.letter
+                origin = f"{letter.topic}/{letter.partition}/{letter.offset}"
+                when = letter.dead_at.strftime("%Y-%m-%d %H:%M:%S")
+                print(
+                    f"{e.id:<10} {when:<20} {letter.source:<16} {origin:<34} "
+                    f"{letter.attempts:>5}  {letter.error[:100]}"
+                )
+            print(f"{len(entries)} dead letter(s)", file=sys.stderr)
+            return 0
+        if args.all == (args.id is not None):
+            raise ConfigError("saga dlq replay takes one PARTITION:OFFSET or --all")
+        chosen = (
+            queue.entries(topic=args.topic, saga_id=args.saga_id)
+            if args.all
+            else [queue.entry(args.id)]
+        )
+        if not args.dry_run:
+            queue.replay(chosen)
+        verb = "would send" if args.dry_run else "sent"
+        for e in chosen:
+            letter = e.letter
+            print(f"{verb} {e.id} -> {letter.topic} partition {letter.partition}")
+        print(f"{len(chosen)} letter(s) {verb} back", file=sys.stderr)
+        return 0
+
+
 def _config_show(args: argparse.Namespace, config: SagaConfig) -> int:
     data = redacted(config)
     if args.json:
@@ -403,6 +505,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _start(args, config)
             case "show":
                 return _show(args, config)
+            case "dlq":
+                return _dlq(args, config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

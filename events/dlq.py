@@ -1,0 +1,119 @@
+"""Reading the dead-letter queue and sending letters back where they came from.
+
+A letter is named by its position on ``saga.dlq``: ``PARTITION:OFFSET``.
+Replaying one publishes its original bytes, with the original key, to its
+original topic and partition, where the consumer that gave up on it (or a fixed
+version of it) gets it again. A letter that kept only a prefix of an oversized
+original cannot be replayed from the queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kafka import TopicPartition
+
+from events.admin import TopicAdmin
+from events.clients import Closing
+from events.dead_letters import DeadLetter, DeadLetterCodec
+from events.errors import EventsError, PublishError
+from events.publisher import KafkaMessagePublisher
+from events.reader import PartitionReader
+from events.settings import KafkaSettings
+from events.topics import SAGA_DLQ
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A letter and where it sits on the queue."""
+
+    partition: int
+    offset: int
+    letter: DeadLetter
+
+    @property
+    def id(self) -> str:
+        return f"{self.partition}:{self.offset}"
+
+    @property
+    def complete(self) -> bool:
+        return len(self.letter.payload) >= self.letter.payload_size
+
+
+def parse_id(text: str) -> tuple[int, int]:
+    partition, sep, offset = text.partition(":")
+    if not sep or not partition.isdigit() or not offset.isdigit():
+        raise EventsError(
+            f"dead letter id {text!r} must be PARTITION:OFFSET, as `saga dlq list` "
+            "prints it"
+        )
+    return int(partition), int(offset)
+
+
+class DeadLetterQueue(Closing):
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._kafka = kafka
+        self._codec = DeadLetterCodec()
+        self._reader = PartitionReader(kafka)
+
+    def entries(
+        self, *, topic: str | None = None, saga_id: str | None = None
+    ) -> list[Entry]:
+        """Every letter on the queue, oldest first per partition, filtered."""
+        with TopicAdmin(self._kafka) as admin:
+            count = admin.partition_counts().get(SAGA_DLQ)
+        if count is None:
+            raise EventsError(f"{SAGA_DLQ} does not exist: run `saga topics create`")
+        starts = {TopicPartition(SAGA_DLQ, p): 0 for p in range(count)}
+        found: list[Entry] = []
+        for record in self._reader.read(starts):
+            try:
+                letter = self._codec.decode(record.value)
+            except Exception as exc:
+                raise EventsError(
+                    f"{SAGA_DLQ} {record.partition}:{record.offset} is not a dead "
+                    f"letter: {exc}"
+                ) from exc
+            if topic is not None and letter.topic != topic:
+                continue
+            if saga_id is not None and letter.saga_id != saga_id:
+                continue
+            found.append(Entry(record.partition, record.offset, letter))
+        return sorted(found, key=lambda e: (e.letter.dead_at, e.partition, e.offset))
+
+    def entry(self, text: str) -> Entry:
+        partition, offset = parse_id(text)
+        tp = TopicPartition(SAGA_DLQ, partition)
+        for record in self._reader.read({tp: offset}, limit=1):
+            if record.offset == offset:
+                return Entry(partition, offset, self._codec.decode(record.value))
+        raise EventsError(f"no dead letter at {SAGA_DLQ} {text}")
+
+    def replay(self, entries: Iterable[Entry]) -> list[Entry]:
+        """Send each letter's original back; all acknowledged, or raise."""
+        chosen = list(entries)
+        partial = [e.id for e in chosen if not e.complete]
+        if partial:
+            raise EventsError(
+                f"dead letter(s) {', '.join(partial)} kept only part of an oversized "
+                "original; replay those from their original topic and offset"
+            )
+        with KafkaMessagePublisher(self._kafka) as publisher:
+            futures = [
+                publisher.publish_raw(
+                    e.letter.topic,
+                    e.letter.key,
+                    e.letter.payload,
+                    partition=e.letter.partition,
+                )
+                for e in chosen
+            ]
+            publisher.flush()
+        failures = [f.exception for f in futures if f.failed()]
+        if failures:
+            raise PublishError(len(failures), len(futures), failures[0])
+        return chosen
+
+    def close(self) -> None:
+        self._reader.close()
