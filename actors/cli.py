@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import signal
 import sys
 import time
@@ -122,6 +123,45 @@ def build_parser() -> argparse.ArgumentParser:
         "end offset (high watermark) of each partition.",
     )
     listing.add_argument("--json", action="store_true", help="print JSON")
+
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="run the whole platform end to end: N deposit sagas and an audit",
+        description="Start everything (a local Ray, an embedded broker unless "
+        "--bootstrap-servers, the saga engine, the user, payment and account "
+        "services), seed users and accounts, run N deposit sagas with a "
+        "realistic mix (most complete, some rejected, some compensated, "
+        "injected transient faults forcing retries), and print counts per "
+        "outcome, sagas/s, p50/p99 latency, dead letters, and an audit read from "
+        "the services' DuckDB files. Exit code 1 if the audit finds a violation.",
+    )
+    run.add_argument(
+        "--sagas", type=int, default=1_000, metavar="N", help="sagas to run"
+    )
+    run.add_argument(
+        "--chaos",
+        action="store_true",
+        help="SIGKILL a saga host and a participant service at random moments",
+    )
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.add_argument(
+        "--seed", type=int, help="workload and chaos seed (default: random)"
+    )
+    run.add_argument(
+        "--faults",
+        type=float,
+        default=0.02,
+        metavar="P",
+        help="share of service batches failing once with an injected fault",
+    )
+    run.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="give up when no saga ended for this long",
+    )
 
     commands.add_parser(
         "serve",
@@ -294,6 +334,52 @@ def _topics_list(args: argparse.Namespace, config: SagaConfig) -> int:
         offsets = ",".join(str(o) for o in t.end_offsets)
         print(f"{t.name:<{width}}  {t.partitions:>10}  {t.messages:>8}  {offsets}")
     return 0
+
+
+def _run(args: argparse.Namespace, config: SagaConfig) -> int:
+    from actors.run import RunOptions, progress_bar, run
+
+    if args.sagas < 1:
+        raise ConfigError("--sagas must be at least 1")
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    options = RunOptions(
+        sagas=args.sagas,
+        chaos=args.chaos,
+        seed=seed,
+        faults=args.faults,
+        stall_timeout_s=args.stall_timeout,
+        data_dir=args.data_dir,
+    )
+
+    def say(text: str) -> None:
+        print(f"\n{text}" if not args.json else text, file=sys.stderr, flush=True)
+
+    say(
+        f"seed {seed}: {args.sagas:,} deposit sagas{' with chaos' if args.chaos else ''}"
+    )
+    summary = run(config, options, say, progress_bar())
+    clean = not any(summary.audit.values())
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(summary)))
+        return 0 if clean else 1
+    print(
+        f"sagas        {summary.sagas:,}: {summary.completed:,} completed, "
+        f"{summary.compensated:,} compensated, {summary.rejected:,} rejected, "
+        f"{summary.failed:,} failed"
+    )
+    print(
+        f"throughput   {summary.sagas_per_s:,.1f} sagas/s over {summary.elapsed_s:,.1f} s"
+    )
+    print(f"latency      p50 {summary.p50_ms:,.0f} ms, p99 {summary.p99_ms:,.0f} ms")
+    print(f"dead letters {summary.dlq:,}")
+    verdict = "clean" if clean else "VIOLATIONS"
+    details = ", ".join(f"{k} {v}" for k, v in summary.audit.items())
+    print(f"audit        {verdict}: {details}")
+    for note in summary.chaos:
+        print(f"chaos        {note}")
+    if summary.data_dir:
+        print(f"data         {summary.data_dir}")
+    return 0 if clean else 1
 
 
 def _serve(args: argparse.Namespace, config: SagaConfig) -> int:
@@ -501,6 +587,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _config_show(args, config)
             case "serve":
                 return _serve(args, config)
+            case "run":
+                return _run(args, config)
             case "start":
                 return _start(args, config)
             case "show":

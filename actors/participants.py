@@ -14,6 +14,7 @@ saga, so an audit can count them per saga straight from the files.
 
 from __future__ import annotations
 
+import random
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -29,6 +30,10 @@ from events.service import CommandService, RetrySettings
 from events.settings import KafkaSettings
 from events.topics import command_topic
 from projections.idempotency import IdempotencyService, Processed, open_store
+
+
+class TransientFault(RuntimeError):
+    """An injected failure that a retry gets past."""
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -49,8 +54,15 @@ class Participant(ABC):
     actions: ClassVar[tuple[str, ...]]
     schema: ClassVar[str]
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, *, faults: float = 0.0, seed: int | None = None
+    ) -> None:
+        """``faults`` is fault injection for `saga run`: the share of batches
+        that fail with a :class:`TransientFault` after deciding and before
+        committing, as a database or network hiccup would."""
         self.path = Path(path)
+        self._faults = faults
+        self._random = random.Random(seed)
         self.db = open_store(self.path)
         self.db.execute(self.schema)
         self.idempotency = IdempotencyService(self.db)
@@ -109,6 +121,8 @@ class Participant(ABC):
                 stored[key] = raw
                 records.append(Processed(key, command.message_id, raw))
                 replies.append(reply)
+            if self._faults and self._random.random() < self._faults:
+                raise TransientFault(f"{self.service}: injected transient fault")
             self.idempotency.commit(records, self.write)
             self.adopt()
             return replies

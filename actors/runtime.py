@@ -10,8 +10,11 @@ CPU of their own (``num_cpus=0``): they are mostly waiting on Kafka, and a
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
@@ -20,9 +23,11 @@ import ray
 from actors.config import EngineSettings, RaySettings
 from actors.definitions import DEFINITIONS, SagaDefinition
 from actors.host import HostStats, SagaHost, owned_partitions
+from actors.participants import PARTICIPANTS, serve
 from actors.router import RouterActor, RouterStats, listened_topics
 from actors.saga import SagaState
 from events.partitions import home_partition
+from events.service import RetrySettings, ServiceStats
 from events.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -123,3 +128,56 @@ class Engine:
             log.warning("a host did not close cleanly: %s", exc)
         for handle in [*self.routers, *self.hosts]:
             ray.kill(handle, no_restart=True)
+
+
+class ParticipantActor:
+    """A participant service in a Ray actor: its command service polls in a
+    thread; Ray restarts the actor if its process dies, and the restarted one
+    reopens the same DuckDB file and rejoins the same consumer group."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        service: str,
+        path: str,
+        retry: RetrySettings | None = None,
+        faults: float = 0.0,
+    ) -> None:
+        self._participant = PARTICIPANTS[service](path, faults=faults)
+        self._service = serve(kafka, self._participant, retry=retry)
+        self._thread = threading.Thread(
+            target=self._service.run, name=f"{service}-service", daemon=True
+        )
+        self._thread.start()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def stats(self) -> ServiceStats:
+        return self._service.stats()
+
+    def stop(self) -> None:
+        """Leave the group and close the DuckDB file (so others may open it)."""
+        self._service.stop()
+        self._thread.join(timeout=30)
+        self._service.close()
+        self._participant.close()
+
+
+def start_participants(
+    kafka: KafkaSettings,
+    data_dir: Path,
+    *,
+    retry: RetrySettings | None = None,
+    faults: float = 0.0,
+) -> dict[str, Any]:
+    """One participant actor per service, each with ``<data_dir>/<service>.duckdb``."""
+    actor: Any = ray.remote(ParticipantActor).options(
+        max_restarts=-1, max_task_retries=0, num_cpus=0
+    )
+    handles = {
+        name: actor.remote(kafka, name, str(data_dir / f"{name}.duckdb"), retry, faults)
+        for name in PARTICIPANTS
+    }
+    ray.get([h.pid.remote() for h in handles.values()])
+    return handles

@@ -4,10 +4,11 @@ A service instance is a member of its own consumer group over its command
 topics (more instances share the group). For each polled batch it:
 
 1. dead-letters at once what cannot be decoded, or is not a command;
-2. hands the commands to the handler as one batch; if the handler raises, it
-   handles each command alone, retried with exponential backoff and jitter up
-   to ``max_attempts``, and dead-letters (with origin, error and attempt count)
-   only the one that keeps failing;
+2. hands the commands to the handler as one batch, retried with exponential
+   backoff and jitter up to ``max_attempts`` (a transient fault passes); if
+   the batch keeps failing, it handles each command alone, retried the same
+   way, and dead-letters (with origin, error and attempt count) only the one
+   that keeps failing;
 3. publishes each reply on the command's reply topic (its ``replyTopic``
    metadata, else the commands topic's events twin), on the same partition
    number, and waits for the broker's acknowledgement;
@@ -144,20 +145,32 @@ class CommandService(Closing):
     def _answers(
         self, commands: list[tuple[Delivery, CommandMessage]]
     ) -> list[tuple[tuple[Delivery, CommandMessage], EventMessage | None]]:
-        try:
-            replies = self._handler([command for _, command in commands])
-            if len(replies) != len(commands):
-                raise RuntimeError(
-                    f"handler answered {len(replies)} of {len(commands)} commands"
+        """The whole batch, retried as a batch (a transient fault passes);
+        if it keeps failing, each command alone, so only the one that keeps
+        failing is dead-lettered."""
+        batch = [command for _, command in commands]
+        for attempt in range(1, self._retry.max_attempts + 1):
+            try:
+                replies = self._handler(batch)
+                if len(replies) != len(commands):
+                    raise RuntimeError(
+                        f"handler answered {len(replies)} of {len(commands)} commands"
+                    )
+                return list(zip(commands, replies, strict=True))
+            except Exception as exc:
+                # Info, not warning: a retry that heals is routine; what does not
+                # heal is dead-lettered, and that is logged as a warning.
+                log.info(
+                    "%s: batch of %d failed on attempt %d: %r",
+                    self.name,
+                    len(commands),
+                    attempt,
+                    exc,
                 )
-            return list(zip(commands, replies, strict=True))
-        except Exception as exc:
-            log.warning(
-                "%s: batch of %d failed (%s); handling one by one",
-                self.name,
-                len(commands),
-                exc,
-            )
+                if len(commands) == 1 or attempt == self._retry.max_attempts:
+                    break
+                self._counts["retries"] += 1
+                self._sleep(self._retry.backoff_s(attempt, self._random.random()))
         return [(item, self._alone(*item)) for item in commands]
 
     def _alone(
@@ -205,6 +218,14 @@ class CommandService(Closing):
             message_id=None if message is None else message.message_id,
             saga_id=delivery.key if message is None else message.saga_id,
             attempts=attempts,
+        )
+        log.warning(
+            "%s: dead-lettered %s/%d/%d: %s",
+            self.name,
+            delivery.topic,
+            delivery.partition,
+            delivery.offset,
+            error,
         )
         self._publisher.publish_raw(
             SAGA_DLQ,

@@ -1,0 +1,391 @@
+"""``saga run``: the whole platform end to end, with a workload and an audit.
+
+Starts (or joins) Kafka and Ray, the saga engine and the participant services,
+seeds users, wallets and accounts, runs N deposit sagas with a realistic mix
+(most complete; blocked or unknown users and over-limit payments are rejected;
+closed accounts are compensated; injected transient faults force retries), and
+ends with a summary and an audit read from the participants' own DuckDB files.
+With ``chaos``, a SagaHost and a participant are SIGKILLed at random moments;
+Ray restarts them, and the audit must still be clean.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import msgspec
+import ray
+from kafka import KafkaConsumer, TopicPartition
+
+from actors.client import SagaClient
+from actors.config import SagaConfig
+from actors.history import (
+    HistoryCodec,
+    SagaCompensated,
+    SagaCompleted,
+    SagaFailed,
+    SagaRejected,
+)
+from actors.participants import AccountService, PaymentService, UserService
+from actors.runtime import Engine, ensure_ray, start_participants
+from events.admin import TopicAdmin
+from events.broker import EmbeddedBroker
+from events.clients import connect, consumer_options
+from events.reader import PartitionReader
+from events.settings import KafkaSettings
+from events.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS
+
+OUTCOMES = {
+    SagaCompleted: "completed",
+    SagaCompensated: "compensated",
+    SagaRejected: "rejected",
+    SagaFailed: "failed",
+}
+
+
+class RunOptions(msgspec.Struct, frozen=True):
+    sagas: int = 1_000
+    chaos: bool = False
+    seed: int = 0
+    #: Share of participant batches that fail once with an injected fault.
+    faults: float = 0.02
+    #: Give up on sagas that made no progress for this long.
+    stall_timeout_s: float = 120.0
+    #: Where the DuckDB files go; ``None``: a temporary directory, removed after.
+    data_dir: str | None = None
+
+
+class Summary(msgspec.Struct):
+    sagas: int
+    completed: int
+    compensated: int
+    rejected: int
+    failed: int
+    sagas_per_s: float
+    p50_ms: float
+    p99_ms: float
+    dlq: int
+    audit: dict[str, int]
+    seed: int
+    elapsed_s: float
+    chaos: list[str]
+    data_dir: str | None
+
+
+class Workload(msgspec.Struct, frozen=True):
+    users: dict[str, str]
+    wallets: dict[str, tuple[int, int]]
+    accounts: dict[str, str]
+    requests: list[tuple[str, dict[str, Any], str]]
+
+
+LIMIT = 5_000
+
+
+def workload(count: int, seed: int, run_id: str) -> Workload:
+    """Seeded data and requests: ~90% complete, ~7% rejected, ~3% compensated."""
+    rng = random.Random(seed)
+    pool = max(50, count // 10)
+    users = {
+        f"user-{i}": "blocked" if rng.random() < 0.03 else "verified"
+        for i in range(pool)
+    }
+    wallets = {user: (10**12, LIMIT) for user in users}
+    accounts = {
+        f"acct-{i}": "closed" if rng.random() < 0.03 else "open" for i in range(pool)
+    }
+    requests = []
+    for i in range(count):
+        roll = rng.random()
+        user = f"ghost-{i}" if roll < 0.02 else f"user-{rng.randrange(pool)}"
+        amount = (
+            rng.randint(LIMIT + 1, 2 * LIMIT)
+            if 0.02 <= roll < 0.04
+            else rng.randint(1, 2_000)
+        )
+        saga_input = {
+            "userId": user,
+            "accountId": f"acct-{rng.randrange(pool)}",
+            "amount": amount,
+            "currency": "USD",
+        }
+        requests.append(("deposit", saga_input, f"{run_id}-{i:07d}"))
+    return Workload(users, wallets, accounts, requests)
+
+
+class Follower:
+    """Tails saga.events from given offsets; counts this run's outcomes."""
+
+    def __init__(
+        self, kafka: KafkaSettings, starts: dict[TopicPartition, int], ids: set[str]
+    ):
+        self._ids = ids
+        self._codec = HistoryCodec()
+        self.started: dict[str, int] = {}
+        self.ended: dict[str, tuple[str, int]] = {}
+        self._consumer = connect(KafkaConsumer, kafka, consumer_options(kafka, None))
+        self._consumer.assign(list(starts))
+        for tp, offset in starts.items():
+            self._consumer.seek(tp, offset)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for records in self._consumer.poll(timeout_ms=200).values():
+                for raw in records:
+                    record = self._codec.decode(raw.value)
+                    if record.saga_id not in self._ids:
+                        continue
+                    with self._lock:
+                        self.started.setdefault(record.saga_id, record.at)
+                        last = record.events[-1]
+                        outcome = OUTCOMES.get(type(last))
+                        if outcome is not None:
+                            self.ended[record.saga_id] = (outcome, record.at)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.ended)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._consumer.close(autocommit=False)
+
+
+@contextmanager
+def kafka_for(
+    config: SagaConfig, say: Callable[[str], None]
+) -> Iterator[KafkaSettings]:
+    """The configured Kafka, or an embedded broker for the run."""
+    kafka = config.kafka
+    with ExitStack() as stack:
+        if not kafka.bootstrap_servers:
+            broker = stack.enter_context(EmbeddedBroker())
+            kafka = kafka.with_bootstrap(broker.bootstrap)
+            say(f"embedded broker at {broker.bootstrap}")
+        with TopicAdmin(kafka) as admin:
+            admin.ensure_topics(ALL_TOPICS)
+        yield kafka
+
+
+def seed_participants(data_dir: Path, load: Workload) -> None:
+    users = UserService(data_dir / "user.duckdb")
+    users.seed(load.users)
+    users.close()
+    payments = PaymentService(data_dir / "payment.duckdb")
+    payments.seed(load.wallets)
+    payments.close()
+    accounts = AccountService(data_dir / "account.duckdb")
+    accounts.seed(load.accounts)
+    accounts.close()
+
+
+def audit(data_dir: Path, outcomes: dict[str, str], ids: set[str]) -> dict[str, int]:
+    """Violations, counted from the participants' files and the log's outcomes."""
+
+    def per_saga(file: str, table: str) -> dict[str, int]:
+        with duckdb.connect(str(data_dir / file), read_only=True) as db:
+            rows = db.execute(
+                f"SELECT saga_id, count(*) FROM {table} GROUP BY saga_id"
+            ).fetchall()
+        return {saga: n for saga, n in rows if saga in ids}
+
+    payments = per_saga("payment.duckdb", "payments")
+    refunds = per_saga("payment.duckdb", "refunds")
+    deposits = per_saga("account.duckdb", "deposits")
+    compensated = {s for s, o in outcomes.items() if o == "compensated"}
+    return {
+        "double_payments": sum(1 for n in payments.values() if n > 1),
+        "double_deposits": sum(1 for n in deposits.values() if n > 1),
+        "double_refunds": sum(1 for n in refunds.values() if n > 1),
+        "missing_refunds": sum(
+            1 for s in compensated if s in payments and s not in refunds
+        ),
+        # Money taken with neither a deposit nor a refund to show for it.
+        "lost_payments": sum(
+            1 for s in payments if s not in refunds and outcomes.get(s) != "completed"
+        ),
+        "deposits_not_completed": sum(
+            1 for s in deposits if outcomes.get(s) != "completed"
+        ),
+        "stuck": len(ids) - len(outcomes),
+    }
+
+
+def percentile(values: list[int], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
+
+
+class Chaos:
+    """Kills a SagaHost and a participant at random moments, once each."""
+
+    def __init__(
+        self,
+        rng: random.Random,
+        hosts: list[Any],
+        participants: dict[str, Any],
+        say: Callable[[str], None],
+    ):
+        self.log: list[str] = []
+        self._say = say
+        self._plan = [
+            (rng.uniform(0.1, 0.5), "saga host", rng.choice(hosts)),
+            (
+                rng.uniform(0.2, 0.6),
+                f"{(name := rng.choice(sorted(participants)))} service",
+                participants[name],
+            ),
+        ]
+
+    def tick(self, progress: float) -> None:
+        due = [p for p in self._plan if p[0] <= progress]
+        for item in due:
+            self._plan.remove(item)
+            _, name, actor = item
+            pid = ray.get(actor.pid.remote())
+            os.kill(pid, signal.SIGKILL)
+            note = f"killed the {name} (pid {pid}) at {progress:.0%} of sagas ended"
+            self.log.append(note)
+            self._say(note)
+
+
+def run(
+    config: SagaConfig,
+    options: RunOptions,
+    say: Callable[[str], None],
+    progress: Callable[[int, int, float], None],
+) -> Summary:
+    run_id = datetime.now(UTC).strftime("run%Y%m%d%H%M%S")
+    load = workload(options.sagas, options.seed, run_id)
+    ids = {saga_id for _, _, saga_id in load.requests}
+    with ExitStack() as stack:
+        if options.data_dir is None:
+            data_dir = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="saga-run-"))
+            )
+        else:
+            data_dir = Path(options.data_dir) / run_id
+        data_dir.mkdir(parents=True, exist_ok=True)
+        seed_participants(data_dir, load)
+        kafka = stack.enter_context(kafka_for(config, say))
+        partitions = kafka.topics.partitions
+        with PartitionReader(kafka) as reader:
+            starts = reader.ends(
+                [
+                    TopicPartition(t, p)
+                    for t in (SAGA_EVENTS, SAGA_DLQ)
+                    for p in range(partitions)
+                ]
+            )
+        ensure_ray(config.ray)
+        engine = Engine(kafka, config.engine)
+        participants = start_participants(kafka, data_dir, faults=options.faults)
+        say(
+            f"engine: {len(engine.hosts)} hosts, {len(engine.routers)} routers; "
+            f"participants: {', '.join(participants)}; data in {data_dir}"
+        )
+        follower = Follower(
+            kafka, {tp: o for tp, o in starts.items() if tp.topic == SAGA_EVENTS}, ids
+        )
+        chaos = (
+            Chaos(random.Random(options.seed), engine.hosts, participants, say)
+            if options.chaos
+            else None
+        )
+        began = time.monotonic()
+        try:
+            with SagaClient(kafka) as client:
+                for i in range(0, len(load.requests), 1_000):
+                    client.start_many(load.requests[i : i + 1_000])
+                    progress(follower.count(), len(ids), time.monotonic() - began)
+            last_change, last_count = time.monotonic(), -1
+            while (done := follower.count()) < len(ids):
+                if chaos is not None:
+                    chaos.tick(done / len(ids))
+                if done != last_count:
+                    last_change, last_count = time.monotonic(), done
+                elif time.monotonic() - last_change > options.stall_timeout_s:
+                    say(
+                        f"no saga ended for {options.stall_timeout_s:g} s; "
+                        "giving up on the rest"
+                    )
+                    break
+                progress(done, len(ids), time.monotonic() - began)
+                time.sleep(0.25)
+            elapsed = time.monotonic() - began
+            progress(follower.count(), len(ids), elapsed)
+        finally:
+            follower.close()
+            engine.stop()
+            ray.get([p.stop.remote() for p in participants.values()], timeout=60)
+            for actor in participants.values():
+                ray.kill(actor, no_restart=True)
+        outcomes = {s: o for s, (o, _) in follower.ended.items()}
+        latencies = [
+            at - follower.started[s]
+            for s, (_, at) in follower.ended.items()
+            if s in follower.started
+        ]
+        with PartitionReader(kafka) as reader:
+            dlq_starts = {tp: o for tp, o in starts.items() if tp.topic == SAGA_DLQ}
+            dead = sum(1 for _ in reader.read(dlq_starts))
+        counts = {name: 0 for name in OUTCOMES.values()}
+        for outcome in outcomes.values():
+            counts[outcome] += 1
+        return Summary(
+            sagas=len(ids),
+            completed=counts["completed"],
+            compensated=counts["compensated"],
+            rejected=counts["rejected"],
+            failed=counts["failed"],
+            sagas_per_s=round(len(outcomes) / elapsed, 1) if elapsed else 0.0,
+            p50_ms=percentile(latencies, 0.50),
+            p99_ms=percentile(latencies, 0.99),
+            dlq=dead,
+            audit=audit(data_dir, outcomes, ids),
+            seed=options.seed,
+            elapsed_s=round(elapsed, 2),
+            chaos=[] if chaos is None else chaos.log,
+            data_dir=None if options.data_dir is None else str(data_dir),
+        )
+
+
+def progress_bar(stream: Any = sys.stderr) -> Callable[[int, int, float], None]:
+    last = [0.0]
+
+    def show(done: int, total: int, elapsed: float) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.5 and done < total:
+            return
+        last[0] = now
+        width = 30
+        filled = int(width * done / total) if total else width
+        rate = done / elapsed if elapsed > 0 else 0.0
+        stream.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} "
+            f"sagas ended  {rate:,.0f}/s  {elapsed:,.0f} s"
+        )
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
