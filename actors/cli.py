@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import signal
@@ -337,6 +338,8 @@ def _topics_list(args: argparse.Namespace, config: SagaConfig) -> int:
 
 
 def _run(args: argparse.Namespace, config: SagaConfig) -> int:
+    import ray
+
     from actors.run import RunOptions, progress_bar, run
 
     if args.sagas < 1:
@@ -349,15 +352,22 @@ def _run(args: argparse.Namespace, config: SagaConfig) -> int:
         faults=args.faults,
         stall_timeout_s=args.stall_timeout,
         data_dir=args.data_dir,
+        quiet=args.json,
     )
 
     def say(text: str) -> None:
         print(f"\n{text}" if not args.json else text, file=sys.stderr, flush=True)
 
     say(
-        f"seed {seed}: {args.sagas:,} deposit sagas{' with chaos' if args.chaos else ''}"
+        f"seed {seed}: {args.sagas:,} deposit sagas"
+        + (" with chaos" if args.chaos else "")
     )
-    summary = run(config, options, say, progress_bar())
+    # Ray prints notices (a killed worker, say) on stdout from its own threads:
+    # with --json, stdout carries the summary and nothing else.
+    with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+        summary = run(config, options, say, progress_bar())
+        # Late notices too: Ray's threads stop before the summary is printed.
+        ray.shutdown()
     clean = not any(summary.audit.values())
     if args.json:
         print(json.dumps(msgspec.to_builtins(summary)))
@@ -368,7 +378,8 @@ def _run(args: argparse.Namespace, config: SagaConfig) -> int:
         f"{summary.failed:,} failed"
     )
     print(
-        f"throughput   {summary.sagas_per_s:,.1f} sagas/s over {summary.elapsed_s:,.1f} s"
+        f"throughput   {summary.sagas_per_s:,.1f} sagas/s "
+        f"over {summary.elapsed_s:,.1f} s"
     )
     print(f"latency      p50 {summary.p50_ms:,.0f} ms, p99 {summary.p99_ms:,.0f} ms")
     print(f"dead letters {summary.dlq:,}")

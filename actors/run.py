@@ -65,6 +65,8 @@ class RunOptions(msgspec.Struct, frozen=True):
     stall_timeout_s: float = 120.0
     #: Where the DuckDB files go; ``None``: a temporary directory, removed after.
     data_dir: str | None = None
+    #: Keep Ray's and the actors' logs off stdout (for ``--json``).
+    quiet: bool = False
 
 
 class Summary(msgspec.Struct):
@@ -296,7 +298,7 @@ def run(
                     for p in range(partitions)
                 ]
             )
-        ensure_ray(config.ray)
+        ensure_ray(config.ray, quiet=options.quiet)
         engine = Engine(kafka, config.engine)
         participants = start_participants(kafka, data_dir, faults=options.faults)
         say(

@@ -35,14 +35,18 @@ log = logging.getLogger(__name__)
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 
 
-def ensure_ray(settings: RaySettings) -> None:
-    """Connect to the configured Ray cluster, or start a small local one."""
+def ensure_ray(settings: RaySettings, *, quiet: bool = False) -> None:
+    """Connect to the configured Ray cluster, or start a small local one.
+
+    ``quiet`` keeps the actors' logs (and Ray's notices of the processes that
+    chaos kills) off this process's stdout, for output that must be only JSON.
+    """
     if ray.is_initialized():
         return
     options: dict[str, Any] = {
         "include_dashboard": False,
         "logging_level": logging.WARNING,
-        "log_to_driver": True,
+        "log_to_driver": not quiet,
     }
     if settings.address:
         ray.init(address=settings.address, **options)
