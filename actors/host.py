@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, NamedTuple, TypeAlias
+from typing import NamedTuple, TypeAlias
 
 import msgspec
 from kafka import TopicPartition
@@ -75,8 +75,6 @@ log = logging.getLogger(__name__)
 #: A consumed record as the router hands it over: (topic, partition, offset,
 #: key, value). Plain tuples cross the Ray boundary cheaply.
 Inbound: TypeAlias = tuple[str, int, int, str | None, bytes]
-
-Positive = Annotated[int, msgspec.Meta(gt=0)]
 
 
 class HandleReport(msgspec.Struct, frozen=True):

@@ -39,7 +39,12 @@ from actors.history import (
     SagaRejected,
 )
 from actors.participants import AccountService, PaymentService, UserService
-from actors.runtime import Engine, ensure_ray, start_participants
+from actors.runtime import (
+    Engine,
+    ensure_ray,
+    participants_ready,
+    start_participants,
+)
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker
 from events.clients import connect, consumer_options
@@ -301,6 +306,9 @@ def run(
         ensure_ray(config.ray, quiet=options.quiet)
         engine = Engine(kafka, config.engine)
         participants = start_participants(kafka, data_dir, faults=options.faults)
+        say("waiting for the consumer groups to form")
+        engine.wait_ready()
+        participants_ready(participants)
         say(
             f"engine: {len(engine.hosts)} hosts, {len(engine.routers)} routers; "
             f"participants: {', '.join(participants)}; data in {data_dir}"

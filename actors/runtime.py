@@ -12,16 +12,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import msgspec
 import ray
 
 from actors.config import EngineSettings, RaySettings
 from actors.definitions import DEFINITIONS, SagaDefinition
+from actors.errors import SagaError
 from actors.host import HostStats, SagaHost, owned_partitions
 from actors.participants import PARTICIPANTS, serve
 from actors.router import RouterActor, RouterStats, listened_topics
@@ -31,8 +32,6 @@ from events.service import RetrySettings, ServiceStats
 from events.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
-
-Positive = Annotated[int, msgspec.Meta(gt=0)]
 
 
 def ensure_ray(settings: RaySettings, *, quiet: bool = False) -> None:
@@ -119,6 +118,14 @@ class Engine:
     def router_stats(self) -> list[RouterStats]:
         return list(ray.get([router.stats.remote() for router in self.routers]))
 
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Until every router holds partitions (joining a group takes seconds)."""
+        wait_until(
+            lambda: all(s.assigned for s in self.router_stats()),
+            timeout_s,
+            "routers to join the consumer group",
+        )
+
     def stop(self) -> None:
         """Routers leave the group cleanly, then every actor is removed."""
         try:
@@ -185,3 +192,22 @@ def start_participants(
     }
     ray.get([h.pid.remote() for h in handles.values()])
     return handles
+
+
+def participants_ready(handles: dict[str, Any], timeout_s: float = 60.0) -> None:
+    """Until every participant service holds partitions of its group."""
+    wait_until(
+        lambda: all(
+            s.assigned for s in ray.get([h.stats.remote() for h in handles.values()])
+        ),
+        timeout_s,
+        "participant services to join their consumer groups",
+    )
+
+
+def wait_until(ready: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if time.monotonic() > deadline:
+            raise SagaError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(0.2)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -66,6 +67,8 @@ class ServiceStats(msgspec.Struct, frozen=True):
     replies: int
     retries: int
     dead_letters: int
+    #: Partitions this member holds: 0 until it has joined its group.
+    assigned: int
 
 
 class CommandService(Closing):
@@ -95,23 +98,30 @@ class CommandService(Closing):
             kafka, topics, self._handle, group_id=group_id
         )
         self._counts = {"handled": 0, "replies": 0, "retries": 0, "dead_letters": 0}
+        self._assigned: set[object] = set()
+        self._stopping = threading.Event()
 
     # -- driving it --------------------------------------------------------
 
     def poll_once(self) -> int:
-        return self._listener.poll_once()
+        handled = self._listener.poll_once()
+        self._assigned = self._listener.assignment()
+        return handled
 
     def run(self) -> None:
-        self._listener.run()
+        """Poll, handle and commit until :meth:`stop` is called."""
+        while not self._stopping.is_set():
+            self.poll_once()
 
     def stop(self) -> None:
-        self._listener.stop()
+        """Ask :meth:`run` to return after the batch in hand; thread-safe."""
+        self._stopping.set()
 
     def wait_for_assignment(self, timeout_s: float = 30.0) -> None:
         self._listener.wait_for_assignment(timeout_s)
 
     def stats(self) -> ServiceStats:
-        return ServiceStats(**self._counts)
+        return ServiceStats(**self._counts, assigned=len(self._assigned))
 
     def close(self) -> None:
         try:
