@@ -243,7 +243,8 @@ def percentile(values: list[int], q: float) -> float:
 
 
 class Chaos:
-    """Kills a SagaHost and a participant at random moments, once each."""
+    """Kills a SagaHost and a participant, once each, at random moments while
+    the requests go out (so sagas are surely in flight)."""
 
     def __init__(
         self,
@@ -251,26 +252,22 @@ class Chaos:
         hosts: list[Any],
         participants: dict[str, Any],
         say: Callable[[str], None],
-    ):
+    ) -> None:
         self.log: list[str] = []
         self._say = say
+        name = rng.choice(sorted(participants))
         self._plan = [
-            (rng.uniform(0.1, 0.5), "saga host", rng.choice(hosts)),
-            (
-                rng.uniform(0.2, 0.6),
-                f"{(name := rng.choice(sorted(participants)))} service",
-                participants[name],
-            ),
+            (rng.uniform(0.2, 0.6), "saga host", rng.choice(hosts)),
+            (rng.uniform(0.3, 0.8), f"{name} service", participants[name]),
         ]
 
-    def tick(self, progress: float) -> None:
-        due = [p for p in self._plan if p[0] <= progress]
-        for item in due:
+    def tick(self, submitted: float) -> None:
+        for item in [p for p in self._plan if p[0] <= submitted]:
             self._plan.remove(item)
             _, name, actor = item
             pid = ray.get(actor.pid.remote())
             os.kill(pid, signal.SIGKILL)
-            note = f"killed the {name} (pid {pid}) at {progress:.0%} of sagas ended"
+            note = f"killed the {name} (pid {pid}) with {submitted:.0%} of sagas sent"
             self.log.append(note)
             self._say(note)
 
@@ -323,14 +320,15 @@ def run(
         )
         began = time.monotonic()
         try:
+            chunk = max(100, len(ids) // 20)
             with SagaClient(kafka) as client:
-                for i in range(0, len(load.requests), 1_000):
-                    client.start_many(load.requests[i : i + 1_000])
+                for i in range(0, len(load.requests), chunk):
+                    client.start_many(load.requests[i : i + chunk])
+                    if chaos is not None:
+                        chaos.tick(min(i + chunk, len(ids)) / len(ids))
                     progress(follower.count(), len(ids), time.monotonic() - began)
             last_change, last_count = time.monotonic(), -1
             while (done := follower.count()) < len(ids):
-                if chaos is not None:
-                    chaos.tick(done / len(ids))
                 if done != last_count:
                     last_change, last_count = time.monotonic(), done
                 elif time.monotonic() - last_change > options.stall_timeout_s:
