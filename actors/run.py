@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
@@ -278,7 +279,8 @@ def run(
     say: Callable[[str], None],
     progress: Callable[[int, int, float], None],
 ) -> Summary:
-    run_id = datetime.now(UTC).strftime("run%Y%m%d%H%M%S")
+    # Unique per run: runs against one Kafka must never share a sagaId.
+    run_id = datetime.now(UTC).strftime("run%Y%m%d%H%M%S") + uuid.uuid4().hex[:6]
     load = workload(options.sagas, options.seed, run_id)
     ids = {saga_id for _, _, saga_id in load.requests}
     with ExitStack() as stack:

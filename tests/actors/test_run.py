@@ -11,6 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from events.broker import EmbeddedBroker
+
 ROOT = Path(__file__).resolve().parents[2]
 SAGA = [sys.executable, "-m", "actors.cli"]
 
@@ -60,3 +62,18 @@ def test_data_dir_keeps_the_duckdb_files_and_they_agree(tmp_path: Path) -> None:
     completed = int(result.stdout.split("200: ")[1].split(" completed")[0])
     with duckdb.connect(str(run_dir / "account.duckdb"), read_only=True) as db:
         assert db.execute("SELECT count(*) FROM deposits").fetchone() == (completed,)
+
+
+def test_runs_against_an_existing_kafka(broker: EmbeddedBroker) -> None:
+    """--bootstrap-servers: topics are created if missing, and only this run's
+    records count, whatever the topics already hold."""
+    bootstrap = broker.bootstrap
+    for seed in ("5", "6"):  # twice: the second run finds the first one's records
+        result = saga_run(
+            "--sagas", "150", "--seed", seed, "--json", "--bootstrap-servers", bootstrap
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        summary = json.loads(result.stdout)
+        assert summary["sagas"] == 150
+        assert summary["audit"]["stuck"] == 0
+    assert "embedded broker at" not in result.stderr
