@@ -29,7 +29,8 @@ from events.messages import CommandMessage, EventMessage, MessageCodec
 from events.service import CommandService, RetrySettings
 from events.settings import KafkaSettings
 from events.topics import command_topic
-from projections.idempotency import IdempotencyService, Processed, open_store
+from projections.idempotency import IdempotencyService, Processed
+from projections.store import open_store
 
 
 class TransientFault(RuntimeError):

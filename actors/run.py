@@ -32,6 +32,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from actors.client import SagaClient
 from actors.config import SagaConfig
+from actors.errors import SagaError
 from actors.history import (
     HistoryCodec,
     SagaCompensated,
@@ -45,6 +46,8 @@ from actors.runtime import (
     ensure_ray,
     participants_ready,
     start_participants,
+    start_projection,
+    wait_until,
 )
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker
@@ -236,6 +239,34 @@ def audit(data_dir: Path, outcomes: dict[str, str], ids: set[str]) -> dict[str, 
     }
 
 
+def catch_up(
+    kafka: KafkaSettings, projection: Any, timeout_s: float, say: Callable[[str], None]
+) -> None:
+    """Wait until the projection has read the log and the DLQ to their ends."""
+    partitions = kafka.topics.partitions
+    with PartitionReader(kafka) as reader:
+        ends = reader.ends(
+            [
+                TopicPartition(t, p)
+                for t in (SAGA_EVENTS, SAGA_DLQ)
+                for p in range(partitions)
+            ]
+        )
+
+    def caught_up() -> bool:
+        positions = ray.get(
+            [projection.position.remote(tp.topic, tp.partition) for tp in ends]
+        )
+        return all(
+            pos >= end for pos, end in zip(positions, ends.values(), strict=True)
+        )
+
+    try:
+        wait_until(caught_up, timeout_s, "the projection to catch up")
+    except SagaError as exc:
+        say(f"warning: {exc}; its tables lag the log")
+
+
 def percentile(values: list[int], q: float) -> float:
     if not values:
         return 0.0
@@ -305,6 +336,7 @@ def run(
         ensure_ray(config.ray, quiet=options.quiet)
         engine = Engine(kafka, config.engine)
         participants = start_participants(kafka, data_dir, faults=options.faults)
+        projection = start_projection(kafka, data_dir / "projections.duckdb")
         say("waiting for the consumer groups to form")
         engine.wait_ready()
         participants_ready(participants)
@@ -345,6 +377,9 @@ def run(
             progress(follower.count(), len(ids), elapsed)
         finally:
             follower.close()
+            catch_up(kafka, projection, options.stall_timeout_s, say)
+            ray.get(projection.stop.remote(), timeout=60)
+            ray.kill(projection, no_restart=True)
             engine.stop()
             ray.get([p.stop.remote() for p in participants.values()], timeout=60)
             for actor in participants.values():

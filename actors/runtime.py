@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,13 @@ from actors.host import HostStats, SagaHost, owned_partitions
 from actors.participants import PARTICIPANTS, serve
 from actors.router import RouterActor, RouterStats, listened_topics
 from actors.saga import SagaState
+from events.listener import Delivery, KafkaEventListener
 from events.partitions import home_partition
 from events.service import RetrySettings, ServiceStats
 from events.settings import KafkaSettings
+from events.topics import SAGA_DLQ, SAGA_EVENTS
+from projections.store import open_store
+from projections.writer import Consumed, ProjectionWriter
 
 log = logging.getLogger(__name__)
 
@@ -211,3 +215,69 @@ def wait_until(ready: Callable[[], bool], timeout_s: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise SagaError(f"timed out after {timeout_s:g} s waiting for {what}")
         time.sleep(0.2)
+
+
+class ProjectionActor:
+    """The projection writer in a Ray actor: a member of its own consumer group
+    over ``saga.events`` and ``saga.dlq``, writing ``<path>`` in batches; an
+    offset is committed to Kafka only after its batch is in DuckDB."""
+
+    def __init__(self, kafka: KafkaSettings, path: str) -> None:
+        self._db = open_store(path)
+        self._writer = ProjectionWriter(self._db)
+        self._counts = {"events": 0, "dead_letters": 0, "skipped": 0}
+        self._listener = KafkaEventListener(
+            kafka,
+            [SAGA_EVENTS, SAGA_DLQ],
+            self._handle,
+            group_id="saga-projection",
+            decode=False,
+        )
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="projection", daemon=True
+        )
+        self._thread.start()
+
+    def _handle(self, deliveries: Sequence[Delivery]) -> Sequence[Delivery]:
+        report = self._writer.apply(
+            [Consumed(d.topic, d.partition, d.offset, d.value) for d in deliveries]
+        )
+        self._counts["events"] += report.events
+        self._counts["dead_letters"] += report.dead_letters
+        self._counts["skipped"] += report.skipped
+        return deliveries
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._listener.poll_once()
+            except Exception:
+                log.exception("projection batch failed; it is redelivered")
+                time.sleep(1.0)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    def position(self, topic: str, partition: int) -> int:
+        """The next offset of ``topic``/``partition`` the projection will read."""
+        return self._writer.next_offset(topic, partition)
+
+    def stop(self) -> None:
+        """Leave the group and close the DuckDB file (so readers may open it)."""
+        self._stopping.set()
+        self._thread.join(timeout=30)
+        self._listener.close()
+        self._db.close()
+
+
+def start_projection(kafka: KafkaSettings, path: Path) -> Any:
+    actor: Any = ray.remote(ProjectionActor).options(
+        max_restarts=-1, max_task_retries=0, num_cpus=0
+    )
+    handle = actor.remote(kafka, str(path))
+    ray.get(handle.pid.remote())
+    return handle

@@ -21,12 +21,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 import duckdb
-
-from projections.errors import ProjectionError, StoreLockedError
 
 log = logging.getLogger(__name__)
 
@@ -48,20 +45,6 @@ class Processed(NamedTuple):
     key: str
     message_id: str
     reply: bytes
-
-
-def open_store(path: str | Path) -> duckdb.DuckDBPyConnection:
-    """Open a DuckDB file for writing, or say clearly who has it."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return duckdb.connect(str(path))
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise StoreLockedError(
-                f"{path} is open for writing in another process (DuckDB allows one "
-                f"writer per file): {exc}"
-            ) from exc
-        raise ProjectionError(f"cannot open {path}: {exc}") from exc
 
 
 class IdempotencyService:

@@ -58,10 +58,32 @@ def test_data_dir_keeps_the_duckdb_files_and_they_agree(tmp_path: Path) -> None:
         "user.duckdb",
         "payment.duckdb",
         "account.duckdb",
+        "projections.duckdb",
     }
-    completed = int(result.stdout.split("200: ")[1].split(" completed")[0])
+    counts = result.stdout.split("200: ")[1].split("\n")[0]
+    summary = {
+        status: int(number)
+        for number, status in (part.split() for part in counts.split(", "))
+    }
     with duckdb.connect(str(run_dir / "account.duckdb"), read_only=True) as db:
-        assert db.execute("SELECT count(*) FROM deposits").fetchone() == (completed,)
+        deposits = db.execute("SELECT count(*) FROM deposits").fetchone()
+        assert deposits == (summary["completed"],)
+    # The projection agrees with the summary, and holds each logged event once.
+    with duckdb.connect(str(run_dir / "projections.duckdb"), read_only=True) as db:
+        statuses = dict(
+            db.execute("SELECT status, count(*) FROM sagas GROUP BY status").fetchall()
+        )
+        assert {s: n for s, n in summary.items() if n} == statuses
+        dupes = db.execute(
+            "SELECT count(*) FROM (SELECT saga_id, seq FROM saga_events "
+            "GROUP BY ALL HAVING count(*) > 1)"
+        ).fetchone()
+        assert dupes == (0,)
+        per_saga = db.execute(
+            "SELECT min(n), max(n) FROM (SELECT count(*) AS n FROM saga_events "
+            "GROUP BY saga_id)"
+        ).fetchone()
+        assert per_saga is not None and per_saga[0] >= 4  # started .. an outcome
 
 
 def test_runs_against_an_existing_kafka(broker: EmbeddedBroker) -> None:

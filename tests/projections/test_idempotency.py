@@ -12,7 +12,8 @@ import duckdb
 import pytest
 
 from projections.errors import StoreLockedError
-from projections.idempotency import IdempotencyService, Processed, open_store
+from projections.idempotency import IdempotencyService, Processed
+from projections.store import open_store
 
 
 class Clock:
@@ -70,7 +71,8 @@ def test_a_process_killed_mid_transaction_leaves_neither(tmp_path: Path) -> None
     script = textwrap.dedent(
         f"""
         import os, signal
-        from projections.idempotency import IdempotencyService, Processed, open_store
+        from projections.idempotency import IdempotencyService, Processed
+        from projections.store import open_store
         db = open_store({str(path)!r})
         db.execute("CREATE TABLE ledger (key VARCHAR, amount INTEGER)")
         service = IdempotencyService(db, cleanup_every_s=None)
@@ -124,9 +126,7 @@ def test_background_cleanup_runs(tmp_path: Path) -> None:
 def test_a_second_writer_gets_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "svc.duckdb"
     db = open_store(path)
-    script = (
-        f"from projections.idempotency import open_store; open_store({str(path)!r})"
-    )
+    script = f"from projections.store import open_store; open_store({str(path)!r})"
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True
     )

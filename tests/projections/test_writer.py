@@ -1,0 +1,84 @@
+"""The projection tables from the golden histories, on a real DuckDB file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from events.dead_letters import DeadLetter, DeadLetterCodec
+from projections.store import open_store
+from projections.writer import Consumed, ProjectionWriter
+from tests.actors.sagas import Run
+from tests.actors.test_golden import SCENARIOS
+
+
+def golden_batch() -> list[Consumed]:
+    batch = []
+    for name, (script, _) in sorted(SCENARIOS.items()):
+        run = Run(saga_id=f"g-{name}")
+        script(run)
+        base = len(batch)
+        batch.extend(
+            Consumed("saga.events", 0, base + i, raw) for i, raw in enumerate(run.log)
+        )
+    letter = DeadLetter(
+        topic="user.events.verify",
+        partition=2,
+        offset=9,
+        error="not JSON",
+        dead_at=datetime(2026, 11, 25, tzinfo=UTC),
+        source="saga-host",
+        payload=b"{oops",
+        payload_size=5,
+    )
+    batch.append(Consumed("saga.dlq", 2, 0, DeadLetterCodec().encode(letter)))
+    return batch
+
+
+def test_tables_follow_the_history_and_a_replay_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "projections.duckdb"
+    db = open_store(path)
+    writer = ProjectionWriter(db)
+    batch = golden_batch()
+    first = writer.apply(batch)
+    assert first.events == 38  # every event of the four golden sagas
+    assert first.dead_letters == 1
+    statuses = dict(db.execute("SELECT saga_id, status FROM sagas").fetchall())
+    assert statuses == {
+        "g-completed": "completed",
+        "g-compensated": "compensated",
+        "g-rejected": "rejected",
+        "g-retried_then_failed": "failed",
+    }
+    row = db.execute(
+        "SELECT duration_ms, retries, compensations, current_step FROM sagas "
+        "WHERE saga_id = 'g-compensated'"
+    ).fetchone()
+    assert row == (170, 0, 1, "process_payment")
+    steps = db.execute(
+        "SELECT step, attempt, latency_ms, outcome FROM steps "
+        "WHERE saga_id = 'g-retried_then_failed' ORDER BY commanded_at"
+    ).fetchall()
+    assert steps[:3] == [
+        ("verify_user", 1, 40, "succeeded"),
+        ("process_payment", 1, 10_000, "timed_out"),
+        ("process_payment", 2, 100, "succeeded"),
+    ]
+    assert steps[-1][0] == "process_payment.compensate"
+    before = db.execute("SELECT count(*) FROM saga_events").fetchone()
+
+    again = writer.apply(batch)  # a redelivery of everything
+    assert (again.events, again.dead_letters, again.skipped) == (0, 0, len(batch))
+    assert db.execute("SELECT count(*) FROM saga_events").fetchone() == before
+    db.close()
+
+    # A new writer (after a restart) knows what was consumed from the file.
+    db = open_store(path)
+    restarted = ProjectionWriter(db)
+    assert restarted.next_offset("saga.events", 0) == len(batch) - 1
+    assert restarted.apply(batch).skipped == len(batch)
+    letters = db.execute(
+        'SELECT topic, "partition", "offset", error, payload FROM dead_letters'
+    ).fetchall()
+    assert letters == [("user.events.verify", 2, 9, "not JSON", b"{oops")]
+    db.close()
