@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -24,6 +25,7 @@ from events.broker import EmbeddedBroker
 from events.dlq import DeadLetterQueue, Entry
 from events.errors import EventsError
 from events.topics import ALL_TOPICS
+from projections.errors import ProjectionError
 
 EPILOG = f"""\
 configuration (lowest to highest precedence): a TOML file (--config or ${CONFIG_ENV}),
@@ -202,6 +204,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show_saga.add_argument("saga_id", metavar="SAGA_ID")
     show_saga.add_argument("--json", action="store_true", help="print JSON")
+
+    status = commands.add_parser(
+        "status",
+        parents=[common],
+        help="sagas per status, throughput, latencies, rates, lag",
+        description="Read the published projections under DATA_DIR/projections "
+        "(while the platform runs: no lock is taken) and, when Kafka is "
+        "configured, the consumer lag of every group from Kafka itself.",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON")
+    history = commands.add_parser(
+        "history",
+        parents=[common],
+        help="one saga's events in order, with timings, from the projections",
+        description="Print a saga's events from DATA_DIR/projections, each with "
+        "its time since the saga started.",
+    )
+    history.add_argument("saga_id", metavar="SAGA_ID")
+    history.add_argument("--json", action="store_true", help="print JSON")
 
     dlq = commands.add_parser(
         "dlq", help="inspect dead letters and send them back"
@@ -396,7 +417,7 @@ def _run(args: argparse.Namespace, config: SagaConfig) -> int:
 def _serve(args: argparse.Namespace, config: SagaConfig) -> int:
     # Ray is imported here, not at the top: the other commands start in a
     # fraction of the time without it.
-    from actors.runtime import Engine, ensure_ray
+    from actors.runtime import Engine, ensure_ray, start_projection
 
     def terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -417,10 +438,14 @@ def _serve(args: argparse.Namespace, config: SagaConfig) -> int:
                 flush=True,
             )
         ensure_ray(config.ray)
-        return _serve_engine(Engine(kafka, config.engine), args.every)
+        engine = Engine(kafka, config.engine)
+        projection = start_projection(kafka, Path(config.data_dir))
+        return _serve_engine(engine, projection, args.every)
 
 
-def _serve_engine(engine: Any, every: float) -> int:
+def _serve_engine(engine: Any, projection: Any, every: float) -> int:
+    import ray
+
     print(
         f"engine running: {len(engine.hosts)} hosts, {len(engine.routers)} "
         f"routers, {engine.partitions} partitions; Ctrl-C stops it",
@@ -446,6 +471,7 @@ def _serve_engine(engine: Any, every: float) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("stopping", file=sys.stderr, flush=True)
         engine.stop()
+        ray.get(projection.stop.remote(), timeout=60)
         return 0
 
 
@@ -497,6 +523,88 @@ def _show(args: argparse.Namespace, config: SagaConfig) -> int:
                 f"{seq:>4}  +{record.at - started:>7} ms  "
                 f"{msgspec.inspect.type_info(type(event)).tag:<24} {detail}"  # type: ignore[attr-defined]
             )
+    return 0
+
+
+def _projections(config: SagaConfig) -> Any:
+    from projections.reader import open_projections
+
+    return open_projections(Path(config.data_dir) / "projections")
+
+
+def _status(args: argparse.Namespace, config: SagaConfig) -> int:
+    from projections.reader import published_age_s
+    from projections.status import status
+
+    db = _projections(config)
+    report = status(db)
+    directory = Path(config.data_dir) / "projections"
+    projection: dict[str, Any] = {
+        "published_age_s": round(published_age_s(directory), 3)
+    }
+    if config.kafka.bootstrap_servers:
+        groups = [
+            config.kafka.consumer.group_id,
+            "saga-projection",
+            *(f"{name}-service" for name in ("user", "payment", "account")),
+        ]
+        with TopicAdmin(config.kafka) as admin:
+            lags = [lag for group in groups for lag in admin.consumer_lag(group)]
+        report["consumer_lag"] = [msgspec.to_builtins(lag) for lag in lags]
+        projection["lag_records"] = sum(
+            lag.lag for lag in lags if lag.group == "saga-projection"
+        )
+    report["projection"] = projection
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    for row in report["sagas"]:
+        print(f"{row['saga_type']:<12} {row['status']:<13} {row['count']:>9,}")
+    tp = report["throughput_per_s"]
+    print(
+        f"throughput   {tp['1m'] or 0:,.1f}/s (1 min), {tp['5m'] or 0:,.1f}/s (5 min)"
+    )
+    for name in ("saga_latency_ms", "step_latency_ms"):
+        q = report[name]
+        values = ", ".join(f"{k} {v or 0:,.0f}" for k, v in q.items())
+        print(f"{name.removesuffix('_ms').replace('_', ' '):<12} {values} ms")
+    print(
+        f"rates        errors {report['error_rate'] or 0:.1%}, "
+        f"compensations {report['compensation_rate'] or 0:.1%}"
+    )
+    print(f"dead letters {report['dead_letters']:,}")
+    for lag in report.get("consumer_lag", []):
+        if lag["lag"]:
+            print(
+                f"lag          {lag['group']} {lag['topic']}/{lag['partition']}: "
+                f"{lag['lag']:,}"
+            )
+    print(
+        f"projection   published {projection['published_age_s']:.1f} s ago"
+        + (
+            f", {projection['lag_records']:,} records behind"
+            if "lag_records" in projection
+            else ""
+        )
+    )
+    return 0
+
+
+def _history(args: argparse.Namespace, config: SagaConfig) -> int:
+    from projections.status import history
+
+    events = history(_projections(config), args.saga_id)
+    if not events:
+        print(f"error: no saga {args.saga_id} in the projections", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(events, indent=2))
+        return 0
+    for event in events:
+        print(
+            f"{event['seq']:>4}  +{event['since_start_ms']:>7} ms  "
+            f"{event['event_type']:<24} {event['data']}"
+        )
     return 0
 
 
@@ -606,10 +714,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _show(args, config)
             case "dlq":
                 return _dlq(args, config)
+            case "status":
+                return _status(args, config)
+            case "history":
+                return _history(args, config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (SagaError, EventsError) as exc:
+    except (SagaError, EventsError, ProjectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     raise AssertionError(f"unhandled command {args.command}")

@@ -336,7 +336,7 @@ def run(
         ensure_ray(config.ray, quiet=options.quiet)
         engine = Engine(kafka, config.engine)
         participants = start_participants(kafka, data_dir, faults=options.faults)
-        projection = start_projection(kafka, data_dir / "projections.duckdb")
+        projection = start_projection(kafka, data_dir)
         say("waiting for the consumer groups to form")
         engine.wait_ready()
         participants_ready(participants)

@@ -222,7 +222,17 @@ class ProjectionActor:
     over ``saga.events`` and ``saga.dlq``, writing ``<path>`` in batches; an
     offset is committed to Kafka only after its batch is in DuckDB."""
 
-    def __init__(self, kafka: KafkaSettings, path: str) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        path: str,
+        publish_dir: str,
+        publish_every_s: float = 2.0,
+    ) -> None:
+        self._publish_dir = Path(publish_dir)
+        self._publish_every = publish_every_s
+        self._published = 0.0
+        self._dirty = True
         self._db = open_store(path)
         self._writer = ProjectionWriter(self._db)
         self._counts = {"events": 0, "dead_letters": 0, "skipped": 0}
@@ -246,12 +256,21 @@ class ProjectionActor:
         self._counts["events"] += report.events
         self._counts["dead_letters"] += report.dead_letters
         self._counts["skipped"] += report.skipped
+        self._dirty = self._dirty or bool(report.events or report.dead_letters)
         return deliveries
+
+    def _publish(self) -> None:
+        self._writer.publish(self._publish_dir)
+        self._published = time.monotonic()
+        self._dirty = False
 
     def _run(self) -> None:
         while not self._stopping.is_set():
             try:
                 self._listener.poll_once()
+                due = time.monotonic() - self._published >= self._publish_every
+                if self._dirty and due:
+                    self._publish()
             except Exception:
                 log.exception("projection batch failed; it is redelivered")
                 time.sleep(1.0)
@@ -271,13 +290,18 @@ class ProjectionActor:
         self._stopping.set()
         self._thread.join(timeout=30)
         self._listener.close()
+        self._publish()
         self._db.close()
 
 
-def start_projection(kafka: KafkaSettings, path: Path) -> Any:
+def start_projection(kafka: KafkaSettings, data_dir: Path) -> Any:
+    """The projection writer on ``<data_dir>/projections.duckdb``, publishing
+    for readers into ``<data_dir>/projections/``."""
     actor: Any = ray.remote(ProjectionActor).options(
         max_restarts=-1, max_task_retries=0, num_cpus=0
     )
-    handle = actor.remote(kafka, str(path))
+    handle = actor.remote(
+        kafka, str(data_dir / "projections.duckdb"), str(data_dir / "projections")
+    )
     ray.get(handle.pid.remote())
     return handle

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import msgspec
 from kafka import KafkaAdminClient, TopicPartition
+from kafka.errors import KafkaError
 
 from events.clients import (
     Closing,
@@ -29,6 +30,15 @@ from events.settings import KafkaSettings
 class ProvisionReport(msgspec.Struct, frozen=True):
     created: tuple[str, ...]
     existing: tuple[str, ...]
+
+
+class PartitionLag(msgspec.Struct, frozen=True):
+    group: str
+    topic: str
+    partition: int
+    committed: int
+    end: int
+    lag: int
 
 
 class TopicInfo(msgspec.Struct, frozen=True):
@@ -144,6 +154,30 @@ class TopicAdmin(Closing):
                 ),
             )
             for name in chosen
+        ]
+
+    def consumer_lag(self, group: str) -> list[PartitionLag]:
+        """Per partition the group has committed on: committed offset, end
+        (high watermark) and lag, read from Kafka itself."""
+        try:
+            committed = self._admin.list_group_offsets(group).get(group, {})
+        except KafkaError as exc:
+            raise EventsError(
+                f"reading offsets of group {group!r} failed: {exc}"
+            ) from exc
+        if not committed:
+            return []
+        ends = end_offsets(self._settings, list(committed))
+        return [
+            PartitionLag(
+                group=group,
+                topic=tp.topic,
+                partition=tp.partition,
+                committed=meta.offset,
+                end=ends[tp],
+                lag=max(0, ends[tp] - meta.offset),
+            )
+            for tp, meta in sorted(committed.items())
         ]
 
     def close(self) -> None:

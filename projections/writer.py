@@ -21,7 +21,10 @@ batch touched, so they can never disagree with the history.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import duckdb
@@ -132,6 +135,16 @@ class BatchReport(NamedTuple):
     skipped: int
 
 
+#: The tables published for readers, and the order their rows are written in.
+PUBLISHED = {
+    "saga_events": "saga_id, seq",
+    "sagas": "started_at",
+    "steps": "commanded_at",
+    "dead_letters": "dead_at",
+    "projection_offsets": "topic, partition",
+}
+
+
 class ProjectionWriter:
     """Applies batches of consumed records to the projection tables."""
 
@@ -225,3 +238,26 @@ class ProjectionWriter:
             raise
         self._next.update(positions)
         return BatchReport(len(events), len(letters), skipped)
+
+    def publish(self, directory: Path) -> float:
+        """Write every public table as Parquet into ``directory``, each file
+        replaced atomically, for any number of readers (see
+        :mod:`projections.reader`). Returns the seconds it took."""
+        started = time.perf_counter()
+        directory.mkdir(parents=True, exist_ok=True)
+        for table, order in PUBLISHED.items():
+            final = directory / f"{table}.parquet"
+            partial = directory / f".{table}.parquet.partial"
+            self._db.execute(
+                f"COPY (SELECT * FROM {table} ORDER BY {_quoted(order)}) "
+                f"TO '{partial}' (FORMAT parquet)"
+            )
+            # A reader holding the old file keeps reading it; new readers get
+            # the new one. Never a half-written file.
+            os.replace(partial, final)
+        (directory / "published_at").write_text(f"{time.time():.3f}\n")
+        return time.perf_counter() - started
+
+
+def _quoted(columns: str) -> str:
+    return ", ".join(f'"{c.strip()}"' for c in columns.split(","))

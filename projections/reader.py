@@ -1,0 +1,52 @@
+"""Reading the projections while the platform writes them.
+
+DuckDB lets one process open a database file for writing, and while it does, no
+other process can open that file at all. So readers never open the writer's
+file: the projection writer publishes each public table as a Parquet file
+(replaced atomically, every ``publish_every_s``), and :func:`open_projections`
+gives any process (a notebook, `saga status`, `saga history`) an in-memory
+DuckDB whose views read the newest published files::
+
+    from projections.reader import open_projections
+    db = open_projections("saga-data/projections")
+    db.sql("SELECT status, count(*) FROM sagas GROUP BY status").show()
+
+Each query sees the snapshot published last, at most a publish interval behind
+the writer.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import duckdb
+
+from projections.errors import ProjectionError
+from projections.writer import PUBLISHED
+
+
+def open_projections(directory: str | Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a view per published table."""
+    directory = Path(directory)
+    missing = [t for t in PUBLISHED if not (directory / f"{t}.parquet").exists()]
+    if missing:
+        raise ProjectionError(
+            f"{directory} holds no published projections ({', '.join(missing)} "
+            "missing): is the projection writer running with this data dir "
+            "(`saga serve` or `saga run --data-dir`)?"
+        )
+    db = duckdb.connect(":memory:")
+    for table in PUBLISHED:
+        path = str(directory / f"{table}.parquet").replace("'", "''")
+        db.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path}')")
+    return db
+
+
+def published_age_s(directory: str | Path) -> float:
+    """Seconds since the writer last published (the readers' staleness)."""
+    stamp = Path(directory) / "published_at"
+    try:
+        return max(0.0, time.time() - float(stamp.read_text()))
+    except (OSError, ValueError) as exc:
+        raise ProjectionError(f"no publication stamp in {directory}: {exc}") from exc
