@@ -149,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics at :PORT/metrics while the run lasts",
+    )
+    run.add_argument(
         "--seed", type=int, help="workload and chaos seed (default: random)"
     )
     run.add_argument(
@@ -374,6 +380,7 @@ def _run(args: argparse.Namespace, config: SagaConfig) -> int:
         stall_timeout_s=args.stall_timeout,
         data_dir=args.data_dir,
         quiet=args.json,
+        metrics_port=args.metrics_port,
     )
 
     def say(text: str) -> None:
@@ -543,11 +550,9 @@ def _status(args: argparse.Namespace, config: SagaConfig) -> int:
         "published_age_s": round(published_age_s(directory), 3)
     }
     if config.kafka.bootstrap_servers:
-        groups = [
-            config.kafka.consumer.group_id,
-            "saga-projection",
-            *(f"{name}-service" for name in ("user", "payment", "account")),
-        ]
+        from actors.participants import consumer_groups
+
+        groups = consumer_groups(config.kafka.consumer.group_id)
         with TopicAdmin(config.kafka) as admin:
             lags = [lag for group in groups for lag in admin.consumer_lag(group)]
         report["consumer_lag"] = [msgspec.to_builtins(lag) for lag in lags]

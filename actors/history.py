@@ -137,6 +137,14 @@ AnySagaEvent: TypeAlias = (
 
 TERMINAL_EVENTS: Final = (SagaCompleted, SagaCompensated, SagaRejected, SagaFailed)
 
+#: The outcome each terminal event stands for, as status names.
+OUTCOMES: Final[dict[type, str]] = {
+    SagaCompleted: "completed",
+    SagaCompensated: "compensated",
+    SagaRejected: "rejected",
+    SagaFailed: "failed",
+}
+
 
 class LogRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """The events of one decision, numbered from ``seq`` (a saga's first event is 1).

@@ -39,7 +39,17 @@ from kafka import TopicPartition
 from actors.config import HostSettings
 from actors.definitions import DEFINITIONS, SagaDefinition
 from actors.errors import RestoreError, SagaError
-from actors.history import HistoryCodec, LogRecord
+from actors.history import (
+    OUTCOMES,
+    CompensationCommanded,
+    HistoryCodec,
+    LogRecord,
+    SagaCompensated,
+    SagaCompleted,
+    SagaFailed,
+    SagaRejected,
+    StepCommanded,
+)
 from actors.requests import parse_start
 from actors.saga import (
     Decision,
@@ -100,6 +110,19 @@ class HostStats(msgspec.Struct, frozen=True):
     resent: int
     #: Commands a restore queued for re-sending that have not gone out yet.
     resend_pending: int
+
+
+class HostMetrics(msgspec.Struct):
+    """Counters since the host process started (Prometheus sums restarts out
+    with ``increase``/``rate``)."""
+
+    started: dict[str, int] = {}  # by saga type
+    finished: dict[str, int] = {}  # by "<saga type>/<outcome>"
+    produced: dict[str, int] = {}  # by topic
+    retries: int = 0  # commands sent again as a new attempt
+    dead_letters: int = 0
+    duplicates: int = 0
+    in_flight: int = 0
 
 
 class HostUnavailableError(SagaError):
@@ -185,6 +208,7 @@ class SagaHost:
             0,
         )
         self._resend: deque[tuple[int, str, int]] = deque()
+        self._metrics = HostMetrics()
         self._restored = _Restored(0, 0, 0.0)
         self._stale = False
         with TopicAdmin(kafka) as admin:
@@ -477,6 +501,7 @@ class SagaHost:
                 if state.deadline:
                     entry = (state.deadline, saga_id, number, state.deadline)
                     heapq.heappush(self._timers, entry)
+        self._tally(work)
         for number, send in work.sends:
             self._send(number, send)
         for key, count in work.report.items():
@@ -489,6 +514,44 @@ class SagaHost:
                     # The log alone still restores everything; try again later.
                     log.exception("snapshot of partition %d failed", number)
                     part.since = self._settings.snapshot_every // 2
+
+    def _tally(self, work: _Batch) -> None:
+        """The batch in the host's metrics (read by the /metrics endpoint)."""
+        metrics = self._metrics
+        produced = metrics.produced
+        produced[SAGA_EVENTS] = produced.get(SAGA_EVENTS, 0) + len(work.records)
+        if work.letters:
+            produced[SAGA_DLQ] = produced.get(SAGA_DLQ, 0) + len(work.letters)
+        for _, send in work.sends:
+            produced[send.topic] = produced.get(send.topic, 0) + 1
+        for _, record in work.records:
+            if record.seq == 1:
+                metrics.started[record.saga_type] = (
+                    metrics.started.get(record.saga_type, 0) + 1
+                )
+            for event in record.events:
+                match event:
+                    case StepCommanded(attempt=a) | CompensationCommanded(attempt=a):
+                        if a > 1:
+                            metrics.retries += 1
+                    case (
+                        SagaCompleted()
+                        | SagaCompensated()
+                        | SagaRejected()
+                        | SagaFailed()
+                    ):
+                        key = f"{record.saga_type}/{OUTCOMES[type(event)]}"
+                        metrics.finished[key] = metrics.finished.get(key, 0) + 1
+
+    def metrics(self) -> HostMetrics:
+        with self._lock:
+            in_flight = sum(len(p.sagas) for p in self._parts.values())
+            return msgspec.structs.replace(
+                self._metrics,
+                in_flight=in_flight,
+                dead_letters=self._counters["dead_letters"],
+                duplicates=self._counters["duplicates"],
+            )
 
     def _send(self, number: int, send: Send) -> None:
         """Publish a command whose saga events are durable. A send that fails is

@@ -378,3 +378,13 @@ def serve(
         group_id=f"{participant.service}-service",
         retry=retry,
     )
+
+
+def consumer_groups(orchestrator_group: str) -> list[str]:
+    """Every consumer group of the platform: the routers', the projection's and
+    each participant service's."""
+    return [
+        orchestrator_group,
+        "saga-projection",
+        *(f"{name}-service" for name in PARTICIPANTS),
+    ]

@@ -58,6 +58,7 @@ class RouterStats(msgspec.Struct, frozen=True):
     host_failures: int
     duplicates: int
     dead_letters: int
+    consumed: dict[str, int]
     assigned: list[tuple[str, int]]
 
 
@@ -100,6 +101,7 @@ class RouterActor:
         self._routed = 0
         self._failures = 0
         self._duplicates = 0
+        self._consumed: dict[str, int] = {}
         self._dead_letters = 0
         self._failed_recently = False
         self._assigned: list[tuple[str, int]] = []
@@ -167,6 +169,8 @@ class RouterActor:
                 os.kill(os.getpid(), signal.SIGKILL)
         self._batches += 1
         self._routed += len(done)
+        for delivery in done:
+            self._consumed[delivery.topic] = self._consumed.get(delivery.topic, 0) + 1
         return done
 
     # -- called through Ray ------------------------------------------------
@@ -181,6 +185,7 @@ class RouterActor:
             host_failures=self._failures,
             duplicates=self._duplicates,
             dead_letters=self._dead_letters,
+            consumed=dict(self._consumed),
             assigned=self._assigned,
         )
 

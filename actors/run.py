@@ -33,14 +33,14 @@ from kafka import KafkaConsumer, TopicPartition
 from actors.client import SagaClient
 from actors.config import SagaConfig
 from actors.errors import SagaError
-from actors.history import (
-    HistoryCodec,
-    SagaCompensated,
-    SagaCompleted,
-    SagaFailed,
-    SagaRejected,
+from actors.history import OUTCOMES, HistoryCodec
+from actors.metrics import PlatformCollector, serve_metrics
+from actors.participants import (
+    AccountService,
+    PaymentService,
+    UserService,
+    consumer_groups,
 )
-from actors.participants import AccountService, PaymentService, UserService
 from actors.runtime import (
     Engine,
     ensure_ray,
@@ -56,13 +56,6 @@ from events.reader import PartitionReader
 from events.settings import KafkaSettings
 from events.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS
 
-OUTCOMES = {
-    SagaCompleted: "completed",
-    SagaCompensated: "compensated",
-    SagaRejected: "rejected",
-    SagaFailed: "failed",
-}
-
 
 class RunOptions(msgspec.Struct, frozen=True):
     sagas: int = 1_000
@@ -76,6 +69,8 @@ class RunOptions(msgspec.Struct, frozen=True):
     data_dir: str | None = None
     #: Keep Ray's and the actors' logs off stdout (for ``--json``).
     quiet: bool = False
+    #: Serve Prometheus metrics on this port while the run lasts.
+    metrics_port: int | None = None
 
 
 class Summary(msgspec.Struct):
@@ -337,6 +332,19 @@ def run(
         engine = Engine(kafka, config.engine)
         participants = start_participants(kafka, data_dir, faults=options.faults)
         projection = start_projection(kafka, data_dir)
+        if options.metrics_port is not None:
+            serve_metrics(
+                options.metrics_port,
+                PlatformCollector(
+                    kafka,
+                    engine.hosts,
+                    engine.routers,
+                    participants,
+                    projection,
+                    consumer_groups(config.kafka.consumer.group_id),
+                ),
+            )
+            say(f"metrics at http://localhost:{options.metrics_port}/metrics")
         say("waiting for the consumer groups to form")
         engine.wait_ready()
         participants_ready(participants)

@@ -33,7 +33,12 @@ from events.service import RetrySettings, ServiceStats
 from events.settings import KafkaSettings
 from events.topics import SAGA_DLQ, SAGA_EVENTS
 from projections.store import open_store
-from projections.writer import Consumed, ProjectionWriter
+from projections.writer import (
+    Consumed,
+    ProjectionWriter,
+    StepLatency,
+    step_latencies,
+)
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +285,14 @@ class ProjectionActor:
 
     def stats(self) -> dict[str, int]:
         return dict(self._counts)
+
+    def published_age_s(self) -> float:
+        """How long readers' snapshot has trailed the writer (0 when current)."""
+        return time.monotonic() - self._published if self._dirty else 0.0
+
+    def step_latencies(self) -> list[StepLatency]:
+        """Read through the owner: no other process may open its file."""
+        return step_latencies(self._db.cursor())
 
     def position(self, topic: str, partition: int) -> int:
         """The next offset of ``topic``/``partition`` the projection will read."""

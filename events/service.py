@@ -69,6 +69,8 @@ class ServiceStats(msgspec.Struct, frozen=True):
     dead_letters: int
     #: Partitions this member holds: 0 until it has joined its group.
     assigned: int
+    consumed: dict[str, int] = {}
+    produced: dict[str, int] = {}
 
 
 class CommandService(Closing):
@@ -99,6 +101,8 @@ class CommandService(Closing):
         )
         self._counts = {"handled": 0, "replies": 0, "retries": 0, "dead_letters": 0}
         self._assigned: set[object] = set()
+        self._consumed: dict[str, int] = {}
+        self._produced: dict[str, int] = {}
         self._stopping = threading.Event()
 
     # -- driving it --------------------------------------------------------
@@ -121,7 +125,12 @@ class CommandService(Closing):
         self._listener.wait_for_assignment(timeout_s)
 
     def stats(self) -> ServiceStats:
-        return ServiceStats(**self._counts, assigned=len(self._assigned))
+        return ServiceStats(
+            **self._counts,
+            assigned=len(self._assigned),
+            consumed=dict(self._consumed),
+            produced=dict(self._produced),
+        )
 
     def close(self) -> None:
         try:
@@ -150,6 +159,8 @@ class CommandService(Closing):
         # that caused them are committed (the listener commits on return).
         self._publisher.flush()
         self._counts["handled"] += len(deliveries)
+        for delivery in deliveries:
+            self._consumed[delivery.topic] = self._consumed.get(delivery.topic, 0) + 1
         return list(deliveries)
 
     def _answers(
@@ -212,6 +223,7 @@ class CommandService(Closing):
         )
         self._publisher.publish(topic, reply, partition=delivery.partition)
         self._counts["replies"] += 1
+        self._produced[topic] = self._produced.get(topic, 0) + 1
 
     def _dead(self, delivery: Delivery, error: str, attempts: int) -> None:
         message = delivery.message
@@ -244,3 +256,4 @@ class CommandService(Closing):
             partition=delivery.partition,
         )
         self._counts["dead_letters"] += 1
+        self._produced[SAGA_DLQ] = self._produced.get(SAGA_DLQ, 0) + 1

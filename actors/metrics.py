@@ -1,0 +1,215 @@
+"""The Prometheus ``/metrics`` endpoint of `saga run` and `saga serve`.
+
+On each scrape the collector asks the actors for their counters (one Ray call
+each, in parallel) and Kafka for the consumer lag (cached for a few seconds),
+so the numbers are as fresh as the scrape. Counters restart at zero when an
+actor's process does; Prometheus' ``rate`` and ``increase`` account for that.
+
+Metric names and labels:
+
+- ``saga_started_total{saga_type}``, ``saga_finished_total{saga_type,outcome}``
+- ``saga_in_flight``: sagas the hosts hold
+- ``saga_step_latency_seconds{step}``: histogram, from the projections
+- ``saga_messages_consumed_total{topic}``, ``saga_messages_produced_total{topic}``
+- ``saga_retries_total{kind}``: ``step`` (a command sent again as a new attempt)
+  or ``service`` (a participant batch retried)
+- ``saga_dead_letters_total{source}``, ``saga_duplicates_total``
+- ``saga_consumer_lag{group,topic,partition}``: records behind, from Kafka
+- ``saga_projection_lag_records``, ``saga_projection_lag_seconds``
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import ray
+from prometheus_client import start_http_server
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from events.admin import PartitionLag, TopicAdmin
+from events.settings import KafkaSettings
+from projections.writer import LATENCY_BUCKETS, StepLatency
+
+log = logging.getLogger(__name__)
+
+_TIMEOUT_S = 5.0
+_LAG_TTL_S = 5.0
+
+
+class PlatformCollector(Collector):
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        hosts: Sequence[Any],
+        routers: Sequence[Any],
+        services: dict[str, Any],
+        projection: Any,
+        groups: Sequence[str],
+    ) -> None:
+        self._kafka = kafka
+        self._hosts = list(hosts)
+        self._routers = list(routers)
+        self._services = dict(services)
+        self._projection = projection
+        self._groups = list(groups)
+        self._lag: list[PartitionLag] = []
+        self._lag_at = 0.0
+
+    def _ask(self, calls: list[Any]) -> list[Any]:
+        """Each actor's answer, or ``None`` for one that is restarting."""
+        answers: list[Any] = []
+        for ref in calls:
+            try:
+                answers.append(ray.get(ref, timeout=_TIMEOUT_S))
+            except (ray.exceptions.RayError, ray.exceptions.GetTimeoutError) as exc:
+                log.info("an actor did not answer the scrape: %s", exc)
+                answers.append(None)
+        return answers
+
+    def _consumer_lag(self) -> list[PartitionLag]:
+        if time.monotonic() - self._lag_at > _LAG_TTL_S:
+            try:
+                with TopicAdmin(self._kafka) as admin:
+                    self._lag = [
+                        lag
+                        for group in self._groups
+                        for lag in admin.consumer_lag(group)
+                    ]
+                self._lag_at = time.monotonic()
+            except Exception as exc:
+                log.warning("consumer lag unavailable: %s", exc)
+        return self._lag
+
+    def collect(self) -> Iterator[Metric]:
+        hosts = [h for h in self._ask([h.metrics.remote() for h in self._hosts]) if h]
+        routers = [r for r in self._ask([r.stats.remote() for r in self._routers]) if r]
+        names = list(self._services)
+        answers = self._ask([self._services[n].stats.remote() for n in names])
+        services = {n: s for n, s in zip(names, answers, strict=True) if s}
+        latencies, staleness = self._ask(
+            [
+                self._projection.step_latencies.remote(),
+                self._projection.published_age_s.remote(),
+            ]
+        )
+
+        started = CounterMetricFamily(
+            "saga_started", "Sagas started", labels=["saga_type"]
+        )
+        for saga_type, n in _sum(h.started for h in hosts).items():
+            started.add_metric([saga_type], n)
+        yield started
+
+        finished = CounterMetricFamily(
+            "saga_finished", "Sagas ended, by outcome", labels=["saga_type", "outcome"]
+        )
+        for key, n in _sum(h.finished for h in hosts).items():
+            saga_type, _, outcome = key.partition("/")
+            finished.add_metric([saga_type, outcome], n)
+        yield finished
+
+        yield GaugeMetricFamily(
+            "saga_in_flight",
+            "Sagas in flight in the hosts",
+            value=sum(h.in_flight for h in hosts),
+        )
+
+        histogram = HistogramMetricFamily(
+            "saga_step_latency_seconds",
+            "From a command to its answer, per step",
+            labels=["step"],
+        )
+        for step in latencies or []:
+            _add_histogram(histogram, step)
+        yield histogram
+
+        consumed = CounterMetricFamily(
+            "saga_messages_consumed", "Messages consumed", labels=["topic"]
+        )
+        for topic, n in _sum(
+            [*(r.consumed for r in routers), *(s.consumed for s in services.values())]
+        ).items():
+            consumed.add_metric([topic], n)
+        yield consumed
+
+        produced = CounterMetricFamily(
+            "saga_messages_produced", "Messages produced", labels=["topic"]
+        )
+        for topic, n in _sum(
+            [*(h.produced for h in hosts), *(s.produced for s in services.values())]
+        ).items():
+            produced.add_metric([topic], n)
+        yield produced
+
+        retries = CounterMetricFamily("saga_retries", "Retries", labels=["kind"])
+        retries.add_metric(["step"], sum(h.retries for h in hosts))
+        retries.add_metric(["service"], sum(s.retries for s in services.values()))
+        yield retries
+
+        dead = CounterMetricFamily(
+            "saga_dead_letters", "Messages dead-lettered", labels=["source"]
+        )
+        dead.add_metric(["saga-host"], sum(h.dead_letters for h in hosts))
+        for name, s in services.items():
+            dead.add_metric([f"{name}-service"], s.dead_letters)
+        yield dead
+
+        yield CounterMetricFamily(
+            "saga_duplicates",
+            "Duplicates recognised and dropped by the hosts",
+            value=sum(h.duplicates for h in hosts),
+        )
+
+        lags = self._consumer_lag()
+        lag = GaugeMetricFamily(
+            "saga_consumer_lag",
+            "Records behind the end, per consumer group and partition",
+            labels=["group", "topic", "partition"],
+        )
+        for item in lags:
+            lag.add_metric([item.group, item.topic, str(item.partition)], item.lag)
+        yield lag
+        yield GaugeMetricFamily(
+            "saga_projection_lag_records",
+            "Records of saga.events and saga.dlq not yet in the projections",
+            value=sum(i.lag for i in lags if i.group == "saga-projection"),
+        )
+        if staleness is not None:
+            yield GaugeMetricFamily(
+                "saga_projection_lag_seconds",
+                "How far the published projections trail what the writer has",
+                value=staleness,
+            )
+
+
+def _sum(dicts: Any) -> Counter[str]:
+    total: Counter[str] = Counter()
+    for d in dicts:
+        total.update(d)
+    return total
+
+
+def _add_histogram(histogram: HistogramMetricFamily, step: StepLatency) -> None:
+    buckets = [
+        (f"{bound:g}", count)
+        for bound, count in zip(LATENCY_BUCKETS, step.buckets, strict=True)
+    ]
+    buckets.append(("+Inf", step.observations))
+    histogram.add_metric([step.step], buckets, sum_value=step.sum_s)
+
+
+def serve_metrics(port: int, collector: Collector, addr: str = "0.0.0.0") -> None:
+    """Expose ``collector`` at ``http://<addr>:<port>/metrics`` (a daemon thread)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    start_http_server(port, addr=addr, registry=registry)

@@ -1,0 +1,96 @@
+"""The /metrics endpoint, scraped by a real Prometheus server during a run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from events.broker import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.broker
+
+
+def prometheus_binary() -> str:
+    found = shutil.which("prometheus")
+    if found is None:
+        pytest.fail(
+            "this test needs Debian's prometheus server: apt-get install prometheus "
+            "(.ci/run installs it)"
+        )
+    return found
+
+
+def query(port: int, promql: str) -> list[dict[str, Any]]:
+    url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode(
+        {"query": promql}
+    )
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = json.load(response)
+    assert body["status"] == "success", body
+    return body["data"]["result"]  # type: ignore[no-any-return]
+
+
+def test_prometheus_scrapes_the_saga_counters_during_a_run(tmp_path: Path) -> None:
+    metrics_port, prometheus_port = free_port(), free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        "scrape_configs:\n  - job_name: saga\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{metrics_port}']\n"
+    )
+    prometheus = subprocess.Popen(
+        [
+            prometheus_binary(),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prometheus_port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    run = subprocess.Popen(
+        [sys.executable, "-m", "actors.cli", "run", "--sagas", "4000", "--seed", "2",
+         "--json", "--metrics-port", str(metrics_port)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        started: list[dict[str, Any]] = []
+        while not started:
+            assert time.monotonic() < deadline, "Prometheus never saw the counters"
+            with contextlib.suppress(OSError):  # Prometheus still starting
+                started = query(prometheus_port, "saga_started_total > 0")
+            time.sleep(0.5)
+        assert started[0]["metric"]["saga_type"] == "deposit"
+        stdout, stderr = run.communicate(timeout=600)
+        assert run.returncode == 0, stderr[-3000:]
+        summary = json.loads(stdout)
+        finished = query(prometheus_port, "max_over_time(saga_finished_total[5m])")
+        outcomes = {r["metric"]["outcome"]: float(r["value"][1]) for r in finished}
+        assert "completed" in outcomes and outcomes["completed"] <= summary["completed"]
+        for name in (
+            "saga_messages_produced_total",
+            "saga_messages_consumed_total",
+            "saga_step_latency_seconds_bucket",
+            "saga_consumer_lag",
+        ):
+            assert query(prometheus_port, f"count(last_over_time({name}[5m]))"), name
+    finally:
+        run.kill()
+        run.wait()
+        prometheus.terminate()
+        prometheus.wait(timeout=30)
