@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="give up when no saga ended for this long",
     )
 
-    commands.add_parser(
+    serve = commands.add_parser(
         "serve",
         parents=[common],
         help="run the saga engine (hosts and routers on Ray) until interrupted",
@@ -181,10 +181,28 @@ def build_parser() -> argparse.ArgumentParser:
         "address it prints: "
         "engine.hosts SagaHost actors restore their partitions from saga.events, "
         "engine.routers RouterActors join the consumer group over saga.requests "
-        "and the reply topics. Prints a status line every --every seconds; "
+        "and the reply topics, and the projection writer keeps DATA_DIR's "
+        "DuckDB tables. Prints a status line every --every seconds; "
         "Ctrl-C stops it cleanly (a kill loses nothing either).",
-    ).add_argument(
+    )
+    serve.add_argument(
         "--every", type=float, default=10.0, metavar="S", help="status interval"
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics at :PORT/metrics",
+    )
+    top = commands.add_parser(
+        "top",
+        parents=[common],
+        help="saga status, live, refreshing in the terminal",
+        description="Print `saga status` every --every seconds, in place, until "
+        "Ctrl-C.",
+    )
+    top.add_argument(
+        "--every", type=float, default=2.0, metavar="S", help="refresh interval"
     )
 
     start = commands.add_parser(
@@ -447,6 +465,22 @@ def _serve(args: argparse.Namespace, config: SagaConfig) -> int:
         ensure_ray(config.ray)
         engine = Engine(kafka, config.engine)
         projection = start_projection(kafka, Path(config.data_dir))
+        if args.metrics_port is not None:
+            from actors.metrics import PlatformCollector, serve_metrics
+            from actors.participants import consumer_groups
+
+            serve_metrics(
+                args.metrics_port,
+                PlatformCollector(
+                    kafka,
+                    engine.hosts,
+                    engine.routers,
+                    {},
+                    projection,
+                    consumer_groups(config.kafka.consumer.group_id),
+                ),
+            )
+            print(f"metrics at http://localhost:{args.metrics_port}/metrics")
         return _serve_engine(engine, projection, args.every)
 
 
@@ -540,6 +574,30 @@ def _projections(config: SagaConfig) -> Any:
 
 
 def _status(args: argparse.Namespace, config: SagaConfig) -> int:
+    report = _status_report(config)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(_status_text(report))
+    return 0
+
+
+def _top(args: argparse.Namespace, config: SagaConfig) -> int:
+    try:
+        while True:
+            text = _status_text(_status_report(config))
+            stamp = time.strftime("%H:%M:%S")
+            # Clear the screen and home the cursor, then redraw.
+            sys.stdout.write(
+                f"\x1b[2J\x1b[H{stamp}  saga top (Ctrl-C quits)\n\n{text}\n"
+            )
+            sys.stdout.flush()
+            time.sleep(args.every)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _status_report(config: SagaConfig) -> dict[str, Any]:
     from projections.reader import published_age_s
     from projections.status import status
 
@@ -560,39 +618,40 @@ def _status(args: argparse.Namespace, config: SagaConfig) -> int:
             lag.lag for lag in lags if lag.group == "saga-projection"
         )
     report["projection"] = projection
-    if args.json:
-        print(json.dumps(report, indent=2, default=str))
-        return 0
-    for row in report["sagas"]:
-        print(f"{row['saga_type']:<12} {row['status']:<13} {row['count']:>9,}")
+    return report
+
+
+def _status_text(report: dict[str, Any]) -> str:
+    lines = [
+        f"{row['saga_type']:<12} {row['status']:<13} {row['count']:>9,}"
+        for row in report["sagas"]
+    ]
     tp = report["throughput_per_s"]
-    print(
+    lines.append(
         f"throughput   {tp['1m'] or 0:,.1f}/s (1 min), {tp['5m'] or 0:,.1f}/s (5 min)"
     )
     for name in ("saga_latency_ms", "step_latency_ms"):
         q = report[name]
         values = ", ".join(f"{k} {v or 0:,.0f}" for k, v in q.items())
-        print(f"{name.removesuffix('_ms').replace('_', ' '):<12} {values} ms")
-    print(
+        lines.append(f"{name.removesuffix('_ms').replace('_', ' '):<12} {values} ms")
+    lines.append(
         f"rates        errors {report['error_rate'] or 0:.1%}, "
         f"compensations {report['compensation_rate'] or 0:.1%}"
     )
-    print(f"dead letters {report['dead_letters']:,}")
+    lines.append(f"dead letters {report['dead_letters']:,}")
     for lag in report.get("consumer_lag", []):
         if lag["lag"]:
-            print(
+            lines.append(
                 f"lag          {lag['group']} {lag['topic']}/{lag['partition']}: "
                 f"{lag['lag']:,}"
             )
-    print(
+    projection = report["projection"]
+    behind = projection.get("lag_records")
+    lines.append(
         f"projection   published {projection['published_age_s']:.1f} s ago"
-        + (
-            f", {projection['lag_records']:,} records behind"
-            if "lag_records" in projection
-            else ""
-        )
+        + ("" if behind is None else f", {behind:,} records behind")
     )
-    return 0
+    return "\n".join(lines)
 
 
 def _history(args: argparse.Namespace, config: SagaConfig) -> int:
@@ -723,6 +782,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _status(args, config)
             case "history":
                 return _history(args, config)
+            case "top":
+                return _top(args, config)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
