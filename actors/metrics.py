@@ -24,7 +24,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Final
 
 import ray
 from prometheus_client import start_http_server
@@ -41,6 +41,28 @@ from events.settings import KafkaSettings
 from projections.writer import LATENCY_BUCKETS, StepLatency
 
 log = logging.getLogger(__name__)
+
+#: Every sample name the endpoint exposes; the Grafana dashboard
+#: (``grafana/saga-dashboard.json``) uses only these, and a test holds both
+#: to what a real Prometheus scrapes.
+SAMPLE_NAMES: Final = frozenset(
+    {
+        "saga_started_total",
+        "saga_finished_total",
+        "saga_in_flight",
+        "saga_step_latency_seconds_bucket",
+        "saga_step_latency_seconds_count",
+        "saga_step_latency_seconds_sum",
+        "saga_messages_consumed_total",
+        "saga_messages_produced_total",
+        "saga_retries_total",
+        "saga_dead_letters_total",
+        "saga_duplicates_total",
+        "saga_consumer_lag",
+        "saga_projection_lag_records",
+        "saga_projection_lag_seconds",
+    }
+)
 
 _TIMEOUT_S = 5.0
 _LAG_TTL_S = 5.0

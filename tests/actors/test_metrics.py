@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from actors.metrics import SAMPLE_NAMES
 from events.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,15 +84,30 @@ def test_prometheus_scrapes_the_saga_counters_during_a_run(tmp_path: Path) -> No
         finished = query(prometheus_port, "max_over_time(saga_finished_total[5m])")
         outcomes = {r["metric"]["outcome"]: float(r["value"][1]) for r in finished}
         assert "completed" in outcomes and outcomes["completed"] <= summary["completed"]
-        for name in (
-            "saga_messages_produced_total",
-            "saga_messages_consumed_total",
-            "saga_step_latency_seconds_bucket",
-            "saga_consumer_lag",
-        ):
+        # Every name the code says it exposes was scraped (and no other).
+        url = f"http://127.0.0.1:{prometheus_port}/api/v1/label/__name__/values"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            names = {n for n in json.load(response)["data"] if n.startswith("saga_")}
+        assert names == SAMPLE_NAMES
+        for name in ("saga_step_latency_seconds_bucket", "saga_consumer_lag"):
             assert query(prometheus_port, f"count(last_over_time({name}[5m]))"), name
     finally:
         run.kill()
         run.wait()
         prometheus.terminate()
         prometheus.wait(timeout=30)
+
+
+def test_the_grafana_dashboard_uses_only_exposed_metrics() -> None:
+    dashboard = json.loads((ROOT / "grafana" / "saga-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    # Label names (saga_type) are not metrics: skip names used in "by (...)".
+    used = {
+        name
+        for e in exprs
+        for name in re.findall(r"\bsaga_[a-z_]+", re.sub(r"by \([^)]*\)", "", e))
+    }
+    assert used and used <= SAMPLE_NAMES, used - SAMPLE_NAMES
+    # Every family has a panel.
+    families = {re.sub(r"_(bucket|count|sum)$", "", n) for n in SAMPLE_NAMES}
+    assert {re.sub(r"_(bucket|count|sum)$", "", n) for n in used} == families
