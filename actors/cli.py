@@ -429,6 +429,8 @@ def _run(args: argparse.Namespace, config: SagaConfig) -> int:
     )
     print(f"latency      p50 {summary.p50_ms:,.0f} ms, p99 {summary.p99_ms:,.0f} ms")
     print(f"dead letters {summary.dlq:,}")
+    lag = summary.projection_lag_s
+    print(f"projection   lag p50 {lag['p50']:.2f} s, max {lag['max']:.2f} s")
     verdict = "clean" if clean else "VIOLATIONS"
     details = ", ".join(f"{k} {v}" for k, v in summary.audit.items())
     print(f"audit        {verdict}: {details}")

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +88,9 @@ class Summary(msgspec.Struct):
     elapsed_s: float
     chaos: list[str]
     data_dir: str | None
+    #: How far the projection's tables trailed the log while the run went on
+    #: (sampled every quarter second), in seconds.
+    projection_lag_s: dict[str, float] = {}
 
 
 class Workload(msgspec.Struct, frozen=True):
@@ -140,6 +143,8 @@ class Follower:
         self._ids = ids
         self._codec = HistoryCodec()
         self.started: dict[str, int] = {}
+        self.newest_at = 0
+        self.first_at = 0
         self.ended: dict[str, tuple[str, int]] = {}
         self._consumer = connect(KafkaConsumer, kafka, consumer_options(kafka, None))
         self._consumer.assign(list(starts))
@@ -155,6 +160,8 @@ class Follower:
             for records in self._consumer.poll(timeout_ms=200).values():
                 for raw in records:
                     record = self._codec.decode(raw.value)
+                    self.newest_at = max(self.newest_at, record.at)
+                    self.first_at = self.first_at or record.at
                     if record.saga_id not in self._ids:
                         continue
                     with self._lock:
@@ -262,7 +269,7 @@ def catch_up(
         say(f"warning: {exc}; its tables lag the log")
 
 
-def percentile(values: list[int], q: float) -> float:
+def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
@@ -370,7 +377,12 @@ def run(
                         chaos.tick(min(i + chunk, len(ids)) / len(ids))
                     progress(follower.count(), len(ids), time.monotonic() - began)
             last_change, last_count = time.monotonic(), -1
+            lags: list[float] = []
             while (done := follower.count()) < len(ids):
+                # Before its first batch the projection reaches back to the
+                # run's first record.
+                reached = ray.get(projection.newest_at.remote()) or follower.first_at
+                lags.append(max(0, follower.newest_at - reached) / 1000)
                 if done != last_count:
                     last_change, last_count = time.monotonic(), done
                 elif time.monotonic() - last_change > options.stall_timeout_s:
@@ -419,6 +431,10 @@ def run(
             elapsed_s=round(elapsed, 2),
             chaos=[] if chaos is None else chaos.log,
             data_dir=None if options.data_dir is None else str(data_dir),
+            projection_lag_s={
+                "p50": percentile(lags, 0.50),
+                "max": max(lags, default=0.0),
+            },
         )
 
 

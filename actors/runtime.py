@@ -286,6 +286,10 @@ class ProjectionActor:
     def stats(self) -> dict[str, int]:
         return dict(self._counts)
 
+    def newest_at(self) -> int:
+        """The newest decision time (epoch ms) in the tables."""
+        return self._writer.newest_at
+
     def published_age_s(self) -> float:
         """How long readers' snapshot has trailed the writer (0 when current)."""
         return time.monotonic() - self._published if self._dirty else 0.0

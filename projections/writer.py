@@ -57,67 +57,63 @@ CREATE TABLE IF NOT EXISTS projection_offsets (
     PRIMARY KEY (topic, "partition"));
 """
 
-_STATUS = """
-CASE arg_max(event_type, seq)
-    WHEN 'saga_completed' THEN 'completed'
-    WHEN 'saga_compensated' THEN 'compensated'
-    WHEN 'saga_rejected' THEN 'rejected'
-    WHEN 'saga_failed' THEN 'failed'
-    ELSE CASE WHEN count_if(event_type = 'compensation_commanded') > 0
-              THEN 'compensating' ELSE 'running' END
-END
-"""
+_OUTCOME = {
+    "saga_completed": "completed",
+    "saga_compensated": "compensated",
+    "saga_rejected": "rejected",
+    "saga_failed": "failed",
+}
+_ANSWERS = {
+    "step_succeeded": "succeeded",
+    "step_failed": "failed",
+    "step_timed_out": "timed_out",
+    "step_compensated": "succeeded",
+    "compensation_failed": "failed",
+    "compensation_timed_out": "timed_out",
+}
+_COMPENSATION = {
+    "compensation_commanded",
+    "step_compensated",
+    "compensation_failed",
+    "compensation_timed_out",
+}
 
-_TERMINAL = "('saga_completed', 'saga_compensated', 'saga_rejected', 'saga_failed')"
 
-_SAGAS = f"""
-INSERT OR REPLACE INTO sagas
-SELECT saga_id, any_value(saga_type), {_STATUS},
-       min(occurred_at),
-       max(occurred_at) FILTER (WHERE event_type IN {_TERMINAL}),
-       CAST(epoch_ms(max(occurred_at) FILTER (WHERE event_type IN {_TERMINAL}))
-            - epoch_ms(min(occurred_at)) AS BIGINT),
-       arg_max(data->>'step', seq) FILTER (WHERE data->>'step' IS NOT NULL),
-       CAST(count_if(event_type IN ('step_commanded', 'compensation_commanded')
-                     AND CAST(data->>'attempt' AS INTEGER) > 1) AS INTEGER),
-       CAST(count_if(event_type = 'step_compensated') AS INTEGER)
-FROM saga_events WHERE saga_id IN (SELECT unnest(?)) GROUP BY saga_id
-"""
+class _Saga:
+    """A ``sagas`` row being built: kept in memory until the saga ends."""
 
-_STEPS = """
-INSERT OR REPLACE INTO steps
-WITH commanded AS (
-    SELECT saga_id,
-           (data->>'step') || CASE WHEN event_type = 'compensation_commanded'
-                                   THEN '.compensate' ELSE '' END AS step,
-           CAST(data->>'attempt' AS INTEGER) AS attempt, occurred_at
-    FROM saga_events
-    WHERE event_type IN ('step_commanded', 'compensation_commanded')
-      AND saga_id IN (SELECT unnest(?))),
-answered AS (
-    SELECT saga_id,
-           (data->>'step') || CASE WHEN event_type LIKE 'compensation_%'
-                                     OR event_type = 'step_compensated'
-                                   THEN '.compensate' ELSE '' END AS step,
-           CAST(data->>'attempt' AS INTEGER) AS attempt,
-           min(occurred_at) AS replied_at,
-           arg_min(CASE event_type
-               WHEN 'step_succeeded' THEN 'succeeded'
-               WHEN 'step_compensated' THEN 'succeeded'
-               WHEN 'step_failed' THEN 'failed'
-               WHEN 'compensation_failed' THEN 'failed'
-               ELSE 'timed_out' END, seq) AS outcome
-    FROM saga_events
-    WHERE event_type IN ('step_succeeded', 'step_failed', 'step_timed_out',
-                         'step_compensated', 'compensation_failed',
-                         'compensation_timed_out')
-      AND saga_id IN (SELECT unnest(?))
-    GROUP BY ALL)
-SELECT c.saga_id, c.step, c.attempt, c.occurred_at, a.replied_at,
-       CAST(epoch_ms(a.replied_at) - epoch_ms(c.occurred_at) AS BIGINT),
-       a.outcome
-FROM commanded c LEFT JOIN answered a USING (saga_id, step, attempt)
-"""
+    __slots__ = (
+        "compensations",
+        "current_step",
+        "ended_at",
+        "retries",
+        "saga_type",
+        "started_at",
+        "status",
+    )
+
+    def __init__(self, saga_type: str, started_at: int) -> None:
+        self.saga_type = saga_type
+        self.status = "running"
+        self.started_at = started_at
+        self.ended_at: int | None = None
+        self.current_step: str | None = None
+        self.retries = 0
+        self.compensations = 0
+
+    def row(self, saga_id: str) -> tuple[Any, ...]:
+        duration = None if self.ended_at is None else self.ended_at - self.started_at
+        return (
+            saga_id,
+            self.saga_type,
+            self.status,
+            self.started_at,
+            self.ended_at,
+            duration,
+            self.current_step,
+            self.retries,
+            self.compensations,
+        )
 
 
 class Consumed(NamedTuple):
@@ -154,12 +150,35 @@ class ProjectionWriter:
         self._history = HistoryCodec()
         self._letters = DeadLetterCodec()
         self._json = msgspec.json.Encoder()
+        #: The newest decision time (epoch ms) applied: how far the tables reach.
+        self.newest_at = 0
+        # Rows still changing, rebuilt from the tables after a restart.
+        self._sagas: dict[str, _Saga] = {}
+        self._open_steps: dict[tuple[str, str, int], int] = {}
+        self._load_open()
         self._next = {
             (topic, partition): offset
             for topic, partition, offset in self._db.execute(
                 'SELECT topic, "partition", next_offset FROM projection_offsets'
             ).fetchall()
         }
+
+    def _load_open(self) -> None:
+        ended = tuple(_OUTCOME.values())
+        for row in self._db.execute(
+            "SELECT saga_id, saga_type, status, epoch_ms(started_at), current_step, "
+            "retries, compensations FROM sagas WHERE status NOT IN (SELECT unnest(?))",
+            [list(ended)],
+        ).fetchall():
+            saga = _Saga(row[1], row[3])
+            saga.status, saga.current_step = row[2], row[4]
+            saga.retries, saga.compensations = row[5], row[6]
+            self._sagas[row[0]] = saga
+        for saga_id, step, attempt, commanded in self._db.execute(
+            "SELECT saga_id, step, attempt, epoch_ms(commanded_at) FROM steps "
+            "WHERE replied_at IS NULL"
+        ).fetchall():
+            self._open_steps[(saga_id, step, attempt)] = commanded
 
     def next_offset(self, topic: str, partition: int) -> int:
         return int(self._next.get((topic, partition), 0))
@@ -177,6 +196,7 @@ class ProjectionWriter:
             positions[(item.topic, item.partition)] = item.offset + 1
             if item.topic == SAGA_EVENTS:
                 record = self._history.decode(item.value)
+                self.newest_at = max(self.newest_at, record.at)
                 for seq, event in enumerate(record.events, record.seq):
                     tag = msgspec.inspect.type_info(type(event)).tag  # type: ignore[attr-defined]
                     data = self._json.encode(event).decode()
@@ -203,7 +223,7 @@ class ProjectionWriter:
                 )
         if not positions:
             return BatchReport(0, 0, skipped)
-        touched = sorted({row[0] for row in events})
+        sagas, steps = self._fold(events)
         db = self._db
         db.begin()
         try:
@@ -215,8 +235,16 @@ class ProjectionWriter:
                     "CAST(unnest(?) AS JSON)",
                     columns,
                 )
-                db.execute(_SAGAS, [touched])
-                db.execute(_STEPS, [touched, touched])
+                _upsert(
+                    db,
+                    "sagas",
+                    [
+                        self._sagas[s].row(s) if s in self._sagas else sagas[s]
+                        for s in sagas
+                    ],
+                    time_columns=(3, 4),
+                )
+                _upsert(db, "steps", list(steps.values()), time_columns=(3, 4))
             if letters:
                 columns = [list(c) for c in zip(*letters, strict=True)]
                 marks = ", ".join("unnest(?)" for _ in columns)
@@ -237,7 +265,54 @@ class ProjectionWriter:
             db.rollback()
             raise
         self._next.update(positions)
+        for saga_id, row in sagas.items():
+            if row[2] in _OUTCOME.values():
+                self._sagas.pop(saga_id, None)  # ended: its row is final
+        for key, row in steps.items():
+            if row[4] is not None:
+                self._open_steps.pop(key, None)
         return BatchReport(len(events), len(letters), skipped)
+
+    def _fold(
+        self, events: list[tuple[Any, ...]]
+    ) -> tuple[dict[str, tuple[Any, ...]], dict[tuple[str, str, int], tuple[Any, ...]]]:
+        """The ``sagas`` and ``steps`` rows the batch changes, from the rows of
+        sagas still going (kept in memory) and the batch's events."""
+        sagas: dict[str, tuple[Any, ...]] = {}
+        steps: dict[tuple[str, str, int], tuple[Any, ...]] = {}
+        for saga_id, _seq, saga_type, tag, at, data in events:
+            saga = self._sagas.get(saga_id)
+            if saga is None:
+                saga = self._sagas[saga_id] = _Saga(saga_type, at)
+            fields = msgspec.json.decode(data)
+            step = fields.get("step")
+            attempt = fields.get("attempt")
+            if step is not None:
+                saga.current_step = step
+            step_id = f"{step}.compensate" if tag in _COMPENSATION else str(step)
+            if tag in ("step_commanded", "compensation_commanded"):
+                if attempt and attempt > 1:
+                    saga.retries += 1
+                if tag == "compensation_commanded":
+                    saga.status = "compensating"
+                key = (saga_id, step_id, int(attempt))
+                self._open_steps[key] = at
+                steps[key] = (saga_id, step_id, attempt, at, None, None, None)
+            elif tag in _ANSWERS:
+                if tag == "step_compensated":
+                    saga.compensations += 1
+                key = (saga_id, step_id, int(attempt))
+                commanded = self._open_steps.get(key)
+                if commanded is not None:
+                    steps[key] = (
+                        saga_id, step_id, attempt, commanded, at, at - commanded,
+                        _ANSWERS[tag],
+                    )  # fmt: skip
+            elif tag in _OUTCOME:
+                saga.status = _OUTCOME[tag]
+                saga.ended_at = at
+            sagas[saga_id] = saga.row(saga_id)
+        return sagas, steps
 
     def publish(self, directory: Path) -> float:
         """Write every public table as Parquet into ``directory``, each file
@@ -257,6 +332,24 @@ class ProjectionWriter:
             os.replace(partial, final)
         (directory / "published_at").write_text(f"{time.time():.3f}\n")
         return time.perf_counter() - started
+
+
+def _upsert(
+    db: duckdb.DuckDBPyConnection,
+    table: str,
+    rows: list[tuple[Any, ...]],
+    time_columns: tuple[int, ...],
+) -> None:
+    """Insert or replace rows with one statement; epoch-ms columns become times."""
+    if not rows:
+        return
+    columns = [list(c) for c in zip(*rows, strict=True)]
+    marks = ", ".join(
+        "to_timestamp(unnest(?) / 1000)" if i in time_columns
+        else "unnest(?)"
+        for i in range(len(columns))
+    )  # fmt: skip
+    db.execute(f"INSERT OR REPLACE INTO {table} SELECT {marks}", columns)
 
 
 def _quoted(columns: str) -> str:

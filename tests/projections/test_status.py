@@ -63,13 +63,19 @@ def test_history_lists_events_with_timings(tmp_path: Path) -> None:
 
 def test_top_refreshes_until_interrupted(tmp_path: Path) -> None:
     data = published(tmp_path)
-    top = subprocess.Popen(
-        [*SAGA, "top", "--every", "0.2", "--data-dir", str(data)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    time.sleep(3)
-    top.send_signal(signal.SIGINT)
-    out, _ = top.communicate(timeout=10)
+    screen = tmp_path / "screen.txt"
+    with screen.open("w") as sink:
+        top = subprocess.Popen(
+            [*SAGA, "top", "--every", "0.2", "--data-dir", str(data)],
+            cwd=ROOT, stdout=sink, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while screen.read_text().count("saga top") < 2:
+            assert top.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        top.send_signal(signal.SIGINT)
+        top.wait(timeout=10)
+    out = screen.read_text()
     assert top.returncode == 0
     assert out.count("saga top (Ctrl-C quits)") >= 2
     assert "\x1b[2J" in out
