@@ -20,6 +20,7 @@ import msgspec
 from actors.client import SagaClient
 from actors.config import CONFIG_ENV, SagaConfig, env_name, load_config, redacted
 from actors.errors import ConfigError, SagaError
+from actors.history import TAG_OF
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker
 from events.dlq import DeadLetterQueue, Entry
@@ -564,7 +565,7 @@ def _show(args: argparse.Namespace, config: SagaConfig) -> int:
             detail = " ".join(f"{k}={json.dumps(v)}" for k, v in fields.items())
             print(
                 f"{seq:>4}  +{record.at - started:>7} ms  "
-                f"{msgspec.inspect.type_info(type(event)).tag:<24} {detail}"  # type: ignore[attr-defined]
+                f"{TAG_OF[type(event)]:<24} {detail}"
             )
     return 0
 

@@ -137,6 +137,13 @@ AnySagaEvent: TypeAlias = (
 
 TERMINAL_EVENTS: Final = (SagaCompleted, SagaCompensated, SagaRejected, SagaFailed)
 
+#: Each event class's stable tag, as it appears in ``type`` (looked up once:
+#: ``msgspec.inspect`` is far too slow to ask per event).
+TAG_OF: Final[dict[type, str]] = {
+    cls: msgspec.inspect.type_info(cls).tag  # type: ignore[attr-defined]
+    for cls in AnySagaEvent.__args__
+}
+
 #: The outcome each terminal event stands for, as status names.
 OUTCOMES: Final[dict[type, str]] = {
     SagaCompleted: "completed",

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 import duckdb
 import msgspec
 
-from actors.history import HistoryCodec
+from actors.history import TAG_OF, HistoryCodec
 from events.dead_letters import DeadLetterCodec
 from events.topics import SAGA_DLQ, SAGA_EVENTS
 
@@ -198,7 +198,7 @@ class ProjectionWriter:
                 record = self._history.decode(item.value)
                 self.newest_at = max(self.newest_at, record.at)
                 for seq, event in enumerate(record.events, record.seq):
-                    tag = msgspec.inspect.type_info(type(event)).tag  # type: ignore[attr-defined]
+                    tag = TAG_OF[type(event)]
                     data = self._json.encode(event).decode()
                     events.append(
                         (record.saga_id, seq, record.saga_type, tag, record.at, data)
