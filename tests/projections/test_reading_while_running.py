@@ -24,35 +24,42 @@ def saga(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_status_and_history_while_a_run_is_writing(tmp_path: Path) -> None:
+    log = (tmp_path / "run.log").open("w+")
     run = subprocess.Popen(
         [*SAGA, "run", "--sagas", "4000", "--seed", "9", "--json",
          "--data-dir", str(tmp_path)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 180
         published = None
         while published is None:
-            assert run.poll() is None, run.stderr.read() if run.stderr else ""
+            assert run.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "nothing was published"
             found = list(tmp_path.glob("run*/projections/sagas.parquet"))
             published = found[0].parent.parent if found else None
             time.sleep(0.2)
+        # The run's embedded broker, for the consumer lag read from Kafka.
+        bootstrap = (tmp_path / "run.log").read_text().split("embedded broker at ")[1]
+        kafka = ["--bootstrap-servers", bootstrap.split()[0]]
         # Read while the run holds its DuckDB files open for writing.
         reads_during_run = 0
         while run.poll() is None and reads_during_run < 3:
-            status = saga("status", "--json", "--data-dir", str(published))
+            status = saga("status", "--json", "--data-dir", str(published), *kafka)
             assert status.returncode == 0, status.stderr
             report = json.loads(status.stdout)
             assert {"sagas", "throughput_per_s", "saga_latency_ms"} <= set(report)
+            groups = {lag["group"] for lag in report["consumer_lag"]}
+            assert "saga-orchestrator" in groups, report["consumer_lag"]
+            assert "lag_records" in report["projection"]
             text = saga("status", "--data-dir", str(published))
             assert text.returncode == 0 and "dead letters" in text.stdout
             if run.poll() is None:
                 reads_during_run += 1
         assert reads_during_run >= 1, "the run ended before a read: make it longer"
-        stdout, stderr = run.communicate(timeout=600)
-        assert run.returncode == 0, stderr[-3000:]
+        stdout, _ = run.communicate(timeout=600)
+        assert run.returncode == 0, (tmp_path / "run.log").read_text()[-3000:]
         summary = json.loads(stdout)
         final = json.loads(
             saga("status", "--json", "--data-dir", str(published)).stdout
@@ -76,3 +83,4 @@ def test_status_and_history_while_a_run_is_writing(tmp_path: Path) -> None:
     finally:
         run.kill()
         run.wait()
+        log.close()
