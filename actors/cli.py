@@ -150,6 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
     run.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=5_000,
+        metavar="N",
+        help="sagas sent but not yet ended, at most (the load generator's window)",
+    )
+    run.add_argument(
         "--metrics-port",
         type=int,
         metavar="PORT",
@@ -400,6 +407,7 @@ def _run(args: argparse.Namespace, config: SagaConfig) -> int:
         data_dir=args.data_dir,
         quiet=args.json,
         metrics_port=args.metrics_port,
+        max_in_flight=args.max_in_flight,
     )
 
     def say(text: str) -> None:

@@ -218,10 +218,12 @@ def _deposit() -> SagaDefinition:
                         "currency": "$input.currency",
                     },
                 ),
+                # By sagaId, not paymentId: a payment that timed out is refunded
+                # too, and its reply (with the paymentId) never came.
                 compensation=Action(
                     command_topic="payment.commands.refund",
                     payload={
-                        "paymentId": "$steps.process_payment.paymentId",
+                        "sagaId": "$saga.id",
                         "userId": "$input.userId",
                         "amount": "$input.amount",
                         "currency": "$input.currency",

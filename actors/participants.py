@@ -251,6 +251,8 @@ class PaymentService(Participant):
         if amount > self._balance(user):
             return Outcome(False, error="insufficient funds")
         payment_id = f"pay-{command.saga_id}"
+        if self._refunded(payment_id):
+            return Outcome(False, error="the saga was rolled back before this payment")
         self._balances[user] = self._balance(user) - amount
         self._payments.append(
             (payment_id, command.saga_id, user, amount, payload.get("currency"), now)
@@ -260,19 +262,25 @@ class PaymentService(Participant):
     def _refund(
         self, command: CommandMessage, payload: dict[str, Any], now: datetime
     ) -> Outcome:
-        payment_id = str(payload.get("paymentId", ""))
+        payment_id = str(payload.get("paymentId") or f"pay-{command.saga_id}")
+        if self._refunded(payment_id):
+            return Outcome(True, {"paymentId": payment_id, "alreadyRefunded": True})
         staged = {p[0]: (p[2], p[3]) for p in self._payments}
         found = self.payments.get(payment_id) or staged.get(payment_id)
         if found is None:
-            return Outcome(False, error=f"no payment {payment_id}")
-        if payment_id in self.refunded or any(
-            r[0] == payment_id for r in self._refunds
-        ):
-            return Outcome(True, {"paymentId": payment_id, "alreadyRefunded": True})
+            # The payment never happened (its command timed out on the way):
+            # nothing to give back, and a late arrival of it must be refused.
+            self._refunds.append((payment_id, command.saga_id, 0, now))
+            return Outcome(True, {"paymentId": payment_id, "refunded": 0})
         user, amount = found
         self._balances[user] = self._balance(user) + amount
         self._refunds.append((payment_id, command.saga_id, amount, now))
         return Outcome(True, {"paymentId": payment_id, "refunded": amount})
+
+    def _refunded(self, payment_id: str) -> bool:
+        return payment_id in self.refunded or any(
+            r[0] == payment_id for r in self._refunds
+        )
 
     def write(self, db: duckdb.DuckDBPyConnection) -> None:
         _rows(db, "payments", self._payments)

@@ -82,6 +82,10 @@ class SagaState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     reason: str = ""
     #: The step whose failure (or final timeout) turned the saga back.
     failed: str = ""
+    #: A step that went unanswered to its last attempt: it may have taken
+    #: effect, so it is compensated too (its compensation must cope with an
+    #: effect that never happened).
+    doubtful: str = ""
     #: The messageIds of the replies applied for the current step (a
     #: compensation may be refused several times): the same reply again is a
     #: duplicate even though it names the step being waited on.
@@ -207,7 +211,9 @@ def evolve(state: SagaState | None, event: AnySagaEvent) -> SagaState:
             )
         case StepTimedOut(step=step, retry_at=retry_at):
             waiting = _waiting(state, seq, retry_at, "")
-            return waiting if retry_at else replace(waiting, failed=step)
+            if retry_at:
+                return waiting
+            return replace(waiting, failed=step, doubtful=step)
         case CompensationTimedOut(retry_at=retry_at):
             return _waiting(state, seq, retry_at, "")
         case CompensationFailed(retry_at=retry_at, error=error, reply_id=reply_id):
@@ -373,11 +379,14 @@ class _Decision:
     # -- compensation -----------------------------------------------------
 
     def _to_compensate(self) -> list[str]:
-        """Completed steps with a compensation not yet done, newest first."""
+        """Steps with a compensation not yet done, newest first: the completed
+        ones, and before them a step whose outcome is unknown (it timed out)."""
         state = self.current
+        candidates = [state.doubtful] if state.doubtful else []
+        candidates.extend(reversed(state.replies))
         return [
             name
-            for name in reversed(state.replies)
+            for name in candidates
             if self.definition.step(name).compensation is not None
             and name not in state.compensated
         ]

@@ -89,6 +89,14 @@ def test_payment_rules_and_one_effect_per_step(tmp_path: Path) -> None:
     [refunded] = payments.handle([refund])
     assert refunded.success and refunded.payload["refunded"] == 100
     assert payments.handle([refund]) == [refunded]
+    # A refund for a payment that never happened (its command timed out on the
+    # way): nothing to give back, and the late payment is then refused.
+    [nothing] = payments.handle(
+        [command("s-9", "process_payment.compensate", "payment", sagaId="s-9")]
+    )
+    assert nothing.success and nothing.payload["refunded"] == 0
+    [late] = payments.handle([pay("s-9")])
+    assert not late.success and "rolled back" in (late.error or "")
     payments.close()
     # State and effects are on disk: a new instance sees them.
     reopened = PaymentService(tmp_path / "payment.duckdb")
@@ -96,7 +104,7 @@ def test_payment_rules_and_one_effect_per_step(tmp_path: Path) -> None:
     rows = reopened.db.execute(
         "SELECT (SELECT count(*) FROM payments), (SELECT count(*) FROM refunds)"
     ).fetchone()
-    assert rows == (1, 1)
+    assert rows == (1, 2)  # the refund of s-1, and s-9's marker
     reopened.close()
 
 

@@ -58,7 +58,7 @@ def test_failed_deposit_refunds_the_payment_and_ends_compensated() -> None:
     refund = run.sent[-1]
     assert refund.topic == "payment.commands.refund"
     assert refund.message.step_id == "process_payment.compensate"
-    assert refund.message.payload["paymentId"] == "p-9"
+    assert refund.message.payload["sagaId"] == "s-1"
     run.feed(reply_to(refund, 1_040))
     assert run.state is not None and run.state.status is Status.COMPENSATED
     assert run.state.compensated == ("process_payment",)
@@ -181,17 +181,34 @@ def test_start_twice_is_a_duplicate_and_missing_input_is_refused() -> None:
     assert "accountId, amount, currency" in decision.reason
 
 
-def test_a_reply_lacking_a_field_a_later_payload_needs_rejects_cleanly() -> None:
+def test_a_reply_lacking_a_field_a_later_payload_needs_fails_the_step() -> None:
     run = Run()
     run.start()
     run.feed(reply_to(run.sent[-1], 1_010))
     # process_payment answers without paymentId; deposit's payload needs it.
     run.feed(reply_to(run.sent[-1], 1_020))
-    assert run.state is not None
-    # The payment is refunded... but the refund needs paymentId too: a person
-    # must look at it.
-    assert run.state.status is Status.FAILED
+    assert run.state is not None and run.state.status is Status.COMPENSATING
     assert "paymentId" in run.state.reason
+    run.feed(reply_to(run.sent[-1], 1_030))  # the refund
+    assert run.state.status is Status.COMPENSATED
+
+
+def test_a_step_unanswered_to_the_end_is_compensated_too() -> None:
+    """A payment whose every attempt went unanswered may have been taken: it is
+    refunded (by sagaId) before the saga ends."""
+    run = Run()
+    run.start(now=0)
+    run.feed(reply_to(run.sent[-1], 10))
+    now = 10
+    while run.sent[-1].topic == "payment.commands.process":
+        now += 60_000
+        run.feed(Tick(saga_id="s-1", now=now))
+    refund = run.sent[-1]
+    assert refund.topic == "payment.commands.refund"
+    assert refund.message.payload["sagaId"] == "s-1"
+    run.feed(reply_to(refund, now + 10))
+    assert run.state is not None and run.state.status is Status.COMPENSATED
+    assert run.state.compensated == ("process_payment",)
 
 
 def test_pending_command_rebuilds_the_same_message_id() -> None:
