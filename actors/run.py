@@ -243,19 +243,24 @@ def audit(data_dir: Path, outcomes: dict[str, str], ids: set[str]) -> dict[str, 
     }
 
 
+def log_ends(kafka: KafkaSettings) -> dict[TopicPartition, int]:
+    """The end offset of every partition of ``saga.events`` and ``saga.dlq``."""
+    partitions = kafka.topics.partitions
+    with PartitionReader(kafka) as reader:
+        return reader.ends(
+            [
+                TopicPartition(topic, p)
+                for topic in (SAGA_EVENTS, SAGA_DLQ)
+                for p in range(partitions)
+            ]
+        )
+
+
 def catch_up(
     kafka: KafkaSettings, projection: Any, timeout_s: float, say: Callable[[str], None]
 ) -> None:
     """Wait until the projection has read the log and the DLQ to their ends."""
-    partitions = kafka.topics.partitions
-    with PartitionReader(kafka) as reader:
-        ends = reader.ends(
-            [
-                TopicPartition(t, p)
-                for t in (SAGA_EVENTS, SAGA_DLQ)
-                for p in range(partitions)
-            ]
-        )
+    ends = log_ends(kafka)
 
     def caught_up() -> bool:
         positions = ray.get(
@@ -328,15 +333,7 @@ def run(
         data_dir.mkdir(parents=True, exist_ok=True)
         seed_participants(data_dir, load)
         kafka = stack.enter_context(kafka_for(config, say))
-        partitions = kafka.topics.partitions
-        with PartitionReader(kafka) as reader:
-            starts = reader.ends(
-                [
-                    TopicPartition(t, p)
-                    for t in (SAGA_EVENTS, SAGA_DLQ)
-                    for p in range(partitions)
-                ]
-            )
+        starts = log_ends(kafka)
         ensure_ray(config.ray, quiet=options.quiet)
         engine = Engine(kafka, config.engine)
         participants = start_participants(kafka, data_dir, faults=options.faults)
