@@ -335,14 +335,14 @@ def test_random_runs_replay_exactly_and_end_once(
     for numbers in attempts.values():
         assert numbers == list(range(1, len(numbers) + 1))
 
-    # Compensation: completed steps only, newest first.
-    completed = [n for n in run.state.replies if run.definition.step(n).compensation]
-    assert (
-        list(run.state.compensated)
-        == list(reversed(completed))[: len(run.state.compensated)]
-    )
-    if run.state.status is Status.COMPENSATED:
-        assert list(run.state.compensated) == list(reversed(completed))
+    # Compensation: a step in doubt (unanswered to its last attempt) first,
+    # then the completed steps, newest first; a refused step never.
+    state = run.state
+    order = ([state.doubtful] if state.doubtful else []) + list(reversed(state.replies))
+    due = [n for n in order if run.definition.step(n).compensation]
+    assert list(state.compensated) == due[: len(state.compensated)]
+    if state.status is Status.COMPENSATED:
+        assert list(state.compensated) == due
 
 
 def _ending(run: Run) -> object:
