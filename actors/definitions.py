@@ -20,6 +20,7 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from actors.errors import DefinitionError, PayloadError
+from events.backoff import backoff_ms
 from events.topics import Direction, parse_topic
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
@@ -37,11 +38,15 @@ class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def backoff_ms(self, attempt: int, jitter: float) -> int:
         """The wait before attempt ``attempt + 1``; ``jitter`` is in [0, 1)."""
-        base = min(
-            self.initial_backoff_ms * self.multiplier ** (attempt - 1),
+        wait = backoff_ms(
+            attempt,
+            self.initial_backoff_ms,
+            self.multiplier,
             self.max_backoff_ms,
+            self.jitter,
+            jitter,
         )
-        return max(1, round(base * (1.0 - self.jitter * jitter)))
+        return max(1, round(wait))
 
 
 class Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

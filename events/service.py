@@ -31,6 +31,7 @@ from typing import Annotated
 
 import msgspec
 
+from events.backoff import backoff_ms
 from events.clients import Closing
 from events.dead_letters import DeadLetter, DeadLetterCodec
 from events.listener import Delivery, KafkaEventListener
@@ -55,11 +56,15 @@ class RetrySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     jitter: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.5
 
     def backoff_s(self, attempt: int, draw: float) -> float:
-        base = min(
-            self.initial_backoff_ms * self.multiplier ** (attempt - 1),
+        wait = backoff_ms(
+            attempt,
+            self.initial_backoff_ms,
+            self.multiplier,
             self.max_backoff_ms,
+            self.jitter,
+            draw,
         )
-        return base * (1.0 - self.jitter * draw) / 1000
+        return wait / 1000
 
 
 class ServiceStats(msgspec.Struct, frozen=True):
