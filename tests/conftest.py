@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import msgspec
 import pytest
@@ -32,6 +33,24 @@ def settings_for(bootstrap: str, **producer: int) -> KafkaSettings:
             **producer,
         ),
     )
+
+
+@contextmanager
+def private_kafka(partitions: int = 6, **fields: object) -> Iterator[KafkaSettings]:
+    """A broker of the test's own with every platform topic, for tests that
+    need empty logs and groups; ``fields`` override top-level settings."""
+    from events.topics import ALL_TOPICS
+
+    with EmbeddedBroker() as broker:
+        settings = settings_for(broker.bootstrap)
+        settings = msgspec.structs.replace(
+            settings,
+            topics=msgspec.structs.replace(settings.topics, partitions=partitions),
+            **fields,
+        )
+        with TopicAdmin(settings) as admin:
+            admin.ensure_topics(ALL_TOPICS, partitions=partitions)
+        yield settings
 
 
 @pytest.fixture

@@ -16,15 +16,13 @@ from kafka import TopicPartition
 from actors.host import HostSettings, Inbound, SagaHost
 from actors.requests import start_message
 from actors.saga import SagaState, Status
-from events.admin import TopicAdmin
-from events.broker import EmbeddedBroker
 from events.messages import CommandMessage, EventMessage, MessageCodec
 from events.partitions import home_partition
 from events.publisher import KafkaMessagePublisher
 from events.reader import read_to_end
 from events.settings import KafkaSettings
-from events.topics import ALL_TOPICS, SAGA_SNAPSHOTS
-from tests.conftest import settings_for
+from events.topics import SAGA_SNAPSHOTS
+from tests.conftest import private_kafka
 
 pytestmark = pytest.mark.broker
 
@@ -43,14 +41,7 @@ class Clock:
 
 @pytest.fixture
 def kafka() -> Iterator[KafkaSettings]:
-    with EmbeddedBroker() as broker:
-        settings = settings_for(broker.bootstrap)
-        settings = msgspec.structs.replace(
-            settings,
-            topics=msgspec.structs.replace(settings.topics, partitions=PARTITIONS),
-        )
-        with TopicAdmin(settings) as admin:
-            admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)
+    with private_kafka(PARTITIONS) as settings:
         yield settings
 
 

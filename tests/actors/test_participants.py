@@ -22,16 +22,14 @@ import pytest
 from kafka import TopicPartition
 
 from actors.participants import AccountService, PaymentService, UserService, serve
-from events.admin import TopicAdmin
-from events.broker import EmbeddedBroker
 from events.dead_letters import DeadLetter, DeadLetterCodec
 from events.messages import CommandMessage, EventMessage, MessageCodec
 from events.publisher import KafkaMessagePublisher
 from events.reader import read_to_end
 from events.service import CommandService, RetrySettings
-from events.settings import KafkaSettings
-from events.topics import ALL_TOPICS, SAGA_DLQ
-from tests.conftest import settings_for
+from events.settings import ConsumerSettings, KafkaSettings
+from events.topics import SAGA_DLQ
+from tests.conftest import private_kafka
 
 PARTITIONS = 2
 CODEC = MessageCodec()
@@ -141,19 +139,11 @@ def test_user_and_account_rules(tmp_path: Path) -> None:
 
 @pytest.fixture
 def kafka() -> Iterator[KafkaSettings]:
-    with EmbeddedBroker() as broker:
-        settings = settings_for(broker.bootstrap)
-        settings = msgspec.structs.replace(
-            settings,
-            max_message_bytes=20_000,
-            topics=msgspec.structs.replace(settings.topics, partitions=PARTITIONS),
-            consumer=msgspec.structs.replace(
-                settings.consumer, session_timeout_ms=6_000, heartbeat_interval_ms=2_000
-            ),
-        )
-        with TopicAdmin(settings) as admin:
-            admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)
-        yield settings
+    consumer = msgspec.structs.replace(
+        ConsumerSettings(), session_timeout_ms=6_000, heartbeat_interval_ms=2_000
+    )
+    with private_kafka(PARTITIONS, max_message_bytes=20_000, consumer=consumer) as s:
+        yield s
 
 
 def read(kafka: KafkaSettings, topic: str) -> list[bytes]:
@@ -215,7 +205,7 @@ def test_redelivery_after_a_consumer_killed_before_committing(
         f"""
         import os, signal, msgspec
         from actors.participants import PaymentService, serve
-        from events.settings import KafkaSettings
+        from events.settings import ConsumerSettings, KafkaSettings
         kafka = msgspec.json.decode({settings!r}, type=KafkaSettings)
         payments = PaymentService({str(path)!r})
         handle = payments.handle

@@ -10,24 +10,19 @@ import pytest
 from kafka import TopicPartition
 
 from actors.cli import main
-from events.admin import TopicAdmin
-from events.broker import EmbeddedBroker
 from events.dead_letters import DeadLetter, DeadLetterCodec
 from events.publisher import KafkaMessagePublisher
 from events.reader import read_to_end
 from events.settings import KafkaSettings
-from events.topics import ALL_TOPICS, SAGA_DLQ
-from tests.conftest import settings_for
+from events.topics import SAGA_DLQ
+from tests.conftest import private_kafka
 
 pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
 def kafka() -> Iterator[KafkaSettings]:
-    with EmbeddedBroker() as broker:
-        settings = settings_for(broker.bootstrap)
-        with TopicAdmin(settings) as admin:
-            admin.ensure_topics(ALL_TOPICS)
+    with private_kafka() as settings:
         yield settings
 
 
