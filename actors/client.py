@@ -8,6 +8,7 @@ same answer a restarted host would reach, with no Ray needed to ask.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -16,11 +17,12 @@ from typing import Any
 from kafka import TopicPartition
 
 from actors.definitions import DEFINITIONS, SagaDefinition
-from actors.errors import RestoreError, UnknownSagaTypeError
+from actors.errors import RestoreError, StartError, UnknownSagaTypeError
 from actors.history import HistoryCodec, LogRecord
 from actors.requests import check_input, start_message
 from actors.saga import SagaState, replay
 from events.clients import Closing
+from events.errors import EventsError, MessageDecodeError
 from events.partitions import home_partition
 from events.publisher import KafkaMessagePublisher
 from events.reader import read_to_end
@@ -37,7 +39,7 @@ class SagaClient(Closing):
         self._kafka = kafka
         self._definitions = definitions
         self._partitions = kafka.topics.partitions
-        self._publisher = KafkaMessagePublisher(kafka)
+        self._publisher: KafkaMessagePublisher | None = KafkaMessagePublisher(kafka)
         self._codec = HistoryCodec()
 
     def start(
@@ -49,7 +51,10 @@ class SagaClient(Closing):
     def start_many(
         self, requests: Iterable[tuple[str, Mapping[str, Any], str | None]]
     ) -> list[str]:
-        """Request many sagas with one flush; returns their sagaIds in order."""
+        """Request many sagas with one flush; returns their sagaIds in order.
+
+        Raises :class:`~actors.errors.StartError` naming the sagas whose
+        requests the broker did not acknowledge (and those it did)."""
         now = datetime.now(UTC)
         items = []
         for saga_type, input, saga_id in requests:
@@ -62,14 +67,44 @@ class SagaClient(Closing):
             check_input(definition, input)
             saga_id = saga_id or str(uuid.uuid4())
             items.append(start_message(saga_id, saga_type, input, now))
+        if self._publisher is None:
+            self._publisher = KafkaMessagePublisher(self._kafka)
+        futures: dict[str, Any] = {}
+        failed: dict[str, str] = {}
         for message in items:
-            self._publisher.publish(
-                SAGA_REQUESTS,
-                message,
-                partition=home_partition(message.saga_id, self._partitions),
-            )
-        self._publisher.flush()
-        return [message.saga_id for message in items]
+            try:
+                futures[message.saga_id] = self._publisher.publish(
+                    SAGA_REQUESTS,
+                    message,
+                    partition=home_partition(message.saga_id, self._partitions),
+                )
+            except EventsError as exc:
+                failed[message.saga_id] = str(exc)
+        try:
+            self._publisher.flush()
+        except EventsError as exc:
+            unacknowledged = str(exc)
+        else:
+            unacknowledged = "not acknowledged"
+        for saga_id, future in futures.items():
+            if not future.succeeded():
+                failed[saga_id] = repr(future.exception or unacknowledged)
+        ids = [message.saga_id for message in items]
+        if failed:
+            # A send that expired leaves an idempotent producer out of step
+            # with the broker (its sequence numbers): the next start gets a
+            # new one.
+            self._drop_publisher()
+            raise StartError([i for i in ids if i not in failed], failed)
+        return ids
+
+    def _drop_publisher(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            # What it still held has failed already: a close that fails too
+            # loses nothing more.
+            with contextlib.suppress(EventsError):
+                publisher.close(timeout_s=1.0)
 
     def history(self, saga_id: str) -> list[LogRecord]:
         """The saga's log records, in order (empty if it never started)."""
@@ -101,12 +136,13 @@ class SagaClient(Closing):
 
     def _decode(self, raw: Any) -> LogRecord:
         try:
-            return self._codec.decode(raw.value)
-        except Exception as exc:
+            return self._codec.decode(raw.value or b"")
+        except MessageDecodeError as exc:
             raise RestoreError(
                 f"{SAGA_EVENTS} partition {raw.partition} offset {raw.offset} is "
                 f"not a saga log record: {exc}"
             ) from exc
 
     def close(self) -> None:
-        self._publisher.close()
+        if self._publisher is not None:
+            self._publisher.close()

@@ -78,11 +78,29 @@ class Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Step(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One step: its forward action and, if it can be undone, the compensation."""
+    """One step: its forward action and, if it can be undone, the compensation.
+
+    What a step *in doubt* (its last attempt went unanswered: it may or may not
+    have taken effect) means depends on the kind of step:
+
+    - with a compensation, the saga gives up on it and compensates it too: the
+      compensation copes with an effect that never happened and bars a late
+      arrival (the refund by sagaId refuses a payment that comes after it);
+    - without one, the saga cannot undo it, so it never compensates around it
+      while it is in doubt: the command is sent again, at the retry policy's
+      longest backoff, until the participant answers. All attempts carry one
+      idempotency key, so the answer is the one outcome of the step. Such a
+      step after a compensable one is the saga's pivot: once it succeeded, the
+      saga can only go forward.
+    """
 
     name: str
     action: Action
     compensation: Action | None = None
+
+    @property
+    def retried_until_answered(self) -> bool:
+        return self.compensation is None
 
 
 class SagaDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -111,6 +129,16 @@ class SagaDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                     self, step.name, step.compensation.payload, [*seen, step.name]
                 )
             seen.append(step.name)
+        pivot = _pivot(self.steps)
+        if pivot is not None and pivot.name != self.steps[-1].name:
+            later = self.steps[self.index(pivot.name) + 1].name
+            raise DefinitionError(
+                f"saga {self.name!r}: step {later!r} comes after the pivot "
+                f"{pivot.name!r} (no compensation, after a step that has one): a "
+                f"failure of {later!r} would undo the steps before {pivot.name!r} "
+                f"around it, which cannot be undone. Give {pivot.name!r} a "
+                "compensation or make it the last step"
+            )
 
     def index(self, name: str) -> int:
         """The step's position; sagas have a handful of steps, so a scan is cheapest."""
@@ -124,6 +152,17 @@ class SagaDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def has_step(self, name: str) -> bool:
         return any(step.name == name for step in self.steps)
+
+
+def _pivot(steps: tuple[Step, ...]) -> Step | None:
+    """The first step with no compensation that follows one with a compensation."""
+    compensable = False
+    for step in steps:
+        if step.compensation is not None:
+            compensable = True
+        elif compensable:
+            return step
+    return None
 
 
 def _is_name(name: str) -> bool:

@@ -29,3 +29,19 @@ class InvalidRequestError(SagaError):
 
 class RestoreError(SagaError):
     """The saga log or a snapshot could not be read back into state."""
+
+
+class StartError(SagaError):
+    """Some start requests were not acknowledged by the broker. ``failed`` maps
+    each such sagaId to why; ``started`` lists the acknowledged ones. Sending a
+    failed one again is safe: a start that did land is a duplicate."""
+
+    def __init__(self, started: list[str], failed: dict[str, str]) -> None:
+        first = next(iter(failed.items()))
+        super().__init__(
+            f"{len(failed)} of {len(started) + len(failed)} start request(s) were "
+            f"not acknowledged (first: saga {first[0]}: {first[1]}); send those "
+            "again with the same sagaIds"
+        )
+        self.started = started
+        self.failed = failed

@@ -15,6 +15,15 @@ from typing import Any, Final, TypeAlias
 
 import msgspec
 
+from events.messages import decode_json
+from events.nesting import MAX_DEPTH
+
+#: The log nests what a message carried deeper than the message did (record,
+#: events, event, then the input or reply payload, against message, payload),
+#: and a snapshot deeper still (chunk, sagas, state, replies, payload): the
+#: log's bound leaves room, so whatever the wire accepted reads back.
+LOG_MAX_DEPTH: Final = MAX_DEPTH + 8
+
 
 class SagaEvent(
     msgspec.Struct, frozen=True, kw_only=True, rename="camel", tag_field="type"
@@ -53,13 +62,18 @@ class StepFailed(SagaEvent, frozen=True, kw_only=True, tag="step_failed"):
     reply_id: str | None = None
 
 
-class StepTimedOut(SagaEvent, frozen=True, kw_only=True, tag="step_timed_out"):
+class StepTimedOut(
+    SagaEvent, frozen=True, kw_only=True, omit_defaults=True, tag="step_timed_out"
+):
     """No answer by the deadline. ``retry_at`` (epoch ms) is when the next attempt
-    goes out, or ``None``: attempts are used up and the step has failed."""
+    goes out, or ``None``: attempts are used up, the step is in doubt and the
+    saga compensates it. ``in_doubt``: attempts are used up but the step cannot
+    be compensated, so it is retried until it is answered."""
 
     step: str
     attempt: int
     retry_at: int | None
+    in_doubt: bool = False
 
 
 class CompensationCommanded(
@@ -90,11 +104,20 @@ class CompensationFailed(
 
 
 class CompensationTimedOut(
-    SagaEvent, frozen=True, kw_only=True, tag="compensation_timed_out"
+    SagaEvent,
+    frozen=True,
+    kw_only=True,
+    omit_defaults=True,
+    tag="compensation_timed_out",
 ):
+    """No answer by the deadline; retried at ``retry_at``. ``in_doubt``: its
+    attempts are used up, and it is retried until it is answered. (Logs written
+    before that rule have ``retry_at`` ``None`` here: the saga failed.)"""
+
     step: str
     attempt: int
     retry_at: int | None
+    in_doubt: bool = False
 
 
 class SagaCompleted(SagaEvent, frozen=True, kw_only=True, tag="saga_completed"):
@@ -169,7 +192,8 @@ class LogRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 class HistoryCodec:
-    """Encodes and decodes :class:`LogRecord`; built once, reused."""
+    """Encodes and decodes :class:`LogRecord`; built once, reused. ``decode``
+    raises only a typed :class:`~events.errors.MessageDecodeError`."""
 
     __slots__ = ("_decoder", "_encoder")
 
@@ -181,4 +205,4 @@ class HistoryCodec:
         return self._encoder.encode(record)
 
     def decode(self, raw: bytes) -> LogRecord:
-        return self._decoder.decode(raw)
+        return decode_json(self._decoder, raw, max_depth=LOG_MAX_DEPTH)

@@ -22,6 +22,7 @@ tests and benchmarks can drive it in-process.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import os
@@ -31,7 +32,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import msgspec
 from kafka import TopicPartition
@@ -61,6 +62,7 @@ from actors.saga import (
     Tick,
     Verdict,
     decide,
+    late_reason,
     pending_command,
     replay,
 )
@@ -82,6 +84,8 @@ from events.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS, SAGA_REQUESTS
 
 log = logging.getLogger(__name__)
 
+_STATE_ENCODER = msgspec.json.Encoder()
+
 #: A consumed record as the router hands it over: (topic, partition, offset,
 #: key, value). Plain tuples cross the Ray boundary cheaply.
 Inbound: TypeAlias = tuple[str, int, int, str | None, bytes]
@@ -93,6 +97,8 @@ class HandleReport(msgspec.Struct, frozen=True):
     applied: int = 0
     duplicates: int = 0
     dead_letters: int = 0
+    #: Late successes of steps given up on in doubt (dead-lettered too).
+    late_replies: int = 0
 
 
 class HostStats(msgspec.Struct, frozen=True):
@@ -110,6 +116,7 @@ class HostStats(msgspec.Struct, frozen=True):
     resent: int
     #: Commands a restore queued for re-sending that have not gone out yet.
     resend_pending: int
+    late_replies: int = 0
 
 
 class HostMetrics(msgspec.Struct):
@@ -123,6 +130,8 @@ class HostMetrics(msgspec.Struct):
     dead_letters: int = 0
     duplicates: int = 0
     in_flight: int = 0
+    #: Successes that arrived for a step the saga had given up on in doubt.
+    late_replies: int = 0
 
 
 class HostUnavailableError(SagaError):
@@ -143,24 +152,39 @@ _RESEND_PER_TICK = 2_000
 class _Partition:
     """One owned partition: its live sagas and the books of ended ones."""
 
-    __slots__ = ("end", "finished", "finished_order", "manifest", "sagas", "since")
+    __slots__ = (
+        "doubtful",
+        "end",
+        "finished",
+        "finished_order",
+        "manifest",
+        "sagas",
+        "since",
+    )
 
     def __init__(self) -> None:
         self.sagas: dict[str, SagaState] = {}
         self.finished: set[str] = set()
         self.finished_order: deque[str] = deque()
+        #: Ended sagas that compensated a step in doubt, and that step: a late
+        #: success for it must be reported, not dropped as a duplicate.
+        self.doubtful: dict[str, str] = {}
         self.end = 0  # the log offset after the last record of this partition
         self.since = 0  # events appended since the last snapshot
         self.manifest = -1  # offset of the newest snapshot manifest
 
-    def finish(self, saga_id: str, retention: int) -> None:
+    def finish(self, saga_id: str, retention: int, doubtful: str = "") -> None:
         self.sagas.pop(saga_id, None)
         if saga_id in self.finished:
             return
         self.finished.add(saga_id)
         self.finished_order.append(saga_id)
+        if doubtful:
+            self.doubtful[saga_id] = doubtful
         while len(self.finished_order) > retention:
-            self.finished.discard(self.finished_order.popleft())
+            gone = self.finished_order.popleft()
+            self.finished.discard(gone)
+            self.doubtful.pop(gone, None)
 
 
 class _Batch:
@@ -170,10 +194,13 @@ class _Batch:
 
     def __init__(self) -> None:
         self.staged: dict[str, tuple[int, SagaState]] = {}
-        self.records: list[tuple[int, LogRecord]] = []
+        #: (partition, record, its encoding: checked once, sent as is)
+        self.records: list[tuple[int, LogRecord, bytes]] = []
         self.letters: list[DeadLetter] = []
         self.sends: list[tuple[int, Send]] = []
-        self.report = {"applied": 0, "duplicates": 0, "dead_letters": 0}
+        self.report = dict.fromkeys(
+            ("applied", "duplicates", "dead_letters", "late_replies"), 0
+        )
 
 
 class SagaHost:
@@ -200,11 +227,20 @@ class SagaHost:
         self._codec = MessageCodec(kafka.max_message_bytes)
         self._history = HistoryCodec()
         self._letters = DeadLetterCodec()
+        self._record_cap = kafka.max_message_bytes // 2
         self._parts = {p: _Partition() for p in sorted(set(partitions))}
         # (fire at, sagaId, partition, the deadline it was armed for)
         self._timers: list[tuple[int, str, int, int]] = []
         self._counters = dict.fromkeys(
-            ("applied", "duplicates", "dead_letters", "timers", "snapshots", "resent"),
+            (
+                "applied",
+                "duplicates",
+                "dead_letters",
+                "late_replies",
+                "timers",
+                "snapshots",
+                "resent",
+            ),
             0,
         )
         self._resend: deque[tuple[int, str, int]] = deque()
@@ -270,6 +306,7 @@ class SagaHost:
                 restore_s=self._restored.seconds,
                 resent=self._counters["resent"],
                 resend_pending=len(self._resend),
+                late_replies=self._counters["late_replies"],
             )
 
     def snapshot(self) -> None:
@@ -348,7 +385,13 @@ class SagaHost:
                 )
                 return
             if state is None:
-                if saga_id in part.finished:
+                late = part.doubtful.get(saga_id)
+                if message.success and late is not None and message.step_id == late:
+                    work.report["late_replies"] += 1
+                    self._dead(
+                        work, inbound, late_reason(saga_id, late, "ended"), now, message
+                    )
+                elif saga_id in part.finished:
                     work.report["duplicates"] += 1
                 else:
                     self._dead(
@@ -372,11 +415,19 @@ class SagaHost:
                 error=message.error,
                 now=now,
                 jitter=self._random.random(),
+                command_id=message.command_id,
             )
         decision = decide(definition, state, item)
-        self._stage(work, number, state, decision, now, f"{topic}/{partition}/{offset}")
-        if decision.verdict is Verdict.UNEXPECTED:
+        if decision.verdict is Verdict.LATE:
+            work.report["late_replies"] += 1
+        if decision.verdict in (Verdict.UNEXPECTED, Verdict.LATE):
             self._dead(work, inbound, decision.reason, now, message)
+            return
+        refused = self._stage(
+            work, number, state, decision, now, f"{topic}/{partition}/{offset}"
+        )
+        if refused:
+            self._dead(work, inbound, refused, now, message)
 
     def _stage(
         self,
@@ -386,30 +437,53 @@ class SagaHost:
         decision: Decision,
         now: int,
         cause: str,
-    ) -> None:
+    ) -> str:
+        """Stage an applied decision; returns why it cannot be logged ("" if
+        it can), in which case nothing of it is staged."""
         if decision.verdict is Verdict.DUPLICATE:
             work.report["duplicates"] += 1
-            return
+            return ""
         if decision.verdict is not Verdict.APPLIED or not decision.events:
-            return
+            return ""
         state = decision.state
         assert state is not None
+        record = LogRecord(
+            saga_id=state.saga_id,
+            saga_type=state.saga_type,
+            seq=1 if before is None else before.seq + 1,
+            at=now,
+            events=decision.events,
+            cause=cause,
+        )
+        raw, refused = self._encoded(record)
+        if refused:
+            return refused
         work.report["applied"] += 1
         work.staged[state.saga_id] = (number, state)
-        work.records.append(
-            (
-                number,
-                LogRecord(
-                    saga_id=state.saga_id,
-                    saga_type=state.saga_type,
-                    seq=1 if before is None else before.seq + 1,
-                    at=now,
-                    events=decision.events,
-                    cause=cause,
-                ),
-            )
-        )
+        work.records.append((number, record, raw))
         work.sends.extend((number, send) for send in decision.commands)
+        return ""
+
+    def _encoded(self, record: LogRecord) -> tuple[bytes, str]:
+        """The record's bytes, or why it cannot be logged. Each is read back
+        through the log codec before it is accepted, so the log never holds a
+        record that a restore or a reader could not decode; and it stays well
+        under the broker's record limit, so an append cannot fail for good."""
+        try:
+            raw = self._history.encode(record)
+        except Exception as exc:
+            return b"", f"the saga log record cannot be encoded: {exc!r}"
+        if len(raw) > self._record_cap:
+            return b"", (
+                f"the saga log record would be {len(raw):,} bytes, over the cap of "
+                f"{self._record_cap:,} (half of kafka.max_message_bytes): send a "
+                "smaller saga input or reply payload"
+            )
+        try:
+            self._history.decode(raw)
+        except Exception as exc:
+            return b"", f"the saga log record would not read back: {exc}"
+        return raw, ""
 
     def _dead(
         self,
@@ -441,40 +515,38 @@ class SagaHost:
             )
         )
 
+    def _dead_timer(
+        self, work: _Batch, number: int, state: SagaState, now: int, error: str
+    ) -> None:
+        """A deadline the saga could not act on: the letter carries the saga's
+        state and names its log partition (``saga dlq replay`` refuses to write
+        it there: there is no original message to re-send)."""
+        where = (SAGA_EVENTS, number, self._parts[number].end)
+        self._dead(
+            work,
+            (*where, state.saga_id, _STATE_ENCODER.encode(state)),
+            f"the deadline of saga {state.saga_id} (step {state.step_id!r}, attempt "
+            f"{state.attempt}) could not be acted on: {error}",
+            now,
+        )
+
     # -- making a batch durable, then current -------------------------------
 
     def _commit(self, work: _Batch) -> None:
         if not (work.records or work.letters):
             self._counters["duplicates"] += work.report["duplicates"]
             return
-        publish = self._publisher.publish_raw
-        futures = [
-            (
-                number,
-                len(record.events),
-                publish(
-                    SAGA_EVENTS,
-                    record.saga_id,
-                    self._history.encode(record),
-                    partition=number,
-                ),
-            )
-            for number, record in work.records
-        ]
-        letters = [
-            publish(
-                SAGA_DLQ,
-                letter.key,
-                self._letters.encode(letter),
-                partition=letter.partition,
-            )
-            for letter in work.letters
-        ]
         try:
-            self._publisher.flush()
-        except EventsError as exc:
+            futures, letters = self._append(work)
+        except BaseException as exc:
+            # Part of the batch may be queued and land: memory no longer says
+            # what the log says. Rebuild from the log before the next input.
             self._stale = True
-            raise HostUnavailableError(f"saga events not acknowledged: {exc}") from exc
+            if isinstance(exc, EventsError):
+                raise HostUnavailableError(
+                    f"saga events not acknowledged: {exc}"
+                ) from exc
+            raise
         failed = [f for _, _, f in futures if f.failed()] + [
             f for f in letters if f.failed()
         ]
@@ -495,7 +567,7 @@ class SagaHost:
         for saga_id, (number, state) in work.staged.items():
             part = self._parts[number]
             if state.status.terminal:
-                part.finish(saga_id, retention)
+                part.finish(saga_id, retention, state.doubtful)
             else:
                 part.sagas[saga_id] = state
                 if state.deadline:
@@ -515,6 +587,29 @@ class SagaHost:
                     log.exception("snapshot of partition %d failed", number)
                     part.since = self._settings.snapshot_every // 2
 
+    def _append(self, work: _Batch) -> tuple[list[tuple[int, int, Any]], list[Any]]:
+        """Queue the batch's records and letters and wait for the broker."""
+        publish = self._publisher.publish_raw
+        futures = [
+            (
+                number,
+                len(record.events),
+                publish(SAGA_EVENTS, record.saga_id, raw, partition=number),
+            )
+            for number, record, raw in work.records
+        ]
+        letters = [
+            publish(
+                SAGA_DLQ,
+                letter.key,
+                self._letters.encode(letter),
+                partition=letter.partition,
+            )
+            for letter in work.letters
+        ]
+        self._publisher.flush()
+        return futures, letters
+
     def _tally(self, work: _Batch) -> None:
         """The batch in the host's metrics (read by the /metrics endpoint)."""
         metrics = self._metrics
@@ -524,7 +619,7 @@ class SagaHost:
             produced[SAGA_DLQ] = produced.get(SAGA_DLQ, 0) + len(work.letters)
         for _, send in work.sends:
             produced[send.topic] = produced.get(send.topic, 0) + 1
-        for _, record in work.records:
+        for _, record, _ in work.records:
             if record.seq == 1:
                 metrics.started[record.saga_type] = (
                     metrics.started.get(record.saga_type, 0) + 1
@@ -551,6 +646,7 @@ class SagaHost:
                 in_flight=in_flight,
                 dead_letters=self._counters["dead_letters"],
                 duplicates=self._counters["duplicates"],
+                late_replies=self._counters["late_replies"],
             )
 
     def _send(self, number: int, send: Send) -> None:
@@ -570,6 +666,7 @@ class SagaHost:
             part.end,
             list(part.sagas.values()),
             list(part.finished_order),
+            dict(part.doubtful),
             part.manifest,
         )
         part.since = 0
@@ -607,13 +704,16 @@ class SagaHost:
                 tick = Tick(saga_id=saga_id, now=now, jitter=self._random.random())
                 try:
                     decision = decide(self._definitions[state.saga_type], state, tick)
-                except Exception:
-                    # One saga's bug must not cost the others their timers; this
-                    # one stays as it is, visible in the log and in its state.
+                    refused = self._stage(work, number, state, decision, now, "timer")
+                except Exception as exc:
+                    # One saga's bug must not cost the others their timers. This
+                    # one stays as it is, and a person is told through the DLQ.
                     log.exception("deciding the deadline of saga %s failed", saga_id)
+                    refused = f"internal error: {exc!r}"
+                if refused:
+                    self._dead_timer(work, number, state, now, refused)
                     continue
                 fired += 1
-                self._stage(work, number, state, decision, now, "timer")
             try:
                 self._commit(work)
             except Exception:
@@ -643,8 +743,17 @@ class SagaHost:
 
     def _reload(self) -> None:
         """Forget memory and rebuild it from the log: after an append of unknown
-        outcome, the log is the truth and memory may disagree with it."""
+        outcome, the log is the truth and memory may disagree with it.
+
+        The producer is replaced first: an append that expired leaves an
+        idempotent producer out of step with the broker's sequence numbers (or
+        fenced), and every later append through it would fail too."""
         log.warning("rebuilding partitions %s from the log", sorted(self._parts))
+        fresh = KafkaMessagePublisher(self._kafka)
+        with contextlib.suppress(EventsError):
+            self._publisher.close(timeout_s=1.0)
+        self._publisher = fresh
+        self._snapshots = SnapshotStore(self._kafka, fresh)
         self._parts = {p: _Partition() for p in self._parts}
         self._timers.clear()
         self._resend.clear()
@@ -679,7 +788,11 @@ class SagaHost:
             part = self._parts[number]
             part.sagas = {s.saga_id: s for s in snapshot.sagas}
             for saga_id in snapshot.finished:
-                part.finish(saga_id, self._settings.finished_retention)
+                part.finish(
+                    saga_id,
+                    self._settings.finished_retention,
+                    snapshot.doubtful.get(saga_id, ""),
+                )
             part.end = snapshot.log_offset
             part.manifest = snapshot.manifest_offset
             sagas += len(snapshot.sagas)
@@ -699,8 +812,8 @@ class SagaHost:
 
     def _replay(self, part: _Partition, number: int, offset: int, value: bytes) -> str:
         try:
-            record = self._history.decode(value)
-        except msgspec.DecodeError as exc:
+            record = self._history.decode(value or b"")
+        except MessageDecodeError as exc:
             raise RestoreError(
                 f"{SAGA_EVENTS} partition {number} offset {offset} is not a saga "
                 f"log record: {exc}"
@@ -715,7 +828,9 @@ class SagaHost:
             ) from None
         assert state is not None
         if state.status.terminal:
-            part.finish(record.saga_id, self._settings.finished_retention)
+            part.finish(
+                record.saga_id, self._settings.finished_retention, state.doubtful
+            )
         else:
             part.sagas[record.saga_id] = state
         return record.saga_id

@@ -14,6 +14,10 @@ Metric names and labels:
 - ``saga_retries_total{kind}``: ``step`` (a command sent again as a new attempt)
   or ``service`` (a participant batch retried)
 - ``saga_dead_letters_total{source}``, ``saga_duplicates_total``
+- ``saga_late_replies_total``: successes for a step a saga had given up on in
+  doubt and compensated (each is dead-lettered with the reason too)
+- ``saga_service_breaker_open{service}``: 1 while a service's database or disk
+  fails and its circuit breaker holds the batch back
 - ``saga_consumer_lag{group,topic,partition}``: records behind, from Kafka
 - ``saga_projection_lag_records``, ``saga_projection_lag_seconds``
 """
@@ -58,6 +62,8 @@ SAMPLE_NAMES: Final = frozenset(
         "saga_retries_total",
         "saga_dead_letters_total",
         "saga_duplicates_total",
+        "saga_late_replies_total",
+        "saga_service_breaker_open",
         "saga_consumer_lag",
         "saga_projection_lag_records",
         "saga_projection_lag_seconds",
@@ -191,6 +197,21 @@ class PlatformCollector(Collector):
             "Duplicates recognised and dropped by the hosts",
             value=sum(h.duplicates for h in hosts),
         )
+
+        yield CounterMetricFamily(
+            "saga_late_replies",
+            "Successes for a step given up on in doubt and compensated",
+            value=sum(h.late_replies for h in hosts),
+        )
+
+        breaker = GaugeMetricFamily(
+            "saga_service_breaker_open",
+            "1 while the service holds batches back: its database or disk fails",
+            labels=["service"],
+        )
+        for name, s in services.items():
+            breaker.add_metric([name], int(s.breaker_open))
+        yield breaker
 
         lags = self._consumer_lag()
         lag = GaugeMetricFamily(

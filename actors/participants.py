@@ -8,16 +8,35 @@ the working copy become the state. A crash before the commit loses nothing
 (the commands are redelivered); after it, a redelivery finds the stored reply
 and applies nothing twice.
 
+Which replies are recorded: every success, and every refusal of a forward
+command (sticky: a refused payment must never be applied by a later duplicate,
+or money is taken for a rejected saga). A refused compensation is not recorded:
+its next attempt is decided afresh and answered with a reply of its own
+(``<messageId>:reply``), so a refund refused for a while heals instead of
+repeating one stored refusal that the saga drops as a duplicate. Every reply
+names the command it answers (``commandId``); a stored one keeps the commandId
+of the attempt that made it.
+
 Effects are append-only rows (payments, refunds, deposits) that name their
-saga, so an audit can count them per saga straight from the files.
+saga, so an audit can count them per saga straight from the files. They are
+also natural keys that outlive the idempotency records' retention: one payment
+(``pay-<sagaId>``), one refund per payment and one deposit per saga. A late
+duplicate (a dead letter replayed, a group re-reading from earliest) gets the
+original success, and nothing is applied twice.
+
+A database or disk failure (DuckDB's operational errors: I/O, a failed commit,
+out of memory) is not the command's fault: the handler raises
+:class:`~events.errors.ServiceUnavailableError`, and the command service backs
+off and redelivers the batch instead of dead-lettering it.
 """
 
 from __future__ import annotations
 
 import random
 import threading
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,6 +44,8 @@ from typing import Any, ClassVar
 import duckdb
 import msgspec
 
+from actors.saga import COMPENSATE
+from events.errors import ServiceUnavailableError
 from events.messages import CommandMessage, EventMessage, MessageCodec
 from events.service import CommandService, RetrySettings
 from events.settings import KafkaSettings
@@ -56,17 +77,23 @@ class Participant(ABC):
     schema: ClassVar[str]
 
     def __init__(
-        self, path: str | Path, *, faults: float = 0.0, seed: int | None = None
+        self,
+        path: str | Path,
+        *,
+        faults: float = 0.0,
+        seed: int | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         """``faults`` is fault injection for `saga run`: the share of batches
         that fail with a :class:`TransientFault` after deciding and before
-        committing, as a database or network hiccup would."""
+        committing, as a database or network hiccup would. ``clock`` dates the
+        idempotency records (their retention runs on it)."""
         self.path = Path(path)
         self._faults = faults
         self._random = random.Random(seed)
         self.db = open_store(self.path)
         self.db.execute(self.schema)
-        self.idempotency = IdempotencyService(self.db)
+        self.idempotency = IdempotencyService(self.db, clock=clock)
         self._codec = MessageCodec()
         self._lock = threading.Lock()
         self.load()
@@ -85,7 +112,9 @@ class Participant(ABC):
 
     @abstractmethod
     def decide(self, command: CommandMessage, now: datetime) -> Outcome:
-        """Apply one command to the working copy; record its effect rows."""
+        """Apply one command to the working copy; record its effect rows (none
+        for a refusal: a refused compensation leaves no record to pair them
+        with)."""
 
     @abstractmethod
     def write(self, db: duckdb.DuckDBPyConnection) -> None:
@@ -96,37 +125,57 @@ class Participant(ABC):
         """The batch committed: the working copy becomes the state."""
 
     def handle(self, commands: Sequence[CommandMessage]) -> list[EventMessage]:
-        """The batch handler: one reply per command, effects applied once."""
+        """The batch handler: one reply per command, effects applied once.
+
+        Raises :class:`ServiceUnavailableError` when the database fails to
+        operate; the batch then applied nothing.
+        """
         with self._lock:
-            now = datetime.now(UTC)
-            stored = self.idempotency.seen(idempotency_key(c) for c in commands)
-            self.begin()
-            replies: list[EventMessage] = []
-            records: list[Processed] = []
-            for command in commands:
-                key = idempotency_key(command)
-                if key in stored:
-                    replies.append(self._codec.decode(stored[key]))  # type: ignore[arg-type]
-                    continue
-                outcome = self.decide(command, now)
-                reply = EventMessage(
-                    message_id=f"{command.message_id}:reply",
-                    saga_id=command.saga_id,
-                    step_id=command.step_id,
-                    timestamp=now,
-                    success=outcome.success,
-                    payload=outcome.payload,
-                    error=outcome.error,
-                )
-                raw = self._codec.encode(reply)
-                stored[key] = raw
-                records.append(Processed(key, command.message_id, raw))
-                replies.append(reply)
-            if self._faults and self._random.random() < self._faults:
-                raise TransientFault(f"{self.service}: injected transient fault")
-            self.idempotency.commit(records, self.write)
-            self.adopt()
-            return replies
+            try:
+                return self._handle(commands)
+            except duckdb.OperationalError as exc:
+                # I/O, a commit that could not be written, out of memory: the
+                # database's fault, not the batch's. Constraint and other
+                # errors stay what they are and count against the commands.
+                raise ServiceUnavailableError(
+                    f"{self.service}: database unavailable: {exc}"
+                ) from exc
+
+    def _handle(self, commands: Sequence[CommandMessage]) -> list[EventMessage]:
+        now = datetime.now(UTC)
+        stored = self.idempotency.seen(idempotency_key(c) for c in commands)
+        self.begin()
+        replies: list[EventMessage] = []
+        records: list[Processed] = []
+        for command in commands:
+            key = idempotency_key(command)
+            if key in stored:
+                replies.append(self._codec.decode(stored[key]))  # type: ignore[arg-type]
+                continue
+            outcome = self.decide(command, now)
+            reply = EventMessage(
+                # Per attempt: a compensation refused, then decided afresh,
+                # answers with a new id the saga does not drop as a duplicate.
+                message_id=f"{command.message_id}:reply",
+                saga_id=command.saga_id,
+                step_id=command.step_id,
+                timestamp=now,
+                success=outcome.success,
+                payload=outcome.payload,
+                error=outcome.error,
+                command_id=command.message_id,
+            )
+            replies.append(reply)
+            if not outcome.success and command.step_id.endswith(COMPENSATE):
+                continue  # not recorded: the next attempt is decided afresh
+            raw = self._codec.encode(reply)
+            stored[key] = raw
+            records.append(Processed(key, command.message_id, raw))
+        if self._faults and self._random.random() < self._faults:
+            raise TransientFault(f"{self.service}: injected transient fault")
+        self.idempotency.commit(records, self.write)
+        self.adopt()
+        return replies
 
     def close(self) -> None:
         self.idempotency.close()
@@ -185,7 +234,12 @@ class UserService(Participant):
 
 
 class PaymentService(Participant):
-    """Payments within a per-payment limit and the wallet's balance; refunds."""
+    """Payments within a per-payment limit and the wallet's balance; refunds.
+
+    One payment per saga (``pay-<sagaId>``) and one refund per payment, whatever
+    the idempotency records still remember. A refund into a wallet that no
+    longer exists is refused, and its next attempt decided afresh.
+    """
 
     service = "payment"
     actions = ("process", "refund")
@@ -224,8 +278,9 @@ class PaymentService(Participant):
 
     def begin(self) -> None:
         self._balances: dict[str, int] = {}
-        self._payments: list[tuple[Any, ...]] = []
-        self._refunds: list[tuple[Any, ...]] = []
+        # The batch's rows by payment_id: each payment and refund at most once.
+        self._payments: dict[str, tuple[Any, ...]] = {}
+        self._refunds: dict[str, tuple[Any, ...]] = {}
 
     def _balance(self, user: str) -> int:
         return int(self._balances.get(user, self.wallets[user][0]))
@@ -236,8 +291,14 @@ class PaymentService(Participant):
             return Outcome(
                 False, error=f"not a payment command: {command.target_service}"
             )
-        if command.step_id.endswith(".compensate"):
+        if command.step_id.endswith(COMPENSATE):
             return self._refund(command, payload, now)
+        payment_id = f"pay-{command.saga_id}"
+        earlier = self._payment(payment_id)
+        if earlier is not None:
+            # A late duplicate whose idempotency record is gone: the saga has
+            # its payment; answer as the first time, take nothing more.
+            return Outcome(True, {"paymentId": payment_id, "amount": earlier[1]})
         user = str(payload.get("userId", ""))
         amount = payload.get("amount")
         if not isinstance(amount, int) or amount <= 0:
@@ -250,12 +311,16 @@ class PaymentService(Participant):
             return Outcome(False, error=f"over the limit of {self.wallets[user][1]}")
         if amount > self._balance(user):
             return Outcome(False, error="insufficient funds")
-        payment_id = f"pay-{command.saga_id}"
         if self._refunded(payment_id):
             return Outcome(False, error="the saga was rolled back before this payment")
         self._balances[user] = self._balance(user) - amount
-        self._payments.append(
-            (payment_id, command.saga_id, user, amount, payload.get("currency"), now)
+        self._payments[payment_id] = (
+            payment_id,
+            command.saga_id,
+            user,
+            amount,
+            payload.get("currency"),
+            now,
         )
         return Outcome(True, {"paymentId": payment_id, "amount": amount})
 
@@ -265,26 +330,37 @@ class PaymentService(Participant):
         payment_id = str(payload.get("paymentId") or f"pay-{command.saga_id}")
         if self._refunded(payment_id):
             return Outcome(True, {"paymentId": payment_id, "alreadyRefunded": True})
-        staged = {p[0]: (p[2], p[3]) for p in self._payments}
-        found = self.payments.get(payment_id) or staged.get(payment_id)
+        found = self._payment(payment_id)
         if found is None:
             # The payment never happened (its command timed out on the way):
             # nothing to give back, and a late arrival of it must be refused.
-            self._refunds.append((payment_id, command.saga_id, 0, now))
+            self._refunds[payment_id] = (payment_id, command.saga_id, 0, now)
             return Outcome(True, {"paymentId": payment_id, "refunded": 0})
         user, amount = found
+        if user not in self.wallets:
+            # Not recorded (a refused compensation): once the wallet is back,
+            # the next attempt refunds.
+            return Outcome(
+                False, error=f"no wallet for user {user} to refund {amount} into"
+            )
         self._balances[user] = self._balance(user) + amount
-        self._refunds.append((payment_id, command.saga_id, amount, now))
+        self._refunds[payment_id] = (payment_id, command.saga_id, amount, now)
         return Outcome(True, {"paymentId": payment_id, "refunded": amount})
 
+    def _payment(self, payment_id: str) -> tuple[str, int] | None:
+        """The payment's (user, amount), committed or in this batch."""
+        found = self.payments.get(payment_id)
+        if found is None and payment_id in self._payments:
+            row = self._payments[payment_id]
+            found = (row[2], row[3])
+        return found
+
     def _refunded(self, payment_id: str) -> bool:
-        return payment_id in self.refunded or any(
-            r[0] == payment_id for r in self._refunds
-        )
+        return payment_id in self.refunded or payment_id in self._refunds
 
     def write(self, db: duckdb.DuckDBPyConnection) -> None:
-        _rows(db, "payments", self._payments)
-        _rows(db, "refunds", self._refunds)
+        _rows(db, "payments", list(self._payments.values()))
+        _rows(db, "refunds", list(self._refunds.values()))
         if self._balances:
             db.execute(
                 "UPDATE wallets SET balance = v.balance FROM "
@@ -296,13 +372,16 @@ class PaymentService(Participant):
     def adopt(self) -> None:
         for user, balance in self._balances.items():
             self.wallets[user][0] = balance
-        for pid, _, user, amount, _, _ in self._payments:
+        for pid, _, user, amount, _, _ in self._payments.values():
             self.payments[pid] = (user, amount)
-        self.refunded.update(r[0] for r in self._refunds)
+        self.refunded.update(self._refunds)
 
 
 class AccountService(Participant):
-    """Deposits into open accounts; a closed or unknown account fails."""
+    """Deposits into open accounts; a closed or unknown account fails.
+
+    One deposit per saga, whatever the idempotency records still remember.
+    """
 
     service = "account"
     actions = ("deposit",)
@@ -322,6 +401,10 @@ class AccountService(Participant):
                 "SELECT account_id, status, balance FROM accounts"
             ).fetchall()
         }
+        #: The account each saga's deposit went into: the natural key.
+        self.deposited: dict[str, str] = dict(
+            self.db.execute("SELECT saga_id, account_id FROM deposits").fetchall()
+        )
 
     def seed(self, accounts: dict[str, str]) -> None:
         _rows(self.db, "accounts", [(a, s, 0) for a, s in accounts.items()])
@@ -329,10 +412,22 @@ class AccountService(Participant):
 
     def begin(self) -> None:
         self._balances: dict[str, int] = {}
-        self._deposits: list[tuple[Any, ...]] = []
+        # The batch's rows by sagaId: each saga's deposit at most once.
+        self._deposits: dict[str, tuple[Any, ...]] = {}
 
     def decide(self, command: CommandMessage, now: datetime) -> Outcome:
         payload = command.payload
+        earlier = self.deposited.get(command.saga_id)
+        if earlier is None and command.saga_id in self._deposits:
+            earlier = self._deposits[command.saga_id][1]
+        if earlier is not None:
+            # A late duplicate whose idempotency record is gone: the saga's
+            # deposit stands; answer success, credit nothing more.
+            balance = self._balances.get(earlier, self.accounts[earlier][1])
+            return Outcome(
+                True,
+                {"accountId": earlier, "balance": balance, "alreadyDeposited": True},
+            )
         account = str(payload.get("accountId", ""))
         amount = payload.get("amount")
         if not isinstance(amount, int) or amount <= 0:
@@ -346,13 +441,17 @@ class AccountService(Participant):
             return Outcome(False, error=f"account {account} is {found[0]}")
         balance = self._balances.get(account, found[1]) + amount
         self._balances[account] = balance
-        self._deposits.append(
-            (command.saga_id, account, amount, payload.get("paymentId"), now)
+        self._deposits[command.saga_id] = (
+            command.saga_id,
+            account,
+            amount,
+            payload.get("paymentId"),
+            now,
         )
         return Outcome(True, {"accountId": account, "balance": balance})
 
     def write(self, db: duckdb.DuckDBPyConnection) -> None:
-        _rows(db, "deposits", self._deposits)
+        _rows(db, "deposits", list(self._deposits.values()))
         if self._balances:
             db.execute(
                 "UPDATE accounts SET balance = v.balance FROM "
@@ -364,6 +463,7 @@ class AccountService(Participant):
     def adopt(self) -> None:
         for account, balance in self._balances.items():
             self.accounts[account][1] = balance
+        self.deposited.update((saga, row[1]) for saga, row in self._deposits.items())
 
 
 PARTICIPANTS: dict[str, type[Participant]] = {

@@ -21,20 +21,27 @@ import threading
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 import ray
+from kafka.errors import KafkaError
 from ray.exceptions import GetTimeoutError, RayError
 
 from actors.definitions import SagaDefinition
 from actors.host import HandleReport, Inbound
+from actors.workers import poll_until, start_vital
+from events.errors import EventsError, MessageDecodeError
 from events.listener import Delivery, KafkaEventListener
+from events.messages import decode_json
 from events.partitions import home_partition
 from events.settings import KafkaSettings
 from events.topics import SAGA_REQUESTS
 
 log = logging.getLogger(__name__)
+
+#: What a consumer loop retries in place: the broker and the network.
+BROKER_ERRORS: Final = (KafkaError, EventsError)
 
 
 def listened_topics(definitions: Mapping[str, SagaDefinition]) -> list[str]:
@@ -50,6 +57,24 @@ def listened_topics(definitions: Mapping[str, SagaDefinition]) -> list[str]:
 
 class _SagaIdOnly(msgspec.Struct, rename="camel"):
     saga_id: str = ""
+
+
+_SAGA_ID_ONLY: Final = msgspec.json.Decoder(_SagaIdOnly)
+
+
+def home_of(delivery: Delivery, partition_count: int) -> int:
+    """The partition whose host takes ``delivery``: its saga's home partition,
+    by its key, or else by the sagaId in its value. With neither, the record's
+    own partition: that host dead-letters it. Never raises for any record."""
+    saga_id = delivery.key
+    if saga_id is None:
+        try:
+            saga_id = decode_json(_SAGA_ID_ONLY, delivery.value).saga_id
+        except MessageDecodeError:
+            saga_id = ""
+    if not saga_id:
+        return delivery.partition
+    return home_partition(saga_id, partition_count)
 
 
 class RouterStats(msgspec.Struct, frozen=True):
@@ -95,7 +120,6 @@ class RouterActor:
             warnings.simplefilter("ignore", DeprecationWarning)
             restarted = ray.get_runtime_context().was_current_actor_reconstructed
         self._die_after = None if restarted else die_after_acks
-        self._decoder = msgspec.json.Decoder(_SagaIdOnly)
         self._acks = 0
         self._batches = 0
         self._routed = 0
@@ -109,43 +133,29 @@ class RouterActor:
             kafka, topics, self._dispatch, group_id=group_id, decode=False
         )
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="router", daemon=True)
-        self._thread.start()
+        self._thread = start_vital("router", self._run)
 
     def _run(self) -> None:
         try:
-            while not self._stopping.is_set():
-                try:
-                    self._listener.poll_once()
-                    self._assigned = sorted(
-                        (tp.topic, tp.partition) for tp in self._listener.assignment()
-                    )
-                except Exception:
-                    log.exception("router poll failed; retrying")
-                    time.sleep(1.0)
-                if self._failed_recently:
-                    # A host is down or restarting: let it restore before retrying.
-                    self._failed_recently = False
-                    time.sleep(0.5)
+            poll_until(self._stopping, self._poll, BROKER_ERRORS, "router poll")
         finally:
             self._listener.close()
 
-    def _home(self, delivery: Delivery) -> int:
-        saga_id = delivery.key
-        if saga_id is None:
-            try:
-                saga_id = self._decoder.decode(delivery.value).saga_id
-            except msgspec.DecodeError:
-                saga_id = ""
-        if not saga_id:
-            # Undecodable and unkeyed: the host of its own partition dead-letters it.
-            return delivery.partition
-        return home_partition(saga_id, self._count)
+    def _poll(self) -> None:
+        self._listener.poll_once()
+        self._assigned = sorted(
+            (tp.topic, tp.partition) for tp in self._listener.assignment()
+        )
+        if self._failed_recently:
+            # A host is down or restarting: let it restore before retrying.
+            self._failed_recently = False
+            time.sleep(0.5)
 
     def _dispatch(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         groups: dict[int, list[Delivery]] = {}
         for delivery in deliveries:
-            groups.setdefault(self._owners[self._home(delivery)], []).append(delivery)
+            home = home_of(delivery, self._count)
+            groups.setdefault(self._owners[home], []).append(delivery)
         calls = {
             host: self._hosts[host].handle.remote([_inbound(d) for d in group])
             for host, group in groups.items()

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,15 +32,18 @@ from kafka import KafkaConsumer, TopicPartition
 
 from actors.client import SagaClient
 from actors.config import SagaConfig
-from actors.errors import SagaError
+from actors.definitions import DEFINITIONS
+from actors.errors import SagaError, StartError
 from actors.history import OUTCOMES, HistoryCodec
 from actors.metrics import PlatformCollector, serve_metrics
 from actors.participants import (
+    PARTICIPANTS,
     AccountService,
     PaymentService,
     UserService,
     consumer_groups,
 )
+from actors.router import listened_topics
 from actors.runtime import (
     Engine,
     ensure_ray,
@@ -52,9 +55,10 @@ from actors.runtime import (
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker
 from events.clients import connect, consumer_options
+from events.errors import MessageDecodeError
 from events.reader import PartitionReader
 from events.settings import KafkaSettings
-from events.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS
+from events.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS, command_topic
 
 
 class RunOptions(msgspec.Struct, frozen=True):
@@ -148,6 +152,8 @@ class Follower:
         self.newest_at = 0
         self.first_at = 0
         self.ended: dict[str, tuple[str, int]] = {}
+        #: Records that are not saga log records: counted and passed over.
+        self.unreadable = 0
         self._consumer = connect(KafkaConsumer, kafka, consumer_options(kafka, None))
         self._consumer.assign(list(starts))
         for tp, offset in starts.items():
@@ -161,7 +167,11 @@ class Follower:
         while not self._stop.is_set():
             for records in self._consumer.poll(timeout_ms=200).values():
                 for raw in records:
-                    record = self._codec.decode(raw.value)
+                    try:
+                        record = self._codec.decode(raw.value or b"")
+                    except MessageDecodeError:
+                        self.unreadable += 1
+                        continue
                     self.newest_at = max(self.newest_at, record.at)
                     self.first_at = self.first_at or record.at
                     if record.saga_id not in self._ids:
@@ -211,24 +221,39 @@ def seed_participants(data_dir: Path, load: Workload) -> None:
     accounts.close()
 
 
-def audit(data_dir: Path, outcomes: dict[str, str], ids: set[str]) -> dict[str, int]:
-    """Violations, counted from the participants' files and the log's outcomes."""
+def audit(
+    data_dir: Path,
+    outcomes: dict[str, str],
+    ids: set[str],
+    opening: Workload,
+) -> dict[str, int]:
+    """Violations, counted from the participants' files and the log's outcomes.
 
-    def per_saga(file: str, table: str) -> dict[str, int]:
+    Money is checked per saga (payments minus refunds equals deposits, and no
+    saga both deposited and refunded) and per wallet and account (its balance
+    is its opening balance plus its rows), from the services' own files.
+    """
+
+    def per_saga(file: str, table: str) -> dict[str, tuple[int, int]]:
         with duckdb.connect(str(data_dir / file), read_only=True) as db:
             rows = db.execute(
-                f"SELECT saga_id, count(*) FROM {table} GROUP BY saga_id"
+                f"SELECT saga_id, count(*), sum(amount) FROM {table} GROUP BY saga_id"
             ).fetchall()
-        return {saga: n for saga, n in rows if saga in ids}
+        return {saga: (n, int(total)) for saga, n, total in rows if saga in ids}
 
     payments = per_saga("payment.duckdb", "payments")
     refunds = per_saga("payment.duckdb", "refunds")
     deposits = per_saga("account.duckdb", "deposits")
     compensated = {s for s, o in outcomes.items() if o == "compensated"}
+
+    def amount(rows: dict[str, tuple[int, int]], saga: str) -> int:
+        return rows.get(saga, (0, 0))[1]
+
+    balances = _balance_mismatches(data_dir, opening)
     return {
-        "double_payments": sum(1 for n in payments.values() if n > 1),
-        "double_deposits": sum(1 for n in deposits.values() if n > 1),
-        "double_refunds": sum(1 for n in refunds.values() if n > 1),
+        "double_payments": sum(1 for n, _ in payments.values() if n > 1),
+        "double_deposits": sum(1 for n, _ in deposits.values() if n > 1),
+        "double_refunds": sum(1 for n, _ in refunds.values() if n > 1),
         "missing_refunds": sum(
             1 for s in compensated if s in payments and s not in refunds
         ),
@@ -240,7 +265,98 @@ def audit(data_dir: Path, outcomes: dict[str, str], ids: set[str]) -> dict[str, 
             1 for s in deposits if outcomes.get(s) != "completed"
         ),
         "stuck": len(ids) - len(outcomes),
+        # The invariant itself: money neither created nor lost, per saga.
+        "unbalanced_sagas": sum(
+            1
+            for s in ids
+            if amount(payments, s) - amount(refunds, s) != amount(deposits, s)
+        ),
+        "deposited_and_refunded": sum(1 for s in deposits if s in refunds),
+        "wallet_mismatches": balances[0],
+        "account_mismatches": balances[1],
     }
+
+
+def _balance_mismatches(data_dir: Path, opening: Workload) -> tuple[int, int]:
+    """Wallets and accounts whose balance is not their opening balance plus
+    their own rows: an effect applied without its row, or the other way."""
+    with duckdb.connect(str(data_dir / "payment.duckdb"), read_only=True) as db:
+        wallets = db.execute(
+            """
+            SELECT w.user_id, w.balance,
+                   coalesce(p.paid, 0), coalesce(r.refunded, 0)
+            FROM wallets w
+            LEFT JOIN (SELECT user_id, sum(amount) AS paid FROM payments
+                       GROUP BY user_id) p USING (user_id)
+            LEFT JOIN (SELECT p.user_id, sum(r.amount) AS refunded
+                       FROM refunds r JOIN payments p USING (payment_id)
+                       GROUP BY p.user_id) r USING (user_id)
+            """
+        ).fetchall()
+    with duckdb.connect(str(data_dir / "account.duckdb"), read_only=True) as db:
+        accounts = db.execute(
+            """
+            SELECT a.account_id, a.balance, coalesce(d.total, 0)
+            FROM accounts a
+            LEFT JOIN (SELECT account_id, sum(amount) AS total FROM deposits
+                       GROUP BY account_id) d USING (account_id)
+            """
+        ).fetchall()
+    wallet_bad = sum(
+        1
+        for user, balance, paid, refunded in wallets
+        if user in opening.wallets
+        and balance != opening.wallets[user][0] - paid + refunded
+    )
+    # Accounts open at zero.
+    account_bad = sum(
+        1
+        for account, balance, total in accounts
+        if account in opening.accounts and balance != total
+    )
+    return wallet_bad, account_bad
+
+
+def drain(
+    kafka: KafkaSettings,
+    groups: Mapping[str, Sequence[str]],
+    timeout_s: float,
+    say: Callable[[str], None],
+) -> int:
+    """Wait until each group has consumed its topics to their ends (commands a
+    service has not handled yet may still take effect, so an audit before
+    that proves nothing). Returns the records still unconsumed at the end."""
+    partitions = kafka.topics.partitions
+    wanted = {
+        group: [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        for group, topics in groups.items()
+    }
+    behind = -1
+    last_change = time.monotonic()
+    with TopicAdmin(kafka) as admin, PartitionReader(kafka) as reader:
+        while True:
+            ends = reader.ends([tp for tps in wanted.values() for tp in tps])
+            now_behind = 0
+            for group, tps in wanted.items():
+                committed = {
+                    (lag.topic, lag.partition): lag.committed
+                    for lag in admin.consumer_lag(group)
+                }
+                now_behind += sum(
+                    max(0, ends[tp] - committed.get((tp.topic, tp.partition), 0))
+                    for tp in tps
+                )
+            if now_behind == 0:
+                return 0
+            if now_behind != behind:
+                behind, last_change = now_behind, time.monotonic()
+            elif time.monotonic() - last_change > timeout_s:
+                say(
+                    f"warning: {behind:,} records still unconsumed after "
+                    f"{timeout_s:g} s without progress; auditing anyway"
+                )
+                return behind
+            time.sleep(0.25)
 
 
 def log_ends(kafka: KafkaSettings) -> dict[TopicPartition, int]:
@@ -274,6 +390,37 @@ def catch_up(
         wait_until(caught_up, timeout_s, "the projection to catch up")
     except SagaError as exc:
         say(f"warning: {exc}; its tables lag the log")
+
+
+def platform_groups(kafka: KafkaSettings) -> dict[str, list[str]]:
+    """Each consumer group that acts on sagas and the topics it reads."""
+    groups = {
+        f"{name}-service": [command_topic(cls.service, a) for a in cls.actions]
+        for name, cls in PARTICIPANTS.items()
+    }
+    groups[kafka.consumer.group_id] = listened_topics(DEFINITIONS)
+    return groups
+
+
+def start_all(
+    client: SagaClient,
+    requests: list[tuple[str, dict[str, Any], str]],
+    say: Callable[[str], None],
+    attempts: int = 5,
+) -> None:
+    """Start the requests, sending again those the broker did not acknowledge
+    (same sagaIds: one that did land after all is a duplicate)."""
+    pending: list[tuple[str, Mapping[str, Any], str | None]] = list(requests)
+    for attempt in range(1, attempts + 1):
+        try:
+            client.start_many(pending)
+            return
+        except StartError as exc:
+            if attempt == attempts:
+                raise
+            say(f"warning: {exc}; sending them again")
+            pending = [r for r in pending if r[2] in exc.failed]
+            time.sleep(min(2.0**attempt, 10.0))
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -377,7 +524,7 @@ def run(
                     while i - follower.count() > options.max_in_flight:
                         progress(follower.count(), len(ids), time.monotonic() - began)
                         time.sleep(0.05)
-                    client.start_many(load.requests[i : i + chunk])
+                    start_all(client, load.requests[i : i + chunk], say)
                     if chaos is not None:
                         chaos.tick(min(i + chunk, len(ids)) / len(ids))
                     progress(follower.count(), len(ids), time.monotonic() - began)
@@ -400,8 +547,20 @@ def run(
                 time.sleep(0.25)
             elapsed = time.monotonic() - began
             progress(follower.count(), len(ids), elapsed)
+            # Commands still queued (attempts answered already, or a service
+            # that was slow) may yet take effect, and their replies be late:
+            # the audit waits until every service and router has read it all.
+            say("waiting for the services and routers to consume everything")
+            undrained = drain(
+                kafka, platform_groups(kafka), options.stall_timeout_s, say
+            )
         finally:
             follower.close()
+            if follower.unreadable:
+                say(
+                    f"warning: {follower.unreadable} records on {SAGA_EVENTS} are "
+                    "not saga log records; passed over"
+                )
             catch_up(kafka, projection, options.stall_timeout_s, say)
             ray.get(projection.stop.remote(), timeout=60)
             ray.kill(projection, no_restart=True)
@@ -431,7 +590,7 @@ def run(
             p50_ms=percentile(latencies, 0.50),
             p99_ms=percentile(latencies, 0.99),
             dlq=dead,
-            audit=audit(data_dir, outcomes, ids),
+            audit={**audit(data_dir, outcomes, ids, load), "undrained": undrained},
             seed=options.seed,
             elapsed_s=round(elapsed, 2),
             chaos=[] if chaos is None else chaos.log,

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import ray
 
 from actors.config import EngineSettings, RaySettings
@@ -25,8 +26,9 @@ from actors.definitions import DEFINITIONS, SagaDefinition
 from actors.errors import SagaError
 from actors.host import HostStats, SagaHost, owned_partitions
 from actors.participants import PARTICIPANTS, serve
-from actors.router import RouterActor, RouterStats, listened_topics
+from actors.router import BROKER_ERRORS, RouterActor, RouterStats, listened_topics
 from actors.saga import SagaState
+from actors.workers import poll_until, start_vital
 from events.listener import Delivery, KafkaEventListener
 from events.partitions import home_partition
 from events.service import RetrySettings, ServiceStats
@@ -152,8 +154,9 @@ class Engine:
 
 class ParticipantActor:
     """A participant service in a Ray actor: its command service polls in a
-    thread; Ray restarts the actor if its process dies, and the restarted one
-    reopens the same DuckDB file and rejoins the same consumer group."""
+    thread whose death ends the process (see :mod:`actors.workers`); Ray
+    restarts the actor, and the restarted one reopens the same DuckDB file and
+    rejoins the same consumer group."""
 
     def __init__(
         self,
@@ -165,10 +168,16 @@ class ParticipantActor:
     ) -> None:
         self._participant = PARTICIPANTS[service](path, faults=faults)
         self._service = serve(kafka, self._participant, retry=retry)
-        self._thread = threading.Thread(
-            target=self._service.run, name=f"{service}-service", daemon=True
+        self._stopping = threading.Event()
+        self._thread = start_vital(f"{service}-service", self._run)
+
+    def _run(self) -> None:
+        poll_until(
+            self._stopping,
+            self._service.poll_once,
+            BROKER_ERRORS,
+            f"{self._service.name} poll",
         )
-        self._thread.start()
 
     def pid(self) -> int:
         return os.getpid()
@@ -178,6 +187,7 @@ class ParticipantActor:
 
     def stop(self) -> None:
         """Leave the group and close the DuckDB file (so others may open it)."""
+        self._stopping.set()
         self._service.stop()
         self._thread.join(timeout=30)
         self._service.close()
@@ -240,7 +250,7 @@ class ProjectionActor:
         self._dirty = True
         self._db = open_store(path)
         self._writer = ProjectionWriter(self._db)
-        self._counts = {"events": 0, "dead_letters": 0, "skipped": 0}
+        self._counts = {"events": 0, "dead_letters": 0, "skipped": 0, "unreadable": 0}
         self._listener = KafkaEventListener(
             kafka,
             [SAGA_EVENTS, SAGA_DLQ],
@@ -249,10 +259,7 @@ class ProjectionActor:
             decode=False,
         )
         self._stopping = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="projection", daemon=True
-        )
-        self._thread.start()
+        self._thread = start_vital("projection", self._run)
 
     def _handle(self, deliveries: Sequence[Delivery]) -> Sequence[Delivery]:
         report = self._writer.apply(
@@ -261,6 +268,7 @@ class ProjectionActor:
         self._counts["events"] += report.events
         self._counts["dead_letters"] += report.dead_letters
         self._counts["skipped"] += report.skipped
+        self._counts["unreadable"] += report.unreadable
         self._dirty = self._dirty or bool(report.events or report.dead_letters)
         return deliveries
 
@@ -270,15 +278,15 @@ class ProjectionActor:
         self._dirty = False
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._listener.poll_once()
-                due = time.monotonic() - self._published >= self._publish_every
-                if self._dirty and due:
-                    self._publish()
-            except Exception:
-                log.exception("projection batch failed; it is redelivered")
-                time.sleep(1.0)
+        # A DuckDB I/O error (a full disk) may pass; the batch is redelivered.
+        transient = (*BROKER_ERRORS, duckdb.IOException)
+        poll_until(self._stopping, self._step, transient, "projection batch")
+
+    def _step(self) -> None:
+        self._listener.poll_once()
+        due = time.monotonic() - self._published >= self._publish_every
+        if self._dirty and due:
+            self._publish()
 
     def pid(self) -> int:
         return os.getpid()

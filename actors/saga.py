@@ -9,6 +9,15 @@ module does no I/O; ruff's banned-imports rule keeps Ray, Kafka and DuckDB out.
 
 Command messageIds are ``<sagaId>:<stepId>:<attempt>``: a re-sent command is
 recognisably the same command. A compensation's stepId is ``<step>.compensate``.
+
+Doubt: a command whose last attempt went unanswered may or may not have taken
+effect. A step with a compensation is then given up on and compensated too; a
+step without one (above all the pivot, the deposit) and every compensation are
+sent again until they are answered, because giving up on them would leave money
+in doubt (see :class:`~actors.definitions.Step`). A reply is tied to the command
+it answers: when it names one (``command_id``), it must be a command this saga
+sent for the step it names; a reply to an older attempt of the awaited step is
+that step's answer, since every attempt carries one idempotency key.
 """
 
 from __future__ import annotations
@@ -133,6 +142,8 @@ class Reply(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None
     now: int
     jitter: float = 0.0
+    #: The messageId of the command it answers, where the participant says.
+    command_id: str | None = None
 
 
 class Tick(msgspec.Struct, frozen=True, kw_only=True):
@@ -157,6 +168,10 @@ class Verdict(StrEnum):
     APPLIED = "applied"  # the input moved the saga (or was a tick with nothing due)
     DUPLICATE = "duplicate"  # already applied before: harmless, dropped
     UNEXPECTED = "unexpected"  # cannot apply: the caller dead-letters it
+    #: A success for a step the saga gave up on in doubt and compensated: it did
+    #: take effect after all. Consistent (its compensation undoes or barred it)
+    #: but never silent: the caller dead-letters it with the reason and counts it.
+    LATE = "late"
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -465,13 +480,22 @@ def _start(
 
 
 def _reply(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decision:
-    if state.status.terminal:
-        return _duplicate(state, f"saga {state.saga_id} has ended ({state.status})")
     if reply.message_id in state.seen:
         return _duplicate(state, f"reply {reply.message_id} was applied already")
+    if reply.success and reply.step_id == state.doubtful:
+        return _late(state, state.doubtful, str(state.status))
+    if state.status.terminal:
+        return _duplicate(state, f"saga {state.saga_id} has ended ({state.status})")
     awaited = state.step_id
     if reply.step_id != awaited:
         return _stray(definition, state, reply)
+    if reply.command_id is not None and not _sent(state, reply.command_id):
+        return _refuse(
+            state,
+            f"reply {reply.message_id} answers command {reply.command_id!r}, which "
+            f"saga {state.saga_id} never sent (it sent attempts 1..{state.attempt} "
+            f"of step {awaited!r})",
+        )
     step = definition.step(state.step)
     action = step.compensation if state.compensating else step.action
     assert action is not None
@@ -531,8 +555,19 @@ def _reply(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decisi
     return decision.done()
 
 
+def _sent(state: SagaState, command_id: str) -> bool:
+    """Whether ``command_id`` is an attempt of the awaited command: every attempt
+    up to the current one went out (or may have)."""
+    prefix = f"{state.saga_id}:{state.step_id}:"
+    if not command_id.startswith(prefix):
+        return False
+    attempt = command_id[len(prefix) :]
+    return attempt.isdigit() and 1 <= int(attempt) <= state.attempt
+
+
 def _stray(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decision:
-    """A reply that is not the one awaited: an old one again, or a wrong one."""
+    """A reply that is not the one awaited: an old one again, a late one, or a
+    wrong one."""
     step_id = reply.step_id
     if step_id.endswith(COMPENSATE):
         name = step_id.removesuffix(COMPENSATE)
@@ -547,6 +582,22 @@ def _stray(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decisi
     return _refuse(
         state,
         f"saga {state.saga_id} is waiting on step {state.step_id!r}, not {step_id!r}",
+    )
+
+
+def _late(state: SagaState, step: str, status: str) -> Decision:
+    return Decision(
+        [], [], state, Verdict.LATE, late_reason(state.saga_id, step, status)
+    )
+
+
+def late_reason(saga_id: str, step: str, status: str) -> str:
+    """Why a late success is dead-lettered: the one wording for the core and for
+    a host that answers for a saga that already left memory."""
+    return (
+        f"late success of step {step!r} of saga {saga_id} ({status}), which gave "
+        "up on it in doubt and compensated it: the step took effect after all, "
+        "and its compensation refunded it or barred it"
     )
 
 
@@ -571,22 +622,41 @@ def _tick(definition: SagaDefinition, state: SagaState, tick: Tick) -> Decision:
     if state.compensating:
         assert step.compensation is not None
         retry_at = _retry_at(step.compensation, attempt, tick.now, tick.jitter)
-        decision.emit(
-            CompensationTimedOut(step=name, attempt=attempt, retry_at=retry_at)
-        )
-        if retry_at is None:
+        if retry_at is not None:
             decision.emit(
-                SagaFailed(
-                    reason=f"compensation of {name} unanswered after {attempt} "
-                    "attempt(s)"
+                CompensationTimedOut(step=name, attempt=attempt, retry_at=retry_at)
+            )
+        else:
+            decision.emit(
+                CompensationTimedOut(
+                    step=name,
+                    attempt=attempt,
+                    retry_at=_doubt_retry_at(step.compensation, attempt, tick),
+                    in_doubt=True,
                 )
             )
         return decision.done()
     retry_at = _retry_at(step.action, attempt, tick.now, tick.jitter)
+    if retry_at is None and step.retried_until_answered:
+        decision.emit(
+            StepTimedOut(
+                step=name,
+                attempt=attempt,
+                retry_at=_doubt_retry_at(step.action, attempt, tick),
+                in_doubt=True,
+            )
+        )
+        return decision.done()
     decision.emit(StepTimedOut(step=name, attempt=attempt, retry_at=retry_at))
     if retry_at is None:
         decision.fail_forward(f"{name}: no reply after {attempt} attempt(s)")
     return decision.done()
+
+
+def _doubt_retry_at(action: Action, attempt: int, tick: Tick) -> int:
+    """When a command in doubt goes out again: the backoff keeps growing to its
+    cap, so a participant that is down is asked at the policy's slowest pace."""
+    return tick.now + action.retry.backoff_ms(attempt, tick.jitter)
 
 
 def pending_command(

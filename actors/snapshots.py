@@ -23,7 +23,10 @@ import msgspec
 from kafka import TopicPartition
 
 from actors.errors import RestoreError
+from actors.history import LOG_MAX_DEPTH
 from actors.saga import SagaState
+from events.errors import MessageDecodeError
+from events.messages import decode_json
 from events.publisher import KafkaMessagePublisher
 from events.reader import PartitionReader
 from events.settings import KafkaSettings
@@ -55,6 +58,8 @@ class _Chunk(
     previous: int
     sagas: list[S] = []
     finished: list[str] = []
+    #: Those of ``finished`` that compensated a step in doubt, and that step.
+    doubtful: dict[str, str] = {}
 
 
 class _Manifest(
@@ -82,6 +87,7 @@ class Snapshot(msgspec.Struct):
     finished: list[str]
     #: Offset of the manifest on saga.snapshots (-1: none; start from the log).
     manifest_offset: int = _NO_MANIFEST
+    doubtful: dict[str, str] = {}
 
 
 class SnapshotStore:
@@ -91,8 +97,11 @@ class SnapshotStore:
         self,
         settings: KafkaSettings,
         publisher: KafkaMessagePublisher,
-        chunk_bytes: int = 256 * 1024,
+        chunk_bytes: int | None = None,
     ) -> None:
+        if chunk_bytes is None:
+            # Well under the record limit, which the chunk's framing adds to.
+            chunk_bytes = min(256 * 1024, settings.max_message_bytes // 4)
         if chunk_bytes >= settings.max_message_bytes:
             raise ValueError("chunk_bytes must be below kafka.max_message_bytes")
         self._settings = settings
@@ -107,10 +116,11 @@ class SnapshotStore:
         log_offset: int,
         sagas: Iterable[SagaState],
         finished: Iterable[str],
+        doubtful: dict[str, str],
         previous: int,
     ) -> int:
         """Write a snapshot; returns its manifest's offset."""
-        chunks = list(self._pack(sagas, finished))
+        chunks = list(self._pack(sagas, finished, doubtful))
         header = {
             "format": FORMAT,
             "partition": partition,
@@ -120,9 +130,10 @@ class SnapshotStore:
         }
         futures = [
             self._send(
-                partition, _Chunk[msgspec.Raw](index=i, sagas=s, finished=f, **header)
+                partition,
+                _Chunk[msgspec.Raw](index=i, sagas=s, finished=f, doubtful=d, **header),
             )
-            for i, (s, f) in enumerate(chunks)
+            for i, (s, f, d) in enumerate(chunks)
         ]
         self._publisher.flush()
         offsets = [future.get().offset for future in futures]
@@ -132,8 +143,8 @@ class SnapshotStore:
             log_offset=log_offset,
             first_offset=offsets[0],
             chunks=len(chunks),
-            sagas=sum(len(s) for s, _ in chunks),
-            finished=sum(len(f) for _, f in chunks),
+            sagas=sum(len(s) for s, _, _ in chunks),
+            finished=sum(len(f) for _, f, _ in chunks),
             previous=previous,
         )
         future = self._send(partition, manifest)
@@ -149,30 +160,39 @@ class SnapshotStore:
         )
 
     def _pack(
-        self, sagas: Iterable[SagaState], finished: Iterable[str]
-    ) -> Iterator[tuple[list[msgspec.Raw], list[str]]]:
-        """Greedy chunks by encoded size; always at least one (maybe empty)."""
+        self,
+        sagas: Iterable[SagaState],
+        finished: Iterable[str],
+        doubtful: dict[str, str],
+    ) -> Iterator[tuple[list[msgspec.Raw], list[str], dict[str, str]]]:
+        """Greedy chunks by encoded size; always at least one (maybe empty). A
+        finished id's doubtful step goes in the same chunk as the id."""
         states: list[msgspec.Raw] = []
         ids: list[str] = []
+        steps: dict[str, str] = {}
         size = 0
         produced = False
         for state in sagas:
             raw = msgspec.Raw(self._encoder.encode(state))
             if states and size + len(raw) > self._chunk_bytes:
-                yield states, []
+                yield states, [], {}
                 produced = True
                 states, size = [], 0
             states.append(raw)
             size += len(raw) + 1
         for saga_id in finished:
-            if (states or ids) and size + len(saga_id) + 3 > self._chunk_bytes:
-                yield states, ids
+            step = doubtful.get(saga_id, "")
+            grows = len(saga_id) + 3 + (len(saga_id) + len(step) + 6 if step else 0)
+            if (states or ids) and size + grows > self._chunk_bytes:
+                yield states, ids, steps
                 produced = True
-                states, ids, size = [], [], 0
+                states, ids, steps, size = [], [], {}, 0
             ids.append(saga_id)
-            size += len(saga_id) + 3
+            if step:
+                steps[saga_id] = step
+            size += grows
         if states or ids or not produced:
-            yield states, ids
+            yield states, ids, steps
 
     def latest(
         self, reader: PartitionReader, partitions: Iterable[int]
@@ -216,6 +236,7 @@ class SnapshotStore:
             sagas=[s for c in chunks for s in c.sagas],
             finished=[f for c in chunks for f in c.finished],
             manifest_offset=manifest_offset,
+            doubtful={k: v for c in chunks for k, v in c.doubtful.items()},
         )
 
     def _read(
@@ -233,9 +254,11 @@ class SnapshotStore:
 
     def _decode(self, tp: TopicPartition, record: Any) -> _Record:
         try:
-            decoded: _Record = self._decoder.decode(record.value)
+            decoded: _Record = decode_json(
+                self._decoder, record.value or b"", max_depth=LOG_MAX_DEPTH
+            )
             return decoded
-        except msgspec.DecodeError as exc:
+        except MessageDecodeError as exc:
             raise RestoreError(
                 f"{SAGA_SNAPSHOTS} partition {tp.partition} offset "
                 f"{record.offset} is not a snapshot record: {exc}"

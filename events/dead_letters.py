@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from events.messages import Timestamp
+from events.messages import Timestamp, decode_json
 
 
 class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -31,6 +31,8 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 class DeadLetterCodec:
+    """``decode`` raises only a typed :class:`~events.errors.MessageDecodeError`."""
+
     __slots__ = ("_decoder", "_encoder")
 
     def __init__(self) -> None:
@@ -41,4 +43,4 @@ class DeadLetterCodec:
         return self._encoder.encode(letter)
 
     def decode(self, raw: bytes) -> DeadLetter:
-        return self._decoder.decode(raw)
+        return decode_json(self._decoder, raw)

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from kafka import TopicPartition
 
 from events.admin import TopicAdmin
 from events.clients import Closing
 from events.dead_letters import DeadLetter, DeadLetterCodec
-from events.errors import EventsError, PublishError
+from events.errors import EventsError, MessageDecodeError, PublishError
 from events.publisher import KafkaMessagePublisher
 from events.reader import PartitionReader
 from events.settings import KafkaSettings
-from events.topics import SAGA_DLQ
+from events.topics import SAGA_DLQ, SAGA_EVENTS, SAGA_SNAPSHOTS
+
+#: Topics only the platform writes: a letter naming one is never re-sent there.
+_NOT_REPLAYABLE = (SAGA_EVENTS, SAGA_SNAPSHOTS, SAGA_DLQ)
 
 
 @dataclass(frozen=True)
@@ -68,13 +72,7 @@ class DeadLetterQueue(Closing):
         starts = {TopicPartition(SAGA_DLQ, p): 0 for p in range(count)}
         found: list[Entry] = []
         for record in self._reader.read(starts):
-            try:
-                letter = self._codec.decode(record.value)
-            except Exception as exc:
-                raise EventsError(
-                    f"{SAGA_DLQ} {record.partition}:{record.offset} is not a dead "
-                    f"letter: {exc}"
-                ) from exc
+            letter = self._decode(record)
             if topic is not None and letter.topic != topic:
                 continue
             if saga_id is not None and letter.saga_id != saga_id:
@@ -87,12 +85,30 @@ class DeadLetterQueue(Closing):
         tp = TopicPartition(SAGA_DLQ, partition)
         for record in self._reader.read({tp: offset}, limit=1):
             if record.offset == offset:
-                return Entry(partition, offset, self._codec.decode(record.value))
+                return Entry(partition, offset, self._decode(record))
         raise EventsError(f"no dead letter at {SAGA_DLQ} {text}")
+
+    def _decode(self, record: Any) -> DeadLetter:
+        try:
+            return self._codec.decode(record.value or b"")
+        except MessageDecodeError as exc:
+            raise EventsError(
+                f"{SAGA_DLQ} {record.partition}:{record.offset} is not a dead "
+                f"letter: {exc}"
+            ) from exc
 
     def replay(self, entries: Iterable[Entry]) -> list[Entry]:
         """Send each letter's original back; all acknowledged, or raise."""
         chosen = list(entries)
+        logs = [e.id for e in chosen if e.letter.topic in _NOT_REPLAYABLE]
+        if logs:
+            raise EventsError(
+                f"dead letter(s) {', '.join(logs)} name a log topic "
+                f"({', '.join(_NOT_REPLAYABLE)}), where only the platform writes: "
+                "they record something the platform could not do (a saga's "
+                "deadline, say), not a message to send again; read the reason "
+                "with `saga dlq show` and resolve the saga instead"
+            )
         partial = [e.id for e in chosen if not e.complete]
         if partial:
             raise EventsError(

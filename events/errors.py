@@ -49,6 +49,23 @@ class InvalidFieldError(MessageDecodeError):
     """
 
 
+class TooDeeplyNestedError(InvalidFieldError):
+    """Arrays and objects nested deeper than the limit (see :mod:`events.nesting`).
+
+    Refused before decoding: a decoder recursing that deep would fail with an
+    untyped ``RecursionError``, or take the whole thread down with it.
+    """
+
+    def __init__(self, depth: int, limit: int, raw: bytes = b"") -> None:
+        super().__init__(
+            f"nesting depth {depth} exceeds the limit of {limit} levels of arrays "
+            "and objects; refused before decoding",
+            raw,
+        )
+        self.depth = depth
+        self.limit = limit
+
+
 class MessageTooLargeError(MessageDecodeError):
     """The message is larger than the configured size limit."""
 
@@ -128,3 +145,16 @@ class PublishError(EventsError):
 
 class BrokerStartError(EventsError):
     """The embedded broker could not be started."""
+
+
+# --- services ----------------------------------------------------------------------
+
+
+class ServiceUnavailableError(EventsError):
+    """A handler cannot work now, and it is not the message's fault.
+
+    Raised for its database or disk failing (see
+    :class:`events.service.CommandService`): the service dead-letters nothing,
+    backs off and gets the same batch again, where any other handler error
+    counts against the message and ends in a dead letter once retries run out.
+    """

@@ -111,12 +111,12 @@ class KafkaEventListener(Closing):
         records = self._consumer.poll(timeout_ms=timeout_ms)
         if not records:
             return 0
-        batch = [
-            self._delivery(record)
-            for partition_records in records.values()
-            for record in partition_records
-        ]
         try:
+            batch = [
+                self._delivery(record)
+                for partition_records in records.values()
+                for record in partition_records
+            ]
             done = {d.position for d in self._handler(batch)}
         except BaseException:
             # The consumer's position is past the batch already: rewind it, or

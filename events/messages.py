@@ -10,8 +10,9 @@ Python class name, so renaming a class cannot break a stored log.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Final, TypeAlias
+from typing import Annotated, Any, Final, TypeAlias, TypeVar
 
 import msgspec
 
@@ -23,6 +24,7 @@ from events.errors import (
     NotJsonError,
     UnknownMessageTypeError,
 )
+from events.nesting import MAX_DEPTH, check_depth
 
 DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024
 
@@ -61,6 +63,10 @@ class EventMessage(BaseMessage, frozen=True, kw_only=True, tag="event"):
     success: bool
     payload: dict[str, Any] = {}
     error: str | None = None
+    #: The messageId of the command this answers. Optional on the wire (older
+    #: logs and outside services omit it); when present, the saga accepts the
+    #: reply only if it sent that command.
+    command_id: str | None = None
 
 
 Message: TypeAlias = CommandMessage | EventMessage
@@ -88,8 +94,9 @@ class MessageCodec:
     """Encodes and decodes :data:`Message` with a size limit; built once, reused.
 
     ``decode`` raises a typed :class:`~events.errors.MessageDecodeError` that keeps
-    the raw bytes; ``encode`` refuses a message over the limit rather than let a
-    consumer reject it later.
+    the raw bytes, and refuses a document nested deeper than
+    :data:`~events.nesting.MAX_DEPTH` before decoding it; ``encode`` refuses a
+    message over the limit rather than let a consumer reject it later.
     """
 
     __slots__ = ("_decoder", "_encoder", "max_bytes")
@@ -110,12 +117,50 @@ class MessageCodec:
     def decode(self, raw: bytes) -> Message:
         if len(raw) > self.max_bytes:
             raise MessageTooLargeError(len(raw), self.max_bytes, raw)
-        try:
-            return self._decoder.decode(raw)
-        except msgspec.ValidationError as exc:
-            raise _classify(exc, raw) from None
-        except msgspec.DecodeError as exc:
-            raise NotJsonError(f"not JSON: {exc}", raw) from None
+        return decode_json(self._decoder, raw, classify=_classify)
+
+
+T = TypeVar("T")
+#: Turns a schema error into the typed error a caller reports.
+Classify: TypeAlias = Callable[[msgspec.ValidationError, bytes], MessageDecodeError]
+
+
+def decode_json(
+    decoder: msgspec.json.Decoder[T],
+    raw: bytes,
+    *,
+    max_depth: int = MAX_DEPTH,
+    classify: Classify | None = None,
+) -> T:
+    """``decoder.decode(raw)`` with the nesting bounded, raising only a typed
+    :class:`~events.errors.MessageDecodeError` (that keeps the raw bytes).
+
+    msgspec also raises ``UnicodeDecodeError`` (bad UTF-8 in a string) and, past
+    the nesting bound, ``RecursionError``; a caller that catches the typed errors
+    must never meet those. ``classify`` names a schema error better than the
+    generic wording, where the caller knows its schema.
+    """
+    check_depth(raw, max_depth)
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        raise (classify or _invalid)(exc, raw) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise NotJsonError(f"not JSON: {exc}", raw) from None
+    except RecursionError:
+        # Within the bound, but the calling thread's stack was already deep.
+        raise InvalidFieldError(
+            "too deeply nested to decode on this stack", raw
+        ) from None
+    except (ValueError, OverflowError) as exc:
+        raise InvalidFieldError(f"cannot decode: {exc!r}", raw) from None
+
+
+def _invalid(error: msgspec.ValidationError, raw: bytes) -> MessageDecodeError:
+    field, missing = _field_of(error)
+    if missing:
+        return MissingFieldError(f"required field {field!r} is missing", raw, field)
+    return InvalidFieldError(_PATH.sub("", str(error)), raw, field)
 
 
 def _classify(error: msgspec.ValidationError, raw: bytes) -> MessageDecodeError:
@@ -130,8 +175,6 @@ def _classify(error: msgspec.ValidationError, raw: bytes) -> MessageDecodeError:
             raw,
             field,
         )
-    if missing:
-        return MissingFieldError(f"required field {field!r} is missing", raw, field)
-    if field is None:
+    if field is None and not missing:
         return InvalidFieldError(f"the message must be a JSON object: {reason}", raw)
-    return InvalidFieldError(f"{reason}", raw, field)
+    return _invalid(error, raw)

@@ -82,7 +82,12 @@ class KafkaMessagePublisher(Closing):
         on_success: Callable[[Any], None] | None = None,
         on_failure: Callable[[BaseException], None] | None = None,
     ) -> Any:
-        """Queue bytes as they are: log records, dead letters, a resent original."""
+        """Queue bytes as they are: log records, dead letters, a resent original.
+
+        A send that cannot even be queued raises :class:`EventsError`: no
+        metadata within ``producer.max_block_ms``, a topic the client may not
+        write, a closed producer.
+        """
         try:
             future = self._producer.send(
                 topic,
@@ -95,6 +100,12 @@ class KafkaMessagePublisher(Closing):
                 f"no metadata for topic {topic!r} within "
                 f"{self._settings.producer.max_block_ms} ms: the topic may not exist "
                 "(create it with `saga topics create`) or the broker is unreachable"
+            ) from exc
+        except KafkaError as exc:
+            # Typed for callers outside the transport modules, which may not
+            # import kafka (an authorization change surfaces here).
+            raise EventsError(
+                f"cannot send to {topic!r}: {type(exc).__name__}: {exc}"
             ) from exc
         if on_success is not None:
             future.add_callback(on_success)

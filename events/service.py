@@ -3,19 +3,35 @@
 A service instance is a member of its own consumer group over its command
 topics (more instances share the group). For each polled batch it:
 
-1. dead-letters at once what cannot be decoded, or is not a command;
+1. dead-letters at once what cannot be decoded, is not a command, or asks to
+   be answered anywhere but the events twin of its commands topic or a topic
+   of the service's ``reply_topics`` allow-list (never the orchestrator's own
+   ``saga.*`` topics), without handling it;
 2. hands the commands to the handler as one batch, retried with exponential
    backoff and jitter up to ``max_attempts`` (a transient fault passes); if
    the batch keeps failing, it handles each command alone, retried the same
    way, and dead-letters (with origin, error and attempt count) only the one
    that keeps failing;
-3. publishes each reply on the command's reply topic (its ``replyTopic``
-   metadata, else the commands topic's events twin), on the same partition
-   number, and waits for the broker's acknowledgement;
-4. only then commits the batch's offsets.
+3. publishes each reply (its ``commandId`` set to the command's messageId when
+   the handler left it empty) on the same partition number, flushes, and
+   checks every send's future: what failed is sent again with backoff, up to
+   ``send_attempts`` times, each time on a new producer (a failed send may
+   leave the old one fenced, with a bumped epoch or without authorization);
+4. reports done only the records whose reply or dead letter the broker
+   acknowledged, so the listener commits their offsets and rewinds to the
+   first one that was not: it comes back on the next poll.
+
+A handler that raises :class:`~events.errors.ServiceUnavailableError` (its
+database or disk failing) opens the circuit breaker: nothing is dead-lettered,
+nothing is reported done (the whole batch comes back), and the service waits
+with capped exponential backoff, interruptible by :meth:`stop`, before the
+next poll tries again; the first batch handled closes the breaker. Each wait is
+bounded well below ``max_poll_interval_ms``, so the member stays in its group.
 
 Nothing is lost (an offset is committed only after its message was answered
-or dead-lettered) and a poison message never stalls the partition. A real
+or dead-lettered) and a poison message never stalls the partition. A record
+redelivered after a failed send is handled again: the handler's idempotency
+answers it with the stored reply, and a dead letter may be sent twice. A real
 service outside this repository uses this class with its own handler.
 """
 
@@ -27,18 +43,24 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 
 from events.backoff import backoff_ms
 from events.clients import Closing
 from events.dead_letters import DeadLetter, DeadLetterCodec
+from events.errors import (
+    EventsError,
+    InvalidTopicNameError,
+    MessageTooLargeError,
+    ServiceUnavailableError,
+)
 from events.listener import Delivery, KafkaEventListener
-from events.messages import CommandMessage, EventMessage
+from events.messages import CommandMessage, EventMessage, MessageCodec
 from events.publisher import KafkaMessagePublisher
 from events.settings import KafkaSettings
-from events.topics import SAGA_DLQ, parse_topic
+from events.topics import SAGA_DLQ, Direction, parse_topic
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +69,21 @@ BatchHandler = Callable[[Sequence[CommandMessage]], list[EventMessage]]
 
 
 class RetrySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How a failing handler is retried before its message is dead-lettered."""
+    """How a failing handler is retried before its message is dead-lettered,
+    how often unacknowledged sends are tried again, and how long the service
+    pauses while its handler reports itself unavailable."""
 
     max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 5
     initial_backoff_ms: Annotated[int, msgspec.Meta(ge=0)] = 50
     multiplier: Annotated[float, msgspec.Meta(ge=1.0)] = 2.0
     max_backoff_ms: Annotated[int, msgspec.Meta(ge=0)] = 2_000
     jitter: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.5
+    #: Sends of a batch's replies and dead letters before the batch is put
+    #: back for redelivery (each waits up to ``delivery_timeout_ms``).
+    send_attempts: Annotated[int, msgspec.Meta(ge=1)] = 3
+    #: The breaker's first pause, doubled (``multiplier``) per batch refused.
+    unavailable_initial_ms: Annotated[int, msgspec.Meta(ge=0)] = 500
+    unavailable_max_ms: Annotated[int, msgspec.Meta(ge=0)] = 30_000
 
     def backoff_s(self, attempt: int, draw: float) -> float:
         wait = backoff_ms(
@@ -66,8 +96,21 @@ class RetrySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         )
         return wait / 1000
 
+    def pause_s(self, trips: int, draw: float) -> float:
+        """The breaker's pause after ``trips`` unavailable batches in a row."""
+        wait = backoff_ms(
+            trips,
+            self.unavailable_initial_ms,
+            self.multiplier,
+            self.unavailable_max_ms,
+            self.jitter,
+            draw,
+        )
+        return wait / 1000
+
 
 class ServiceStats(msgspec.Struct, frozen=True):
+    #: Records reported done: answered or dead-lettered, and acknowledged.
     handled: int
     replies: int
     retries: int
@@ -76,10 +119,43 @@ class ServiceStats(msgspec.Struct, frozen=True):
     assigned: int
     consumed: dict[str, int] = {}
     produced: dict[str, int] = {}
+    #: Replies and dead letters the broker did not acknowledge, per attempt.
+    failed_sends: int = 0
+    #: Producers replaced after a failed send.
+    producer_rebuilds: int = 0
+    #: Batches put back because the handler reported itself unavailable.
+    unavailable: int = 0
+    #: True from an unavailable batch until the next batch is handled.
+    breaker_open: bool = False
+
+
+class _Refused(Exception):
+    """A command that must not be handled: the reason goes in its dead letter."""
+
+
+class _Command(NamedTuple):
+    delivery: Delivery
+    command: CommandMessage
+    reply_topic: str
+
+
+class _Output(NamedTuple):
+    """What answers one record: a reply, or a dead letter on ``saga.dlq``
+    (then ``error`` says why)."""
+
+    delivery: Delivery
+    topic: str
+    key: str | None
+    value: bytes
+    error: str | None = None
 
 
 class CommandService(Closing):
-    """Runs ``handler`` over ``topics`` as consumer group ``group_id``."""
+    """Runs ``handler`` over ``topics`` as consumer group ``group_id``.
+
+    ``reply_topics`` are events topics a command may name as its
+    ``replyTopic`` besides the events twin of the topic it came on.
+    """
 
     def __init__(
         self,
@@ -91,20 +167,43 @@ class CommandService(Closing):
         group_id: str,
         retry: RetrySettings | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        reply_topics: Sequence[str] = (),
     ) -> None:
+        for topic in reply_topics:
+            if not _is_events_topic(topic):
+                raise ValueError(
+                    f"reply_topics may name only service events topics "
+                    f"(<service>.events.<action>), not {topic!r}: the saga.* "
+                    "topics belong to the orchestrator"
+                )
         self.name = name
+        self._kafka = kafka
         self._handler = handler
         self._retry = retry or RetrySettings()
         self._sleep = sleep
+        self._reply_topics = frozenset(reply_topics)
         self._random = random.Random()
+        self._codec = MessageCodec(kafka.max_message_bytes)
         self._letters = DeadLetterCodec()
         # Base64 grows a payload by a third: keep what fits in a letter.
         self._keep = kafka.max_message_bytes // 2
-        self._publisher = KafkaMessagePublisher(kafka)
+        # Half the poll interval: a breaker pause never costs the membership.
+        self._max_pause_s = kafka.consumer.max_poll_interval_ms / 2000
+        self._publisher: KafkaMessagePublisher | None = KafkaMessagePublisher(kafka)
         self._listener = KafkaEventListener(
             kafka, topics, self._handle, group_id=group_id
         )
-        self._counts = {"handled": 0, "replies": 0, "retries": 0, "dead_letters": 0}
+        self._counts = {
+            "handled": 0,
+            "replies": 0,
+            "retries": 0,
+            "dead_letters": 0,
+            "failed_sends": 0,
+            "producer_rebuilds": 0,
+            "unavailable": 0,
+        }
+        #: Unavailable batches in a row; the breaker is open while above 0.
+        self._trips = 0
         self._assigned: set[object] = set()
         self._consumed: dict[str, int] = {}
         self._produced: dict[str, int] = {}
@@ -123,7 +222,8 @@ class CommandService(Closing):
             self.poll_once()
 
     def stop(self) -> None:
-        """Ask :meth:`run` to return after the batch in hand; thread-safe."""
+        """Ask :meth:`run` to return after the batch in hand (cutting a breaker
+        pause short); thread-safe."""
         self._stopping.set()
 
     def wait_for_assignment(self, timeout_s: float = 30.0) -> None:
@@ -135,46 +235,78 @@ class CommandService(Closing):
             assigned=len(self._assigned),
             consumed=dict(self._consumed),
             produced=dict(self._produced),
+            breaker_open=self._trips > 0,
         )
 
     def close(self) -> None:
         try:
             self._listener.close()
         finally:
-            self._publisher.close()
+            if self._publisher is not None:
+                self._publisher.close()
 
     # -- one batch -----------------------------------------------------------
 
     def _handle(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        commands: list[tuple[Delivery, CommandMessage]] = []
+        outputs: dict[tuple[str, int, int], _Output] = {}
+        commands: list[_Command] = []
         for delivery in deliveries:
             if delivery.error is not None:
-                self._dead(delivery, str(delivery.error), 1)
+                outputs[delivery.position] = self._dead(
+                    delivery, str(delivery.error), 1
+                )
             elif not isinstance(delivery.message, CommandMessage):
-                self._dead(
+                outputs[delivery.position] = self._dead(
                     delivery, f"{delivery.topic} takes commands, got an event", 1
                 )
             else:
-                commands.append((delivery, delivery.message))
+                try:
+                    topic = self._reply_topic(delivery, delivery.message)
+                except _Refused as refused:
+                    outputs[delivery.position] = self._dead(delivery, str(refused), 1)
+                    continue
+                commands.append(_Command(delivery, delivery.message, topic))
         if commands:
-            for (delivery, command), reply in self._answers(commands):
-                if reply is not None:
-                    self._reply(delivery, command, reply)
-        # Replies and dead letters must be acknowledged before the offsets
-        # that caused them are committed (the listener commits on return).
-        self._publisher.flush()
-        self._counts["handled"] += len(deliveries)
-        for delivery in deliveries:
-            self._consumed[delivery.topic] = self._consumed.get(delivery.topic, 0) + 1
-        return list(deliveries)
+            try:
+                answered = self._answers(commands)
+            except ServiceUnavailableError as exc:
+                self._pause(exc, len(deliveries))
+                return []
+            if self._trips:
+                log.warning("%s: handler available again, breaker closed", self.name)
+                self._trips = 0
+            for output in answered:
+                outputs[output.delivery.position] = output
+        done = self._send([outputs[delivery.position] for delivery in deliveries])
+        for output in done:
+            self._count(output)
+        return [output.delivery for output in done]
 
-    def _answers(
-        self, commands: list[tuple[Delivery, CommandMessage]]
-    ) -> list[tuple[tuple[Delivery, CommandMessage], EventMessage | None]]:
+    def _reply_topic(self, delivery: Delivery, command: CommandMessage) -> str:
+        """Where the command's reply goes: the events twin of its topic, or a
+        topic of the allow-list. Anything else, above all the orchestrator's
+        own topics, would let a sender write into logs it does not own."""
+        try:
+            twin: str | None = parse_topic(delivery.topic).reply.name
+        except InvalidTopicNameError:
+            twin = None
+        asked = command.metadata.get("replyTopic") or twin
+        if asked is not None and (asked == twin or asked in self._reply_topics):
+            return asked
+        allowed = ", ".join(sorted(self._reply_topics)) or "none"
+        raise _Refused(
+            f"replyTopic {asked!r} refused: a command on {delivery.topic} is "
+            f"answered only on its events twin ({twin}) or a topic of the "
+            f"{self.name} allow-list ({allowed}); saga.* topics belong to the "
+            "orchestrator"
+        )
+
+    def _answers(self, commands: list[_Command]) -> list[_Output]:
         """The whole batch, retried as a batch (a transient fault passes);
         if it keeps failing, each command alone, so only the one that keeps
-        failing is dead-lettered."""
-        batch = [command for _, command in commands]
+        failing is dead-lettered. :class:`ServiceUnavailableError` is not
+        retried here: it goes up and the whole batch is put back."""
+        batch = [c.command for c in commands]
         for attempt in range(1, self._retry.max_attempts + 1):
             try:
                 replies = self._handler(batch)
@@ -182,7 +314,8 @@ class CommandService(Closing):
                     raise RuntimeError(
                         f"handler answered {len(replies)} of {len(commands)} commands"
                     )
-                return list(zip(commands, replies, strict=True))
+            except ServiceUnavailableError:
+                raise
             except Exception as exc:
                 # Info, not warning: a retry that heals is routine; what does not
                 # heal is dead-lettered, and that is logged as a warning.
@@ -197,40 +330,170 @@ class CommandService(Closing):
                     break
                 self._counts["retries"] += 1
                 self._sleep(self._retry.backoff_s(attempt, self._random.random()))
-        return [(item, self._alone(*item)) for item in commands]
+            else:
+                return [
+                    self._answer(c, r) for c, r in zip(commands, replies, strict=True)
+                ]
+        return [self._alone(c) for c in commands]
 
-    def _alone(
-        self, delivery: Delivery, command: CommandMessage
-    ) -> EventMessage | None:
-        """The command on its own, retried; ``None`` once it was dead-lettered."""
+    def _alone(self, item: _Command) -> _Output:
+        """The command on its own, retried; its dead letter once retries ran out."""
         attempt = 1
         while True:
             try:
-                [reply] = self._handler([command])
-                return reply
+                [reply] = self._handler([item.command])
+            except ServiceUnavailableError:
+                raise
             except Exception as exc:
                 if attempt >= self._retry.max_attempts:
-                    self._dead(
-                        delivery,
+                    return self._dead(
+                        item.delivery,
                         f"handler failed {attempt} times, last: {exc!r}",
                         attempt,
                     )
-                    return None
                 self._counts["retries"] += 1
                 self._sleep(self._retry.backoff_s(attempt, self._random.random()))
                 attempt += 1
+            else:
+                return self._answer(item, reply)
 
-    def _reply(
-        self, delivery: Delivery, command: CommandMessage, reply: EventMessage
-    ) -> None:
-        topic = (
-            command.metadata.get("replyTopic") or parse_topic(delivery.topic).reply.name
+    def _answer(self, item: _Command, reply: EventMessage) -> _Output:
+        if reply.command_id is None:
+            # Ties the reply to the command it answers. A reply the handler
+            # stored earlier keeps the commandId of the attempt that made it.
+            reply = msgspec.structs.replace(reply, command_id=item.command.message_id)
+        try:
+            value = self._codec.encode(reply)
+        except MessageTooLargeError as exc:
+            return self._dead(item.delivery, f"the reply cannot be sent: {exc}", 1)
+        return _Output(item.delivery, item.reply_topic, reply.saga_id, value)
+
+    def _pause(self, exc: ServiceUnavailableError, size: int) -> None:
+        """Open the breaker: wait, then let the listener redeliver the batch."""
+        self._trips += 1
+        self._counts["unavailable"] += 1
+        wait = min(
+            self._retry.pause_s(self._trips, self._random.random()), self._max_pause_s
         )
-        self._publisher.publish(topic, reply, partition=delivery.partition)
-        self._counts["replies"] += 1
-        self._produced[topic] = self._produced.get(topic, 0) + 1
+        log.warning(
+            "%s: handler unavailable (%s): %d records put back, breaker open, "
+            "retrying in %.1f s",
+            self.name,
+            exc,
+            size,
+            wait,
+        )
+        self._stopping.wait(wait)
 
-    def _dead(self, delivery: Delivery, error: str, attempts: int) -> None:
+    # -- sending -------------------------------------------------------------
+
+    def _send(self, outputs: list[_Output]) -> list[_Output]:
+        """Send ``outputs``; the ones the broker acknowledged."""
+        acked: list[_Output] = []
+        pending = outputs
+        for attempt in range(1, self._retry.send_attempts + 1):
+            sent, pending, error = self._send_once(pending)
+            acked.extend(sent)
+            if not pending:
+                break
+            self._counts["failed_sends"] += len(pending)
+            log.warning(
+                "%s: %d replies and dead letters not acknowledged (attempt %d of "
+                "%d): %s",
+                self.name,
+                len(pending),
+                attempt,
+                self._retry.send_attempts,
+                error,
+            )
+            # Whatever failed the send (a delivery timeout with its epoch bump,
+            # fencing, lost authorization) may have left the producer unable to
+            # send again: the next attempt gets a new one.
+            self._drop_publisher()
+            if attempt < self._retry.send_attempts:
+                self._sleep(self._retry.backoff_s(attempt, self._random.random()))
+        if pending:
+            log.warning(
+                "%s: %d records put back for redelivery: their replies or dead "
+                "letters were not acknowledged",
+                self.name,
+                len(pending),
+            )
+        return acked
+
+    def _send_once(
+        self, outputs: list[_Output]
+    ) -> tuple[list[_Output], list[_Output], BaseException | None]:
+        """One attempt: (acknowledged, not acknowledged, an error that says why)."""
+        try:
+            publisher = self._ensure_publisher()
+        except EventsError as exc:
+            return [], outputs, exc
+        futures: list[Any] = []
+        error: BaseException | None = None
+        for output in outputs:
+            try:
+                future = publisher.publish_raw(
+                    output.topic,
+                    output.key,
+                    output.value,
+                    partition=output.delivery.partition,
+                )
+            except EventsError as exc:
+                # Stop queueing: each further send would block as long again.
+                error = exc
+                break
+            futures.append(future)
+        try:
+            publisher.flush()
+        except EventsError as exc:
+            error = error or exc
+        acked = [o for o, f in zip(outputs, futures, strict=False) if f.succeeded()]
+        failed = [
+            o
+            for i, o in enumerate(outputs)
+            if i >= len(futures) or not futures[i].succeeded()
+        ]
+        if error is None:
+            error = next((f.exception for f in futures if f.failed()), None)
+        return acked, failed, error
+
+    def _ensure_publisher(self) -> KafkaMessagePublisher:
+        if self._publisher is None:
+            self._publisher = KafkaMessagePublisher(self._kafka)
+            self._counts["producer_rebuilds"] += 1
+        return self._publisher
+
+    def _drop_publisher(self) -> None:
+        publisher, self._publisher = self._publisher, None
+        if publisher is None:
+            return
+        try:
+            # No wait: what it still holds has failed or is given up on, and
+            # is sent again on the next producer.
+            publisher.close(timeout_s=0)
+        except EventsError as exc:
+            log.info("%s: closing a failed producer: %s", self.name, exc)
+
+    def _count(self, output: _Output) -> None:
+        delivery = output.delivery
+        self._counts["handled"] += 1
+        if output.error is None:
+            self._counts["replies"] += 1
+        else:
+            self._counts["dead_letters"] += 1
+            log.warning(
+                "%s: dead-lettered %s/%d/%d: %s",
+                self.name,
+                delivery.topic,
+                delivery.partition,
+                delivery.offset,
+                output.error,
+            )
+        self._consumed[delivery.topic] = self._consumed.get(delivery.topic, 0) + 1
+        self._produced[output.topic] = self._produced.get(output.topic, 0) + 1
+
+    def _dead(self, delivery: Delivery, error: str, attempts: int) -> _Output:
         message = delivery.message
         letter = DeadLetter(
             topic=delivery.topic,
@@ -246,19 +509,13 @@ class CommandService(Closing):
             saga_id=delivery.key if message is None else message.saga_id,
             attempts=attempts,
         )
-        log.warning(
-            "%s: dead-lettered %s/%d/%d: %s",
-            self.name,
-            delivery.topic,
-            delivery.partition,
-            delivery.offset,
-            error,
+        return _Output(
+            delivery, SAGA_DLQ, delivery.key, self._letters.encode(letter), error
         )
-        self._publisher.publish_raw(
-            SAGA_DLQ,
-            delivery.key,
-            self._letters.encode(letter),
-            partition=delivery.partition,
-        )
-        self._counts["dead_letters"] += 1
-        self._produced[SAGA_DLQ] = self._produced.get(SAGA_DLQ, 0) + 1
+
+
+def _is_events_topic(name: str) -> bool:
+    try:
+        return parse_topic(name).direction is Direction.EVENTS
+    except InvalidTopicNameError:
+        return False

@@ -8,8 +8,11 @@ recorded is a duplicate: :meth:`IdempotencyService.seen` returns its stored
 reply, to be sent again unchanged, and nothing is applied twice.
 
 The key is the command's ``idempotencyKey`` (the same for every attempt of a
-step) where it has one, else its messageId. Records older than the retention
-are deleted in the background.
+step) where it has one, else its messageId. The participant chooses what to
+record: it leaves out a refused compensation, so that the next attempt is
+decided afresh (see :mod:`actors.participants`). Records older than the
+retention are deleted in the background; a duplicate arriving later than that
+is caught by the participant's natural keys, not here.
 
 Batches, not rows: one DuckDB transaction costs about 2 ms here, while a batch
 of 500 records written with one ``unnest`` insert costs about 20 µs a record.
@@ -17,6 +20,7 @@ of 500 records written with one ``unnest`` insert costs about 20 µs a record.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -116,7 +120,11 @@ class IdempotencyService:
                     )
                 self._db.commit()
             except BaseException:
-                self._db.rollback()
+                # A commit that failed (its WAL could not be written) has
+                # already ended the transaction: rolling back then raises "no
+                # transaction is active", which must not hide the real error.
+                with contextlib.suppress(duckdb.TransactionException):
+                    self._db.rollback()
                 raise
 
     def cleanup(self) -> int:

@@ -21,6 +21,7 @@ batch touched, so they can never disagree with the history.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -32,7 +33,10 @@ import msgspec
 
 from actors.history import TAG_OF, HistoryCodec
 from events.dead_letters import DeadLetterCodec
+from events.errors import MessageDecodeError
 from events.topics import SAGA_DLQ, SAGA_EVENTS
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS saga_events (
@@ -129,6 +133,9 @@ class BatchReport(NamedTuple):
     events: int
     dead_letters: int
     skipped: int
+    #: Records that are not a log record or a dead letter: logged and passed
+    #: over, since reading them again would fail the same way forever.
+    unreadable: int = 0
 
 
 #: The tables published for readers, and the order their rows are written in.
@@ -188,38 +195,22 @@ class ProjectionWriter:
         events: list[tuple[Any, ...]] = []
         letters: list[tuple[Any, ...]] = []
         positions: dict[tuple[str, int], int] = {}
-        skipped = 0
+        skipped = unreadable = 0
         for item in batch:
             if item.offset < self.next_offset(item.topic, item.partition):
                 skipped += 1  # consumed before: a redelivery
                 continue
             positions[(item.topic, item.partition)] = item.offset + 1
-            if item.topic == SAGA_EVENTS:
-                record = self._history.decode(item.value)
-                self.newest_at = max(self.newest_at, record.at)
-                for seq, event in enumerate(record.events, record.seq):
-                    tag = TAG_OF[type(event)]
-                    data = self._json.encode(event).decode()
-                    events.append(
-                        (record.saga_id, seq, record.saga_type, tag, record.at, data)
-                    )
-            elif item.topic == SAGA_DLQ:
-                letter = self._letters.decode(item.value)
-                letters.append(
-                    (
-                        letter.message_id,
-                        letter.saga_id,
-                        letter.topic,
-                        letter.partition,
-                        letter.offset,
-                        letter.error,
-                        letter.attempts,
-                        letter.dead_at,
-                        letter.payload,
-                        letter.source,
-                        item.partition,
-                        item.offset,
-                    )
+            try:
+                self._read(item, events, letters)
+            except MessageDecodeError as exc:
+                unreadable += 1
+                log.error(
+                    "projection passes over %s/%d/%d: %s",
+                    item.topic,
+                    item.partition,
+                    item.offset,
+                    exc,
                 )
         if not positions:
             return BatchReport(0, 0, skipped)
@@ -271,7 +262,42 @@ class ProjectionWriter:
         for key, row in steps.items():
             if row[4] is not None:
                 self._open_steps.pop(key, None)
-        return BatchReport(len(events), len(letters), skipped)
+        return BatchReport(len(events), len(letters), skipped, unreadable)
+
+    def _read(
+        self,
+        item: Consumed,
+        events: list[tuple[Any, ...]],
+        letters: list[tuple[Any, ...]],
+    ) -> None:
+        """The item's rows onto ``events`` or ``letters``."""
+        if item.topic == SAGA_EVENTS:
+            record = self._history.decode(item.value)
+            self.newest_at = max(self.newest_at, record.at)
+            for seq, event in enumerate(record.events, record.seq):
+                tag = TAG_OF[type(event)]
+                data = self._json.encode(event).decode()
+                events.append(
+                    (record.saga_id, seq, record.saga_type, tag, record.at, data)
+                )
+        elif item.topic == SAGA_DLQ:
+            letter = self._letters.decode(item.value)
+            letters.append(
+                (
+                    letter.message_id,
+                    letter.saga_id,
+                    letter.topic,
+                    letter.partition,
+                    letter.offset,
+                    letter.error,
+                    letter.attempts,
+                    letter.dead_at,
+                    letter.payload,
+                    letter.source,
+                    item.partition,
+                    item.offset,
+                )
+            )
 
     def _fold(
         self, events: list[tuple[Any, ...]]

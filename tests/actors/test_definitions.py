@@ -86,6 +86,35 @@ def test_wrong_topics_and_names_are_refused() -> None:
         SagaDefinition(name="t", steps=())
 
 
+def test_backoff_of_a_step_retried_for_ever_stays_at_the_cap() -> None:
+    """A step retried until answered reaches attempt numbers where the power
+    overflowed (L1): the exponent is capped before it is taken."""
+    assert RetryPolicy().backoff_ms(1_100, 0.0) == 30_000
+    assert RetryPolicy(max_attempts=5_000).backoff_ms(10**6, 0.5) == 27_000
+    slow = RetryPolicy(initial_backoff_ms=1, multiplier=1.0001, max_backoff_ms=2)
+    assert slow.backoff_ms(10**9, 0.0) == 2
+
+
+def test_nothing_may_follow_the_pivot() -> None:
+    """A step after the pivot could fail, and the compensation would then
+    refund around a deposit that cannot be undone."""
+    undo = Action(command_topic="p.commands.undo")
+    with pytest.raises(DefinitionError, match="after the pivot 'credit'"):
+        SagaDefinition(
+            name="t",
+            steps=(
+                Step(
+                    name="pay",
+                    action=Action(command_topic="p.commands.do"),
+                    compensation=undo,
+                ),
+                Step(name="credit", action=Action(command_topic="a.commands.do")),
+                Step(name="notify", action=Action(command_topic="n.commands.do")),
+            ),
+        )
+    assert DEPOSIT.steps[-1].retried_until_answered
+
+
 def test_render_fills_references_and_keeps_literals() -> None:
     template = {
         "a": "$input.a",

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,14 +23,17 @@ import pytest
 from kafka import TopicPartition
 
 from actors.participants import AccountService, PaymentService, UserService, serve
+from events.admin import TopicAdmin
+from events.broker import EmbeddedBroker
 from events.dead_letters import DeadLetter, DeadLetterCodec
+from events.errors import ServiceUnavailableError
 from events.messages import CommandMessage, EventMessage, MessageCodec
 from events.publisher import KafkaMessagePublisher
 from events.reader import read_to_end
 from events.service import CommandService, RetrySettings
 from events.settings import ConsumerSettings, KafkaSettings
-from events.topics import SAGA_DLQ
-from tests.conftest import private_kafka
+from events.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS
+from tests.conftest import private_kafka, settings_for
 
 PARTITIONS = 2
 CODEC = MessageCodec()
@@ -306,3 +310,250 @@ def test_a_failing_handler_is_retried_then_dead_lettered(kafka: KafkaSettings) -
     # The batch 3 more times, then "always" alone 3 more ("twice" had healed).
     assert stats.retries == 3 + 3
     assert len(waits) == 6 and all(0 < w <= 0.08 for w in waits)
+
+
+# ---------------------------------------------------------------------------
+# Refusals, natural keys, and the infrastructure failing underneath.
+
+
+def refund(saga_id: str, attempt: int) -> CommandMessage:
+    return command(
+        saga_id,
+        "process_payment.compensate",
+        "payment",
+        attempt,
+        paymentId=f"pay-{saga_id}",
+    )
+
+
+def test_a_refused_refund_is_decided_afresh_but_a_refused_payment_stays(
+    tmp_path: Path,
+) -> None:
+    payments = PaymentService(tmp_path / "payment.duckdb")
+    payments.seed({"u-1": (1_000, 500)})
+    [paid] = payments.handle([pay("s-1")])
+    assert paid.success and paid.command_id == "s-1:process_payment:1"
+    # The wallet is closed between the payment and its refund: nowhere to
+    # put the money back, so the refund is refused for now.
+    payments.db.execute("DELETE FROM wallets WHERE user_id = 'u-1'")
+    payments.load()
+    [refused] = payments.handle([refund("s-1", 1)])
+    assert not refused.success and "no wallet for user u-1" in (refused.error or "")
+    [again] = payments.handle([refund("s-1", 2)])  # decided afresh: still refused
+    assert not again.success and again.message_id != refused.message_id
+    payments.seed({"u-1": (1_000, 500)})  # the wallet is back
+    [healed] = payments.handle([refund("s-1", 3)])
+    assert healed.success and healed.payload["refunded"] == 100
+    assert healed.message_id == "s-1:process_payment.compensate:3:reply"
+    assert healed.command_id == "s-1:process_payment.compensate:3"
+    # A success is recorded: attempt 4 gets it as stored, attempt 3's reply.
+    assert payments.handle([refund("s-1", 4)]) == [healed]
+    assert payments.wallets["u-1"][0] == 1_100
+    # A refused forward command stays refused, with the reply of its first
+    # attempt, even after the reason went away: no payment for a saga that
+    # was told no.
+    [poor] = payments.handle([pay("s-2", user="u-3")])
+    assert not poor.success and "no wallet for user u-3" in (poor.error or "")
+    payments.seed({"u-3": (1_000, 500)})
+    assert payments.handle([pay("s-2", user="u-3", attempt=2)]) == [poor]
+    rows = payments.db.execute(
+        "SELECT (SELECT count(*) FROM payments), (SELECT count(*) FROM refunds)"
+    ).fetchone()
+    assert rows == (1, 1)
+    payments.close()
+
+
+def test_late_duplicates_past_idempotency_retention_apply_nothing(
+    tmp_path: Path,
+) -> None:
+    now = [1_700_000_000.0]
+    past_retention = 8 * 24 * 3600  # the records are kept 7 days
+
+    def clock() -> float:
+        return now[0]
+
+    payments = PaymentService(tmp_path / "payment.duckdb", clock=clock)
+    payments.seed({"u-1": (1_000, 500)})
+    accounts = AccountService(tmp_path / "account.duckdb", clock=clock)
+    accounts.seed({"a-1": "open"})
+    [paid] = payments.handle([pay("s-1")])
+    deposit = command("s-1", "deposit", "account", accountId="a-1", amount=100)
+    [deposited] = accounts.handle([deposit])
+    assert paid.success and deposited.success
+    now[0] += past_retention
+    assert payments.idempotency.cleanup() == 1
+    assert accounts.idempotency.cleanup() == 1
+    # The same commands again, as a dead-letter replay would send them.
+    [late_payment] = payments.handle([pay("s-1")])
+    assert late_payment.success and late_payment.payload == paid.payload
+    [late_deposit] = accounts.handle([deposit])
+    assert late_deposit.success and late_deposit.payload["alreadyDeposited"]
+    assert late_deposit.payload["accountId"] == "a-1"
+    # Twice in one batch, with a new attempt number: still one effect.
+    assert all(r.success for r in payments.handle([pay("s-2"), pay("s-2", 2)]))
+    payments.close()
+    accounts.close()
+    # The natural keys come from the tables: a restarted service keeps them.
+    payments = PaymentService(tmp_path / "payment.duckdb", clock=clock)
+    accounts = AccountService(tmp_path / "account.duckdb", clock=clock)
+    now[0] += past_retention
+    payments.idempotency.cleanup()
+    accounts.idempotency.cleanup()
+    assert payments.handle([pay("s-1", attempt=3)])[0].success
+    assert accounts.handle([deposit])[0].success
+    assert payments.db.execute(
+        "SELECT payment_id, count(*) FROM payments GROUP BY ALL ORDER BY 1"
+    ).fetchall() == [("pay-s-1", 1), ("pay-s-2", 1)]
+    assert payments.db.execute("SELECT balance FROM wallets").fetchone() == (800,)
+    assert accounts.db.execute("SELECT count(*) FROM deposits").fetchone() == (1,)
+    assert accounts.db.execute("SELECT balance FROM accounts").fetchone() == (100,)
+    payments.close()
+    accounts.close()
+
+
+def test_a_database_that_cannot_write_pauses_the_service_without_dead_letters(
+    kafka: KafkaSettings, tmp_path: Path
+) -> None:
+    path = tmp_path / "payment.duckdb"
+    payments = PaymentService(path)
+    payments.seed({"u-1": (1_000, 500)})
+    # DuckDB writes a commit to <file>.wal, created afresh after a checkpoint;
+    # a directory in its place makes every commit fail with a real I/O error.
+    payments.db.execute("CHECKPOINT")
+    wal = Path(f"{path}.wal")
+    assert not wal.exists()
+    wal.mkdir()
+    with pytest.raises(ServiceUnavailableError, match="Is a directory"):
+        payments.handle([pay("s-0")])
+    assert payments.wallets["u-1"][0] == 1_000  # nothing applied
+    commands = [pay(f"s-{i}", amount=10) for i in range(1, 6)]
+    with KafkaMessagePublisher(kafka) as publisher:
+        for c in commands:
+            publisher.publish("payment.commands.process", c)
+        publisher.flush()
+    retry = RetrySettings(unavailable_initial_ms=50, unavailable_max_ms=200)
+    with serve(kafka, payments, retry=retry) as service:
+        drive(service, lambda: service.stats().unavailable >= 3)
+        assert service.stats().breaker_open
+        assert service.stats().dead_letters == 0 and service.stats().replies == 0
+        wal.rmdir()  # the disk is back
+        drive(service, lambda: service.stats().replies == len(commands))
+        stats = service.stats()
+    assert not stats.breaker_open and stats.dead_letters == 0
+    assert letters(kafka) == []
+    answers = replies(kafka, "payment.events.process")
+    assert sorted(a.command_id or "" for a in answers) == sorted(
+        c.message_id for c in commands
+    )
+    assert all(a.success for a in answers)
+    assert payments.db.execute("SELECT count(*) FROM payments").fetchone() == (5,)
+    assert payments.wallets["u-1"][0] == 950
+    payments.close()
+
+
+def process_state(pid: int) -> str:
+    """The /proc state letter of ``pid`` once it settles (T: stopped)."""
+    deadline = time.monotonic() + 2
+    while True:
+        with open(f"/proc/{pid}/stat") as stat:
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+        if state == "T" or time.monotonic() > deadline:
+            return state
+        time.sleep(0.02)
+
+
+def paused_kafka(broker: EmbeddedBroker) -> KafkaSettings:
+    """Short producer timeouts, so sends to a paused broker fail in seconds."""
+    base = settings_for(
+        broker.bootstrap,
+        request_timeout_ms=1_000,
+        delivery_timeout_ms=2_000,
+        max_block_ms=2_000,
+    )
+    consumer = msgspec.structs.replace(
+        ConsumerSettings(), session_timeout_ms=6_000, heartbeat_interval_ms=2_000
+    )
+    return msgspec.structs.replace(
+        base,
+        connect_timeout_ms=2_000,
+        topics=msgspec.structs.replace(base.topics, partitions=PARTITIONS),
+        consumer=consumer,
+    )
+
+
+def test_replies_lost_while_the_broker_is_paused_are_sent_before_commits(
+    tmp_path: Path,
+) -> None:
+    topic = "payment.commands.process"
+    forged = msgspec.structs.replace(
+        pay("forged"), metadata={"replyTopic": SAGA_EVENTS}
+    )
+    # A first round, so the producer knows the reply topic and saga.dlq: the
+    # sends to the paused broker are then queued and fail by delivery timeout.
+    warm = [pay("warm"), msgspec.structs.replace(forged, message_id="forged:0")]
+    batch = [*(pay(f"s-{i}", amount=10) for i in range(20)), forged]
+    payments = PaymentService(tmp_path / "payment.duckdb")
+    payments.seed({"u-1": (100_000, 500)})
+    handle = payments.handle
+    states: list[str] = []
+    resumes: list[threading.Timer] = []
+    handled_s0 = [0]
+    with EmbeddedBroker() as broker:
+
+        def handle_then_pause(commands: list[CommandMessage]) -> list[EventMessage]:
+            answers = handle(commands)
+            handled_s0[0] += sum(c.saga_id == "s-0" for c in commands)
+            if not states and handled_s0[0]:
+                # The effects are committed; now the replies can't get out.
+                # Paused longer than the service's two sends take (a flush
+                # bounded by the 2 s delivery timeout plus 5 s, a new producer
+                # by the 2 s connect timeout): the batch is put back.
+                broker.pause()
+                states.append(process_state(broker.pid))
+                resumes.append(threading.Timer(12.0, broker.resume))
+                resumes[0].start()
+            return answers
+
+        payments.handle = handle_then_pause  # type: ignore[method-assign]
+        kafka = paused_kafka(broker)
+        with TopicAdmin(kafka) as admin:
+            admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)
+        retry = RetrySettings(initial_backoff_ms=200, send_attempts=2)
+        with (
+            KafkaMessagePublisher(kafka) as publisher,
+            serve(kafka, payments, retry=retry) as service,
+        ):
+            for c in warm:
+                publisher.publish(topic, c)
+            publisher.flush()
+            drive(service, lambda: service.stats().handled == len(warm))
+            for c in batch:
+                publisher.publish(topic, c)
+            publisher.flush()
+            wanted = {c.message_id for c in batch}
+
+            def all_answered() -> bool:
+                # The independent reader runs only once the service says so.
+                if service.stats().handled < len(warm) + len(batch):
+                    return False
+                answers = replies(kafka, "payment.events.process")
+                got = {a.command_id for a in answers}
+                got |= {d.message_id for d in letters(kafka)}
+                return wanted <= got
+
+            try:
+                drive(service, all_answered, timeout_s=120)
+            finally:
+                for timer in resumes:
+                    timer.join()
+            stats = service.stats()
+        assert states == ["T"]  # the broker really was stopped
+        assert stats.failed_sends >= 2 * len(batch) and stats.producer_rebuilds > 0
+        assert handled_s0[0] >= 2  # put back, redelivered, answered as stored
+        dead = [d for d in letters(kafka) if d.message_id == forged.message_id]
+        assert dead and "saga.events" in dead[0].error
+        assert read(kafka, SAGA_EVENTS) == []
+    # Redelivered commands got their stored replies: each effect applied once.
+    assert payments.db.execute("SELECT count(*) FROM payments").fetchone() == (21,)
+    assert payments.wallets["u-1"][0] == 100_000 - 100 - 20 * 10
+    payments.close()

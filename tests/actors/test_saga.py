@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -89,19 +90,117 @@ def test_timeout_retries_with_backoff_then_the_late_reply_still_counts() -> None
     assert run.sent[-1].topic == "payment.commands.process"
 
 
-def test_unanswered_step_fails_after_max_attempts() -> None:
+def test_a_step_without_compensation_is_asked_until_it_answers() -> None:
+    """Giving up on it would leave an effect nobody can undo: its command goes
+    out again past max_attempts, at the policy's capped backoff."""
     run = Run()
     run.start(now=0)
     now = 0
     for _ in range(10):
         now += 60_000
         run.feed(Tick(saga_id="s-1", now=now))
-    assert run.state is not None and run.state.status is Status.REJECTED
+    assert run.state is not None and run.state.status is Status.RUNNING
     assert [s.message.message_id for s in run.sent] == [
-        "s-1:verify_user:1",
-        "s-1:verify_user:2",
-        "s-1:verify_user:3",
+        f"s-1:verify_user:{n}" for n in range(1, 7)
     ]
+    doubts = [e for r in run.records() for e in r.events if getattr(e, "in_doubt", 0)]
+    assert [e.attempt for e in doubts] == [3, 4, 5]
+    run.feed(reply_to(run.sent[0], now + 1))  # attempt 1's answer, at last
+    assert run.sent[-1].topic == "payment.commands.process"
+
+
+def _to_the_deposit(run: Run) -> None:
+    run.start(now=0)
+    run.feed(reply_to(run.sent[-1], 10))
+    run.feed(reply_to(run.sent[-1], 20, paymentId="p-9"))
+    assert run.sent[-1].topic == "account.commands.deposit"
+
+
+def _tick_until(run: Run, now: int, count: int) -> int:
+    for _ in range(count):
+        now += 60_000
+        run.feed(Tick(saga_id="s-1", now=now, jitter=0.5))
+    return now
+
+
+def test_a_deposit_in_doubt_is_never_refunded_around() -> None:
+    """H1: the deposit (the pivot) unanswered past its last attempt is sent
+    again, never compensated past; its late success completes the saga."""
+    run = Run()
+    _to_the_deposit(run)
+    now = _tick_until(run, 20, 12)
+    assert run.state is not None and run.state.status is Status.RUNNING
+    assert {s.topic for s in run.sent[2:]} == {"account.commands.deposit"}
+    assert run.state.attempt > 3 and not run.state.doubtful
+    run.feed(reply_to(run.sent[2], now + 5))  # attempt 1 landed late
+    assert run.state.status is Status.COMPLETED
+    assert not any(s.topic == "payment.commands.refund" for s in run.sent)
+
+
+def test_a_deposit_refused_after_doubt_refunds_the_payment() -> None:
+    run = Run()
+    _to_the_deposit(run)
+    now = _tick_until(run, 20, 8)
+    run.feed(reply_to(run.sent[-1], now + 5, success=False))
+    assert run.state is not None and run.state.status is Status.COMPENSATING
+    refund = run.sent[-1]
+    assert refund.topic == "payment.commands.refund"
+    run.feed(reply_to(refund, now + 10))
+    assert run.state.status is Status.COMPENSATED
+
+
+def test_a_compensation_unanswered_is_asked_until_it_answers() -> None:
+    run = Run()
+    _to_the_deposit(run)
+    run.feed(reply_to(run.sent[-1], 30, success=False))
+    now = _tick_until(run, 30, 12)
+    assert run.state is not None and run.state.status is Status.COMPENSATING
+    refunds = [s for s in run.sent if s.topic == "payment.commands.refund"]
+    assert len(refunds) > 3
+    run.feed(reply_to(refunds[-1], now + 5))
+    assert run.state.status is Status.COMPENSATED
+
+
+def test_a_late_success_of_a_step_given_up_in_doubt_is_reported() -> None:
+    """The payment went unanswered and was refunded by sagaId; its success
+    arriving afterwards is neither applied nor dropped: it is LATE."""
+    run = Run()
+    run.start(now=0)
+    run.feed(reply_to(run.sent[-1], 10))
+    payment = run.sent[-1]
+    now = 10
+    while run.sent[-1].topic == "payment.commands.process":
+        now += 60_000
+        run.feed(Tick(saga_id="s-1", now=now))
+    run.feed(reply_to(run.sent[-1], now + 1))  # the refund
+    assert run.state is not None and run.state.status is Status.COMPENSATED
+    late = run.feed(reply_to(payment, now + 2, paymentId="p-1"))
+    assert late.verdict is Verdict.LATE and not late.events
+    assert "process_payment" in late.reason and "in doubt" in late.reason
+    refused = run.feed(reply_to(payment, now + 3, success=False))
+    assert refused.verdict is Verdict.DUPLICATE
+
+
+def test_a_reply_names_a_command_the_saga_sent() -> None:
+    run = Run()
+    run.start(now=0)
+    run.feed(Tick(saga_id="s-1", now=10_000))
+    run.feed(Tick(saga_id="s-1", now=20_000))
+    assert run.sent[-1].message.message_id == "s-1:verify_user:2"
+
+    def answer(command_id: str) -> Reply:
+        reply = reply_to(run.sent[-1], 20_001)
+        return msgspec.structs.replace(
+            reply, command_id=command_id, message_id=f"r-{command_id}"
+        )
+
+    for forged in ("s-1:verify_user:3", "s-1:process_payment:1", "s-2:verify_user:1"):
+        decision = run.feed(answer(forged))
+        assert decision.verdict is Verdict.UNEXPECTED, forged
+        assert "never sent" in decision.reason
+    # An older attempt's answer is the step's answer: one idempotency key.
+    assert run.feed(answer("s-1:verify_user:1")).verdict is Verdict.APPLIED
+    assert run.sent[-1].topic == "payment.commands.process"
 
 
 def test_refund_refused_until_retries_run_out_fails_the_saga() -> None:
@@ -236,8 +335,9 @@ FOUR_STEPS = SagaDefinition(
                 timeout_ms=1_000,
                 retry=RetryPolicy(max_attempts=3, initial_backoff_ms=100),
             ),
+            # s0 is a check (nothing to undo), s3 the pivot.
             compensation=None
-            if i == 2
+            if i in (0, 3)
             else Action(
                 command_topic=f"svc{i}.commands.undo",
                 timeout_ms=1_000,
@@ -269,8 +369,9 @@ def test_random_runs_replay_exactly_and_end_once(
     for i in range(200):
         if run.state is not None and run.state.status.terminal and i > 60:
             break
-        # After a while only time passes: retries must run out and the saga end.
-        action = data.draw(ACTIONS) if i < 60 else "tick"
+        # After a while time passes and the participants answer each command:
+        # what is retried until answered is answered, and the saga ends.
+        action = data.draw(ACTIONS) if i < 60 else ("tick", "answer")[i % 2]
         if action in ("answer", "answer_old") and run.sent:
             send = (
                 run.sent[-1]
@@ -280,7 +381,7 @@ def test_random_runs_replay_exactly_and_end_once(
             reply = reply_to(
                 send,
                 now,
-                success=data.draw(st.booleans()),
+                success=data.draw(st.booleans()) if i < 60 else True,
                 jitter=data.draw(st.floats(0, 0.999)),
                 paymentId="p-1",
             )

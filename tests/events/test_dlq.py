@@ -62,6 +62,8 @@ def test_list_show_and_replay(
             letter("payment.commands.process", 3, 7, b'{"hello": "again"}'),
             letter("user.commands.verify", 3, 8, b"\xff\xfe binary"),
             letter("payment.commands.process", 3, 9, b"x" * 10, payload_size=99),
+            # What a saga host could not do (a deadline), naming the saga log.
+            letter("saga.events", 3, 10, b'{"sagaId": "s-1"}'),
         ):
             publisher.publish_raw(SAGA_DLQ, "s-1", codec.encode(item), partition=3)
         publisher.flush()
@@ -69,7 +71,7 @@ def test_list_show_and_replay(
     code, out, err = cli(kafka, capsys, "dlq", "list", "--json")
     assert code == 0
     rows = json.loads(out)
-    assert [r["id"] for r in rows] == ["3:0", "3:1", "3:2"]
+    assert [r["id"] for r in rows] == ["3:0", "3:1", "3:2", "3:3"]
     assert rows[0]["topic"] == "payment.commands.process" and rows[0]["attempts"] == 5
     code, out, _ = cli(kafka, capsys, "dlq", "list", "--topic", "user.commands.verify")
     assert "3:1" in out and "3:0" not in out and "db down" in out
@@ -103,6 +105,9 @@ def test_list_show_and_replay(
 
     code, _, err = cli(kafka, capsys, "dlq", "replay", "3:2")
     assert code == 1 and "kept only part of an oversized original" in err
+    code, _, err = cli(kafka, capsys, "dlq", "replay", "3:3")
+    assert code == 1 and "name a log topic" in err
+    assert list(read_to_end(kafka, {TopicPartition("saga.events", 3): 0})) == []
     code, _, err = cli(kafka, capsys, "dlq", "replay")
     assert code == 2 and "one PARTITION:OFFSET or --all" in err
     code, _, err = cli(kafka, capsys, "dlq", "show", "nonsense")

@@ -106,9 +106,19 @@ def test_wire_uses_the_platforms_camel_case_names() -> None:
     )
     assert set(event) == {
         "type", "messageId", "sagaId", "stepId", "timestamp",
-        "success", "payload", "error",
+        "success", "payload", "error", "commandId",
     }  # fmt: skip
     assert event["success"] is False
+
+
+def test_a_reply_without_command_id_still_decodes() -> None:
+    """Older logs and outside services omit ``commandId``: it is optional."""
+    raw = (
+        b'{"type":"event","messageId":"m-2","sagaId":"s","stepId":"x",'
+        b'"timestamp":"2026-11-25T00:00:00Z","success":true}'
+    )
+    event = CODEC.decode(raw)
+    assert isinstance(event, EventMessage) and event.command_id is None
 
 
 VALID = json.loads(CODEC.encode(_command()))

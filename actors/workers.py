@@ -1,0 +1,69 @@
+"""Consumer threads of the Ray actors: they retry the broker, and never die alone.
+
+Ray restarts an actor whose process dies, not one whose thread did: a consumer
+thread that died quietly would leave an actor that still answers ``stats()``
+and consumes nothing, while everything waiting on it times out. So a worker
+thread that fails takes its process with it, and Ray starts a fresh one that
+rejoins the consumer group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Final
+
+from events.errors import MessageDecodeError
+
+log = logging.getLogger(__name__)
+
+#: The exit status of a process whose worker thread died (EX_SOFTWARE).
+WORKER_DIED: Final = 70
+
+
+def start_vital(name: str, loop: Callable[[], None]) -> threading.Thread:
+    """Run ``loop`` in a daemon thread; if it raises, log the error and end the
+    process at once. ``loop`` returning is a stop, not a death."""
+
+    def guarded() -> None:
+        try:
+            loop()
+        except BaseException:
+            log.critical(
+                "worker thread %r died; ending process %d so that it is restarted",
+                name,
+                os.getpid(),
+                exc_info=True,
+            )
+            # Not sys.exit: from a thread it would end only the thread.
+            os._exit(WORKER_DIED)
+
+    thread = threading.Thread(target=guarded, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def poll_until(
+    stopping: threading.Event,
+    poll: Callable[[], object],
+    transient: tuple[type[Exception], ...],
+    what: str,
+) -> None:
+    """Call ``poll`` until ``stopping`` is set.
+
+    An error in ``transient`` (the broker or the network) is logged and the
+    poll tried again a second later: the listener rewound the batch, and a new
+    process would meet the same cluster (and a Ray actor whose constructor
+    cannot reach the broker is not restarted at all). Anything else raises: a
+    retry would meet the same record or the same bug forever.
+    """
+    while not stopping.is_set():
+        try:
+            poll()
+        except MessageDecodeError:
+            raise  # a record, not the broker: retrying it would never end
+        except transient:
+            log.exception("%s failed; retrying", what)
+            stopping.wait(1.0)

@@ -1,0 +1,201 @@
+"""Money under doubt: every participant service frozen past a step's last retry.
+
+The real platform (a private broker, local Ray, the three services on DuckDB)
+runs deposits with short step timeouts. Mid-run every service process is
+stopped with SIGSTOP while sagas wait at each step, long enough for their
+steps to run out of attempts, then continued. The services then work off
+their queues, late replies included. The audit reads their DuckDB files: for
+every saga, payments minus refunds equals deposits.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import ray
+from kafka import TopicPartition
+
+from actors.client import SagaClient
+from actors.config import EngineSettings
+from actors.definitions import DEPOSIT, RetryPolicy, SagaDefinition, Step
+from actors.history import HistoryCodec, LogRecord, SagaCompleted, StepTimedOut
+from actors.run import audit, drain, platform_groups, seed_participants, workload
+from actors.runtime import Engine, participants_ready, start_participants
+from actors.saga import SagaState, replay
+from events.reader import read_to_end
+from events.settings import KafkaSettings
+from events.topics import SAGA_EVENTS
+from tests.conftest import private_kafka
+
+pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("ray_local")]
+
+PARTITIONS = 4
+SEED = int(os.environ.get("SAGA_TEST_SEED", "20261126"))
+#: Two attempts of 1.5 s with 0.2 s between: a step runs out of attempts about
+#: 3.2 s after its first command, well inside the freeze.
+TIMEOUT_MS = 1_500
+RETRY = RetryPolicy(max_attempts=2, initial_backoff_ms=200, max_backoff_ms=1_000)
+
+
+def quick(definition: SagaDefinition) -> SagaDefinition:
+    def step(s: Step) -> Step:
+        replace = msgspec.structs.replace
+        action = replace(s.action, timeout_ms=TIMEOUT_MS, retry=RETRY)
+        compensation = (
+            None
+            if s.compensation is None
+            else replace(s.compensation, timeout_ms=TIMEOUT_MS, retry=RETRY)
+        )
+        return replace(s, action=action, compensation=compensation)
+
+    return msgspec.structs.replace(
+        definition, steps=tuple(step(s) for s in definition.steps)
+    )
+
+
+DEFINITIONS = {"deposit": quick(DEPOSIT)}
+
+
+def log_records(kafka: KafkaSettings) -> list[LogRecord]:
+    codec = HistoryCodec()
+    starts = {TopicPartition(SAGA_EVENTS, p): 0 for p in range(PARTITIONS)}
+    return [codec.decode(raw.value) for raw in read_to_end(kafka, starts)]
+
+
+def states_as_of(records: list[LogRecord], at_ms: int) -> dict[str, SagaState]:
+    """Each saga's state from the records decided up to ``at_ms``."""
+    states: dict[str, SagaState] = {}
+    for record in records:
+        if record.at <= at_ms:
+            state = replay(states.get(record.saga_id), record)
+            assert state is not None
+            states[record.saga_id] = state
+    return states
+
+
+def wait_for(what: str, ready: Any, timeout_s: float, engine: Engine) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not (found := ready()):
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"timed out waiting for {what}; hosts: {engine.host_stats()}"
+            )
+        time.sleep(0.25)
+    return found
+
+
+def process_state(pid: int) -> str:
+    # The third field of /proc/<pid>/stat, after the parenthesised name.
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_a_freeze_of_every_service_past_the_last_retry_creates_no_money(
+    tmp_path: Path,
+) -> None:
+    print(f"seed {SEED}")
+    rng = random.Random(SEED)
+    # More than the sender gets through before the freeze: it stops there.
+    load = workload(5_000, SEED, f"freeze{rng.randrange(10**6)}")
+    ids: set[str] = set()
+    seed_participants(tmp_path, load)
+    with private_kafka(PARTITIONS) as kafka:
+        engine = Engine(kafka, EngineSettings(hosts=2, routers=1), DEFINITIONS)
+        services = start_participants(kafka, tmp_path)
+        pids: dict[str, int] = {}
+        try:
+            engine.wait_ready()
+            participants_ready(services)
+            pids = {name: ray.get(h.pid.remote()) for name, h in services.items()}
+            client = SagaClient(kafka, DEFINITIONS)
+            stop_sending = threading.Event()
+
+            def send() -> None:
+                # A steady stream, so sagas are at every step when the freeze
+                # comes.
+                for i in range(0, len(load.requests), 20):
+                    if stop_sending.is_set():
+                        return
+                    chunk = load.requests[i : i + 20]
+                    client.start_many(chunk)
+                    ids.update(saga_id for _, _, saga_id in chunk)
+                    time.sleep(0.05)
+
+            sender = threading.Thread(target=send)
+            sender.start()
+
+            # The pipeline is full once sagas complete: a steady stream then has
+            # sagas at every step. The seeded extra count varies the moment.
+            enough = 50 + rng.randrange(100)
+
+            def flowing() -> bool:
+                records = log_records(kafka)
+                return (
+                    sum(1 for r in records if type(r.events[-1]) is SagaCompleted)
+                    >= enough
+                )
+
+            wait_for("sagas to complete", flowing, 120, engine)
+            for pid in pids.values():
+                os.kill(pid, signal.SIGSTOP)
+            frozen_at = int(time.time() * 1000)  # the hosts' clock
+            stop_sending.set()
+            sender.join()
+            assert {process_state(pid) for pid in pids.values()} == {"T"}
+
+            # Where the sagas were when the services stopped: the log's
+            # decisions up to that moment.
+            waiting = Counter(
+                s.step
+                for s in states_as_of(log_records(kafka), frozen_at).values()
+                if not s.status.terminal
+            )
+            print(f"frozen after {len(ids)} starts, waiting at {dict(waiting)}")
+            assert set(waiting) == {"verify_user", "process_payment", "deposit"}
+
+            # Past the last retry: a payment and a deposit whose last attempt
+            # timed out while the services were stopped.
+            def past_last_retry() -> bool:
+                last = {
+                    e.step
+                    for r in log_records(kafka)
+                    for e in r.events
+                    if type(e) is StepTimedOut and e.attempt >= RETRY.max_attempts
+                }
+                return {"process_payment", "deposit"} <= last
+
+            wait_for("steps to run out of attempts", past_last_retry, 120, engine)
+            for pid in pids.values():
+                os.kill(pid, signal.SIGCONT)
+
+            def ended() -> dict[str, SagaState] | None:
+                states = client.states()
+                done = {i: states[i] for i in ids if i in states}
+                terminal = all(s.status.terminal for s in done.values())
+                return done if len(done) == len(ids) and terminal else None
+
+            states = wait_for("every saga to end", ended, 120, engine)
+            assert drain(kafka, platform_groups(kafka), 60, print) == 0
+            client.close()
+        finally:
+            for pid in pids.values():
+                os.kill(pid, signal.SIGCONT)
+            engine.stop()
+            ray.get([h.stop.remote() for h in services.values()], timeout=60)
+            for handle in services.values():
+                ray.kill(handle, no_restart=True)
+
+    outcomes = {i: str(s.status) for i, s in states.items()}
+    print(f"outcomes {Counter(outcomes.values())}")
+    found = audit(tmp_path, outcomes, ids, load)
+    print(f"audit {found}")
+    assert found == dict.fromkeys(found, 0)
+    assert Counter(outcomes.values())["compensated"] > 0
