@@ -157,6 +157,7 @@ class _Partition:
         "end",
         "finished",
         "finished_order",
+        "late",
         "manifest",
         "sagas",
         "since",
@@ -169,6 +170,10 @@ class _Partition:
         #: Ended sagas that compensated a step in doubt, and that step: a late
         #: success for it must be reported, not dropped as a duplicate.
         self.doubtful: dict[str, str] = {}
+        #: Live sagas whose late success was reported already: the copies that
+        #: follow (one per attempt sent) are duplicates. Memory only: after a
+        #: restart a copy may be reported once more.
+        self.late: set[str] = set()
         self.end = 0  # the log offset after the last record of this partition
         self.since = 0  # events appended since the last snapshot
         self.manifest = -1  # offset of the newest snapshot manifest
@@ -190,7 +195,7 @@ class _Partition:
 class _Batch:
     """Decisions staged until their events are durable."""
 
-    __slots__ = ("letters", "records", "report", "sends", "staged")
+    __slots__ = ("late", "letters", "records", "report", "sends", "staged")
 
     def __init__(self) -> None:
         self.staged: dict[str, tuple[int, SagaState]] = {}
@@ -198,6 +203,8 @@ class _Batch:
         self.records: list[tuple[int, LogRecord, bytes]] = []
         self.letters: list[DeadLetter] = []
         self.sends: list[tuple[int, Send]] = []
+        #: (partition, sagaId) whose late success this batch reports.
+        self.late: set[tuple[int, str]] = set()
         self.report = dict.fromkeys(
             ("applied", "duplicates", "dead_letters", "late_replies"), 0
         )
@@ -386,7 +393,13 @@ class SagaHost:
                 return
             if state is None:
                 late = part.doubtful.get(saga_id)
-                if message.success and late is not None and message.step_id == late:
+                if (
+                    message.success
+                    and late is not None
+                    and message.step_id == late
+                    and (number, saga_id) not in work.late
+                ):
+                    work.late.add((number, saga_id))
                     work.report["late_replies"] += 1
                     self._dead(
                         work, inbound, late_reason(saga_id, late, "ended"), now, message
@@ -419,6 +432,10 @@ class SagaHost:
             )
         decision = decide(definition, state, item)
         if decision.verdict is Verdict.LATE:
+            if saga_id in part.late or (number, saga_id) in work.late:
+                work.report["duplicates"] += 1
+                return
+            work.late.add((number, saga_id))
             work.report["late_replies"] += 1
         if decision.verdict in (Verdict.UNEXPECTED, Verdict.LATE):
             self._dead(work, inbound, decision.reason, now, message)
@@ -563,11 +580,19 @@ class SagaHost:
             part = self._parts[number]
             part.end = max(part.end, future.value.offset + 1)
             part.since += events
+        for number, saga_id in work.late:
+            # Reported: an ended saga's book forgets the step, a live saga
+            # remembers the report until it ends.
+            part = self._parts[number]
+            if part.doubtful.pop(saga_id, None) is None:
+                part.late.add(saga_id)
         retention = self._settings.finished_retention
         for saga_id, (number, state) in work.staged.items():
             part = self._parts[number]
             if state.status.terminal:
-                part.finish(saga_id, retention, state.doubtful)
+                reported = saga_id in part.late
+                part.late.discard(saga_id)
+                part.finish(saga_id, retention, "" if reported else state.doubtful)
             else:
                 part.sagas[saga_id] = state
                 if state.deadline:

@@ -247,8 +247,9 @@ def test_a_late_success_after_a_doubtful_step_was_compensated_is_dead_lettered(
     kafka: KafkaSettings,
 ) -> None:
     """The payment went unanswered to its last attempt and was refunded; its
-    success arriving after the saga ended is reported (a dead letter naming
-    it, a counter), before and after restores from the log and a snapshot."""
+    success arriving after the saga ended is reported once (a dead letter
+    naming it, a counter) and its copies are duplicates. The step stays in the
+    ended saga's books through a restore from the log and a snapshot."""
     clock = Clock()
     late = _answer("s-1", "process_payment", "payment.events.process", 90)
     first = host(kafka, clock)
@@ -262,28 +263,27 @@ def test_a_late_success_after_a_doubtful_step_was_compensated_is_dead_lettered(
     refund = _answer("s-1", "process_payment.compensate", "payment.events.refund", 2)
     first.handle([refund])
     assert first.state("s-1") is None  # compensated: it left memory
-    report = first.handle([late])
-    assert (report.late_replies, report.dead_letters, report.duplicates) == (1, 1, 0)
     first.close()
 
-    for snapshot in (False, True):
-        again = host(kafka, clock)
-        try:
-            if snapshot:
-                again.snapshot()
-                again.close()
-                again = host(kafka, clock)
-                assert again.stats().restored_records == 0  # all from the snapshot
-            assert again.handle([late]).late_replies == 1
-            assert again.stats().late_replies == 1
-        finally:
-            again.close()
+    replayed = host(kafka, clock)  # the books from the log
+    replayed.snapshot()
+    replayed.close()
+    restored = host(kafka, clock)  # and from the snapshot alone
+    try:
+        assert restored.stats().restored_records == 0
+        report = restored.handle([late, late])
+        assert (report.late_replies, report.dead_letters) == (1, 1)
+        assert report.duplicates == 1
+        assert restored.handle([late]).duplicates == 1
+        assert restored.stats().late_replies == 1
+    finally:
+        restored.close()
     letters = [
         DeadLetterCodec().decode(r.value)
         for r in read_to_end(kafka, {TopicPartition(SAGA_DLQ, p): 0 for p in range(2)})
     ]
-    assert len(letters) == 3
-    assert all("late success of step 'process_payment'" in x.error for x in letters)
+    assert len(letters) == 1
+    assert "late success of step 'process_payment'" in letters[0].error
 
 
 class _BrokenOnTimeout(SagaDefinition, frozen=True):
