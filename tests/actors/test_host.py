@@ -375,3 +375,32 @@ def test_appends_lost_to_a_paused_broker_leave_a_host_that_recovers() -> None:
         starts = {TopicPartition("saga.events", p): 0 for p in range(PARTITIONS)}
         firsts = [r.key for r in read_to_end(kafka, starts) if b'"seq":1,' in r.value]
         assert sorted(firsts) == [b"s-1", b"s-2", b"s-3"]
+
+
+def test_a_late_success_while_compensating_is_reported_once(
+    kafka: KafkaSettings,
+) -> None:
+    clock = Clock()
+    late = _answer("s-1", "process_payment", "payment.events.process", 90)
+    saga_host = host(kafka, clock)
+    try:
+        saga_host.handle(
+            [start("s-1"), _answer("s-1", "verify_user", "user.events.verify", 1)]
+        )
+        for _ in range(6):  # three attempts of the payment, each timing out
+            clock.now += 60
+            saga_host.fire_timers()
+        state = saga_host.state("s-1")
+        assert state is not None and state.compensating  # the refund is out
+        first = saga_host.handle([late])
+        assert (first.late_replies, first.dead_letters) == (1, 1)
+        assert saga_host.handle([late]).duplicates == 1  # attempt 2's copy
+        refund = _answer(
+            "s-1", "process_payment.compensate", "payment.events.refund", 2
+        )
+        saga_host.handle([refund])
+        assert saga_host.state("s-1") is None
+        assert saga_host.handle([late]).duplicates == 1  # attempt 3's, after
+        assert saga_host.stats().late_replies == 1
+    finally:
+        saga_host.close()
