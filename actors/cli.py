@@ -19,8 +19,8 @@ import msgspec
 
 from actors.client import SagaClient
 from actors.config import CONFIG_ENV, SagaConfig, env_name, load_config, redacted
+from actors.core import TAG_OF
 from actors.errors import ConfigError, SagaError
-from actors.history import TAG_OF
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker
 from events.dlq import DeadLetterQueue, Entry

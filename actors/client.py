@@ -16,11 +16,17 @@ from typing import Any
 
 from kafka import TopicPartition
 
-from actors.definitions import DEFINITIONS, SagaDefinition
+from actors.core import (
+    DEFINITIONS,
+    HistoryCodec,
+    LogRecord,
+    SagaDefinition,
+    SagaState,
+    check_input,
+    replay,
+    start_message,
+)
 from actors.errors import RestoreError, StartError, UnknownSagaTypeError
-from actors.history import HistoryCodec, LogRecord
-from actors.requests import check_input, start_message
-from actors.saga import SagaState, replay
 from events.clients import Closing
 from events.errors import EventsError, MessageDecodeError
 from events.partitions import home_partition

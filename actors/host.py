@@ -38,34 +38,33 @@ import msgspec
 from kafka import TopicPartition
 
 from actors.config import HostSettings
-from actors.definitions import DEFINITIONS, SagaDefinition
-from actors.errors import RestoreError, SagaError
-from actors.history import (
+from actors.core import (
+    DEFINITIONS,
     OUTCOMES,
     CompensationCommanded,
+    Decision,
     HistoryCodec,
+    Input,
     LogRecord,
+    Reply,
     SagaCompensated,
     SagaCompleted,
+    SagaDefinition,
     SagaFailed,
     SagaRejected,
-    StepCommanded,
-)
-from actors.requests import parse_start
-from actors.saga import (
-    Decision,
-    Input,
-    Reply,
     SagaState,
     Send,
     Start,
+    StepCommanded,
     Tick,
     Verdict,
     decide,
     late_reason,
+    parse_start,
     pending_command,
     replay,
 )
+from actors.errors import RestoreError, SagaError
 from actors.snapshots import SnapshotStore
 from events.admin import TopicAdmin
 from events.dead_letters import DeadLetter, DeadLetterCodec

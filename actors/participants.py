@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 import duckdb
 import msgspec
 
-from actors.saga import COMPENSATE
+from actors.core import COMPENSATE
 from events.errors import ServiceUnavailableError
 from events.messages import CommandMessage, EventMessage, MessageCodec
 from events.service import CommandService, RetrySettings

@@ -28,7 +28,7 @@ import ray
 from kafka.errors import KafkaError
 from ray.exceptions import GetTimeoutError, RayError
 
-from actors.definitions import SagaDefinition
+from actors.core import SagaDefinition
 from actors.host import HandleReport, Inbound
 from actors.workers import poll_until, start_vital
 from events.errors import EventsError, MessageDecodeError

@@ -32,9 +32,8 @@ from kafka import KafkaConsumer, TopicPartition
 
 from actors.client import SagaClient
 from actors.config import SagaConfig
-from actors.definitions import DEFINITIONS
+from actors.core import DEFINITIONS, OUTCOMES, HistoryCodec
 from actors.errors import SagaError, StartError
-from actors.history import OUTCOMES, HistoryCodec
 from actors.metrics import PlatformCollector, serve_metrics
 from actors.participants import (
     PARTICIPANTS,

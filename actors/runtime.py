@@ -22,12 +22,11 @@ import duckdb
 import ray
 
 from actors.config import EngineSettings, RaySettings
-from actors.definitions import DEFINITIONS, SagaDefinition
+from actors.core import DEFINITIONS, SagaDefinition, SagaState
 from actors.errors import SagaError
 from actors.host import HostStats, SagaHost, owned_partitions
 from actors.participants import PARTICIPANTS, serve
 from actors.router import BROKER_ERRORS, RouterActor, RouterStats, listened_topics
-from actors.saga import SagaState
 from actors.workers import poll_until, start_vital
 from events.listener import Delivery, KafkaEventListener
 from events.partitions import home_partition

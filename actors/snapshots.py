@@ -22,9 +22,8 @@ from typing import Any, Final, Generic, TypeAlias, TypeVar
 import msgspec
 from kafka import TopicPartition
 
+from actors.core import LOG_MAX_DEPTH, SagaState
 from actors.errors import RestoreError
-from actors.history import LOG_MAX_DEPTH
-from actors.saga import SagaState
 from events.errors import MessageDecodeError
 from events.messages import decode_json
 from events.publisher import KafkaMessagePublisher

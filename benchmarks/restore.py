@@ -34,11 +34,18 @@ from statistics import median
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from actors.config import HostSettings
-from actors.definitions import DEPOSIT
-from actors.history import HistoryCodec, LogRecord
+from actors.core import (
+    DEPOSIT,
+    HistoryCodec,
+    LogRecord,
+    Reply,
+    SagaState,
+    Start,
+    decide,
+    evolve,
+    start_message,
+)
 from actors.host import HostStats, Inbound, SagaHost
-from actors.requests import start_message
-from actors.saga import Reply, SagaState, Start, decide, evolve
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker
 from events.messages import EventMessage, MessageCodec

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import duckdb
 import msgspec
 
-from actors.history import TAG_OF, HistoryCodec
+from actors.core import TAG_OF, HistoryCodec
 from events.dead_letters import DeadLetterCodec
 from events.errors import MessageDecodeError
 from events.topics import SAGA_DLQ, SAGA_EVENTS

@@ -26,11 +26,20 @@ from kafka import TopicPartition
 
 from actors.client import SagaClient
 from actors.config import EngineSettings
-from actors.definitions import DEPOSIT, RetryPolicy, SagaDefinition, Step
-from actors.history import HistoryCodec, LogRecord, SagaCompleted, StepTimedOut
+from actors.core import (
+    DEPOSIT,
+    HistoryCodec,
+    LogRecord,
+    RetryPolicy,
+    SagaCompleted,
+    SagaDefinition,
+    SagaState,
+    Step,
+    StepTimedOut,
+    replay,
+)
 from actors.run import audit, drain, platform_groups, seed_participants, workload
 from actors.runtime import Engine, participants_ready, start_participants
-from actors.saga import SagaState, replay
 from events.reader import read_to_end
 from events.settings import KafkaSettings
 from events.topics import SAGA_EVENTS

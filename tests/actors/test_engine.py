@@ -22,9 +22,8 @@ import ray
 from kafka import TopicPartition
 
 from actors.client import SagaClient
-from actors.definitions import DEPOSIT, SagaDefinition, Step
+from actors.core import DEPOSIT, SagaDefinition, SagaState, Status, Step
 from actors.runtime import Engine, EngineSettings
-from actors.saga import SagaState, Status
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker
 from events.dead_letters import DeadLetterCodec

@@ -19,18 +19,19 @@ from hypothesis import strategies as st
 from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from actors.definitions import DEFINITIONS
-from actors.errors import RestoreError, SagaError
-from actors.history import (
+from actors.core import (
+    DEFINITIONS,
     HistoryCodec,
     LogRecord,
     SagaStarted,
+    SagaState,
     StepCommanded,
     StepSucceeded,
+    parse_start,
+    start_message,
 )
-from actors.requests import parse_start, start_message
+from actors.errors import RestoreError, SagaError
 from actors.router import home_of
-from actors.saga import SagaState
 from actors.snapshots import SnapshotStore, _Chunk, _Manifest
 from events.broker import EmbeddedBroker
 from events.errors import MessageDecodeError

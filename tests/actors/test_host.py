@@ -13,10 +13,8 @@ import msgspec
 import pytest
 from kafka import TopicPartition
 
-from actors.definitions import DEPOSIT, SagaDefinition, Step
+from actors.core import DEPOSIT, SagaDefinition, SagaState, Status, Step, start_message
 from actors.host import HostSettings, HostUnavailableError, Inbound, SagaHost
-from actors.requests import start_message
-from actors.saga import SagaState, Status
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker
 from events.dead_letters import DeadLetterCodec

@@ -25,9 +25,8 @@ import ray
 from kafka import TopicPartition
 
 from actors.client import SagaClient
-from actors.definitions import DEFINITIONS
+from actors.core import DEFINITIONS, start_message
 from actors.host import HostSettings, SagaHost
-from actors.requests import start_message
 from actors.router import listened_topics
 from actors.run import Follower, seed_participants, workload
 from actors.runtime import (

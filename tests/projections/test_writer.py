@@ -8,8 +8,8 @@ from pathlib import Path
 from events.dead_letters import DeadLetter, DeadLetterCodec
 from projections.store import open_store
 from projections.writer import Consumed, ProjectionWriter
-from tests.actors.sagas import Run
-from tests.actors.test_golden import SCENARIOS
+from tests.actors.core.sagas import Run
+from tests.actors.core.test_golden import SCENARIOS
 
 
 def golden_batch() -> list[Consumed]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.definitions import (
+from actors.core import (
     DEPOSIT,
     Action,
     RetryPolicy,

@@ -21,7 +21,7 @@ from typing import Any, Final
 
 import msgspec
 
-from actors.definitions import SagaDefinition
+from actors.core.definitions import SagaDefinition
 from actors.errors import InvalidRequestError, UnknownSagaTypeError
 from events.messages import CommandMessage, Message
 

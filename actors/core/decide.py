@@ -1,20 +1,14 @@
-"""The saga core, a pure decider: ``decide`` and ``evolve``, and the state they share.
-
-``evolve(state, event)`` applies one saga event; a saga's state is the fold of its
-events, nothing else. ``decide(definition, state, input)`` takes one input (a
+"""The decider: ``decide(definition, state, input)`` takes one input (a
 start request, a participant's reply, or a timer tick) and returns the new saga
 events and the commands to send, as data. Time, jitter and ids arrive inside the
 inputs, so a decision is a function of its arguments and replay is exact. This
-module does no I/O; ruff's banned-imports rule keeps Ray, Kafka and DuckDB out.
-
-Command messageIds are ``<sagaId>:<stepId>:<attempt>``: a re-sent command is
-recognisably the same command. A compensation's stepId is ``<step>.compensate``.
+module does no I/O; the import contracts keep Ray, Kafka and DuckDB out.
 
 Doubt: a command whose last attempt went unanswered may or may not have taken
 effect. A step with a compensation is then given up on and compensated too; a
 step without one (above all the pivot, the deposit) and every compensation are
 sent again until they are answered, because giving up on them would leave money
-in doubt (see :class:`~actors.definitions.Step`). A reply is tied to the command
+in doubt (see :class:`~actors.core.definitions.Step`). A reply is tied to the command
 it answers: when it names one (``command_id``), it must be a command this saga
 sent for the step it names; a reply to an older attempt of the awaited step is
 that step's answer, since every attempt carries one idempotency key.
@@ -22,21 +16,19 @@ that step's answer, since every attempt carries one idempotency key.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final, TypeAlias
+from typing import Any, TypeAlias
 
 import msgspec
 
-from actors.definitions import Action, SagaDefinition, render
-from actors.errors import InvalidRequestError, PayloadError, RestoreError
-from actors.history import (
+from actors.core.definitions import Action, SagaDefinition, render
+from actors.core.requests import check_input
+from actors.core.saga_events import (
     AnySagaEvent,
     CompensationCommanded,
     CompensationFailed,
     CompensationTimedOut,
-    LogRecord,
     SagaCompensated,
     SagaCompleted,
     SagaFailed,
@@ -48,75 +40,9 @@ from actors.history import (
     StepSucceeded,
     StepTimedOut,
 )
-from actors.requests import check_input
+from actors.core.state import COMPENSATE, SagaState, evolve, message_id
+from actors.errors import InvalidRequestError, PayloadError
 from events.messages import CommandMessage
-
-COMPENSATE: Final = ".compensate"
-
-
-class Status(StrEnum):
-    RUNNING = "running"
-    COMPENSATING = "compensating"
-    COMPLETED = "completed"
-    COMPENSATED = "compensated"
-    REJECTED = "rejected"
-    FAILED = "failed"
-
-    @property
-    def terminal(self) -> bool:
-        return self not in (Status.RUNNING, Status.COMPENSATING)
-
-
-class SagaState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One saga's state: the fold of its events.
-
-    ``step`` is the step being run (or, while compensating, undone) and
-    ``attempt`` its current attempt. ``deadline`` (epoch ms, 0 for none) is when
-    the saga must act unprompted: when a reply is overdue, or, with ``retrying``,
-    when the next attempt goes out. ``replies`` holds each completed step's reply
-    payload, in completion order.
-    """
-
-    saga_id: str
-    saga_type: str
-    input: dict[str, Any]
-    seq: int = 0
-    status: Status = Status.RUNNING
-    step: str = ""
-    attempt: int = 0
-    deadline: int = 0
-    retrying: bool = False
-    replies: dict[str, dict[str, Any]] = {}
-    compensated: tuple[str, ...] = ()
-    reason: str = ""
-    #: The step whose failure (or final timeout) turned the saga back.
-    failed: str = ""
-    #: A step that went unanswered to its last attempt: it may have taken
-    #: effect, so it is compensated too (its compensation must cope with an
-    #: effect that never happened).
-    doubtful: str = ""
-    #: The messageIds of the replies applied for the current step (a
-    #: compensation may be refused several times): the same reply again is a
-    #: duplicate even though it names the step being waited on.
-    seen: tuple[str, ...] = ()
-
-    @property
-    def compensating(self) -> bool:
-        return self.status is Status.COMPENSATING
-
-    @property
-    def step_id(self) -> str:
-        """The wire stepId of the command the saga is waiting on."""
-        return self.step + COMPENSATE if self.compensating else self.step
-
-    @property
-    def message_id(self) -> str:
-        return message_id(self.saga_id, self.step_id, self.attempt)
-
-
-def message_id(saga_id: str, step_id: str, attempt: int) -> str:
-    return f"{saga_id}:{step_id}:{attempt}"
-
 
 # ---------------------------------------------------------------------------
 # Inputs: what a saga reacts to. ``now`` is epoch milliseconds.
@@ -180,135 +106,6 @@ class Decision(msgspec.Struct, frozen=True):
     state: SagaState | None
     verdict: Verdict = Verdict.APPLIED
     reason: str = ""
-
-
-# ---------------------------------------------------------------------------
-# evolve
-
-
-def evolve(state: SagaState | None, event: AnySagaEvent) -> SagaState:
-    """Apply one event. The only way saga state changes."""
-    if state is None:
-        if not isinstance(event, SagaStarted):
-            raise ValueError(f"a saga's first event must be saga_started, got {event}")
-        return SagaState(
-            saga_id=event.saga_id, saga_type=event.saga_type, input=event.input, seq=1
-        )
-    replace = msgspec.structs.replace
-    seq = state.seq + 1
-    match event:
-        case StepCommanded(step=step, attempt=attempt, deadline=deadline):
-            return replace(
-                state,
-                seq=seq,
-                step=step,
-                attempt=attempt,
-                deadline=deadline,
-                retrying=False,
-                seen=state.seen if attempt > 1 else (),
-            )
-        case StepSucceeded(step=step, payload=payload, reply_id=reply_id):
-            return replace(
-                state,
-                seq=seq,
-                replies={**state.replies, step: payload},
-                deadline=0,
-                seen=(*state.seen, reply_id),
-            )
-        case StepFailed(step=step, error=error, reply_id=reply_id):
-            return replace(
-                state,
-                seq=seq,
-                reason=error,
-                deadline=0,
-                failed=step,
-                seen=state.seen if reply_id is None else (*state.seen, reply_id),
-            )
-        case StepTimedOut(step=step, retry_at=retry_at):
-            waiting = _waiting(state, seq, retry_at, "")
-            if retry_at:
-                return waiting
-            return replace(waiting, failed=step, doubtful=step)
-        case CompensationTimedOut(retry_at=retry_at):
-            return _waiting(state, seq, retry_at, "")
-        case CompensationFailed(retry_at=retry_at, error=error, reply_id=reply_id):
-            waiting = _waiting(state, seq, retry_at, error)
-            if reply_id is None:
-                return waiting
-            return replace(waiting, seen=(*state.seen, reply_id))
-        case CompensationCommanded(step=step, attempt=attempt, deadline=deadline):
-            return replace(
-                state,
-                seq=seq,
-                status=Status.COMPENSATING,
-                step=step,
-                attempt=attempt,
-                deadline=deadline,
-                retrying=False,
-                seen=state.seen if attempt > 1 else (),
-            )
-        case StepCompensated(step=step, reply_id=reply_id):
-            return replace(
-                state,
-                seq=seq,
-                compensated=(*state.compensated, step),
-                deadline=0,
-                seen=(*state.seen, reply_id),
-            )
-        case SagaCompleted():
-            return replace(state, seq=seq, status=Status.COMPLETED, deadline=0)
-        case SagaCompensated(reason=reason):
-            return _ended(state, seq, Status.COMPENSATED, reason)
-        case SagaRejected(reason=reason):
-            return _ended(state, seq, Status.REJECTED, reason)
-        case SagaFailed(reason=reason):
-            return _ended(state, seq, Status.FAILED, reason)
-        case SagaStarted():
-            raise ValueError(f"saga {state.saga_id} started twice")
-    raise TypeError(f"not a saga event: {event!r}")
-
-
-def _waiting(state: SagaState, seq: int, retry_at: int | None, error: str) -> SagaState:
-    reason = error or state.reason
-    if retry_at is None:
-        return msgspec.structs.replace(
-            state, seq=seq, deadline=0, retrying=False, reason=reason
-        )
-    return msgspec.structs.replace(
-        state, seq=seq, deadline=retry_at, retrying=True, reason=reason
-    )
-
-
-def _ended(state: SagaState, seq: int, status: Status, reason: str) -> SagaState:
-    return msgspec.structs.replace(
-        state, seq=seq, status=status, deadline=0, retrying=False, reason=reason
-    )
-
-
-def replay(state: SagaState | None, record: LogRecord) -> SagaState | None:
-    """Apply one log record, as a restore does. A record at or below the state's
-    last event was applied already (a snapshot covers it) and is skipped; one
-    that skips events means the log lost records, and raises."""
-    seq = 0 if state is None else state.seq
-    if record.seq <= seq:
-        return state
-    if record.seq != seq + 1:
-        raise RestoreError(
-            f"saga {record.saga_id} jumps from event {seq} to {record.seq}: the log "
-            "is missing records"
-        )
-    for event in record.events:
-        state = evolve(state, event)
-    return state
-
-
-def fold(events: Iterable[AnySagaEvent], state: SagaState | None = None) -> SagaState:
-    """The state after ``events``, starting from ``state`` (a snapshot) or nothing."""
-    for event in events:
-        state = evolve(state, event)
-    if state is None:
-        raise ValueError("no events to fold")
-    return state
 
 
 # ---------------------------------------------------------------------------

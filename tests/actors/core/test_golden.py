@@ -3,7 +3,7 @@
 A change that breaks old logs (a renamed tag, a field without a default, a
 different decision for the same inputs) fails here. When a change to decisions
 is intended, regenerate with ``SAGA_UPDATE_GOLDEN=1 python -m pytest
-tests/actors/test_golden.py`` and review the diff: never regenerate to silence
+tests/actors/core/test_golden.py`` and review the diff: never regenerate to silence
 a decode failure, because stored logs in the field look like these files.
 """
 
@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.history import HistoryCodec
-from actors.saga import Status, Tick, fold
-from tests.actors.sagas import Run, reply_to
+from actors.core import HistoryCodec, Status, Tick, fold
+from tests.actors.core.sagas import Run, reply_to
 
 GOLDEN = Path(__file__).parent / "golden"
 

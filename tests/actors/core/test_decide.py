@@ -7,23 +7,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors.definitions import Action, RetryPolicy, SagaDefinition, Step
-from actors.history import (
+from actors.core import (
     TERMINAL_EVENTS,
+    Action,
     CompensationCommanded,
-    StepCommanded,
-)
-from actors.saga import (
     Reply,
+    RetryPolicy,
+    SagaDefinition,
     SagaState,
     Status,
+    Step,
+    StepCommanded,
     Tick,
     Verdict,
     decide,
     fold,
     pending_command,
 )
-from tests.actors.sagas import Run, reply_to
+from tests.actors.core.sagas import Run, reply_to
 
 
 def types(run: Run) -> list[str]:
@@ -272,7 +273,7 @@ def test_start_twice_is_a_duplicate_and_missing_input_is_refused() -> None:
     assert run.start().verdict is Verdict.DUPLICATE
     other = Run("s-2")
     decision = other.feed(
-        __import__("actors.saga", fromlist=["Start"]).Start(
+        __import__("actors.core", fromlist=["Start"]).Start(
             saga_id="s-2", saga_type="deposit", input={"userId": "u"}, now=0
         )
     )

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.definitions import DEFINITIONS, SagaDefinition
-from actors.history import HistoryCodec, LogRecord
-from actors.saga import Decision, Reply, SagaState, Send, Start, Tick, Verdict, decide
+from actors.core import (
+    DEFINITIONS,
+    Decision,
+    HistoryCodec,
+    LogRecord,
+    Reply,
+    SagaDefinition,
+    SagaState,
+    Send,
+    Start,
+    Tick,
+    Verdict,
+    decide,
+)
 
 INPUT = {"userId": "u-1", "accountId": "a-1", "amount": 250, "currency": "USD"}
 CODEC = HistoryCodec()

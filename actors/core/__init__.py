@@ -1,0 +1,132 @@
+"""The saga core: pure, deterministic, no I/O.
+
+Ray, Kafka and DuckDB never come in here (an import contract enforces it), nor
+does the clock: time, jitter and ids arrive inside the inputs, so replaying a
+saga's log reaches the same state and the same decisions.
+
+- :mod:`~actors.core.saga_events`: the facts of a saga's life (the wire format
+  of ``saga.events``) and the log record that holds one decision's events;
+- :mod:`~actors.core.state`: a saga's state as the fold of its events
+  (``evolve``, ``replay``, ``fold``);
+- :mod:`~actors.core.decide`: the decider, ``decide(definition, state, input)
+  -> Decision(events, commands)``;
+- :mod:`~actors.core.definitions`: saga types as data (steps, compensations,
+  timeouts, retry policies, payload templates);
+- :mod:`~actors.core.catalog`: the saga types this orchestrator runs;
+- :mod:`~actors.core.requests`: the start requests on ``saga.requests``.
+"""
+
+from actors.core.catalog import DEFINITIONS, DEPOSIT
+from actors.core.decide import (
+    Decision,
+    Input,
+    Reply,
+    Send,
+    Start,
+    Tick,
+    Verdict,
+    decide,
+    late_reason,
+    pending_command,
+)
+from actors.core.definitions import (
+    Action,
+    RetryPolicy,
+    SagaDefinition,
+    Step,
+    render,
+)
+from actors.core.requests import (
+    ORCHESTRATOR,
+    START_STEP,
+    StartRequest,
+    check_input,
+    parse_start,
+    start_message,
+)
+from actors.core.saga_events import (
+    LOG_MAX_DEPTH,
+    OUTCOMES,
+    TAG_OF,
+    TERMINAL_EVENTS,
+    AnySagaEvent,
+    CompensationCommanded,
+    CompensationFailed,
+    CompensationTimedOut,
+    HistoryCodec,
+    LogRecord,
+    SagaCompensated,
+    SagaCompleted,
+    SagaEvent,
+    SagaFailed,
+    SagaRejected,
+    SagaStarted,
+    StepCommanded,
+    StepCompensated,
+    StepFailed,
+    StepSucceeded,
+    StepTimedOut,
+)
+from actors.core.state import (
+    COMPENSATE,
+    SagaState,
+    Status,
+    evolve,
+    fold,
+    message_id,
+    replay,
+)
+
+__all__ = [
+    "COMPENSATE",
+    "DEFINITIONS",
+    "DEPOSIT",
+    "LOG_MAX_DEPTH",
+    "ORCHESTRATOR",
+    "OUTCOMES",
+    "START_STEP",
+    "TAG_OF",
+    "TERMINAL_EVENTS",
+    "Action",
+    "AnySagaEvent",
+    "CompensationCommanded",
+    "CompensationFailed",
+    "CompensationTimedOut",
+    "Decision",
+    "HistoryCodec",
+    "Input",
+    "LogRecord",
+    "Reply",
+    "RetryPolicy",
+    "SagaCompensated",
+    "SagaCompleted",
+    "SagaDefinition",
+    "SagaEvent",
+    "SagaFailed",
+    "SagaRejected",
+    "SagaStarted",
+    "SagaState",
+    "Send",
+    "Start",
+    "StartRequest",
+    "Status",
+    "Step",
+    "StepCommanded",
+    "StepCompensated",
+    "StepFailed",
+    "StepSucceeded",
+    "StepTimedOut",
+    "Tick",
+    "Verdict",
+    "check_input",
+    "decide",
+    "evolve",
+    "fold",
+    "late_reason",
+    "message_id",
+    "parse_start",
+    "pending_command",
+    "render",
+    "replay",
+    "start_message",
+]
