@@ -33,6 +33,7 @@ from kafka import KafkaConsumer, TopicPartition
 from actors.client import SagaClient
 from actors.config import SagaConfig
 from actors.core import DEFINITIONS, OUTCOMES, HistoryCodec
+from actors.engine.router import listened_topics
 from actors.errors import SagaError, StartError
 from actors.metrics import PlatformCollector, serve_metrics
 from actors.participants import (
@@ -42,7 +43,6 @@ from actors.participants import (
     UserService,
     consumer_groups,
 )
-from actors.router import listened_topics
 from actors.runtime import (
     Engine,
     ensure_ray,

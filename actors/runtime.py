@@ -23,11 +23,16 @@ import ray
 
 from actors.config import EngineSettings, RaySettings
 from actors.core import DEFINITIONS, SagaDefinition, SagaState
+from actors.engine.host import HostStats, SagaHost, owned_partitions
+from actors.engine.router import (
+    BROKER_ERRORS,
+    RouterActor,
+    RouterStats,
+    listened_topics,
+)
+from actors.engine.workers import poll_until, start_vital
 from actors.errors import SagaError
-from actors.host import HostStats, SagaHost, owned_partitions
 from actors.participants import PARTICIPANTS, serve
-from actors.router import BROKER_ERRORS, RouterActor, RouterStats, listened_topics
-from actors.workers import poll_until, start_vital
 from events.listener import Delivery, KafkaEventListener
 from events.partitions import home_partition
 from events.service import RetrySettings, ServiceStats
@@ -153,7 +158,7 @@ class Engine:
 
 class ParticipantActor:
     """A participant service in a Ray actor: its command service polls in a
-    thread whose death ends the process (see :mod:`actors.workers`); Ray
+    thread whose death ends the process (see :mod:`actors.engine.workers`); Ray
     restarts the actor, and the restarted one reopens the same DuckDB file and
     rejoins the same consumer group."""
 

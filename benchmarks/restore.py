@@ -45,7 +45,7 @@ from actors.core import (
     evolve,
     start_message,
 )
-from actors.host import HostStats, Inbound, SagaHost
+from actors.engine.host import HostStats, Inbound, SagaHost
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker
 from events.messages import EventMessage, MessageCodec

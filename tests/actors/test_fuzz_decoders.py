@@ -30,9 +30,9 @@ from actors.core import (
     parse_start,
     start_message,
 )
+from actors.engine.router import home_of
+from actors.engine.snapshots import SnapshotStore, _Chunk, _Manifest
 from actors.errors import RestoreError, SagaError
-from actors.router import home_of
-from actors.snapshots import SnapshotStore, _Chunk, _Manifest
 from events.broker import EmbeddedBroker
 from events.errors import MessageDecodeError
 from events.listener import Delivery

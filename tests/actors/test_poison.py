@@ -26,8 +26,9 @@ from kafka import TopicPartition
 
 from actors.client import SagaClient
 from actors.core import DEFINITIONS, start_message
-from actors.host import HostSettings, SagaHost
-from actors.router import listened_topics
+from actors.engine.host import HostSettings, SagaHost
+from actors.engine.router import listened_topics
+from actors.engine.workers import WORKER_DIED, poll_until
 from actors.run import Follower, seed_participants, workload
 from actors.runtime import (
     Engine,
@@ -35,7 +36,6 @@ from actors.runtime import (
     participants_ready,
     start_participants,
 )
-from actors.workers import WORKER_DIED, poll_until
 from events.dead_letters import DeadLetter, DeadLetterCodec
 from events.errors import EventsError, NotJsonError
 from events.messages import MessageCodec
@@ -60,7 +60,7 @@ def test_a_dying_worker_thread_ends_its_process_loudly() -> None:
     script = textwrap.dedent(
         """
         import logging, time
-        from actors.workers import start_vital
+        from actors.engine.workers import start_vital
         logging.basicConfig()
         def loop():
             raise ValueError("a bug in the loop")

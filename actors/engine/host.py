@@ -64,8 +64,8 @@ from actors.core import (
     pending_command,
     replay,
 )
+from actors.engine.snapshots import SnapshotStore
 from actors.errors import RestoreError, SagaError
-from actors.snapshots import SnapshotStore
 from events.admin import TopicAdmin
 from events.dead_letters import DeadLetter, DeadLetterCodec
 from events.errors import (

@@ -29,8 +29,8 @@ from kafka.errors import KafkaError
 from ray.exceptions import GetTimeoutError, RayError
 
 from actors.core import SagaDefinition
-from actors.host import HandleReport, Inbound
-from actors.workers import poll_until, start_vital
+from actors.engine.host import HandleReport, Inbound
+from actors.engine.workers import poll_until, start_vital
 from events.errors import EventsError, MessageDecodeError
 from events.listener import Delivery, KafkaEventListener
 from events.messages import decode_json
@@ -88,7 +88,7 @@ class RouterStats(msgspec.Struct, frozen=True):
 
 
 class RouterActor:
-    """Routes consumed records to the :class:`~actors.host.SagaHost` owning them.
+    """Routes consumed records to the :class:`~actors.engine.host.SagaHost` owning them.
 
     ``hosts`` are the Ray actor names of the hosts; ``owners`` maps each
     partition number to an index into them.
