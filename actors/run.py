@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import msgspec
 import ray
 from kafka import KafkaConsumer, TopicPartition
@@ -43,6 +42,7 @@ from actors.participants import (
     UserService,
     consumer_groups,
 )
+from actors.participants.audit import audit
 from actors.runtime import (
     Engine,
     ensure_ray,
@@ -220,100 +220,12 @@ def seed_participants(data_dir: Path, load: Workload) -> None:
     accounts.close()
 
 
-def audit(
-    data_dir: Path,
-    outcomes: dict[str, str],
-    ids: set[str],
-    opening: Workload,
+def audit_money(
+    data_dir: Path, outcomes: dict[str, str], ids: set[str], load: Workload
 ) -> dict[str, int]:
-    """Violations, counted from the participants' files and the log's outcomes.
-
-    Money is checked per saga (payments minus refunds equals deposits, and no
-    saga both deposited and refunded) and per wallet and account (its balance
-    is its opening balance plus its rows), from the services' own files.
-    """
-
-    def per_saga(file: str, table: str) -> dict[str, tuple[int, int]]:
-        with duckdb.connect(str(data_dir / file), read_only=True) as db:
-            rows = db.execute(
-                f"SELECT saga_id, count(*), sum(amount) FROM {table} GROUP BY saga_id"
-            ).fetchall()
-        return {saga: (n, int(total)) for saga, n, total in rows if saga in ids}
-
-    payments = per_saga("payment.duckdb", "payments")
-    refunds = per_saga("payment.duckdb", "refunds")
-    deposits = per_saga("account.duckdb", "deposits")
-    compensated = {s for s, o in outcomes.items() if o == "compensated"}
-
-    def amount(rows: dict[str, tuple[int, int]], saga: str) -> int:
-        return rows.get(saga, (0, 0))[1]
-
-    balances = _balance_mismatches(data_dir, opening)
-    return {
-        "double_payments": sum(1 for n, _ in payments.values() if n > 1),
-        "double_deposits": sum(1 for n, _ in deposits.values() if n > 1),
-        "double_refunds": sum(1 for n, _ in refunds.values() if n > 1),
-        "missing_refunds": sum(
-            1 for s in compensated if s in payments and s not in refunds
-        ),
-        # Money taken with neither a deposit nor a refund to show for it.
-        "lost_payments": sum(
-            1 for s in payments if s not in refunds and outcomes.get(s) != "completed"
-        ),
-        "deposits_not_completed": sum(
-            1 for s in deposits if outcomes.get(s) != "completed"
-        ),
-        "stuck": len(ids) - len(outcomes),
-        # The invariant itself: money neither created nor lost, per saga.
-        "unbalanced_sagas": sum(
-            1
-            for s in ids
-            if amount(payments, s) - amount(refunds, s) != amount(deposits, s)
-        ),
-        "deposited_and_refunded": sum(1 for s in deposits if s in refunds),
-        "wallet_mismatches": balances[0],
-        "account_mismatches": balances[1],
-    }
-
-
-def _balance_mismatches(data_dir: Path, opening: Workload) -> tuple[int, int]:
-    """Wallets and accounts whose balance is not their opening balance plus
-    their own rows: an effect applied without its row, or the other way."""
-    with duckdb.connect(str(data_dir / "payment.duckdb"), read_only=True) as db:
-        wallets = db.execute(
-            """
-            SELECT w.user_id, w.balance,
-                   coalesce(p.paid, 0), coalesce(r.refunded, 0)
-            FROM wallets w
-            LEFT JOIN (SELECT user_id, sum(amount) AS paid FROM payments
-                       GROUP BY user_id) p USING (user_id)
-            LEFT JOIN (SELECT p.user_id, sum(r.amount) AS refunded
-                       FROM refunds r JOIN payments p USING (payment_id)
-                       GROUP BY p.user_id) r USING (user_id)
-            """
-        ).fetchall()
-    with duckdb.connect(str(data_dir / "account.duckdb"), read_only=True) as db:
-        accounts = db.execute(
-            """
-            SELECT a.account_id, a.balance, coalesce(d.total, 0)
-            FROM accounts a
-            LEFT JOIN (SELECT account_id, sum(amount) AS total FROM deposits
-                       GROUP BY account_id) d USING (account_id)
-            """
-        ).fetchall()
-    wallet_bad = sum(
-        1
-        for user, balance, paid, refunded in wallets
-        if user in opening.wallets
-        and balance != opening.wallets[user][0] - paid + refunded
-    )
-    # Accounts open at zero.
-    account_bad = sum(
-        1
-        for account, balance, total in accounts
-        if account in opening.accounts and balance != total
-    )
-    return wallet_bad, account_bad
+    """The services' audit of this run's sagas, from the workload's openings."""
+    wallets = {user: balance for user, (balance, _) in load.wallets.items()}
+    return audit(data_dir, outcomes, ids, wallets, load.accounts)
 
 
 def drain(
@@ -589,7 +501,10 @@ def run(
             p50_ms=percentile(latencies, 0.50),
             p99_ms=percentile(latencies, 0.99),
             dlq=dead,
-            audit={**audit(data_dir, outcomes, ids, load), "undrained": undrained},
+            audit={
+                **audit_money(data_dir, outcomes, ids, load),
+                "undrained": undrained,
+            },
             seed=options.seed,
             elapsed_s=round(elapsed, 2),
             chaos=[] if chaos is None else chaos.log,

@@ -1,1 +1,1 @@
-"""DuckDB: idempotency records, participant state, and (next) the saga projections."""
+"""DuckDB read models of the saga log: the projections, published for readers."""

@@ -38,7 +38,7 @@ from actors.core import (
     StepTimedOut,
     replay,
 )
-from actors.run import audit, drain, platform_groups, seed_participants, workload
+from actors.run import audit_money, drain, platform_groups, seed_participants, workload
 from actors.runtime import Engine, participants_ready, start_participants
 from events.reader import read_to_end
 from events.settings import KafkaSettings
@@ -204,7 +204,7 @@ def test_a_freeze_of_every_service_past_the_last_retry_creates_no_money(
 
     outcomes = {i: str(s.status) for i, s in states.items()}
     print(f"outcomes {Counter(outcomes.values())}")
-    found = audit(tmp_path, outcomes, ids, load)
+    found = audit_money(tmp_path, outcomes, ids, load)
     print(f"audit {found}")
     assert found == dict.fromkeys(found, 0)
     assert Counter(outcomes.values())["compensated"] > 0

@@ -11,8 +11,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from actors.participants.idempotency import IdempotencyService, Processed
 from projections.errors import StoreLockedError
-from projections.idempotency import IdempotencyService, Processed
 from projections.store import open_store
 
 
@@ -71,7 +71,7 @@ def test_a_process_killed_mid_transaction_leaves_neither(tmp_path: Path) -> None
     script = textwrap.dedent(
         f"""
         import os, signal
-        from projections.idempotency import IdempotencyService, Processed
+        from actors.participants.idempotency import IdempotencyService, Processed
         from projections.store import open_store
         db = open_store({str(path)!r})
         db.execute("CREATE TABLE ledger (key VARCHAR, amount INTEGER)")

@@ -1,0 +1,41 @@
+"""The platform's participant services by name, and how each one is served."""
+
+from __future__ import annotations
+
+from actors.participants.account import AccountService
+from actors.participants.base import Participant
+from actors.participants.payment import PaymentService
+from actors.participants.user import UserService
+from events.service import CommandService, RetrySettings
+from events.settings import KafkaSettings
+
+PARTICIPANTS: dict[str, type[Participant]] = {
+    cls.service: cls for cls in (UserService, PaymentService, AccountService)
+}
+
+
+def serve(
+    kafka: KafkaSettings,
+    participant: Participant,
+    *,
+    retry: RetrySettings | None = None,
+) -> CommandService:
+    """A command service for ``participant`` in group ``<service>-service``."""
+    return CommandService(
+        kafka,
+        f"{participant.service}-service",
+        participant.topics,
+        participant.handle,
+        group_id=f"{participant.service}-service",
+        retry=retry,
+    )
+
+
+def consumer_groups(orchestrator_group: str) -> list[str]:
+    """Every consumer group of the platform: the routers', the projection's and
+    each participant service's."""
+    return [
+        orchestrator_group,
+        "saga-projection",
+        *(f"{name}-service" for name in PARTICIPANTS),
+    ]
