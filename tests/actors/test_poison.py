@@ -25,6 +25,7 @@ import ray
 from kafka import TopicPartition
 
 from actors.client import SagaClient
+from actors.config import EngineSettings
 from actors.core import DEFINITIONS, start_message
 from actors.engine.host import HostSettings, SagaHost
 from actors.engine.router import listened_topics
@@ -32,7 +33,6 @@ from actors.engine.workers import WORKER_DIED, poll_until
 from actors.run import Follower, seed_participants, workload
 from actors.runtime import (
     Engine,
-    EngineSettings,
     participants_ready,
     start_participants,
 )

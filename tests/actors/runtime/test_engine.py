@@ -22,8 +22,9 @@ import ray
 from kafka import TopicPartition
 
 from actors.client import SagaClient
+from actors.config import EngineSettings
 from actors.core import DEPOSIT, SagaDefinition, SagaState, Status, Step
-from actors.runtime import Engine, EngineSettings
+from actors.runtime import Engine
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker
 from events.dead_letters import DeadLetterCodec

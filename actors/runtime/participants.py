@@ -1,0 +1,89 @@
+"""The participant services on Ray: one restartable actor per service."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from actors.engine.router import BROKER_ERRORS
+from actors.engine.workers import poll_until, start_vital
+from actors.participants import PARTICIPANTS, serve
+from actors.runtime.ray import wait_until
+from events.service import RetrySettings, ServiceStats
+from events.settings import KafkaSettings
+
+
+class ParticipantActor:
+    """A participant service in a Ray actor: its command service polls in a
+    thread whose death ends the process (see :mod:`actors.engine.workers`); Ray
+    restarts the actor, and the restarted one reopens the same DuckDB file and
+    rejoins the same consumer group."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        service: str,
+        path: str,
+        retry: RetrySettings | None = None,
+        faults: float = 0.0,
+    ) -> None:
+        self._participant = PARTICIPANTS[service](path, faults=faults)
+        self._service = serve(kafka, self._participant, retry=retry)
+        self._stopping = threading.Event()
+        self._thread = start_vital(f"{service}-service", self._run)
+
+    def _run(self) -> None:
+        poll_until(
+            self._stopping,
+            self._service.poll_once,
+            BROKER_ERRORS,
+            f"{self._service.name} poll",
+        )
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def stats(self) -> ServiceStats:
+        return self._service.stats()
+
+    def stop(self) -> None:
+        """Leave the group and close the DuckDB file (so others may open it)."""
+        self._stopping.set()
+        self._service.stop()
+        self._thread.join(timeout=30)
+        self._service.close()
+        self._participant.close()
+
+
+def start_participants(
+    kafka: KafkaSettings,
+    data_dir: Path,
+    *,
+    retry: RetrySettings | None = None,
+    faults: float = 0.0,
+) -> dict[str, Any]:
+    """One participant actor per service, each with ``<data_dir>/<service>.duckdb``."""
+    actor: Any = ray.remote(ParticipantActor).options(
+        max_restarts=-1, max_task_retries=0, num_cpus=0
+    )
+    handles = {
+        name: actor.remote(kafka, name, str(data_dir / f"{name}.duckdb"), retry, faults)
+        for name in PARTICIPANTS
+    }
+    ray.get([h.pid.remote() for h in handles.values()])
+    return handles
+
+
+def participants_ready(handles: dict[str, Any], timeout_s: float = 60.0) -> None:
+    """Until every participant service holds partitions of its group."""
+    wait_until(
+        lambda: all(
+            s.assigned for s in ray.get([h.stats.remote() for h in handles.values()])
+        ),
+        timeout_s,
+        "participant services to join their consumer groups",
+    )

@@ -1,0 +1,126 @@
+"""The projection writer on Ray: a restartable actor that owns the DuckDB file."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import ray
+
+from actors.engine.router import BROKER_ERRORS
+from actors.engine.workers import poll_until, start_vital
+from events.listener import Delivery, KafkaEventListener
+from events.settings import KafkaSettings
+from events.topics import SAGA_DLQ, SAGA_EVENTS
+from projections.store import open_store
+from projections.writer import (
+    Consumed,
+    ProjectionWriter,
+    StepLatency,
+    step_latencies,
+)
+
+
+class ProjectionActor:
+    """The projection writer in a Ray actor: a member of its own consumer group
+    over ``saga.events`` and ``saga.dlq``, writing ``<path>`` in batches; an
+    offset is committed to Kafka only after its batch is in DuckDB."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        path: str,
+        publish_dir: str,
+        publish_every_s: float = 2.0,
+    ) -> None:
+        self._publish_dir = Path(publish_dir)
+        self._publish_every = publish_every_s
+        self._published = 0.0
+        self._dirty = True
+        self._db = open_store(path)
+        self._writer = ProjectionWriter(self._db)
+        self._counts = {"events": 0, "dead_letters": 0, "skipped": 0, "unreadable": 0}
+        self._listener = KafkaEventListener(
+            kafka,
+            [SAGA_EVENTS, SAGA_DLQ],
+            self._handle,
+            group_id="saga-projection",
+            decode=False,
+        )
+        self._stopping = threading.Event()
+        self._thread = start_vital("projection", self._run)
+
+    def _handle(self, deliveries: Sequence[Delivery]) -> Sequence[Delivery]:
+        report = self._writer.apply(
+            [Consumed(d.topic, d.partition, d.offset, d.value) for d in deliveries]
+        )
+        self._counts["events"] += report.events
+        self._counts["dead_letters"] += report.dead_letters
+        self._counts["skipped"] += report.skipped
+        self._counts["unreadable"] += report.unreadable
+        self._dirty = self._dirty or bool(report.events or report.dead_letters)
+        return deliveries
+
+    def _publish(self) -> None:
+        self._writer.publish(self._publish_dir)
+        self._published = time.monotonic()
+        self._dirty = False
+
+    def _run(self) -> None:
+        # A DuckDB I/O error (a full disk) may pass; the batch is redelivered.
+        transient = (*BROKER_ERRORS, duckdb.IOException)
+        poll_until(self._stopping, self._step, transient, "projection batch")
+
+    def _step(self) -> None:
+        self._listener.poll_once()
+        due = time.monotonic() - self._published >= self._publish_every
+        if self._dirty and due:
+            self._publish()
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    def newest_at(self) -> int:
+        """The newest decision time (epoch ms) in the tables."""
+        return self._writer.newest_at
+
+    def published_age_s(self) -> float:
+        """How long readers' snapshot has trailed the writer (0 when current)."""
+        return time.monotonic() - self._published if self._dirty else 0.0
+
+    def step_latencies(self) -> list[StepLatency]:
+        """Read through the owner: no other process may open its file."""
+        return step_latencies(self._db.cursor())
+
+    def position(self, topic: str, partition: int) -> int:
+        """The next offset of ``topic``/``partition`` the projection will read."""
+        return self._writer.next_offset(topic, partition)
+
+    def stop(self) -> None:
+        """Leave the group and close the DuckDB file (so readers may open it)."""
+        self._stopping.set()
+        self._thread.join(timeout=30)
+        self._listener.close()
+        self._publish()
+        self._db.close()
+
+
+def start_projection(kafka: KafkaSettings, data_dir: Path) -> Any:
+    """The projection writer on ``<data_dir>/projections.duckdb``, publishing
+    for readers into ``<data_dir>/projections/``."""
+    actor: Any = ray.remote(ProjectionActor).options(
+        max_restarts=-1, max_task_retries=0, num_cpus=0
+    )
+    handle = actor.remote(
+        kafka, str(data_dir / "projections.duckdb"), str(data_dir / "projections")
+    )
+    ray.get(handle.pid.remote())
+    return handle
