@@ -128,7 +128,7 @@ def platform(count: int) -> dict[str, Any]:
         [
             sys.executable,
             "-m",
-            "actors.cli",
+            "actors.app.cli",
             "run",
             "--sagas",
             str(count),

@@ -62,7 +62,7 @@ def main() -> int:
         publishes.append(publish)
         print(f"  ingest: {events:,} events at {rate:,.0f}/s; publish {publish:.2f} s")
     result = subprocess.run(
-        [sys.executable, "-m", "actors.cli", "run", "--sagas", str(args.sagas),
+        [sys.executable, "-m", "actors.app.cli", "run", "--sagas", str(args.sagas),
          "--json", "--seed", "1"],
         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
     )  # fmt: skip

@@ -33,7 +33,6 @@ from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from actors.config import HostSettings
 from actors.core import (
     DEPOSIT,
     HistoryCodec,
@@ -46,6 +45,7 @@ from actors.core import (
     start_message,
 )
 from actors.engine.host import HostStats, Inbound, SagaHost
+from actors.engine.settings import HostSettings
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker
 from events.messages import EventMessage, MessageCodec

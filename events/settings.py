@@ -1,6 +1,6 @@
 """Settings of the Kafka transport, and their translation to kafka-python options.
 
-These Structs are part of the one application configuration (``actors.config``);
+These Structs are part of the one application configuration (``actors.app.config``);
 the transport takes them as plain values and never reads files or the
 environment itself.
 """

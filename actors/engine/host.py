@@ -37,7 +37,6 @@ from typing import Any, NamedTuple, TypeAlias
 import msgspec
 from kafka import TopicPartition
 
-from actors.config import HostSettings
 from actors.core import (
     DEFINITIONS,
     OUTCOMES,
@@ -64,6 +63,7 @@ from actors.core import (
     pending_command,
     replay,
 )
+from actors.engine.settings import HostSettings
 from actors.engine.snapshots import SnapshotStore
 from actors.errors import RestoreError, SagaError
 from events.admin import TopicAdmin

@@ -16,7 +16,6 @@ from typing import Any
 
 import ray
 
-from actors.config import EngineSettings
 from actors.core import DEFINITIONS, SagaDefinition, SagaState
 from actors.engine.host import HostStats, SagaHost, owned_partitions
 from actors.engine.router import (
@@ -24,6 +23,7 @@ from actors.engine.router import (
     RouterStats,
     listened_topics,
 )
+from actors.engine.settings import EngineSettings
 from actors.runtime.ray import wait_until
 from events.partitions import home_partition
 from events.settings import KafkaSettings

@@ -5,12 +5,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import ray
 
-from actors.config import RaySettings
 from actors.errors import SagaError
+
+
+class RaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where Ray runs. No address: a local Ray started on demand."""
+
+    address: str | None = None
+    num_cpus: Annotated[int, msgspec.Meta(ge=1)] | None = None
 
 
 def ensure_ray(settings: RaySettings, *, quiet: bool = False) -> None:

@@ -24,13 +24,13 @@ import pytest
 import ray
 from kafka import TopicPartition
 
-from actors.client import SagaClient
-from actors.config import EngineSettings
+from actors.app.client import SagaClient
+from actors.app.run import Follower, seed_participants, workload
 from actors.core import DEFINITIONS, start_message
-from actors.engine.host import HostSettings, SagaHost
+from actors.engine.host import SagaHost
 from actors.engine.router import listened_topics
+from actors.engine.settings import EngineSettings, HostSettings
 from actors.engine.workers import WORKER_DIED, poll_until
-from actors.run import Follower, seed_participants, workload
 from actors.runtime import (
     Engine,
     participants_ready,

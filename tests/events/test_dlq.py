@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from kafka import TopicPartition
 
-from actors.cli import main
+from actors.app.cli import main
 from events.dead_letters import DeadLetter, DeadLetterCodec
 from events.publisher import KafkaMessagePublisher
 from events.reader import read_to_end

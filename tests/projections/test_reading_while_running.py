@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SAGA = [sys.executable, "-m", "actors.cli"]
+SAGA = [sys.executable, "-m", "actors.app.cli"]
 
 pytestmark = pytest.mark.broker
 

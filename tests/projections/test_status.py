@@ -14,7 +14,7 @@ from projections.writer import ProjectionWriter
 from tests.projections.test_writer import golden_batch
 
 ROOT = Path(__file__).resolve().parents[2]
-SAGA = [sys.executable, "-m", "actors.cli"]
+SAGA = [sys.executable, "-m", "actors.app.cli"]
 
 
 def published(tmp_path: Path) -> Path:

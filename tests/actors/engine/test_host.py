@@ -14,7 +14,8 @@ import pytest
 from kafka import TopicPartition
 
 from actors.core import DEPOSIT, SagaDefinition, SagaState, Status, Step, start_message
-from actors.engine.host import HostSettings, HostUnavailableError, Inbound, SagaHost
+from actors.engine.host import HostUnavailableError, Inbound, SagaHost
+from actors.engine.settings import HostSettings
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker
 from events.dead_letters import DeadLetterCodec

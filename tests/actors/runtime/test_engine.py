@@ -21,9 +21,9 @@ import pytest
 import ray
 from kafka import TopicPartition
 
-from actors.client import SagaClient
-from actors.config import EngineSettings
+from actors.app.client import SagaClient
 from actors.core import DEPOSIT, SagaDefinition, SagaState, Status, Step
+from actors.engine.settings import EngineSettings
 from actors.runtime import Engine
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker

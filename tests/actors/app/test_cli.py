@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.cli import main
+from actors.app.cli import main
 from events.broker import EmbeddedBroker
 from events.publisher import KafkaMessagePublisher
 from events.settings import KafkaSettings
@@ -20,8 +20,8 @@ from events.topics import ALL_TOPICS
 from tests.events.test_broker import wait_dead
 from tests.events.test_publisher import command
 
-ROOT = Path(__file__).resolve().parents[2]
-SAGA = [sys.executable, "-m", "actors.cli"]
+ROOT = Path(__file__).resolve().parents[3]
+SAGA = [sys.executable, "-m", "actors.app.cli"]
 
 
 def test_help_explains_every_command() -> None:

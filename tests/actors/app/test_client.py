@@ -6,7 +6,7 @@ import msgspec
 import pytest
 from kafka import TopicPartition
 
-from actors.client import SagaClient
+from actors.app.client import SagaClient
 from actors.errors import StartError
 from events.admin import TopicAdmin
 from events.broker import EmbeddedBroker

@@ -21,42 +21,15 @@ from typing import Annotated, Any
 
 import msgspec
 
+from actors.engine.settings import EngineSettings
 from actors.errors import ConfigError
+from actors.runtime.ray import RaySettings
 from events.settings import SECRET_FIELDS, KafkaSettings
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 
 CONFIG_ENV = "SAGA_CONFIG"
 ENV_PREFIX = "SAGA_"
-
-
-class RaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Where Ray runs. No address: a local Ray started on demand."""
-
-    address: str | None = None
-    num_cpus: Annotated[int, msgspec.Meta(ge=1)] | None = None
-
-
-class HostSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How a host keeps its sagas."""
-
-    #: Snapshot a partition after this many saga events were appended to it.
-    snapshot_every: Positive = 20_000
-    #: Ended sagaIds remembered per partition, to recognise late duplicates.
-    finished_retention: Positive = 50_000
-    #: How often deadlines are checked, in milliseconds.
-    tick_ms: Positive = 100
-    #: After a restore, deadlines that passed while the host was down wait this
-    #: long for replies already on their way.
-    restore_grace_ms: Positive = 5_000
-
-
-class EngineSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How many actors run the sagas."""
-
-    hosts: Positive = 2
-    routers: Positive = 1
-    host: HostSettings = HostSettings()
 
 
 class SagaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -29,12 +29,12 @@ import msgspec
 import ray
 from kafka import KafkaConsumer, TopicPartition
 
-from actors.client import SagaClient
-from actors.config import SagaConfig
+from actors.app.client import SagaClient
+from actors.app.config import SagaConfig
+from actors.app.metrics import PlatformCollector, serve_metrics
 from actors.core import DEFINITIONS, OUTCOMES, HistoryCodec
 from actors.engine.router import listened_topics
 from actors.errors import SagaError, StartError
-from actors.metrics import PlatformCollector, serve_metrics
 from actors.participants import (
     PARTICIPANTS,
     AccountService,

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from actors.metrics import SAMPLE_NAMES
+from actors.app.metrics import SAMPLE_NAMES
 from events.broker import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.broker
 
@@ -64,8 +64,8 @@ def test_prometheus_scrapes_the_saga_counters_during_a_run(tmp_path: Path) -> No
         stderr=subprocess.DEVNULL,
     )
     run = subprocess.Popen(
-        [sys.executable, "-m", "actors.cli", "run", "--sagas", "4000", "--seed", "2",
-         "--json", "--metrics-port", str(metrics_port)],
+        [sys.executable, "-m", "actors.app.cli", "run", "--sagas", "4000",
+         "--seed", "2", "--json", "--metrics-port", str(metrics_port)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip

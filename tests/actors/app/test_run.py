@@ -13,8 +13,8 @@ import pytest
 
 from events.broker import EmbeddedBroker
 
-ROOT = Path(__file__).resolve().parents[2]
-SAGA = [sys.executable, "-m", "actors.cli"]
+ROOT = Path(__file__).resolve().parents[3]
+SAGA = [sys.executable, "-m", "actors.app.cli"]
 
 pytestmark = pytest.mark.broker
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 
-from actors.client import SagaClient
-from actors.config import CONFIG_ENV, SagaConfig, env_name, load_config, redacted
+from actors.app.client import SagaClient
+from actors.app.config import CONFIG_ENV, SagaConfig, env_name, load_config, redacted
 from actors.core import TAG_OF
 from actors.errors import ConfigError, SagaError
 from events.admin import TopicAdmin
@@ -393,7 +393,7 @@ def _topics_list(args: argparse.Namespace, config: SagaConfig) -> int:
 def _run(args: argparse.Namespace, config: SagaConfig) -> int:
     import ray
 
-    from actors.run import RunOptions, progress_bar, run
+    from actors.app.run import RunOptions, progress_bar, run
 
     if args.sagas < 1:
         raise ConfigError("--sagas must be at least 1")
@@ -477,7 +477,7 @@ def _serve(args: argparse.Namespace, config: SagaConfig) -> int:
         engine = Engine(kafka, config.engine)
         projection = start_projection(kafka, Path(config.data_dir))
         if args.metrics_port is not None:
-            from actors.metrics import PlatformCollector, serve_metrics
+            from actors.app.metrics import PlatformCollector, serve_metrics
             from actors.participants import consumer_groups
 
             serve_metrics(

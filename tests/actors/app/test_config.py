@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.config import SagaConfig, env_name, keys, load_config, redacted
+from actors.app.config import SagaConfig, env_name, keys, load_config, redacted
 from actors.errors import ConfigError
 
 FILE = """

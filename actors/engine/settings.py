@@ -1,0 +1,32 @@
+"""The engine's settings: how many hosts and routers, and how a host keeps its
+sagas. Part of the one application configuration (:mod:`actors.app.config`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+Positive = Annotated[int, msgspec.Meta(gt=0)]
+
+
+class HostSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How a host keeps its sagas."""
+
+    #: Snapshot a partition after this many saga events were appended to it.
+    snapshot_every: Positive = 20_000
+    #: Ended sagaIds remembered per partition, to recognise late duplicates.
+    finished_retention: Positive = 50_000
+    #: How often deadlines are checked, in milliseconds.
+    tick_ms: Positive = 100
+    #: After a restore, deadlines that passed while the host was down wait this
+    #: long for replies already on their way.
+    restore_grace_ms: Positive = 5_000
+
+
+class EngineSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How many actors run the sagas."""
+
+    hosts: Positive = 2
+    routers: Positive = 1
+    host: HostSettings = HostSettings()
