@@ -1,2 +1,4 @@
-"""The orchestrator application: configuration, command line and (to come) the
-saga engine and its Ray actors."""
+"""The saga orchestrator, in layers that import only downwards: the pure saga
+core (:mod:`actors.core`), the engine (:mod:`actors.engine`) beside the
+participant services (:mod:`actors.participants`), the platform on Ray
+(:mod:`actors.runtime`) and the operator surface (:mod:`actors.app`)."""
