@@ -156,15 +156,20 @@ class TopicAdmin(Closing):
             for name in chosen
         ]
 
-    def consumer_lag(self, group: str) -> list[PartitionLag]:
-        """Per partition the group has committed on: committed offset, end
-        (high watermark) and lag, read from Kafka itself."""
+    def committed(self, group: str) -> dict[TopicPartition, int]:
+        """The offsets ``group`` has committed, per partition it committed on."""
         try:
-            committed = self._admin.list_group_offsets(group).get(group, {})
+            found = self._admin.list_group_offsets(group).get(group, {})
         except KafkaError as exc:
             raise EventsError(
                 f"reading offsets of group {group!r} failed: {exc}"
             ) from exc
+        return {tp: int(meta.offset) for tp, meta in found.items()}
+
+    def consumer_lag(self, group: str) -> list[PartitionLag]:
+        """Per partition the group has committed on: committed offset, end
+        (high watermark) and lag, read from Kafka itself."""
+        committed = self.committed(group)
         if not committed:
             return []
         ends = end_offsets(self._settings, list(committed))
@@ -173,11 +178,11 @@ class TopicAdmin(Closing):
                 group=group,
                 topic=tp.topic,
                 partition=tp.partition,
-                committed=meta.offset,
+                committed=offset,
                 end=ends[tp],
-                lag=max(0, ends[tp] - meta.offset),
+                lag=max(0, ends[tp] - offset),
             )
-            for tp, meta in sorted(committed.items())
+            for tp, offset in sorted(committed.items())
         ]
 
     def close(self) -> None:

@@ -249,14 +249,9 @@ def drain(
             ends = reader.ends([tp for tps in wanted.values() for tp in tps])
             now_behind = 0
             for group, tps in wanted.items():
-                committed = {
-                    (lag.topic, lag.partition): lag.committed
-                    for lag in admin.consumer_lag(group)
-                }
-                now_behind += sum(
-                    max(0, ends[tp] - committed.get((tp.topic, tp.partition), 0))
-                    for tp in tps
-                )
+                # The ends were read once above, for every group's partitions.
+                committed = admin.committed(group)
+                now_behind += sum(max(0, ends[tp] - committed.get(tp, 0)) for tp in tps)
             if now_behind == 0:
                 return 0
             if now_behind != behind:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole test suite on a fresh machine, from nothing: Debian's Prometheus
-# (the metrics test scrapes with a real one), a fresh virtual environment with
-# the project and its test extra, then pytest (arguments pass through).
+# Everything the test suite needs on a fresh machine, from nothing: Debian's
+# Prometheus (the metrics test scrapes with a real one) and a fresh virtual
+# environment with the project and its test extra. The README's test command
+# runs pytest after it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,4 +15,3 @@ fi
 
 python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
-exec .venv/bin/python -m pytest "$@"
