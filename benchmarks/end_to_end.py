@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import msgspec
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from events.admin import TopicAdmin
-from events.broker import EmbeddedBroker
-from events.clients import consumer_options, producer_options
-from events.settings import KafkaSettings
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker
+from events.transport.clients import consumer_options, producer_options
+from events.transport.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = (

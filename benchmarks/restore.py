@@ -46,11 +46,11 @@ from actors.core import (
 )
 from actors.engine.host import HostStats, Inbound, SagaHost
 from actors.engine.settings import HostSettings
-from events.admin import TopicAdmin
-from events.broker import EmbeddedBroker
-from events.messages import EventMessage, MessageCodec
-from events.settings import KafkaSettings
-from events.topics import ALL_TOPICS
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker
+from events.transport.settings import KafkaSettings
+from events.wire.messages import EventMessage, MessageCodec
+from events.wire.topics import ALL_TOPICS
 
 INPUT = {
     "userId": "user-1234",

@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kafka import KafkaConsumer, KafkaProducer
 
-from events.admin import TopicAdmin
-from events.broker import EmbeddedBroker
-from events.clients import consumer_options, producer_options
-from events.listener import Delivery, KafkaEventListener
-from events.messages import CommandMessage, MessageCodec
-from events.publisher import KafkaMessagePublisher
-from events.settings import KafkaSettings
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker
+from events.transport.clients import consumer_options, producer_options
+from events.transport.listener import Delivery, KafkaEventListener
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.settings import KafkaSettings
+from events.wire.messages import CommandMessage, MessageCodec
 
 
 def messages(count: int) -> list[CommandMessage]:

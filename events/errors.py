@@ -6,6 +6,8 @@ the whole layer at once and still match on the typed subclasses below.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class EventsError(Exception):
     """Base of every error raised by the ``events`` package."""
@@ -50,7 +52,7 @@ class InvalidFieldError(MessageDecodeError):
 
 
 class TooDeeplyNestedError(InvalidFieldError):
-    """Arrays and objects nested deeper than the limit (see :mod:`events.nesting`).
+    """Arrays and objects nested deeper than the limit (see :mod:`events.wire.nesting`).
 
     Refused before decoding: a decoder recursing that deep would fail with an
     untyped ``RecursionError``, or take the whole thread down with it.
@@ -131,15 +133,22 @@ class TopicPartitionMismatchError(EventsError):
 
 
 class PublishError(EventsError):
-    """Messages the broker did not acknowledge."""
+    """Records the broker did not acknowledge.
 
-    def __init__(self, failed: int, total: int, first: BaseException) -> None:
+    ``results`` holds, in the order they were given, each record's
+    acknowledgement or the error it failed with.
+    """
+
+    def __init__(self, results: Sequence[object]) -> None:
+        errors = [r for r in results if isinstance(r, BaseException)]
+        first = errors[0] if errors else EventsError("unknown")
         super().__init__(
-            f"{failed} of {total} messages were not acknowledged by Kafka; "
-            f"first error: {type(first).__name__}: {first}"
+            f"{len(errors)} of {len(results)} messages were not acknowledged by "
+            f"Kafka; first error: {type(first).__name__}: {first}"
         )
-        self.failed = failed
-        self.total = total
+        self.results = list(results)
+        self.failed = len(errors)
+        self.total = len(results)
         self.first = first
 
 

@@ -43,24 +43,25 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, NamedTuple
 
 import msgspec
 
-from events.backoff import backoff_ms
-from events.clients import Closing
-from events.dead_letters import DeadLetter, DeadLetterCodec
 from events.errors import (
-    EventsError,
     InvalidTopicNameError,
     MessageTooLargeError,
+    PublishError,
     ServiceUnavailableError,
 )
-from events.listener import Delivery, KafkaEventListener
-from events.messages import CommandMessage, EventMessage, MessageCodec
-from events.publisher import KafkaMessagePublisher
-from events.settings import KafkaSettings
-from events.topics import SAGA_DLQ, Direction, parse_topic
+from events.transport.clients import Closing
+from events.transport.listener import Delivery, KafkaEventListener
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP, Outgoing
+from events.wire.backoff import backoff_ms
+from events.wire.dead_letters import DeadLetter, DeadLetterCodec
+from events.wire.messages import CommandMessage, EventMessage, MessageCodec
+from events.wire.topics import SAGA_DLQ, Direction, parse_topic
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ class CommandService(Closing):
         self._keep = kafka.max_message_bytes // 2
         # Half the poll interval: a breaker pause never costs the membership.
         self._max_pause_s = kafka.consumer.max_poll_interval_ms / 2000
-        self._publisher: KafkaMessagePublisher | None = KafkaMessagePublisher(kafka)
+        self._publisher = KafkaMessagePublisher(kafka)
         self._listener = KafkaEventListener(
             kafka, topics, self._handle, group_id=group_id
         )
@@ -199,12 +200,11 @@ class CommandService(Closing):
             "retries": 0,
             "dead_letters": 0,
             "failed_sends": 0,
-            "producer_rebuilds": 0,
             "unavailable": 0,
         }
         #: Unavailable batches in a row; the breaker is open while above 0.
         self._trips = 0
-        self._assigned: set[object] = set()
+        self._assigned: set[TP] = set()
         self._consumed: dict[str, int] = {}
         self._produced: dict[str, int] = {}
         self._stopping = threading.Event()
@@ -232,6 +232,7 @@ class CommandService(Closing):
     def stats(self) -> ServiceStats:
         return ServiceStats(
             **self._counts,
+            producer_rebuilds=self._publisher.rebuilds,
             assigned=len(self._assigned),
             consumed=dict(self._consumed),
             produced=dict(self._produced),
@@ -242,8 +243,7 @@ class CommandService(Closing):
         try:
             self._listener.close()
         finally:
-            if self._publisher is not None:
-                self._publisher.close()
+            self._publisher.close()
 
     # -- one batch -----------------------------------------------------------
 
@@ -406,10 +406,6 @@ class CommandService(Closing):
                 self._retry.send_attempts,
                 error,
             )
-            # Whatever failed the send (a delivery timeout with its epoch bump,
-            # fencing, lost authorization) may have left the producer unable to
-            # send again: the next attempt gets a new one.
-            self._drop_publisher()
             if attempt < self._retry.send_attempts:
                 self._sleep(self._retry.backoff_s(attempt, self._random.random()))
         if pending:
@@ -426,54 +422,24 @@ class CommandService(Closing):
     ) -> tuple[list[_Output], list[_Output], BaseException | None]:
         """One attempt: (acknowledged, not acknowledged, an error that says why)."""
         try:
-            publisher = self._ensure_publisher()
-        except EventsError as exc:
-            return [], outputs, exc
-        futures: list[Any] = []
-        error: BaseException | None = None
-        for output in outputs:
-            try:
-                future = publisher.publish_raw(
-                    output.topic,
-                    output.key,
-                    output.value,
-                    partition=output.delivery.partition,
-                )
-            except EventsError as exc:
-                # Stop queueing: each further send would block as long again.
-                error = exc
-                break
-            futures.append(future)
-        try:
-            publisher.flush()
-        except EventsError as exc:
-            error = error or exc
-        acked = [o for o, f in zip(outputs, futures, strict=False) if f.succeeded()]
-        failed = [
-            o
-            for i, o in enumerate(outputs)
-            if i >= len(futures) or not futures[i].succeeded()
-        ]
-        if error is None:
-            error = next((f.exception for f in futures if f.failed()), None)
-        return acked, failed, error
-
-    def _ensure_publisher(self) -> KafkaMessagePublisher:
-        if self._publisher is None:
-            self._publisher = KafkaMessagePublisher(self._kafka)
-            self._counts["producer_rebuilds"] += 1
-        return self._publisher
-
-    def _drop_publisher(self) -> None:
-        publisher, self._publisher = self._publisher, None
-        if publisher is None:
-            return
-        try:
-            # No wait: what it still holds has failed or is given up on, and
-            # is sent again on the next producer.
-            publisher.close(timeout_s=0)
-        except EventsError as exc:
-            log.info("%s: closing a failed producer: %s", self.name, exc)
+            # A failed send leaves the publisher to replace its producer: the
+            # next attempt goes through a new one (see send_all).
+            self._publisher.send_all(
+                Outgoing(o.topic, o.key, o.value, o.delivery.partition) for o in outputs
+            )
+        except PublishError as exc:
+            acked = [
+                o
+                for o, r in zip(outputs, exc.results, strict=True)
+                if not isinstance(r, BaseException)
+            ]
+            failed = [
+                o
+                for o, r in zip(outputs, exc.results, strict=True)
+                if isinstance(r, BaseException)
+            ]
+            return acked, failed, exc.first
+        return outputs, [], None
 
     def _count(self, output: _Output) -> None:
         delivery = output.delivery

@@ -32,9 +32,9 @@ import duckdb
 import msgspec
 
 from actors.core import TAG_OF, HistoryCodec
-from events.dead_letters import DeadLetterCodec
 from events.errors import MessageDecodeError
-from events.topics import SAGA_DLQ, SAGA_EVENTS
+from events.wire.dead_letters import DeadLetterCodec
+from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
 
 log = logging.getLogger(__name__)
 

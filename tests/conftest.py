@@ -9,9 +9,9 @@ from contextlib import contextmanager
 import msgspec
 import pytest
 
-from events.admin import TopicAdmin
-from events.broker import EmbeddedBroker
-from events.settings import KafkaSettings, ProducerSettings
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker
+from events.transport.settings import KafkaSettings, ProducerSettings
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +39,7 @@ def settings_for(bootstrap: str, **producer: int) -> KafkaSettings:
 def private_kafka(partitions: int = 6, **fields: object) -> Iterator[KafkaSettings]:
     """A broker of the test's own with every platform topic, for tests that
     need empty logs and groups; ``fields`` override top-level settings."""
-    from events.topics import ALL_TOPICS
+    from events.wire.topics import ALL_TOPICS
 
     with EmbeddedBroker() as broker:
         settings = settings_for(broker.bootstrap)

@@ -21,11 +21,11 @@ from actors.app.client import SagaClient
 from actors.app.config import CONFIG_ENV, SagaConfig, env_name, load_config, redacted
 from actors.core import TAG_OF
 from actors.errors import ConfigError, SagaError
-from events.admin import TopicAdmin
-from events.broker import EmbeddedBroker
-from events.dlq import DeadLetterQueue, Entry
 from events.errors import EventsError
-from events.topics import ALL_TOPICS
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker
+from events.transport.dlq import DeadLetterQueue, Entry
+from events.wire.topics import ALL_TOPICS
 from projections.errors import ProjectionError
 
 EPILOG = f"""\

@@ -24,7 +24,7 @@ import msgspec
 from actors.engine.settings import EngineSettings
 from actors.errors import ConfigError
 from actors.runtime.ray import RaySettings
-from events.settings import SECRET_FIELDS, KafkaSettings
+from events.transport.settings import SECRET_FIELDS, KafkaSettings
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 

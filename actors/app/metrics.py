@@ -40,8 +40,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from events.admin import PartitionLag, TopicAdmin
-from events.settings import KafkaSettings
+from events.transport.admin import PartitionLag, TopicAdmin
+from events.transport.settings import KafkaSettings
 from projections.writer import LATENCY_BUCKETS, StepLatency
 
 log = logging.getLogger(__name__)

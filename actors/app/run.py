@@ -27,7 +27,6 @@ from typing import Any
 
 import msgspec
 import ray
-from kafka import KafkaConsumer, TopicPartition
 
 from actors.app.client import SagaClient
 from actors.app.config import SagaConfig
@@ -51,13 +50,13 @@ from actors.runtime import (
     start_projection,
     wait_until,
 )
-from events.admin import TopicAdmin
-from events.broker import EmbeddedBroker
-from events.clients import connect, consumer_options
 from events.errors import MessageDecodeError
-from events.reader import PartitionReader
-from events.settings import KafkaSettings
-from events.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS, command_topic
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker
+from events.transport.reader import PartitionReader, PartitionTail
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP
+from events.wire.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS, command_topic
 
 
 class RunOptions(msgspec.Struct, frozen=True):
@@ -142,9 +141,7 @@ def workload(count: int, seed: int, run_id: str) -> Workload:
 class Follower:
     """Tails saga.events from given offsets; counts this run's outcomes."""
 
-    def __init__(
-        self, kafka: KafkaSettings, starts: dict[TopicPartition, int], ids: set[str]
-    ):
+    def __init__(self, kafka: KafkaSettings, starts: dict[TP, int], ids: set[str]):
         self._ids = ids
         self._codec = HistoryCodec()
         self.started: dict[str, int] = {}
@@ -153,10 +150,7 @@ class Follower:
         self.ended: dict[str, tuple[str, int]] = {}
         #: Records that are not saga log records: counted and passed over.
         self.unreadable = 0
-        self._consumer = connect(KafkaConsumer, kafka, consumer_options(kafka, None))
-        self._consumer.assign(list(starts))
-        for tp, offset in starts.items():
-            self._consumer.seek(tp, offset)
+        self._tail = PartitionTail(kafka, starts)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -164,23 +158,22 @@ class Follower:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for records in self._consumer.poll(timeout_ms=200).values():
-                for raw in records:
-                    try:
-                        record = self._codec.decode(raw.value or b"")
-                    except MessageDecodeError:
-                        self.unreadable += 1
-                        continue
-                    self.newest_at = max(self.newest_at, record.at)
-                    self.first_at = self.first_at or record.at
-                    if record.saga_id not in self._ids:
-                        continue
-                    with self._lock:
-                        self.started.setdefault(record.saga_id, record.at)
-                        last = record.events[-1]
-                        outcome = OUTCOMES.get(type(last))
-                        if outcome is not None:
-                            self.ended[record.saga_id] = (outcome, record.at)
+            for raw in self._tail.poll(timeout_ms=200):
+                try:
+                    record = self._codec.decode(raw.value)
+                except MessageDecodeError:
+                    self.unreadable += 1
+                    continue
+                self.newest_at = max(self.newest_at, record.at)
+                self.first_at = self.first_at or record.at
+                if record.saga_id not in self._ids:
+                    continue
+                with self._lock:
+                    self.started.setdefault(record.saga_id, record.at)
+                    last = record.events[-1]
+                    outcome = OUTCOMES.get(type(last))
+                    if outcome is not None:
+                        self.ended[record.saga_id] = (outcome, record.at)
 
     def count(self) -> int:
         with self._lock:
@@ -189,7 +182,7 @@ class Follower:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=10)
-        self._consumer.close(autocommit=False)
+        self._tail.close()
 
 
 @contextmanager
@@ -239,7 +232,7 @@ def drain(
     that proves nothing). Returns the records still unconsumed at the end."""
     partitions = kafka.topics.partitions
     wanted = {
-        group: [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        group: [TP(t, p) for t in topics for p in range(partitions)]
         for group, topics in groups.items()
     }
     behind = -1
@@ -265,13 +258,13 @@ def drain(
             time.sleep(0.25)
 
 
-def log_ends(kafka: KafkaSettings) -> dict[TopicPartition, int]:
+def log_ends(kafka: KafkaSettings) -> dict[TP, int]:
     """The end offset of every partition of ``saga.events`` and ``saga.dlq``."""
     partitions = kafka.topics.partitions
     with PartitionReader(kafka) as reader:
         return reader.ends(
             [
-                TopicPartition(topic, p)
+                TP(topic, p)
                 for topic in (SAGA_EVENTS, SAGA_DLQ)
                 for p in range(partitions)
             ]

@@ -42,7 +42,7 @@ from actors.core.saga_events import (
 )
 from actors.core.state import COMPENSATE, SagaState, evolve, message_id
 from actors.errors import InvalidRequestError, PayloadError
-from events.messages import CommandMessage
+from events.wire.messages import CommandMessage
 
 # ---------------------------------------------------------------------------
 # Inputs: what a saga reacts to. ``now`` is epoch milliseconds.

@@ -20,8 +20,8 @@ from typing import Annotated, Any
 import msgspec
 
 from actors.errors import DefinitionError, PayloadError
-from events.backoff import backoff_ms
-from events.topics import Direction, parse_topic
+from events.wire.backoff import backoff_ms
+from events.wire.topics import Direction, parse_topic
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 

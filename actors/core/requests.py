@@ -1,6 +1,6 @@
 """Start requests: the messages on ``saga.requests``.
 
-A request is a :class:`~events.messages.CommandMessage` addressed to the
+A request is a :class:`~events.wire.messages.CommandMessage` addressed to the
 orchestrator (``targetService`` ``saga-orchestrator``, ``stepId`` ``start``)
 whose payload names the saga type and carries its input::
 
@@ -23,7 +23,7 @@ import msgspec
 
 from actors.core.definitions import SagaDefinition
 from actors.errors import InvalidRequestError, UnknownSagaTypeError
-from events.messages import CommandMessage, Message
+from events.wire.messages import CommandMessage, Message
 
 ORCHESTRATOR: Final = "saga-orchestrator"
 START_STEP: Final = "start"

@@ -15,8 +15,8 @@ from typing import Any, Final, TypeAlias
 
 import msgspec
 
-from events.messages import decode_json
-from events.nesting import MAX_DEPTH
+from events.wire.messages import decode_json
+from events.wire.nesting import MAX_DEPTH
 
 #: The log nests what a message carried deeper than the message did (record,
 #: events, event, then the input or reply payload, against message, payload),

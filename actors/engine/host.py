@@ -22,7 +22,6 @@ tests and benchmarks can drive it in-process.
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import logging
 import os
@@ -32,10 +31,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, TypeAlias
+from typing import NamedTuple, TypeAlias
 
 import msgspec
-from kafka import TopicPartition
 
 from actors.core import (
     DEFINITIONS,
@@ -66,20 +64,21 @@ from actors.core import (
 from actors.engine.settings import HostSettings
 from actors.engine.snapshots import SnapshotStore
 from actors.errors import RestoreError, SagaError
-from events.admin import TopicAdmin
-from events.dead_letters import DeadLetter, DeadLetterCodec
 from events.errors import (
     EventsError,
     MessageDecodeError,
     MissingTopicError,
     TopicPartitionMismatchError,
 )
-from events.messages import EventMessage, Message, MessageCodec
-from events.partitions import home_partition
-from events.publisher import KafkaMessagePublisher
-from events.reader import PartitionReader
-from events.settings import KafkaSettings
-from events.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS, SAGA_REQUESTS
+from events.transport.admin import TopicAdmin
+from events.transport.partitions import home_partition
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.reader import PartitionReader
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP, Ack, Outgoing
+from events.wire.dead_letters import DeadLetter, DeadLetterCodec
+from events.wire.messages import EventMessage, Message, MessageCodec
+from events.wire.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS, SAGA_REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -553,32 +552,21 @@ class SagaHost:
             self._counters["duplicates"] += work.report["duplicates"]
             return
         try:
-            futures, letters = self._append(work)
+            acks = self._append(work)
         except BaseException as exc:
-            # Part of the batch may be queued and land: memory no longer says
-            # what the log says. Rebuild from the log before the next input.
+            # Part of the batch may have landed: memory no longer says what
+            # the log says. Rebuild from the log before the next input.
             self._stale = True
             if isinstance(exc, EventsError):
                 raise HostUnavailableError(
                     f"saga events not acknowledged: {exc}"
                 ) from exc
             raise
-        failed = [f for _, _, f in futures if f.failed()] + [
-            f for f in letters if f.failed()
-        ]
-        if failed:
-            # Some appends may have landed: memory no longer says what the log
-            # says. Rebuild from the log before the next input (see _reload).
-            self._stale = True
-            raise HostUnavailableError(
-                f"{len(failed)} of {len(futures) + len(letters)} appends failed; "
-                f"first: {failed[0].exception}"
-            )
         # Durable: now the new states become current.
-        for number, events, future in futures:
+        for (number, record, _), ack in zip(work.records, acks, strict=False):
             part = self._parts[number]
-            part.end = max(part.end, future.value.offset + 1)
-            part.since += events
+            part.end = max(part.end, ack.offset + 1)
+            part.since += len(record.events)
         for number, saga_id in work.late:
             # Reported: an ended saga's book forgets the step, a live saga
             # remembers the report until it ends.
@@ -611,28 +599,21 @@ class SagaHost:
                     log.exception("snapshot of partition %d failed", number)
                     part.since = self._settings.snapshot_every // 2
 
-    def _append(self, work: _Batch) -> tuple[list[tuple[int, int, Any]], list[Any]]:
-        """Queue the batch's records and letters and wait for the broker."""
-        publish = self._publisher.publish_raw
-        futures = [
-            (
-                number,
-                len(record.events),
-                publish(SAGA_EVENTS, record.saga_id, raw, partition=number),
-            )
-            for number, record, raw in work.records
-        ]
-        letters = [
-            publish(
-                SAGA_DLQ,
-                letter.key,
-                self._letters.encode(letter),
-                partition=letter.partition,
-            )
-            for letter in work.letters
-        ]
-        self._publisher.flush()
-        return futures, letters
+    def _append(self, work: _Batch) -> list[Ack]:
+        """Append the batch's records, then its letters; all acknowledged or
+        raise. The acknowledgements come in the same order."""
+        return self._publisher.send_all(
+            [
+                Outgoing(SAGA_EVENTS, record.saga_id, raw, number)
+                for number, record, raw in work.records
+            ]
+            + [
+                Outgoing(
+                    SAGA_DLQ, letter.key, self._letters.encode(letter), letter.partition
+                )
+                for letter in work.letters
+            ]
+        )
 
     def _tally(self, work: _Batch) -> None:
         """The batch in the host's metrics (read by the /metrics endpoint)."""
@@ -767,17 +748,10 @@ class SagaHost:
 
     def _reload(self) -> None:
         """Forget memory and rebuild it from the log: after an append of unknown
-        outcome, the log is the truth and memory may disagree with it.
-
-        The producer is replaced first: an append that expired leaves an
-        idempotent producer out of step with the broker's sequence numbers (or
-        fenced), and every later append through it would fail too."""
+        outcome, the log is the truth and memory may disagree with it (the
+        publisher has replaced its producer already: see
+        :meth:`KafkaMessagePublisher.send_all`)."""
         log.warning("rebuilding partitions %s from the log", sorted(self._parts))
-        fresh = KafkaMessagePublisher(self._kafka)
-        with contextlib.suppress(EventsError):
-            self._publisher.close(timeout_s=1.0)
-        self._publisher = fresh
-        self._snapshots = SnapshotStore(self._kafka, fresh)
         self._parts = {p: _Partition() for p in self._parts}
         self._timers.clear()
         self._resend.clear()
@@ -821,7 +795,7 @@ class SagaHost:
             part.manifest = snapshot.manifest_offset
             sagas += len(snapshot.sagas)
         starts = {
-            TopicPartition(SAGA_EVENTS, number): snapshot.log_offset
+            TP(SAGA_EVENTS, number): snapshot.log_offset
             for number, snapshot in snapshots.items()
         }
         touched: set[str] = set()

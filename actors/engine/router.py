@@ -25,23 +25,23 @@ from typing import Any, Final
 
 import msgspec
 import ray
-from kafka.errors import KafkaError
 from ray.exceptions import GetTimeoutError, RayError
 
 from actors.core import SagaDefinition
 from actors.engine.host import HandleReport, Inbound
 from actors.engine.workers import poll_until, start_vital
 from events.errors import EventsError, MessageDecodeError
-from events.listener import Delivery, KafkaEventListener
-from events.messages import decode_json
-from events.partitions import home_partition
-from events.settings import KafkaSettings
-from events.topics import SAGA_REQUESTS
+from events.transport.listener import Delivery, KafkaEventListener
+from events.transport.partitions import home_partition
+from events.transport.settings import KafkaSettings
+from events.wire.messages import decode_json
+from events.wire.topics import SAGA_REQUESTS
 
 log = logging.getLogger(__name__)
 
-#: What a consumer loop retries in place: the broker and the network.
-BROKER_ERRORS: Final = (KafkaError, EventsError)
+#: What a consumer loop retries in place: the broker and the network (the
+#: transport raises nothing else for them).
+BROKER_ERRORS: Final = (EventsError,)
 
 
 def listened_topics(definitions: Mapping[str, SagaDefinition]) -> list[str]:

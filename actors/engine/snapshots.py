@@ -17,19 +17,19 @@ restart.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any, Final, Generic, TypeAlias, TypeVar
+from typing import Final, Generic, TypeAlias, TypeVar
 
 import msgspec
-from kafka import TopicPartition
 
 from actors.core import LOG_MAX_DEPTH, SagaState
 from actors.errors import RestoreError
 from events.errors import MessageDecodeError
-from events.messages import decode_json
-from events.publisher import KafkaMessagePublisher
-from events.reader import PartitionReader
-from events.settings import KafkaSettings
-from events.topics import SAGA_SNAPSHOTS
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.reader import PartitionReader
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP, Outgoing, Record
+from events.wire.messages import decode_json
+from events.wire.topics import SAGA_SNAPSHOTS
 
 #: Bump when the snapshot layout changes: an old snapshot is then skipped and
 #: the log replayed from its start, never misread.
@@ -127,15 +127,14 @@ class SnapshotStore:
             "total": len(chunks),
             "previous": previous,
         }
-        futures = [
-            self._send(
+        acks = self._publisher.send_all(
+            self._record(
                 partition,
                 _Chunk[msgspec.Raw](index=i, sagas=s, finished=f, doubtful=d, **header),
             )
             for i, (s, f, d) in enumerate(chunks)
-        ]
-        self._publisher.flush()
-        offsets = [future.get().offset for future in futures]
+        )
+        offsets = [ack.offset for ack in acks]
         manifest = _Manifest(
             format=FORMAT,
             partition=partition,
@@ -146,16 +145,17 @@ class SnapshotStore:
             finished=sum(len(f) for _, f, _ in chunks),
             previous=previous,
         )
-        future = self._send(partition, manifest)
-        self._publisher.flush()
-        return int(future.get().offset)
+        [ack] = self._publisher.send_all([self._record(partition, manifest)])
+        return ack.offset
 
-    def _send(self, partition: int, record: _Chunk[msgspec.Raw] | _Manifest) -> Any:
-        return self._publisher.publish_raw(
+    def _record(
+        self, partition: int, record: _Chunk[msgspec.Raw] | _Manifest
+    ) -> Outgoing:
+        return Outgoing(
             SAGA_SNAPSHOTS,
             f"partition-{partition}",
             self._encoder.encode(record),
-            partition=partition,
+            partition,
         )
 
     def _pack(
@@ -197,13 +197,11 @@ class SnapshotStore:
         self, reader: PartitionReader, partitions: Iterable[int]
     ) -> dict[int, Snapshot]:
         """The newest complete snapshot of each partition (empty if none)."""
-        tps = [TopicPartition(SAGA_SNAPSHOTS, p) for p in partitions]
+        tps = [TP(SAGA_SNAPSHOTS, p) for p in partitions]
         ends = reader.ends(tps)
         return {tp.partition: self._latest(reader, tp, ends[tp]) for tp in tps}
 
-    def _latest(
-        self, reader: PartitionReader, tp: TopicPartition, end: int
-    ) -> Snapshot:
+    def _latest(self, reader: PartitionReader, tp: TP, end: int) -> Snapshot:
         empty = Snapshot(tp.partition, 0, [], [])
         if end == 0:
             return empty
@@ -239,7 +237,7 @@ class SnapshotStore:
         )
 
     def _read(
-        self, reader: PartitionReader, tp: TopicPartition, offset: int, count: int
+        self, reader: PartitionReader, tp: TP, offset: int, count: int
     ) -> list[_Record]:
         records = [
             self._decode(tp, record) for record in reader.read({tp: offset}, count)
@@ -251,10 +249,10 @@ class SnapshotStore:
             )
         return records
 
-    def _decode(self, tp: TopicPartition, record: Any) -> _Record:
+    def _decode(self, tp: TP, record: Record) -> _Record:
         try:
             decoded: _Record = decode_json(
-                self._decoder, record.value or b"", max_depth=LOG_MAX_DEPTH
+                self._decoder, record.value, max_depth=LOG_MAX_DEPTH
             )
             return decoded
         except MessageDecodeError as exc:

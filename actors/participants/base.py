@@ -47,8 +47,8 @@ import msgspec
 from actors.core import COMPENSATE
 from actors.participants.idempotency import IdempotencyService, Processed
 from events.errors import ServiceUnavailableError
-from events.messages import CommandMessage, EventMessage, MessageCodec
-from events.topics import command_topic
+from events.wire.messages import CommandMessage, EventMessage, MessageCodec
+from events.wire.topics import command_topic
 from projections.store import open_store
 
 

@@ -9,7 +9,7 @@ import duckdb
 
 from actors.core import COMPENSATE
 from actors.participants.base import Outcome, Participant, insert_rows
-from events.messages import CommandMessage
+from events.wire.messages import CommandMessage
 
 
 class PaymentService(Participant):

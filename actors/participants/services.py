@@ -7,7 +7,7 @@ from actors.participants.base import Participant
 from actors.participants.payment import PaymentService
 from actors.participants.user import UserService
 from events.service import CommandService, RetrySettings
-from events.settings import KafkaSettings
+from events.transport.settings import KafkaSettings
 
 PARTICIPANTS: dict[str, type[Participant]] = {
     cls.service: cls for cls in (UserService, PaymentService, AccountService)

@@ -8,7 +8,7 @@ from typing import Any
 import duckdb
 
 from actors.participants.base import Outcome, Participant, insert_rows
-from events.messages import CommandMessage
+from events.wire.messages import CommandMessage
 
 
 class UserService(Participant):

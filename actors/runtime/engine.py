@@ -25,8 +25,8 @@ from actors.engine.router import (
 )
 from actors.engine.settings import EngineSettings
 from actors.runtime.ray import wait_until
-from events.partitions import home_partition
-from events.settings import KafkaSettings
+from events.transport.partitions import home_partition
+from events.transport.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 

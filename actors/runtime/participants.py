@@ -14,7 +14,7 @@ from actors.engine.workers import poll_until, start_vital
 from actors.participants import PARTICIPANTS, serve
 from actors.runtime.ray import wait_until
 from events.service import RetrySettings, ServiceStats
-from events.settings import KafkaSettings
+from events.transport.settings import KafkaSettings
 
 
 class ParticipantActor:

@@ -14,9 +14,9 @@ import ray
 
 from actors.engine.router import BROKER_ERRORS
 from actors.engine.workers import poll_until, start_vital
-from events.listener import Delivery, KafkaEventListener
-from events.settings import KafkaSettings
-from events.topics import SAGA_DLQ, SAGA_EVENTS
+from events.transport.listener import Delivery, KafkaEventListener
+from events.transport.settings import KafkaSettings
+from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
 from projections.store import open_store
 from projections.writer import (
     Consumed,

@@ -17,11 +17,11 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 
-from events.clients import connect, consumer_options
-from events.messages import CommandMessage, EventMessage, MessageCodec
-from events.publisher import KafkaMessagePublisher
-from events.settings import KafkaSettings
-from events.topics import COMMAND_TOPICS
+from events.transport.clients import connect, consumer_options
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.settings import KafkaSettings
+from events.wire.messages import CommandMessage, EventMessage, MessageCodec
+from events.wire.topics import COMMAND_TOPICS
 
 
 def rule(command: CommandMessage) -> tuple[bool, dict[str, Any]]:

@@ -24,7 +24,6 @@ from typing import Any
 import msgspec
 import pytest
 import ray
-from kafka import TopicPartition
 
 from actors.app.client import SagaClient
 from actors.app.run import (
@@ -49,9 +48,10 @@ from actors.core import (
 )
 from actors.engine.settings import EngineSettings
 from actors.runtime import Engine, participants_ready, start_participants
-from events.reader import read_to_end
-from events.settings import KafkaSettings
-from events.topics import SAGA_EVENTS
+from events.transport.reader import read_to_end
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP
+from events.wire.topics import SAGA_EVENTS
 from tests.conftest import private_kafka
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("ray_local")]
@@ -85,7 +85,7 @@ DEFINITIONS = {"deposit": quick(DEPOSIT)}
 
 def log_records(kafka: KafkaSettings) -> list[LogRecord]:
     codec = HistoryCodec()
-    starts = {TopicPartition(SAGA_EVENTS, p): 0 for p in range(PARTITIONS)}
+    starts = {TP(SAGA_EVENTS, p): 0 for p in range(PARTITIONS)}
     return [codec.decode(raw.value) for raw in read_to_end(kafka, starts)]
 
 

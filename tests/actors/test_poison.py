@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 import ray
-from kafka import TopicPartition
 
 from actors.app.client import SagaClient
 from actors.app.run import Follower, seed_participants, workload
@@ -36,15 +35,16 @@ from actors.runtime import (
     participants_ready,
     start_participants,
 )
-from events.dead_letters import DeadLetter, DeadLetterCodec
 from events.errors import EventsError, NotJsonError
-from events.messages import MessageCodec
-from events.nesting import MAX_DEPTH, nesting_depth
-from events.partitions import home_partition
-from events.publisher import KafkaMessagePublisher
-from events.reader import read_to_end
-from events.settings import KafkaSettings
-from events.topics import COMMAND_TOPICS, SAGA_DLQ, SAGA_EVENTS, SAGA_REQUESTS
+from events.transport.partitions import home_partition
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.reader import read_to_end
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP, Outgoing
+from events.wire.dead_letters import DeadLetter, DeadLetterCodec
+from events.wire.messages import MessageCodec
+from events.wire.nesting import MAX_DEPTH, nesting_depth
+from events.wire.topics import COMMAND_TOPICS, SAGA_DLQ, SAGA_EVENTS, SAGA_REQUESTS
 from tests.conftest import private_kafka
 
 DEEP = b'{"x":' + b"[" * 5_000 + b"]" * 5_000 + b"}"
@@ -157,7 +157,7 @@ def test_start_inputs_at_and_over_the_wire_limit_never_break_a_restore() -> None
 
 def dead_letters(kafka: KafkaSettings, partitions: int) -> list[DeadLetter]:
     codec = DeadLetterCodec()
-    starts = {TopicPartition(SAGA_DLQ, p): 0 for p in range(partitions)}
+    starts = {TP(SAGA_DLQ, p): 0 for p in range(partitions)}
     return [codec.decode(r.value) for r in read_to_end(kafka, starts)]
 
 
@@ -194,22 +194,13 @@ def write_poison(
 ) -> list[tuple[str, int, int]]:
     """The deep record on every poisoned topic, unkeyed (on a random partition)
     and keyed (on its key's home); returns where each one landed."""
+    records = []
+    for topic in POISONED:
+        key = f"poison-{rng.randrange(10**6)}"
+        records.append(Outgoing(topic, None, DEEP, rng.randrange(PARTITIONS)))
+        records.append(Outgoing(topic, key, DEEP, home_partition(key, PARTITIONS)))
     with KafkaMessagePublisher(kafka) as publisher:
-        futures = []
-        for topic in POISONED:
-            key = f"poison-{rng.randrange(10**6)}"
-            futures.append(
-                publisher.publish_raw(
-                    topic, None, DEEP, partition=rng.randrange(PARTITIONS)
-                )
-            )
-            futures.append(
-                publisher.publish_raw(
-                    topic, key, DEEP, partition=home_partition(key, PARTITIONS)
-                )
-            )
-        publisher.flush()
-    landed = [f.get() for f in futures]
+        landed = publisher.send_all(records)
     return [(m.topic, m.partition, m.offset) for m in landed]
 
 
@@ -231,7 +222,7 @@ def test_poison_on_every_topic_is_dead_lettered_and_every_saga_ends(
     engine = Engine(kafka, EngineSettings(hosts=2, routers=1))
     participants = start_participants(kafka, tmp_path)
     actors = [*engine.hosts, *engine.routers, *participants.values()]
-    log = {TopicPartition(SAGA_EVENTS, p): 0 for p in range(PARTITIONS)}
+    log = {TP(SAGA_EVENTS, p): 0 for p in range(PARTITIONS)}
     follower = Follower(kafka, log, set(ids))
     try:
         engine.wait_ready()

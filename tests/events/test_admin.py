@@ -8,11 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from events.admin import TopicAdmin
 from events.errors import EventsError, MissingTopicError, TopicPartitionMismatchError
-from events.messages import EventMessage
-from events.publisher import KafkaMessagePublisher
-from events.settings import KafkaSettings
+from events.transport.admin import TopicAdmin
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.settings import KafkaSettings
+from events.wire.messages import EventMessage
 
 
 def _names(count: int) -> list[str]:

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from events.admin import TopicAdmin
-from events.broker import EmbeddedBroker
-from events.settings import KafkaSettings
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker
+from events.transport.settings import KafkaSettings
 
 
 def alive(pid: int) -> bool:
@@ -59,7 +59,7 @@ def test_two_brokers_run_side_by_side() -> None:
 
 OWNER = """
 import sys, time
-from events.broker import EmbeddedBroker
+from events.transport.broker import EmbeddedBroker
 broker = EmbeddedBroker().start()
 print(broker.pid, flush=True)
 time.sleep(600)

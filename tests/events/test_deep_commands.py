@@ -14,16 +14,16 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
-from kafka import TopicPartition
 
-from events.dead_letters import DeadLetter, DeadLetterCodec
-from events.messages import CommandMessage, EventMessage, MessageCodec
-from events.nesting import MAX_DEPTH
-from events.publisher import KafkaMessagePublisher
-from events.reader import read_to_end
 from events.service import CommandService
-from events.settings import KafkaSettings
-from events.topics import SAGA_DLQ
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.reader import read_to_end
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP
+from events.wire.dead_letters import DeadLetter, DeadLetterCodec
+from events.wire.messages import CommandMessage, EventMessage, MessageCodec
+from events.wire.nesting import MAX_DEPTH
+from events.wire.topics import SAGA_DLQ
 from tests.conftest import private_kafka
 
 pytestmark = pytest.mark.broker
@@ -65,7 +65,7 @@ def command(saga_id: str) -> CommandMessage:
 
 
 def read(kafka: KafkaSettings, topic: str) -> list[bytes]:
-    starts = {TopicPartition(topic, p): 0 for p in range(PARTITIONS)}
+    starts = {TP(topic, p): 0 for p in range(PARTITIONS)}
     return [r.value for r in read_to_end(kafka, starts)]
 
 

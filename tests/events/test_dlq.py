@@ -7,14 +7,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from kafka import TopicPartition
 
 from actors.app.cli import main
-from events.dead_letters import DeadLetter, DeadLetterCodec
-from events.publisher import KafkaMessagePublisher
-from events.reader import read_to_end
-from events.settings import KafkaSettings
-from events.topics import SAGA_DLQ
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.reader import read_to_end
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP
+from events.wire.dead_letters import DeadLetter, DeadLetterCodec
+from events.wire.topics import SAGA_DLQ
 from tests.conftest import private_kafka
 
 pytestmark = pytest.mark.broker
@@ -97,17 +97,15 @@ def test_list_show_and_replay(
     assert code == 0 and "would send 3:1 -> user.commands.verify partition 3" in out
     code, out, _ = cli(kafka, capsys, "dlq", "replay", "3:0")
     assert code == 0 and "sent 3:0 -> payment.commands.process partition 3" in out
-    back = list(read_to_end(kafka, {TopicPartition("payment.commands.process", 3): 0}))
+    back = list(read_to_end(kafka, {TP("payment.commands.process", 3): 0}))
     assert [(r.key, r.value) for r in back] == [(b"s-1", b'{"hello": "again"}')]
-    assert (
-        list(read_to_end(kafka, {TopicPartition("user.commands.verify", 3): 0})) == []
-    )
+    assert list(read_to_end(kafka, {TP("user.commands.verify", 3): 0})) == []
 
     code, _, err = cli(kafka, capsys, "dlq", "replay", "3:2")
     assert code == 1 and "kept only part of an oversized original" in err
     code, _, err = cli(kafka, capsys, "dlq", "replay", "3:3")
     assert code == 1 and "name a log topic" in err
-    assert list(read_to_end(kafka, {TopicPartition("saga.events", 3): 0})) == []
+    assert list(read_to_end(kafka, {TP("saga.events", 3): 0})) == []
     code, _, err = cli(kafka, capsys, "dlq", "replay")
     assert code == 2 and "one PARTITION:OFFSET or --all" in err
     code, _, err = cli(kafka, capsys, "dlq", "show", "nonsense")

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from kafka.consumer.fetcher import ConsumerRecord
 
-from events.broker import EmbeddedBroker
-from events.dead_letters import DeadLetter, DeadLetterCodec
 from events.errors import MessageDecodeError, TooDeeplyNestedError
-from events.listener import KafkaEventListener
-from events.messages import CommandMessage, EventMessage, MessageCodec
+from events.transport.broker import EmbeddedBroker
+from events.transport.listener import KafkaEventListener
+from events.wire.dead_letters import DeadLetter, DeadLetterCodec
+from events.wire.messages import CommandMessage, EventMessage, MessageCodec
 from tests.conftest import settings_for
 from tests.fuzzing import documents
 

@@ -9,9 +9,10 @@ import pytest
 from kafka import KafkaAdminClient, TopicPartition
 
 from events.errors import NotJsonError
-from events.listener import Delivery, KafkaEventListener
-from events.publisher import KafkaMessagePublisher
-from events.settings import KafkaSettings
+from events.transport.listener import Delivery, KafkaEventListener
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.settings import KafkaSettings
+from events.transport.types import Outgoing
 from tests.events.test_publisher import reply
 
 
@@ -116,9 +117,10 @@ def test_undecodable_records_arrive_with_their_error_and_raw_bytes(
 ) -> None:
     topic = new_topic()
     with KafkaMessagePublisher(kafka) as publisher:
-        publisher.publish(topic, reply("s", 0)).get(timeout=10)
-        publisher.publish_raw(topic, "s", b"\x00garbage").get(timeout=10)
-        publisher.publish(topic, reply("s", 2)).get(timeout=10)
+        # One at a time, acknowledged: the three land in this order.
+        publisher.publish_batch([(topic, reply("s", 0))])
+        publisher.send_all([Outgoing(topic, "s", b"\x00garbage")])
+        publisher.publish_batch([(topic, reply("s", 2))])
     got: list[Delivery] = []
 
     def keep(batch: Sequence[Delivery]) -> Sequence[Delivery]:

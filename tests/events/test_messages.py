@@ -17,7 +17,7 @@ from events.errors import (
     NotJsonError,
     UnknownMessageTypeError,
 )
-from events.messages import CommandMessage, EventMessage, Message, MessageCodec
+from events.wire.messages import CommandMessage, EventMessage, Message, MessageCodec
 
 CODEC = MessageCodec()
 

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events.errors import InvalidFieldError, MessageDecodeError, TooDeeplyNestedError
-from events.nesting import MAX_DEPTH, check_depth, nesting_depth
+from events.wire.nesting import MAX_DEPTH, check_depth, nesting_depth
 
 
 def nested(depth: int, *, inner: bytes = b"") -> bytes:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -13,12 +12,13 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from events.admin import TopicAdmin
-from events.broker import EmbeddedBroker, free_port
 from events.errors import BrokerUnavailableError, MessageTooLargeError, PublishError
-from events.messages import CommandMessage, EventMessage, Message
-from events.publisher import KafkaMessagePublisher
-from events.settings import KafkaSettings
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker, free_port
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.settings import KafkaSettings
+from events.transport.types import Ack
+from events.wire.messages import CommandMessage, EventMessage, Message
 from tests.conftest import settings_for
 
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
@@ -125,21 +125,13 @@ def test_an_independent_client_reads_sagaid_keys_and_camel_case_json(
     assert len({partition_of[(commands, s)] for s in sagas}) > 1
 
 
-def test_each_message_ends_in_its_success_callback(
+def test_a_batch_is_acknowledged_message_by_message_in_order(
     kafka: KafkaSettings, new_topic: Callable[..., str]
 ) -> None:
     topic = new_topic()
-    succeeded: list[tuple[str, int]] = []
-    failed: list[Any] = []
     with KafkaMessagePublisher(kafka) as publisher:
-        publisher.publish_batch(
-            [(topic, command("s1", i)) for i in range(20)],
-            on_success=lambda m, meta: succeeded.append((m.message_id, meta.offset)),
-            on_failure=lambda m, exc: failed.append((m, exc)),
-        )
-    assert failed == []
-    assert sorted(offset for _, offset in succeeded) == list(range(20))
-    assert len({mid for mid, _ in succeeded}) == 20
+        acks = publisher.publish_batch([(topic, command("s1", i)) for i in range(20)])
+    assert acks == [Ack(topic, acks[0].partition, offset) for offset in range(20)]
 
 
 def test_oversized_message_is_refused_before_it_is_sent(
@@ -182,24 +174,16 @@ def test_a_broker_that_stops_answering_fails_every_send_within_the_timeout() -> 
         own.pause()
         try:
             assert process_state(own.pid) == "T"  # the fault really fired
-            failures: list[BaseException] = []
-            lock = threading.Lock()
-
-            def failed(message: Message, exc: BaseException) -> None:
-                with lock:
-                    failures.append(exc)
-
             started = time.monotonic()
             with pytest.raises(PublishError) as caught:
                 publisher.publish_batch(
-                    [("frozen.events.test", command("s", i)) for i in range(5)],
-                    on_failure=failed,
+                    [("frozen.events.test", command("s", i)) for i in range(5)]
                 )
             elapsed = time.monotonic() - started
         finally:
             own.resume()
         assert caught.value.failed == 5
-        assert len(failures) == 5
+        assert all(isinstance(r, BaseException) for r in caught.value.results)
         # delivery_timeout_ms is 6 s in these settings: bounded, no hang.
         assert elapsed < 6 + 5
         publisher.close(timeout_s=2)

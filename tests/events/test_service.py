@@ -16,16 +16,16 @@ from typing import Any
 
 import msgspec
 import pytest
-from kafka import TopicPartition
 
-from events.dead_letters import DeadLetter, DeadLetterCodec
 from events.errors import ServiceUnavailableError
-from events.messages import CommandMessage, EventMessage, MessageCodec
-from events.publisher import KafkaMessagePublisher
-from events.reader import read_to_end
 from events.service import CommandService, RetrySettings
-from events.settings import ConsumerSettings, KafkaSettings
-from events.topics import SAGA_DLQ, SAGA_EVENTS, SAGA_REQUESTS, SAGA_SNAPSHOTS
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.reader import read_to_end
+from events.transport.settings import ConsumerSettings, KafkaSettings
+from events.transport.types import TP
+from events.wire.dead_letters import DeadLetter, DeadLetterCodec
+from events.wire.messages import CommandMessage, EventMessage, MessageCodec
+from events.wire.topics import SAGA_DLQ, SAGA_EVENTS, SAGA_REQUESTS, SAGA_SNAPSHOTS
 from tests.conftest import private_kafka
 
 pytestmark = pytest.mark.broker
@@ -70,7 +70,7 @@ def answer(commands: Sequence[CommandMessage]) -> list[EventMessage]:
 
 
 def read(kafka: KafkaSettings, topic: str) -> list[bytes]:
-    starts = {TopicPartition(topic, p): 0 for p in range(PARTITIONS)}
+    starts = {TP(topic, p): 0 for p in range(PARTITIONS)}
     return [r.value for r in read_to_end(kafka, starts)]
 
 

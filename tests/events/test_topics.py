@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from events.errors import InvalidTopicNameError
-from events.topics import (
+from events.wire.topics import (
     ALL_TOPICS,
     COMMAND_TOPICS,
     EVENT_TOPICS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from events.dead_letters import DeadLetter, DeadLetterCodec
+from events.wire.dead_letters import DeadLetter, DeadLetterCodec
 from projections.store import open_store
 from projections.writer import Consumed, ProjectionWriter
 from tests.actors.core.sagas import Run

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from actors.app.cli import main
-from events.broker import EmbeddedBroker
-from events.publisher import KafkaMessagePublisher
-from events.settings import KafkaSettings
-from events.topics import ALL_TOPICS
+from events.transport.broker import EmbeddedBroker
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.settings import KafkaSettings
+from events.wire.topics import ALL_TOPICS
 from tests.events.test_broker import wait_dead
 from tests.events.test_publisher import command
 
@@ -162,7 +162,7 @@ def test_saga_broker_prints_bootstrap_serves_topics_and_stops_with_its_owner(
 def test_serve_runs_a_saga_started_from_the_command_line() -> None:
     """The user's path: `saga serve`, `saga start`, `saga show`. The responder
     stands in for the participant services (they arrive with issue 4)."""
-    from events.admin import TopicAdmin
+    from events.transport.admin import TopicAdmin
     from tests.actors.responders import Responder
     from tests.conftest import settings_for
 

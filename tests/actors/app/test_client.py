@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from kafka import TopicPartition
 
 from actors.app.client import SagaClient
 from actors.errors import StartError
-from events.admin import TopicAdmin
-from events.broker import EmbeddedBroker
-from events.reader import read_to_end
-from events.topics import ALL_TOPICS, SAGA_REQUESTS
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker
+from events.transport.reader import read_to_end
+from events.transport.types import TP
+from events.wire.topics import ALL_TOPICS, SAGA_REQUESTS
 from tests.conftest import settings_for
 
 pytestmark = pytest.mark.broker
@@ -43,6 +43,6 @@ def test_starts_a_paused_broker_never_acknowledged_are_named() -> None:
             # Sent again, they go out (a start that landed after all is a
             # duplicate the host recognises).
             assert client.start_many([("deposit", INPUT, "s-1")]) == ["s-1"]
-        starts = {TopicPartition(SAGA_REQUESTS, p): 0 for p in range(2)}
+        starts = {TP(SAGA_REQUESTS, p): 0 for p in range(2)}
         keys = {r.key for r in read_to_end(kafka, starts)}
         assert {b"s-0", b"s-1"} <= keys

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from actors.app.metrics import SAMPLE_NAMES
-from events.broker import free_port
+from events.transport.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 

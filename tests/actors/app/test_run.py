@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from events.broker import EmbeddedBroker
+from events.transport.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parents[3]
 SAGA = [sys.executable, "-m", "actors.app.cli"]

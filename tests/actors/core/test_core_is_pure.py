@@ -1,4 +1,4 @@
-"""The saga core runs where Ray, kafka-python and DuckDB are not installed."""
+"""The saga core and the wire run without Ray, kafka-python, DuckDB or transport."""
 
 from __future__ import annotations
 
@@ -29,6 +29,8 @@ for blocked in ("ray", "kafka", "duckdb"):
         raise SystemExit(f"{blocked} was not blocked")
 
 from actors.core import DEPOSIT, Reply, Start, Status, decide
+import events.wire.backoff, events.wire.dead_letters, events.wire.messages
+import events.wire.nesting, events.wire.topics
 
 input = {"userId": "u", "accountId": "a", "amount": 5, "currency": "USD"}
 d = decide(DEPOSIT, None, Start(saga_id="s", saga_type="deposit", input=input, now=0))
@@ -42,11 +44,14 @@ for now, payload in ((1, {}), (2, {"paymentId": "p"}), (3, {})):
 assert d.state.status is Status.COMPLETED, d.state
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in {"ray", "kafka", "duckdb"})
 assert not loaded, loaded
+impure = ("events.transport", "events.service")
+transport = sorted(m for m in sys.modules if m.startswith(impure))
+assert not transport, transport
 print("ok")
 """
 
 
-def test_the_core_decides_a_saga_without_ray_kafka_or_duckdb() -> None:
+def test_the_core_and_wire_work_without_ray_kafka_duckdb_or_transport() -> None:
     result = subprocess.run(
         [sys.executable, "-c", PROGRAM], capture_output=True, text=True, cwd=ROOT
     )

@@ -11,20 +11,20 @@ from datetime import UTC, datetime
 
 import msgspec
 import pytest
-from kafka import TopicPartition
 
 from actors.core import DEPOSIT, SagaDefinition, SagaState, Status, Step, start_message
 from actors.engine.host import HostUnavailableError, Inbound, SagaHost
 from actors.engine.settings import HostSettings
-from events.admin import TopicAdmin
-from events.broker import EmbeddedBroker
-from events.dead_letters import DeadLetterCodec
-from events.messages import CommandMessage, EventMessage, MessageCodec
-from events.partitions import home_partition
-from events.publisher import KafkaMessagePublisher
-from events.reader import read_to_end
-from events.settings import KafkaSettings
-from events.topics import ALL_TOPICS, SAGA_DLQ, SAGA_SNAPSHOTS
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker
+from events.transport.partitions import home_partition
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.reader import read_to_end
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP
+from events.wire.dead_letters import DeadLetterCodec
+from events.wire.messages import CommandMessage, EventMessage, MessageCodec
+from events.wire.topics import ALL_TOPICS, SAGA_DLQ, SAGA_SNAPSHOTS
 from tests.conftest import private_kafka, settings_for
 
 pytestmark = pytest.mark.broker
@@ -78,7 +78,7 @@ def reply(saga_id: str, step_id: str, offset: int, success: bool = True) -> Inbo
 
 
 def commands(kafka: KafkaSettings, topic: str) -> list[CommandMessage]:
-    starts = {TopicPartition(topic, p): 0 for p in range(PARTITIONS)}
+    starts = {TP(topic, p): 0 for p in range(PARTITIONS)}
     found = [CODEC.decode(r.value) for r in read_to_end(kafka, starts)]
     return [c for c in found if isinstance(c, CommandMessage)]
 
@@ -190,7 +190,7 @@ def test_a_snapshot_cut_short_falls_back_to_the_previous_one(
 
 
 def _manifest_offset(kafka: KafkaSettings, partition: int) -> int:
-    tp = TopicPartition(SAGA_SNAPSHOTS, partition)
+    tp = TP(SAGA_SNAPSHOTS, partition)
     offsets = [
         r.offset for r in read_to_end(kafka, {tp: 0}) if b'"type":"manifest"' in r.value
     ]
@@ -279,7 +279,7 @@ def test_a_late_success_after_a_doubtful_step_was_compensated_is_dead_lettered(
         restored.close()
     letters = [
         DeadLetterCodec().decode(r.value)
-        for r in read_to_end(kafka, {TopicPartition(SAGA_DLQ, p): 0 for p in range(2)})
+        for r in read_to_end(kafka, {TP(SAGA_DLQ, p): 0 for p in range(2)})
     ]
     assert len(letters) == 1
     assert "late success of step 'process_payment'" in letters[0].error
@@ -313,7 +313,7 @@ def test_a_deadline_whose_decision_raises_is_dead_lettered_not_dropped(
         assert saga_host.stats().dead_letters == 1
     finally:
         saga_host.close()
-    tps = {TopicPartition(SAGA_DLQ, p): 0 for p in range(PARTITIONS)}
+    tps = {TP(SAGA_DLQ, p): 0 for p in range(PARTITIONS)}
     [letter] = [DeadLetterCodec().decode(r.value) for r in read_to_end(kafka, tps)]
     assert letter.topic == "saga.events" and letter.saga_id == "s-1"
     assert "deadline of saga s-1" in letter.error and "bug looking up" in letter.error
@@ -336,7 +336,7 @@ def test_an_input_too_big_for_the_log_is_dead_lettered_before_it_is_appended() -
             assert saga_host.state("s-big") is None
         finally:
             saga_host.close()
-        tps = {TopicPartition(SAGA_DLQ, p): 0 for p in range(PARTITIONS)}
+        tps = {TP(SAGA_DLQ, p): 0 for p in range(PARTITIONS)}
         [letter] = [DeadLetterCodec().decode(r.value) for r in read_to_end(small, tps)]
         assert "over the cap of 32,768" in letter.error
 
@@ -371,7 +371,7 @@ def test_appends_lost_to_a_paused_broker_leave_a_host_that_recovers() -> None:
             assert all(saga_host.state(f"s-{i}") is not None for i in (1, 2, 3))
         finally:
             saga_host.close()
-        starts = {TopicPartition("saga.events", p): 0 for p in range(PARTITIONS)}
+        starts = {TP("saga.events", p): 0 for p in range(PARTITIONS)}
         firsts = [r.key for r in read_to_end(kafka, starts) if b'"seq":1,' in r.value]
         assert sorted(firsts) == [b"s-1", b"s-2", b"s-3"]
 

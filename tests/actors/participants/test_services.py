@@ -20,19 +20,19 @@ from typing import Any
 
 import msgspec
 import pytest
-from kafka import TopicPartition
 
 from actors.participants import AccountService, PaymentService, UserService, serve
-from events.admin import TopicAdmin
-from events.broker import EmbeddedBroker
-from events.dead_letters import DeadLetter, DeadLetterCodec
 from events.errors import ServiceUnavailableError
-from events.messages import CommandMessage, EventMessage, MessageCodec
-from events.publisher import KafkaMessagePublisher
-from events.reader import read_to_end
 from events.service import CommandService, RetrySettings
-from events.settings import ConsumerSettings, KafkaSettings
-from events.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.reader import read_to_end
+from events.transport.settings import ConsumerSettings, KafkaSettings
+from events.transport.types import TP
+from events.wire.dead_letters import DeadLetter, DeadLetterCodec
+from events.wire.messages import CommandMessage, EventMessage, MessageCodec
+from events.wire.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS
 from tests.conftest import private_kafka, settings_for
 
 PARTITIONS = 2
@@ -151,7 +151,7 @@ def kafka() -> Iterator[KafkaSettings]:
 
 
 def read(kafka: KafkaSettings, topic: str) -> list[bytes]:
-    starts = {TopicPartition(topic, p): 0 for p in range(PARTITIONS)}
+    starts = {TP(topic, p): 0 for p in range(PARTITIONS)}
     return [r.value for r in read_to_end(kafka, starts)]
 
 
@@ -209,7 +209,7 @@ def test_redelivery_after_a_consumer_killed_before_committing(
         f"""
         import os, signal, msgspec
         from actors.participants import PaymentService, serve
-        from events.settings import ConsumerSettings, KafkaSettings
+        from events.transport.settings import ConsumerSettings, KafkaSettings
         kafka = msgspec.json.decode({settings!r}, type=KafkaSettings)
         payments = PaymentService({str(path)!r})
         handle = payments.handle
@@ -498,19 +498,29 @@ def test_replies_lost_while_the_broker_is_paused_are_sent_before_commits(
     states: list[str] = []
     resumes: list[threading.Timer] = []
     handled_s0 = [0]
+    running: list[CommandService] = []
     with EmbeddedBroker() as broker:
+
+        def resume_after_two_attempts() -> None:
+            deadline = time.monotonic() + 60
+            while running[0].stats().failed_sends < 2 * len(batch):
+                if time.monotonic() > deadline:
+                    break  # the assertions below say what went wrong
+                time.sleep(0.05)
+            broker.resume()
 
         def handle_then_pause(commands: list[CommandMessage]) -> list[EventMessage]:
             answers = handle(commands)
             handled_s0[0] += sum(c.saga_id == "s-0" for c in commands)
             if not states and handled_s0[0]:
                 # The effects are committed; now the replies can't get out.
-                # Paused longer than the service's two sends take (a flush
-                # bounded by the 2 s delivery timeout plus 5 s, a new producer
-                # by the 2 s connect timeout): the batch is put back.
+                # Paused until both of the service's sends have failed (a
+                # flush bounded by the 2 s delivery timeout plus 5 s, a new
+                # producer by the 2 s connect timeout): the batch is put back.
+                # Resumed on that event, not after a guessed time.
                 broker.pause()
                 states.append(process_state(broker.pid))
-                resumes.append(threading.Timer(12.0, broker.resume))
+                resumes.append(threading.Thread(target=resume_after_two_attempts))
                 resumes[0].start()
             return answers
 
@@ -523,6 +533,7 @@ def test_replies_lost_while_the_broker_is_paused_are_sent_before_commits(
             KafkaMessagePublisher(kafka) as publisher,
             serve(kafka, payments, retry=retry) as service,
         ):
+            running.append(service)
             for c in warm:
                 publisher.publish(topic, c)
             publisher.flush()

@@ -19,21 +19,21 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 import ray
-from kafka import TopicPartition
 
 from actors.app.client import SagaClient
 from actors.core import DEPOSIT, SagaDefinition, SagaState, Status, Step
 from actors.engine.settings import EngineSettings
 from actors.runtime import Engine
-from events.admin import TopicAdmin
-from events.broker import EmbeddedBroker
-from events.dead_letters import DeadLetterCodec
-from events.messages import EventMessage, MessageCodec
-from events.partitions import home_partition
-from events.publisher import KafkaMessagePublisher
-from events.reader import read_to_end
-from events.settings import KafkaSettings
-from events.topics import ALL_TOPICS, SAGA_DLQ
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker
+from events.transport.partitions import home_partition
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.reader import read_to_end
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP
+from events.wire.dead_letters import DeadLetterCodec
+from events.wire.messages import EventMessage, MessageCodec
+from events.wire.topics import ALL_TOPICS, SAGA_DLQ
 from tests.actors.responders import Responder
 from tests.conftest import settings_for
 
@@ -240,7 +240,7 @@ def test_reply_for_a_saga_nobody_knows_is_dead_lettered(platform: Platform) -> N
 
 def dead_letters(kafka: KafkaSettings) -> list:
     codec = DeadLetterCodec()
-    starts = {TopicPartition(SAGA_DLQ, p): 0 for p in range(PARTITIONS)}
+    starts = {TP(SAGA_DLQ, p): 0 for p in range(PARTITIONS)}
     letters = [codec.decode(r.value) for r in read_to_end(kafka, starts)]
     return sorted(letters, key=lambda letter: letter.offset)
 

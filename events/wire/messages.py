@@ -24,7 +24,7 @@ from events.errors import (
     NotJsonError,
     UnknownMessageTypeError,
 )
-from events.nesting import MAX_DEPTH, check_depth
+from events.wire.nesting import MAX_DEPTH, check_depth
 
 DEFAULT_MAX_MESSAGE_BYTES: Final = 1024 * 1024
 
@@ -95,7 +95,7 @@ class MessageCodec:
 
     ``decode`` raises a typed :class:`~events.errors.MessageDecodeError` that keeps
     the raw bytes, and refuses a document nested deeper than
-    :data:`~events.nesting.MAX_DEPTH` before decoding it; ``encode`` refuses a
+    :data:`~events.wire.nesting.MAX_DEPTH` before decoding it; ``encode`` refuses a
     message over the limit rather than let a consumer reject it later.
     """
 

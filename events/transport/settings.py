@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from events.messages import DEFAULT_MAX_MESSAGE_BYTES
+from events.wire.messages import DEFAULT_MAX_MESSAGE_BYTES
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]

@@ -14,7 +14,7 @@ from typing import Any, Self, TypeVar
 from kafka.errors import KafkaTimeoutError
 
 from events.errors import BrokerUnavailableError
-from events.settings import KafkaSettings
+from events.transport.settings import KafkaSettings
 
 Client = TypeVar("Client")
 

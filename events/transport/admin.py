@@ -10,21 +10,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import msgspec
-from kafka import KafkaAdminClient, TopicPartition
+from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
-from events.clients import (
-    Closing,
-    admin_options,
-    connect,
-)
 from events.errors import (
     EventsError,
     MissingTopicError,
     TopicPartitionMismatchError,
 )
-from events.reader import PartitionReader
-from events.settings import KafkaSettings
+from events.transport.clients import (
+    Closing,
+    admin_options,
+    connect,
+)
+from events.transport.reader import PartitionReader
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP
 
 
 class ProvisionReport(msgspec.Struct, frozen=True):
@@ -142,21 +143,19 @@ class TopicAdmin(Closing):
             raise MissingTopicError(missing)
         offsets = end_offsets(
             self._settings,
-            [TopicPartition(n, p) for n in chosen for p in range(counts[n])],
+            [TP(n, p) for n in chosen for p in range(counts[n])],
             timeout_s,
         )
         return [
             TopicInfo(
                 name=name,
                 partitions=counts[name],
-                end_offsets=tuple(
-                    offsets[TopicPartition(name, p)] for p in range(counts[name])
-                ),
+                end_offsets=tuple(offsets[TP(name, p)] for p in range(counts[name])),
             )
             for name in chosen
         ]
 
-    def committed(self, group: str) -> dict[TopicPartition, int]:
+    def committed(self, group: str) -> dict[TP, int]:
         """The offsets ``group`` has committed, per partition it committed on."""
         try:
             found = self._admin.list_group_offsets(group).get(group, {})
@@ -164,7 +163,7 @@ class TopicAdmin(Closing):
             raise EventsError(
                 f"reading offsets of group {group!r} failed: {exc}"
             ) from exc
-        return {tp: int(meta.offset) for tp, meta in found.items()}
+        return {TP(*tp): int(meta.offset) for tp, meta in found.items()}
 
     def consumer_lag(self, group: str) -> list[PartitionLag]:
         """Per partition the group has committed on: committed offset, end
@@ -190,8 +189,8 @@ class TopicAdmin(Closing):
 
 
 def end_offsets(
-    settings: KafkaSettings, partitions: list[TopicPartition], timeout_s: float = 10.0
-) -> dict[TopicPartition, int]:
+    settings: KafkaSettings, partitions: list[TP], timeout_s: float = 10.0
+) -> dict[TP, int]:
     """The high watermark of each partition (see :meth:`PartitionReader.ends`)."""
     with PartitionReader(settings, timeout_s) as reader:
         return reader.ends(partitions)

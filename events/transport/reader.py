@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterable, Mapping
-from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError
 
-from events.clients import Closing, connect, consumer_options
 from events.errors import EventsError
-from events.settings import KafkaSettings
+from events.transport.clients import Closing, connect, consumer_options
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP, Record
 
 #: Restores read whole partitions: fetch big slices at a time.
 _FETCH_BYTES = 16 * 1024 * 1024
@@ -35,14 +36,14 @@ class PartitionReader(Closing):
         }
         self._consumer = connect(KafkaConsumer, settings, options)
 
-    def ends(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+    def ends(self, partitions: Iterable[TP]) -> dict[TP, int]:
         """Each partition's high watermark, read from a Fetch response.
 
         ListOffsets' answer is used only as a starting position: it is a valid
         offset at or below the end on every broker, and a fetch from there
         returns the true high watermark.
         """
-        tps = list(partitions)
+        tps = [TopicPartition(*tp) for tp in partitions]
         if not tps:
             return {}
         consumer = self._consumer
@@ -60,13 +61,13 @@ class PartitionReader(Closing):
                         f"no fetch answer for {len(pending)} partitions within "
                         f"{self._timeout_s:g} s (first: {min(pending)})"
                     )
-            return {tp: int(consumer.highwater(tp)) for tp in tps}
+            return {TP(*tp): int(consumer.highwater(tp)) for tp in tps}
         except KafkaError as exc:
             raise EventsError(f"reading end offsets failed: {exc}") from exc
 
     def read(
-        self, starts: Mapping[TopicPartition, int], limit: int | None = None
-    ) -> Generator[Any, None, None]:
+        self, starts: Mapping[TP, int], limit: int | None = None
+    ) -> Generator[Record, None, None]:
         """Yield each partition's records from its start offset to its end (or
         ``limit`` records per partition), in offset order per partition.
 
@@ -77,13 +78,14 @@ class PartitionReader(Closing):
         if not starts:
             return
         consumer = self._consumer
+        positions = {TopicPartition(*tp): offset for tp, offset in starts.items()}
         try:
-            consumer.assign(list(starts))
-            for tp, offset in starts.items():
+            consumer.assign(list(positions))
+            for tp, offset in positions.items():
                 consumer.seek(tp, offset)
             ends: dict[TopicPartition, int] = {}
-            taken = dict.fromkeys(starts, 0)
-            pending = set(starts)
+            taken = dict.fromkeys(positions, 0)
+            pending = set(positions)
             last_progress = time.monotonic()
             while pending:
                 batches = consumer.poll(timeout_ms=100)
@@ -94,7 +96,7 @@ class PartitionReader(Closing):
                             end is not None and record.offset >= end
                         ):
                             break
-                        yield record
+                        yield record_of(record)
                         taken[tp] += 1
                         if limit is not None and taken[tp] >= limit:
                             pending.discard(tp)
@@ -106,7 +108,7 @@ class PartitionReader(Closing):
                         ends[tp] = int(highwater)
                     if consumer.position(tp) >= ends[tp]:
                         pending.discard(tp)
-                consumer.pause(*(tp for tp in starts if tp not in pending))
+                consumer.pause(*(tp for tp in positions if tp not in pending))
                 if batches:
                     last_progress = time.monotonic()
                 elif time.monotonic() - last_progress > self._timeout_s:
@@ -117,7 +119,7 @@ class PartitionReader(Closing):
         except KafkaError as exc:
             raise EventsError(f"reading partitions failed: {exc}") from exc
         finally:
-            consumer.resume(*starts)
+            consumer.resume(*positions)
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
@@ -125,10 +127,50 @@ class PartitionReader(Closing):
 
 def read_to_end(
     settings: KafkaSettings,
-    starts: Mapping[TopicPartition, int],
+    starts: Mapping[TP, int],
     *,
     timeout_s: float = 30.0,
-) -> Generator[Any, None, None]:
+) -> Generator[Record, None, None]:
     """One-off :meth:`PartitionReader.read` with its own consumer."""
     with PartitionReader(settings, timeout_s) as reader:
         yield from reader.read(starts)
+
+
+class PartitionTail(Closing):
+    """Follow partitions from given offsets as records arrive, without a group.
+
+    For watching a log live (``saga run`` follows ``saga.events``): unlike
+    :class:`PartitionReader` it has no end, and every :meth:`poll` returns what
+    arrived since the last.
+    """
+
+    def __init__(self, settings: KafkaSettings, starts: Mapping[TP, int]) -> None:
+        self._consumer = connect(
+            KafkaConsumer, settings, consumer_options(settings, None)
+        )
+        self._consumer.assign([TopicPartition(*tp) for tp in starts])
+        for tp, offset in starts.items():
+            self._consumer.seek(TopicPartition(*tp), offset)
+
+    def poll(self, timeout_ms: int) -> list[Record]:
+        """The records that arrived, waiting up to ``timeout_ms`` for the first."""
+        try:
+            batches = self._consumer.poll(timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            raise EventsError(f"following partitions failed: {exc}") from exc
+        return [record_of(r) for records in batches.values() for r in records]
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+def record_of(record: ConsumerRecord) -> Record:
+    """kafka-python's record as the transport's own :class:`Record`."""
+    return Record(
+        record.topic,
+        record.partition,
+        record.offset,
+        record.key,
+        record.value or b"",
+        record.timestamp,
+    )

@@ -17,12 +17,13 @@ from collections.abc import Callable, Iterable, Sequence
 
 import msgspec
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, KafkaError
 
-from events.clients import Closing, connect, consumer_options
-from events.errors import MessageDecodeError
-from events.messages import Message, MessageCodec
-from events.settings import KafkaSettings
+from events.errors import EventsError, MessageDecodeError
+from events.transport.clients import Closing, connect, consumer_options
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP
+from events.wire.messages import Message, MessageCodec
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +82,11 @@ class KafkaEventListener(Closing):
         )
         self._consumer.subscribe(list(topics))
         self.handled = 0
-        self.committed_batches = 0
 
-    def assignment(self) -> set[TopicPartition]:
-        return set(self._consumer.assignment())
+    def assignment(self) -> set[TP]:
+        return {TP(*tp) for tp in self._consumer.assignment()}
 
-    def wait_for_assignment(self, timeout_s: float = 30.0) -> set[TopicPartition]:
+    def wait_for_assignment(self, timeout_s: float = 30.0) -> set[TP]:
         """Join the group: poll (handling whatever arrives) until given partitions."""
         deadline = time.monotonic() + timeout_s
         while not self._consumer.assignment():
@@ -98,17 +98,19 @@ class KafkaEventListener(Closing):
             self.poll_once()
         return self.assignment()
 
-    def highwater(self, tp: TopicPartition) -> int | None:
-        """The partition's end offset as of the last fetch (None before one)."""
-        result = self._consumer.highwater(tp)
-        return None if result is None else int(result)
-
     def poll_once(self, timeout_ms: int | None = None) -> int:
         """Poll one batch, handle it, commit what was handled. Returns the count
-        of deliveries the handler reported done."""
+        of deliveries the handler reported done.
+
+        The broker's and the network's failures raise :class:`EventsError`;
+        what the handler raises propagates as it is.
+        """
         if timeout_ms is None:
             timeout_ms = self._settings.consumer.poll_timeout_ms
-        records = self._consumer.poll(timeout_ms=timeout_ms)
+        try:
+            records = self._consumer.poll(timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            raise EventsError(f"polling {self.group_id!r} failed: {exc}") from exc
         if not records:
             return 0
         try:
@@ -169,11 +171,13 @@ class KafkaEventListener(Closing):
             return
         try:
             self._consumer.commit(offsets)
-            self.committed_batches += 1
         except CommitFailedError as exc:
             # The group rebalanced: the new owner gets these records again.
             # Duplicates are harmless by design; losing them is not.
             log.warning("commit failed after a rebalance, records redelivered: %s", exc)
+        except KafkaError as exc:
+            # Not committed: the records come again, here or to a new owner.
+            raise EventsError(f"committing {self.group_id!r} failed: {exc}") from exc
 
     def run(self) -> None:
         """Poll, handle and commit until :meth:`stop` is called."""

@@ -11,18 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
-from kafka import TopicPartition
-
-from events.admin import TopicAdmin
-from events.clients import Closing
-from events.dead_letters import DeadLetter, DeadLetterCodec
-from events.errors import EventsError, MessageDecodeError, PublishError
-from events.publisher import KafkaMessagePublisher
-from events.reader import PartitionReader
-from events.settings import KafkaSettings
-from events.topics import SAGA_DLQ, SAGA_EVENTS, SAGA_SNAPSHOTS
+from events.errors import EventsError, MessageDecodeError
+from events.transport.admin import TopicAdmin
+from events.transport.clients import Closing
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.reader import PartitionReader
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP, Outgoing, Record
+from events.wire.dead_letters import DeadLetter, DeadLetterCodec
+from events.wire.topics import SAGA_DLQ, SAGA_EVENTS, SAGA_SNAPSHOTS
 
 #: Topics only the platform writes: a letter naming one is never re-sent there.
 _NOT_REPLAYABLE = (SAGA_EVENTS, SAGA_SNAPSHOTS, SAGA_DLQ)
@@ -69,7 +67,7 @@ class DeadLetterQueue(Closing):
             count = admin.partition_counts().get(SAGA_DLQ)
         if count is None:
             raise EventsError(f"{SAGA_DLQ} does not exist: run `saga topics create`")
-        starts = {TopicPartition(SAGA_DLQ, p): 0 for p in range(count)}
+        starts = {TP(SAGA_DLQ, p): 0 for p in range(count)}
         found: list[Entry] = []
         for record in self._reader.read(starts):
             letter = self._decode(record)
@@ -82,15 +80,15 @@ class DeadLetterQueue(Closing):
 
     def entry(self, text: str) -> Entry:
         partition, offset = parse_id(text)
-        tp = TopicPartition(SAGA_DLQ, partition)
+        tp = TP(SAGA_DLQ, partition)
         for record in self._reader.read({tp: offset}, limit=1):
             if record.offset == offset:
                 return Entry(partition, offset, self._decode(record))
         raise EventsError(f"no dead letter at {SAGA_DLQ} {text}")
 
-    def _decode(self, record: Any) -> DeadLetter:
+    def _decode(self, record: Record) -> DeadLetter:
         try:
-            return self._codec.decode(record.value or b"")
+            return self._codec.decode(record.value)
         except MessageDecodeError as exc:
             raise EventsError(
                 f"{SAGA_DLQ} {record.partition}:{record.offset} is not a dead "
@@ -116,19 +114,15 @@ class DeadLetterQueue(Closing):
                 "original; replay those from their original topic and offset"
             )
         with KafkaMessagePublisher(self._kafka) as publisher:
-            futures = [
-                publisher.publish_raw(
+            publisher.send_all(
+                Outgoing(
                     e.letter.topic,
                     e.letter.key,
                     e.letter.payload,
-                    partition=e.letter.partition,
+                    e.letter.partition,
                 )
                 for e in chosen
-            ]
-            publisher.flush()
-        failures = [f.exception for f in futures if f.failed()]
-        if failures:
-            raise PublishError(len(failures), len(futures), failures[0])
+            )
         return chosen
 
     def close(self) -> None:
