@@ -27,6 +27,10 @@ class InvalidRequestError(SagaError):
     """A start request is malformed. The message says which field and why."""
 
 
+class HostUnavailableError(SagaError):
+    """A host could not make a batch durable; nothing of it was applied."""
+
+
 class RestoreError(SagaError):
     """The saga log or a snapshot could not be read back into state."""
 

@@ -44,8 +44,10 @@ from actors.core import (
     evolve,
     start_message,
 )
-from actors.engine.host import HostStats, Inbound, SagaHost
+from actors.engine.host import SagaHost
+from actors.engine.inbound import Inbound
 from actors.engine.settings import HostSettings
+from actors.engine.stats import HostStats
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
 from events.transport.settings import KafkaSettings

@@ -28,7 +28,8 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError
 
 from actors.core import SagaDefinition
-from actors.engine.host import HandleReport, Inbound
+from actors.engine.inbound import Inbound
+from actors.engine.stats import HandleReport
 from actors.engine.workers import poll_until, start_vital
 from events.errors import EventsError, MessageDecodeError
 from events.transport.listener import Delivery, KafkaEventListener
@@ -205,7 +206,7 @@ class RouterActor:
 
 
 def _inbound(delivery: Delivery) -> Inbound:
-    return (
+    return Inbound(
         delivery.topic,
         delivery.partition,
         delivery.offset,

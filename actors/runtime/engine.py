@@ -17,13 +17,15 @@ from typing import Any
 import ray
 
 from actors.core import DEFINITIONS, SagaDefinition, SagaState
-from actors.engine.host import HostStats, SagaHost, owned_partitions
+from actors.engine.books import owned_partitions, owner_of
+from actors.engine.host import SagaHost
 from actors.engine.router import (
     RouterActor,
     RouterStats,
     listened_topics,
 )
 from actors.engine.settings import EngineSettings
+from actors.engine.stats import HostStats
 from actors.runtime.ray import wait_until
 from events.transport.partitions import home_partition
 from events.transport.settings import KafkaSettings
@@ -60,7 +62,7 @@ class Engine:
             )
             for i in range(count)
         ]
-        owners = {p: p % count for p in range(self.partitions)}
+        owners = {p: owner_of(p, count) for p in range(self.partitions)}
         # Wait for every host to restore before any router hands it work.
         ray.get([host.pid.remote() for host in self.hosts])
         router_actor: Any = ray.remote(RouterActor).options(
@@ -83,7 +85,8 @@ class Engine:
         ray.get([router.pid.remote() for router in self.routers])
 
     def host_of(self, saga_id: str) -> Any:
-        return self.hosts[home_partition(saga_id, self.partitions) % len(self.hosts)]
+        home = home_partition(saga_id, self.partitions)
+        return self.hosts[owner_of(home, len(self.hosts))]
 
     def state(self, saga_id: str) -> SagaState | None:
         """The live state of an in-flight saga (``None`` once it ended)."""

@@ -13,8 +13,10 @@ import msgspec
 import pytest
 
 from actors.core import DEPOSIT, SagaDefinition, SagaState, Status, Step, start_message
-from actors.engine.host import HostUnavailableError, Inbound, SagaHost
+from actors.engine.host import SagaHost
+from actors.engine.inbound import Inbound
 from actors.engine.settings import HostSettings
+from actors.errors import HostUnavailableError
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
 from events.transport.partitions import home_partition

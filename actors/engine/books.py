@@ -1,0 +1,84 @@
+"""The books a host keeps per owned partition, and which host owns which.
+
+Per partition: the live sagas (each the fold of its events), a bounded set of
+ended ones (so a late duplicate for them is dropped instead of dead-lettered),
+the ended sagas that compensated a step in doubt (a late success for that step
+is reported, not dropped), and where the partition's log and snapshots stand.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from actors.core import SagaState
+
+
+def owner_of(partition: int, hosts: int) -> int:
+    """The host number that owns ``partition``: the one ownership rule."""
+    return partition % hosts
+
+
+def owned_partitions(host: int, hosts: int, partitions: int) -> list[int]:
+    """The partitions host number ``host`` of ``hosts`` owns."""
+    return [p for p in range(partitions) if owner_of(p, hosts) == host]
+
+
+class PartitionBooks:
+    """One owned partition: its live sagas and the books of ended ones."""
+
+    __slots__ = (
+        "doubtful",
+        "end",
+        "finished",
+        "finished_order",
+        "late",
+        "manifest",
+        "retention",
+        "sagas",
+        "since",
+    )
+
+    def __init__(self, retention: int) -> None:
+        #: How many ended sagas the books remember.
+        self.retention = retention
+        self.sagas: dict[str, SagaState] = {}
+        self.finished: set[str] = set()
+        self.finished_order: deque[str] = deque()
+        #: Ended sagas that compensated a step in doubt, and that step: a late
+        #: success for it must be reported, not dropped as a duplicate.
+        self.doubtful: dict[str, str] = {}
+        #: Live sagas whose late success was reported already: the copies that
+        #: follow (one per attempt sent) are duplicates. Memory only: after a
+        #: restart a copy may be reported once more.
+        self.late: set[str] = set()
+        self.end = 0  # the log offset after the last record of this partition
+        self.since = 0  # events appended since the last snapshot
+        self.manifest = -1  # offset of the newest snapshot manifest
+
+    def keep(self, state: SagaState) -> None:
+        """A saga's newest state: live, or into the books of ended sagas."""
+        if state.status.terminal:
+            reported = state.saga_id in self.late
+            self.late.discard(state.saga_id)
+            self.finish(state.saga_id, "" if reported else state.doubtful)
+        else:
+            self.sagas[state.saga_id] = state
+
+    def finish(self, saga_id: str, doubtful: str = "") -> None:
+        self.sagas.pop(saga_id, None)
+        if saga_id in self.finished:
+            return
+        self.finished.add(saga_id)
+        self.finished_order.append(saga_id)
+        if doubtful:
+            self.doubtful[saga_id] = doubtful
+        while len(self.finished_order) > self.retention:
+            gone = self.finished_order.popleft()
+            self.finished.discard(gone)
+            self.doubtful.pop(gone, None)
+
+    def reported_late(self, saga_id: str) -> None:
+        """A late success of this saga was reported: an ended saga's books
+        forget the step, a live saga's remember the report until it ends."""
+        if self.doubtful.pop(saga_id, None) is None:
+            self.late.add(saga_id)

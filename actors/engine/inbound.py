@@ -1,0 +1,110 @@
+"""From a consumed record to an input of the saga core, or the reason it is refused.
+
+Pure functions over one record: they decode it, check that it is keyed by its
+sagaId and is the kind of message its topic takes, and build the core's
+:class:`~actors.core.Start` or :class:`~actors.core.Reply`. What they refuse
+becomes a dead letter with their reason; the host decides what is a duplicate,
+since only its books know which sagas ended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from actors.core import Reply, SagaDefinition, Start, parse_start
+from actors.errors import SagaError
+from events.errors import MessageDecodeError
+from events.wire.messages import EventMessage, Message, MessageCodec
+from events.wire.topics import SAGA_REQUESTS
+
+
+class Inbound(NamedTuple):
+    """A consumed record as the router hands it to a host. A plain tuple
+    underneath: it crosses the Ray boundary cheaply."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: bytes
+
+    @property
+    def where(self) -> tuple[str, int, int]:
+        return (self.topic, self.partition, self.offset)
+
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+class Refused(NamedTuple):
+    """Why a record cannot be applied; ``message`` if it decoded."""
+
+    reason: str
+    message: Message | None = None
+
+
+def read_message(codec: MessageCodec, inbound: Inbound) -> Message | Refused:
+    """The record's message, if it decodes and is keyed by its sagaId."""
+    try:
+        message = codec.decode(inbound.value)
+    except MessageDecodeError as exc:
+        return Refused(str(exc))
+    if inbound.key is not None and inbound.key != message.saga_id:
+        return Refused(
+            f"key {inbound.key!r} differs from sagaId {message.saga_id!r}: messages "
+            "must be keyed by their sagaId",
+            message,
+        )
+    return message
+
+
+def to_input(
+    inbound: Inbound,
+    message: Message,
+    definitions: Mapping[str, SagaDefinition],
+    now: int,
+    jitter: float,
+) -> Start | Reply | Refused:
+    """A start request on ``saga.requests``, a reply anywhere else."""
+    if inbound.topic == SAGA_REQUESTS:
+        try:
+            definition, request = parse_start(message, definitions)
+        except SagaError as exc:
+            return Refused(str(exc), message)
+        return Start(
+            saga_id=message.saga_id,
+            saga_type=definition.name,
+            input=request.input,
+            now=now,
+        )
+    if not isinstance(message, EventMessage):
+        return Refused(
+            f"{inbound.topic} takes replies (type 'event'), got a command", message
+        )
+    return Reply(
+        saga_id=message.saga_id,
+        topic=inbound.topic,
+        step_id=message.step_id,
+        message_id=message.message_id,
+        success=message.success,
+        payload=message.payload,
+        error=message.error,
+        now=now,
+        jitter=jitter,
+        command_id=message.command_id,
+    )
+
+
+def misrouted(saga_id: str, partition: int, owned: list[int]) -> str:
+    return (
+        f"saga {saga_id} lives on partition {partition}, which this host does not "
+        f"own ({owned}): misrouted"
+    )
+
+
+def unknown_saga(saga_id: str, retention: int) -> str:
+    return (
+        f"no saga {saga_id} is known: never started, or it ended before the last "
+        f"{retention} sagas of its partition"
+    )

@@ -1,0 +1,129 @@
+"""Rebuilding a host's books from the newest snapshot and the log tail after it.
+
+The log is the truth: a snapshot only saves reading all of it. After the
+books are back, deadlines are re-armed and the commands the log tail issued
+are queued to be sent again (the crash may have come before they went out).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+from actors.core import HistoryCodec, replay
+from actors.engine.books import PartitionBooks
+from actors.engine.snapshots import SnapshotStore
+from actors.engine.timers import ResendQueue, Timers
+from actors.errors import RestoreError
+from events.errors import (
+    EventsError,
+    MessageDecodeError,
+    MissingTopicError,
+    TopicPartitionMismatchError,
+)
+from events.transport.reader import PartitionReader
+from events.transport.types import TP, Record
+from events.wire.topics import SAGA_EVENTS
+
+log = logging.getLogger(__name__)
+
+
+class Restored(NamedTuple):
+    sagas: int  # from snapshots
+    records: int  # log records replayed after them
+    seconds: float
+
+
+def load(
+    reader: PartitionReader,
+    snapshots: SnapshotStore,
+    books: Mapping[int, PartitionBooks],
+    codec: HistoryCodec,
+) -> tuple[set[str], Restored]:
+    """Newest snapshot + log tail into ``books`` (fresh ones); returns the
+    sagaIds the tail moved (their latest commands may not have gone out before
+    the crash) and the counts (seconds left at 0 for the caller to time)."""
+    found = snapshots.latest(reader, books)
+    sagas = records = 0
+    for number, snapshot in found.items():
+        part = books[number]
+        part.sagas = {s.saga_id: s for s in snapshot.sagas}
+        for saga_id in snapshot.finished:
+            part.finish(saga_id, snapshot.doubtful.get(saga_id, ""))
+        part.end = snapshot.log_offset
+        part.manifest = snapshot.manifest_offset
+        sagas += len(snapshot.sagas)
+    starts = {
+        TP(SAGA_EVENTS, number): snapshot.log_offset
+        for number, snapshot in found.items()
+    }
+    touched: set[str] = set()
+    for record in reader.read(starts):
+        part = books[record.partition]
+        touched.add(_replay(part, record, codec))
+        part.end = record.offset + 1
+        part.since += 1
+        records += 1
+    return touched, Restored(sagas, records, 0.0)
+
+
+def _replay(part: PartitionBooks, raw: Record, codec: HistoryCodec) -> str:
+    where = f"{SAGA_EVENTS} partition {raw.partition} offset {raw.offset}"
+    try:
+        record = codec.decode(raw.value)
+    except MessageDecodeError as exc:
+        raise RestoreError(f"{where} is not a saga log record: {exc}") from exc
+    if record.saga_id in part.finished:
+        return record.saga_id
+    try:
+        state = replay(part.sagas.get(record.saga_id), record)
+    except RestoreError as exc:
+        raise RestoreError(f"{where}: {exc}") from None
+    assert state is not None
+    part.keep(state)
+    return record.saga_id
+
+
+def rearm(
+    books: Mapping[int, PartitionBooks],
+    timers: Timers,
+    resend: ResendQueue,
+    touched: set[str],
+    not_before: int,
+) -> None:
+    """Deadlines back on the timers; the commands the log tail issued queued
+    to be sent again.
+
+    A saga whose state came from the snapshot alone had its commands
+    acknowledged before the snapshot was written (the host sends what it
+    queued before it writes one), so only the tail's sagas are re-sent: after
+    a crash, not every in-flight saga's participant gets a duplicate.
+    Replies that came while the host was down are still in Kafka: a deadline
+    that passed meanwhile waits until ``not_before`` for them, rather than
+    spend an attempt on a reply that is already there.
+    """
+    for number, part in books.items():
+        for saga_id, state in part.sagas.items():
+            timers.arm(number, state, not_before)
+            if saga_id in touched:
+                resend.add(number, state)
+
+
+def patiently(restore: Callable[[], None], again: Callable[[], None]) -> None:
+    """Run ``restore`` until it succeeds, waiting out a broker that is down
+    (``again`` resets what a failed attempt left); what waiting cannot fix
+    (a missing topic, a wrong partition count, an unreadable log) raises."""
+    delay = 0.5
+    while True:
+        try:
+            restore()
+            return
+        except (MissingTopicError, TopicPartitionMismatchError, RestoreError):
+            raise
+        except EventsError as exc:
+            log.warning("restore failed, retrying in %.1f s: %s", delay, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            again()

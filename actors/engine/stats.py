@@ -1,0 +1,78 @@
+"""What a host reports: per batch, per host, and its Prometheus counters."""
+
+from __future__ import annotations
+
+import msgspec
+
+from actors.core import OUTCOMES, CompensationCommanded, LogRecord, StepCommanded
+from actors.engine.write_ahead import Batch
+from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
+
+
+class HandleReport(msgspec.Struct, frozen=True):
+    """What a batch did: the router counts these."""
+
+    applied: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    #: Late successes of steps given up on in doubt (dead-lettered too).
+    late_replies: int = 0
+
+
+class HostStats(msgspec.Struct, frozen=True):
+    partitions: list[int]
+    in_flight: int
+    finished: int
+    applied: int
+    duplicates: int
+    dead_letters: int
+    timers_fired: int
+    snapshots: int
+    restored_sagas: int
+    restored_records: int
+    restore_s: float
+    resent: int
+    #: Commands a restore queued for re-sending that have not gone out yet.
+    resend_pending: int
+    late_replies: int = 0
+
+
+class HostMetrics(msgspec.Struct):
+    """Counters since the host process started (Prometheus sums restarts out
+    with ``increase``/``rate``)."""
+
+    started: dict[str, int] = {}  # by saga type
+    finished: dict[str, int] = {}  # by "<saga type>/<outcome>"
+    produced: dict[str, int] = {}  # by topic
+    retries: int = 0  # commands sent again as a new attempt
+    dead_letters: int = 0
+    duplicates: int = 0
+    in_flight: int = 0
+    #: Successes that arrived for a step the saga had given up on in doubt.
+    late_replies: int = 0
+
+    def count_batch(self, batch: Batch) -> None:
+        """A batch made durable: its records, letters and commands to send."""
+        self._produced(SAGA_EVENTS, len(batch.records))
+        self._produced(SAGA_DLQ, len(batch.letters))
+        for _, send in batch.sends:
+            self._produced(send.topic, 1)
+        for _, record, _ in batch.records:
+            self._count_record(record)
+
+    def _produced(self, topic: str, records: int) -> None:
+        if records:
+            self.produced[topic] = self.produced.get(topic, 0) + records
+
+    def _count_record(self, record: LogRecord) -> None:
+        """A durable log record: sagas started, commands re-sent, outcomes."""
+        if record.seq == 1:
+            self.started[record.saga_type] = self.started.get(record.saga_type, 0) + 1
+        for event in record.events:
+            match event:
+                case StepCommanded(attempt=a) | CompensationCommanded(attempt=a):
+                    if a > 1:
+                        self.retries += 1
+                case _ if type(event) in OUTCOMES:
+                    key = f"{record.saga_type}/{OUTCOMES[type(event)]}"
+                    self.finished[key] = self.finished.get(key, 0) + 1
