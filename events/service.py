@@ -58,7 +58,7 @@ from events.transport.listener import Delivery, KafkaEventListener
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP, Outgoing
-from events.wire.backoff import backoff_ms
+from events.wire.backoff import Backoff, backoff_ms
 from events.wire.dead_letters import DeadLetter, DeadLetterCodec
 from events.wire.messages import CommandMessage, EventMessage, MessageCodec
 from events.wire.topics import SAGA_DLQ, Direction, parse_topic
@@ -69,14 +69,13 @@ log = logging.getLogger(__name__)
 BatchHandler = Callable[[Sequence[CommandMessage]], list[EventMessage]]
 
 
-class RetrySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class RetrySettings(Backoff, frozen=True, forbid_unknown_fields=True):
     """How a failing handler is retried before its message is dead-lettered,
     how often unacknowledged sends are tried again, and how long the service
     pauses while its handler reports itself unavailable."""
 
     max_attempts: Annotated[int, msgspec.Meta(ge=1)] = 5
     initial_backoff_ms: Annotated[int, msgspec.Meta(ge=0)] = 50
-    multiplier: Annotated[float, msgspec.Meta(ge=1.0)] = 2.0
     max_backoff_ms: Annotated[int, msgspec.Meta(ge=0)] = 2_000
     jitter: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.5
     #: Sends of a batch's replies and dead letters before the batch is put
@@ -87,15 +86,7 @@ class RetrySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     unavailable_max_ms: Annotated[int, msgspec.Meta(ge=0)] = 30_000
 
     def backoff_s(self, attempt: int, draw: float) -> float:
-        wait = backoff_ms(
-            attempt,
-            self.initial_backoff_ms,
-            self.multiplier,
-            self.max_backoff_ms,
-            self.jitter,
-            draw,
-        )
-        return wait / 1000
+        return self.wait_ms(attempt, draw) / 1000
 
     def pause_s(self, trips: int, draw: float) -> float:
         """The breaker's pause after ``trips`` unavailable batches in a row."""
@@ -186,8 +177,6 @@ class CommandService(Closing):
         self._random = random.Random()
         self._codec = MessageCodec(kafka.max_message_bytes)
         self._letters = DeadLetterCodec()
-        # Base64 grows a payload by a third: keep what fits in a letter.
-        self._keep = kafka.max_message_bytes // 2
         # Half the poll interval: a breaker pause never costs the membership.
         self._max_pause_s = kafka.consumer.max_poll_interval_ms / 2000
         self._publisher = KafkaMessagePublisher(kafka)
@@ -461,18 +450,15 @@ class CommandService(Closing):
 
     def _dead(self, delivery: Delivery, error: str, attempts: int) -> _Output:
         message = delivery.message
-        letter = DeadLetter(
-            topic=delivery.topic,
-            partition=delivery.partition,
-            offset=delivery.offset,
+        letter = DeadLetter.of(
+            delivery.position,
+            delivery.key,
+            delivery.value,
             error=error,
-            dead_at=datetime.now(UTC),
             source=self.name,
-            payload=delivery.value[: self._keep],
-            payload_size=len(delivery.value),
-            key=delivery.key,
-            message_id=None if message is None else message.message_id,
-            saga_id=delivery.key if message is None else message.saga_id,
+            at=datetime.now(UTC),
+            max_message_bytes=self._kafka.max_message_bytes,
+            message=message,
             attempts=attempts,
         )
         return _Output(

@@ -6,7 +6,9 @@ from typing import Any
 
 import duckdb
 
-_ENDED = "('completed', 'compensated', 'rejected', 'failed')"
+from projections.writer import ENDED
+
+_ENDED = "(" + ", ".join(f"'{status}'" for status in ENDED) + ")"
 
 
 def status(db: duckdb.DuckDBPyConnection) -> dict[str, Any]:

@@ -31,7 +31,22 @@ from typing import Any, NamedTuple
 import duckdb
 import msgspec
 
-from actors.core import TAG_OF, HistoryCodec
+from actors.core import (
+    COMPENSATE,
+    OUTCOMES,
+    TAG_OF,
+    CompensationCommanded,
+    CompensationFailed,
+    CompensationTimedOut,
+    HistoryCodec,
+    SagaEvent,
+    Status,
+    StepCommanded,
+    StepCompensated,
+    StepFailed,
+    StepSucceeded,
+    StepTimedOut,
+)
 from events.errors import MessageDecodeError
 from events.wire.dead_letters import DeadLetterCodec
 from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
@@ -61,26 +76,24 @@ CREATE TABLE IF NOT EXISTS projection_offsets (
     PRIMARY KEY (topic, "partition"));
 """
 
-_OUTCOME = {
-    "saga_completed": "completed",
-    "saga_compensated": "compensated",
-    "saga_rejected": "rejected",
-    "saga_failed": "failed",
+#: Each answer to a command, and the step outcome it records.
+_ANSWERS: dict[type, str] = {
+    StepSucceeded: "succeeded",
+    StepFailed: "failed",
+    StepTimedOut: "timed_out",
+    StepCompensated: "succeeded",
+    CompensationFailed: "failed",
+    CompensationTimedOut: "timed_out",
 }
-_ANSWERS = {
-    "step_succeeded": "succeeded",
-    "step_failed": "failed",
-    "step_timed_out": "timed_out",
-    "step_compensated": "succeeded",
-    "compensation_failed": "failed",
-    "compensation_timed_out": "timed_out",
-}
-_COMPENSATION = {
-    "compensation_commanded",
-    "step_compensated",
-    "compensation_failed",
-    "compensation_timed_out",
-}
+#: The events about undoing a step: their ``steps`` rows are ``<step>.compensate``.
+_COMPENSATION = (
+    CompensationCommanded,
+    StepCompensated,
+    CompensationFailed,
+    CompensationTimedOut,
+)
+#: The statuses of sagas that ended: their rows are final.
+ENDED: tuple[str, ...] = tuple(s.value for s in Status if s.terminal)
 
 
 class _Saga:
@@ -98,7 +111,7 @@ class _Saga:
 
     def __init__(self, saga_type: str, started_at: int) -> None:
         self.saga_type = saga_type
-        self.status = "running"
+        self.status: str = Status.RUNNING
         self.started_at = started_at
         self.ended_at: int | None = None
         self.current_step: str | None = None
@@ -156,7 +169,6 @@ class ProjectionWriter:
         self._db.execute(SCHEMA)
         self._history = HistoryCodec()
         self._letters = DeadLetterCodec()
-        self._json = msgspec.json.Encoder()
         #: The newest decision time (epoch ms) applied: how far the tables reach.
         self.newest_at = 0
         # Rows still changing, rebuilt from the tables after a restart.
@@ -171,11 +183,10 @@ class ProjectionWriter:
         }
 
     def _load_open(self) -> None:
-        ended = tuple(_OUTCOME.values())
         for row in self._db.execute(
             "SELECT saga_id, saga_type, status, epoch_ms(started_at), current_step, "
             "retries, compensations FROM sagas WHERE status NOT IN (SELECT unnest(?))",
-            [list(ended)],
+            [list(ENDED)],
         ).fetchall():
             saga = _Saga(row[1], row[3])
             saga.status, saga.current_step = row[2], row[4]
@@ -192,7 +203,7 @@ class ProjectionWriter:
 
     def apply(self, batch: Sequence[Consumed]) -> BatchReport:
         """Write a batch and the positions it consumed in one transaction."""
-        events: list[tuple[Any, ...]] = []
+        events: list[_Event] = []
         letters: list[tuple[Any, ...]] = []
         positions: dict[tuple[str, int], int] = {}
         skipped = unreadable = 0
@@ -219,7 +230,7 @@ class ProjectionWriter:
         db.begin()
         try:
             if events:
-                columns = [list(c) for c in zip(*events, strict=True)]
+                columns = [list(c) for c in zip(*(e.row for e in events), strict=True)]
                 db.execute(
                     "INSERT OR IGNORE INTO saga_events SELECT unnest(?), unnest(?), "
                     "unnest(?), unnest(?), to_timestamp(unnest(?) / 1000), "
@@ -257,7 +268,7 @@ class ProjectionWriter:
             raise
         self._next.update(positions)
         for saga_id, row in sagas.items():
-            if row[2] in _OUTCOME.values():
+            if row[2] in ENDED:
                 self._sagas.pop(saga_id, None)  # ended: its row is final
         for key, row in steps.items():
             if row[4] is not None:
@@ -267,7 +278,7 @@ class ProjectionWriter:
     def _read(
         self,
         item: Consumed,
-        events: list[tuple[Any, ...]],
+        events: list[_Event],
         letters: list[tuple[Any, ...]],
     ) -> None:
         """The item's rows onto ``events`` or ``letters``."""
@@ -275,10 +286,8 @@ class ProjectionWriter:
             record = self._history.decode(item.value)
             self.newest_at = max(self.newest_at, record.at)
             for seq, event in enumerate(record.events, record.seq):
-                tag = TAG_OF[type(event)]
-                data = self._json.encode(event).decode()
                 events.append(
-                    (record.saga_id, seq, record.saga_type, tag, record.at, data)
+                    _Event(record.saga_id, seq, record.saga_type, record.at, event)
                 )
         elif item.topic == SAGA_DLQ:
             letter = self._letters.decode(item.value)
@@ -300,43 +309,50 @@ class ProjectionWriter:
             )
 
     def _fold(
-        self, events: list[tuple[Any, ...]]
+        self, events: list[_Event]
     ) -> tuple[dict[str, tuple[Any, ...]], dict[tuple[str, str, int], tuple[Any, ...]]]:
         """The ``sagas`` and ``steps`` rows the batch changes, from the rows of
-        sagas still going (kept in memory) and the batch's events."""
+        sagas still going (kept in memory) and the batch's typed events."""
         sagas: dict[str, tuple[Any, ...]] = {}
         steps: dict[tuple[str, str, int], tuple[Any, ...]] = {}
-        for saga_id, _seq, saga_type, tag, at, data in events:
+        for saga_id, _seq, saga_type, at, event in events:
             saga = self._sagas.get(saga_id)
             if saga is None:
                 saga = self._sagas[saga_id] = _Saga(saga_type, at)
-            fields = msgspec.json.decode(data)
-            step = fields.get("step")
-            attempt = fields.get("attempt")
-            if step is not None:
-                saga.current_step = step
-            step_id = f"{step}.compensate" if tag in _COMPENSATION else str(step)
-            if tag in ("step_commanded", "compensation_commanded"):
-                if attempt and attempt > 1:
-                    saga.retries += 1
-                if tag == "compensation_commanded":
-                    saga.status = "compensating"
-                key = (saga_id, step_id, int(attempt))
-                self._open_steps[key] = at
-                steps[key] = (saga_id, step_id, attempt, at, None, None, None)
-            elif tag in _ANSWERS:
-                if tag == "step_compensated":
-                    saga.compensations += 1
-                key = (saga_id, step_id, int(attempt))
-                commanded = self._open_steps.get(key)
-                if commanded is not None:
-                    steps[key] = (
-                        saga_id, step_id, attempt, commanded, at, at - commanded,
-                        _ANSWERS[tag],
-                    )  # fmt: skip
-            elif tag in _OUTCOME:
-                saga.status = _OUTCOME[tag]
-                saga.ended_at = at
+            match event:
+                case (
+                    StepCommanded(step=step, attempt=attempt)
+                    | CompensationCommanded(step=step, attempt=attempt)
+                ):
+                    saga.current_step = step
+                    if attempt > 1:
+                        saga.retries += 1
+                    if isinstance(event, CompensationCommanded):
+                        saga.status = Status.COMPENSATING
+                    key = (saga_id, _step_id(event, step), attempt)
+                    self._open_steps[key] = at
+                    steps[key] = (saga_id, key[1], attempt, at, None, None, None)
+                case (
+                    StepSucceeded(step=step, attempt=attempt)
+                    | StepFailed(step=step, attempt=attempt)
+                    | StepTimedOut(step=step, attempt=attempt)
+                    | StepCompensated(step=step, attempt=attempt)
+                    | CompensationFailed(step=step, attempt=attempt)
+                    | CompensationTimedOut(step=step, attempt=attempt)
+                ):
+                    saga.current_step = step
+                    if isinstance(event, StepCompensated):
+                        saga.compensations += 1
+                    key = (saga_id, _step_id(event, step), attempt)
+                    commanded = self._open_steps.get(key)
+                    if commanded is not None:
+                        steps[key] = (
+                            saga_id, key[1], attempt, commanded, at, at - commanded,
+                            _ANSWERS[type(event)],
+                        )  # fmt: skip
+                case _ if type(event) in OUTCOMES:
+                    saga.status = OUTCOMES[type(event)]
+                    saga.ended_at = at
             sagas[saga_id] = saga.row(saga_id)
         return sagas, steps
 
@@ -358,6 +374,30 @@ class ProjectionWriter:
             os.replace(partial, final)
         (directory / "published_at").write_text(f"{time.time():.3f}\n")
         return time.perf_counter() - started
+
+
+class _Event(NamedTuple):
+    """One saga event of a batch, typed, with where it sits in its saga's log."""
+
+    saga_id: str
+    seq: int
+    saga_type: str
+    at: int
+    event: SagaEvent
+
+    @property
+    def row(self) -> tuple[Any, ...]:
+        """Its ``saga_events`` row (``data`` is the event as JSON)."""
+        data = _JSON.encode(self.event).decode()
+        tag = TAG_OF[type(self.event)]
+        return (self.saga_id, self.seq, self.saga_type, tag, self.at, data)
+
+
+_JSON = msgspec.json.Encoder()
+
+
+def _step_id(event: SagaEvent, step: str) -> str:
+    return step + COMPENSATE if isinstance(event, _COMPENSATION) else step
 
 
 def _upsert(

@@ -20,33 +20,23 @@ from typing import Annotated, Any
 import msgspec
 
 from actors.errors import DefinitionError, PayloadError
-from events.wire.backoff import backoff_ms
+from events.wire.backoff import Backoff
 from events.wire.topics import Direction, parse_topic
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 
 
-class RetryPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Exponential backoff with jitter, up to ``max_attempts`` sends in all."""
+class RetryPolicy(Backoff, frozen=True, forbid_unknown_fields=True):
+    """A step's retries: up to ``max_attempts`` sends in all, waits of at
+    least a millisecond (the shared shape, with the steps' bounds)."""
 
     max_attempts: Positive = 3
     initial_backoff_ms: Positive = 500
-    multiplier: Annotated[float, msgspec.Meta(ge=1.0)] = 2.0
     max_backoff_ms: Positive = 30_000
-    #: The share of each backoff that is random: 0.2 means 80%..100% of it.
-    jitter: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 0.2
 
     def backoff_ms(self, attempt: int, jitter: float) -> int:
         """The wait before attempt ``attempt + 1``; ``jitter`` is in [0, 1)."""
-        wait = backoff_ms(
-            attempt,
-            self.initial_backoff_ms,
-            self.multiplier,
-            self.max_backoff_ms,
-            self.jitter,
-            jitter,
-        )
-        return max(1, round(wait))
+        return max(1, round(self.wait_ms(attempt, jitter)))
 
 
 class Action(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -6,6 +6,7 @@ from actors.participants.account import AccountService
 from actors.participants.base import Participant
 from actors.participants.payment import PaymentService
 from actors.participants.user import UserService
+from actors.topology import PROJECTION_GROUP, service_group
 from events.service import CommandService, RetrySettings
 from events.transport.settings import KafkaSettings
 
@@ -23,10 +24,10 @@ def serve(
     """A command service for ``participant`` in group ``<service>-service``."""
     return CommandService(
         kafka,
-        f"{participant.service}-service",
+        service_group(participant.service),
         participant.topics,
         participant.handle,
-        group_id=f"{participant.service}-service",
+        group_id=service_group(participant.service),
         retry=retry,
     )
 
@@ -36,6 +37,6 @@ def consumer_groups(orchestrator_group: str) -> list[str]:
     each participant service's."""
     return [
         orchestrator_group,
-        "saga-projection",
-        *(f"{name}-service" for name in PARTICIPANTS),
+        PROJECTION_GROUP,
+        *(service_group(name) for name in PARTICIPANTS),
     ]

@@ -13,6 +13,7 @@ from actors.engine.router import BROKER_ERRORS
 from actors.engine.workers import poll_until, start_vital
 from actors.participants import PARTICIPANTS, serve
 from actors.runtime.ray import wait_until
+from actors.topology import service_group
 from events.service import RetrySettings, ServiceStats
 from events.transport.settings import KafkaSettings
 
@@ -34,7 +35,7 @@ class ParticipantActor:
         self._participant = PARTICIPANTS[service](path, faults=faults)
         self._service = serve(kafka, self._participant, retry=retry)
         self._stopping = threading.Event()
-        self._thread = start_vital(f"{service}-service", self._run)
+        self._thread = start_vital(service_group(service), self._run)
 
     def _run(self) -> None:
         poll_until(

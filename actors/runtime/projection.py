@@ -14,6 +14,7 @@ import ray
 
 from actors.engine.router import BROKER_ERRORS
 from actors.engine.workers import poll_until, start_vital
+from actors.topology import PROJECTION_GROUP
 from events.transport.listener import Delivery, KafkaEventListener
 from events.transport.settings import KafkaSettings
 from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
@@ -49,7 +50,7 @@ class ProjectionActor:
             kafka,
             [SAGA_EVENTS, SAGA_DLQ],
             self._handle,
-            group_id="saga-projection",
+            group_id=PROJECTION_GROUP,
             decode=False,
         )
         self._stopping = threading.Event()
