@@ -11,6 +11,11 @@ class ConfigError(SagaError):
     """A configuration value is missing or wrong. The message names the key."""
 
 
+class UsageError(SagaError):
+    """A command line that cannot be acted on. The message says what to pass
+    instead."""
+
+
 class DefinitionError(SagaError):
     """A saga definition is inconsistent. The message names the saga and step."""
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import ray
@@ -40,6 +40,10 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from actors.engine.host import HostMetrics
+from actors.engine.router import RouterStats
+from actors.topology import PROJECTION_GROUP, SAGA_HOST, service_group
+from events.service import ServiceStats
 from events.transport.admin import PartitionLag, TopicAdmin
 from events.transport.settings import KafkaSettings
 from projections.writer import LATENCY_BUCKETS, StepLatency
@@ -130,109 +134,132 @@ class PlatformCollector(Collector):
                 self._projection.published_age_s.remote(),
             ]
         )
+        yield from _saga_metrics(hosts, latencies or [])
+        yield from _message_metrics(hosts, routers, services)
+        yield from _fault_metrics(hosts, services)
+        yield from _lag_metrics(self._consumer_lag(), staleness)
 
-        started = CounterMetricFamily(
-            "saga_started", "Sagas started", labels=["saga_type"]
-        )
-        for saga_type, n in _sum(h.started for h in hosts).items():
-            started.add_metric([saga_type], n)
-        yield started
 
-        finished = CounterMetricFamily(
-            "saga_finished", "Sagas ended, by outcome", labels=["saga_type", "outcome"]
-        )
-        for key, n in _sum(h.finished for h in hosts).items():
-            saga_type, _, outcome = key.partition("/")
-            finished.add_metric([saga_type, outcome], n)
-        yield finished
+def _saga_metrics(
+    hosts: Sequence[HostMetrics], latencies: Sequence[StepLatency]
+) -> Iterator[Metric]:
+    """Sagas started, ended and in flight; each step's latency."""
+    started = CounterMetricFamily("saga_started", "Sagas started", labels=["saga_type"])
+    for saga_type, n in _sum(h.started for h in hosts).items():
+        started.add_metric([saga_type], n)
+    yield started
 
+    finished = CounterMetricFamily(
+        "saga_finished", "Sagas ended, by outcome", labels=["saga_type", "outcome"]
+    )
+    for key, n in _sum(h.finished for h in hosts).items():
+        saga_type, _, outcome = key.partition("/")
+        finished.add_metric([saga_type, outcome], n)
+    yield finished
+
+    yield GaugeMetricFamily(
+        "saga_in_flight",
+        "Sagas in flight in the hosts",
+        value=sum(h.in_flight for h in hosts),
+    )
+
+    histogram = HistogramMetricFamily(
+        "saga_step_latency_seconds",
+        "From a command to its answer, per step",
+        labels=["step"],
+    )
+    for step in latencies:
+        _add_histogram(histogram, step)
+    yield histogram
+
+
+def _message_metrics(
+    hosts: Sequence[HostMetrics],
+    routers: Sequence[RouterStats],
+    services: Mapping[str, ServiceStats],
+) -> Iterator[Metric]:
+    """Messages consumed and produced per topic; retries."""
+    consumed = CounterMetricFamily(
+        "saga_messages_consumed", "Messages consumed", labels=["topic"]
+    )
+    for topic, n in _sum(
+        [*(r.consumed for r in routers), *(s.consumed for s in services.values())]
+    ).items():
+        consumed.add_metric([topic], n)
+    yield consumed
+
+    produced = CounterMetricFamily(
+        "saga_messages_produced", "Messages produced", labels=["topic"]
+    )
+    for topic, n in _sum(
+        [*(h.produced for h in hosts), *(s.produced for s in services.values())]
+    ).items():
+        produced.add_metric([topic], n)
+    yield produced
+
+    retries = CounterMetricFamily("saga_retries", "Retries", labels=["kind"])
+    retries.add_metric(["step"], sum(h.retries for h in hosts))
+    retries.add_metric(["service"], sum(s.retries for s in services.values()))
+    yield retries
+
+
+def _fault_metrics(
+    hosts: Sequence[HostMetrics], services: Mapping[str, ServiceStats]
+) -> Iterator[Metric]:
+    """Dead letters, duplicates, late replies and open circuit breakers."""
+    dead = CounterMetricFamily(
+        "saga_dead_letters", "Messages dead-lettered", labels=["source"]
+    )
+    dead.add_metric([SAGA_HOST], sum(h.dead_letters for h in hosts))
+    for name, s in services.items():
+        dead.add_metric([service_group(name)], s.dead_letters)
+    yield dead
+
+    yield CounterMetricFamily(
+        "saga_duplicates",
+        "Duplicates recognised and dropped by the hosts",
+        value=sum(h.duplicates for h in hosts),
+    )
+
+    yield CounterMetricFamily(
+        "saga_late_replies",
+        "Successes for a step given up on in doubt and compensated",
+        value=sum(h.late_replies for h in hosts),
+    )
+
+    breaker = GaugeMetricFamily(
+        "saga_service_breaker_open",
+        "1 while the service holds batches back: its database or disk fails",
+        labels=["service"],
+    )
+    for name, s in services.items():
+        breaker.add_metric([name], int(s.breaker_open))
+    yield breaker
+
+
+def _lag_metrics(
+    lags: Sequence[PartitionLag], staleness: float | None
+) -> Iterator[Metric]:
+    """The consumer groups' lag; how far the projections trail."""
+    lag = GaugeMetricFamily(
+        "saga_consumer_lag",
+        "Records behind the end, per consumer group and partition",
+        labels=["group", "topic", "partition"],
+    )
+    for item in lags:
+        lag.add_metric([item.group, item.topic, str(item.partition)], item.lag)
+    yield lag
+    yield GaugeMetricFamily(
+        "saga_projection_lag_records",
+        "Records of saga.events and saga.dlq not yet in the projections",
+        value=sum(i.lag for i in lags if i.group == PROJECTION_GROUP),
+    )
+    if staleness is not None:
         yield GaugeMetricFamily(
-            "saga_in_flight",
-            "Sagas in flight in the hosts",
-            value=sum(h.in_flight for h in hosts),
+            "saga_projection_lag_seconds",
+            "How far the published projections trail what the writer has",
+            value=staleness,
         )
-
-        histogram = HistogramMetricFamily(
-            "saga_step_latency_seconds",
-            "From a command to its answer, per step",
-            labels=["step"],
-        )
-        for step in latencies or []:
-            _add_histogram(histogram, step)
-        yield histogram
-
-        consumed = CounterMetricFamily(
-            "saga_messages_consumed", "Messages consumed", labels=["topic"]
-        )
-        for topic, n in _sum(
-            [*(r.consumed for r in routers), *(s.consumed for s in services.values())]
-        ).items():
-            consumed.add_metric([topic], n)
-        yield consumed
-
-        produced = CounterMetricFamily(
-            "saga_messages_produced", "Messages produced", labels=["topic"]
-        )
-        for topic, n in _sum(
-            [*(h.produced for h in hosts), *(s.produced for s in services.values())]
-        ).items():
-            produced.add_metric([topic], n)
-        yield produced
-
-        retries = CounterMetricFamily("saga_retries", "Retries", labels=["kind"])
-        retries.add_metric(["step"], sum(h.retries for h in hosts))
-        retries.add_metric(["service"], sum(s.retries for s in services.values()))
-        yield retries
-
-        dead = CounterMetricFamily(
-            "saga_dead_letters", "Messages dead-lettered", labels=["source"]
-        )
-        dead.add_metric(["saga-host"], sum(h.dead_letters for h in hosts))
-        for name, s in services.items():
-            dead.add_metric([f"{name}-service"], s.dead_letters)
-        yield dead
-
-        yield CounterMetricFamily(
-            "saga_duplicates",
-            "Duplicates recognised and dropped by the hosts",
-            value=sum(h.duplicates for h in hosts),
-        )
-
-        yield CounterMetricFamily(
-            "saga_late_replies",
-            "Successes for a step given up on in doubt and compensated",
-            value=sum(h.late_replies for h in hosts),
-        )
-
-        breaker = GaugeMetricFamily(
-            "saga_service_breaker_open",
-            "1 while the service holds batches back: its database or disk fails",
-            labels=["service"],
-        )
-        for name, s in services.items():
-            breaker.add_metric([name], int(s.breaker_open))
-        yield breaker
-
-        lags = self._consumer_lag()
-        lag = GaugeMetricFamily(
-            "saga_consumer_lag",
-            "Records behind the end, per consumer group and partition",
-            labels=["group", "topic", "partition"],
-        )
-        for item in lags:
-            lag.add_metric([item.group, item.topic, str(item.partition)], item.lag)
-        yield lag
-        yield GaugeMetricFamily(
-            "saga_projection_lag_records",
-            "Records of saga.events and saga.dlq not yet in the projections",
-            value=sum(i.lag for i in lags if i.group == "saga-projection"),
-        )
-        if staleness is not None:
-            yield GaugeMetricFamily(
-                "saga_projection_lag_seconds",
-                "How far the published projections trail what the writer has",
-                value=staleness,
-            )
 
 
 def _sum(dicts: Any) -> Counter[str]:

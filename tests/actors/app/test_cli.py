@@ -102,6 +102,29 @@ def test_bad_configuration_exits_2_naming_the_key(
     assert "KEY=VALUE" in capsys.readouterr().err
 
 
+def test_usage_errors_exit_2_saying_what_to_pass(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "--sagas", "0"]) == 2
+    assert capsys.readouterr().err == "error: --sagas must be at least 1\n"
+    assert main(["config", "show", "--set", "=1"]) == 2
+    assert capsys.readouterr().err == "error: --set '=1': expected KEY=VALUE\n"
+
+
+def test_commands_other_than_serve_and_run_leave_the_platform_unimported() -> None:
+    """The platform and `saga run` are imported by their commands, when run."""
+    code = (
+        "import sys; from actors.app.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith("
+        "('actors.app.platform', 'actors.app.run', 'actors.app.metrics'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+        check=True,
+    ).stdout  # fmt: skip
+    assert out.strip() == "[]"
+
+
 def test_config_show_masks_secrets(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

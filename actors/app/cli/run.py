@@ -1,0 +1,141 @@
+"""``saga run``: its flags, and the summary it prints (text, or JSON alone on
+stdout). The run itself is :mod:`actors.app.run`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import random
+import sys
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from actors.app.cli.common import Commands
+from actors.app.config import SagaConfig
+from actors.errors import UsageError
+
+if TYPE_CHECKING:
+    from actors.app.run import Summary
+
+
+def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="run the whole platform end to end: N deposit sagas and an audit",
+        description="Start everything (a local Ray, an embedded broker unless "
+        "--bootstrap-servers, the saga engine, the user, payment and account "
+        "services), seed users and accounts, run N deposit sagas with a "
+        "realistic mix (most complete, some rejected, some compensated, "
+        "injected transient faults forcing retries), and print counts per "
+        "outcome, sagas/s, p50/p99 latency, dead letters, and an audit read from "
+        "the services' DuckDB files. Exit code 1 if the audit finds a violation.",
+    )
+    run.add_argument(
+        "--sagas", type=int, default=1_000, metavar="N", help="sagas to run"
+    )
+    run.add_argument(
+        "--chaos",
+        action="store_true",
+        help="SIGKILL a saga host and a participant service at random moments",
+    )
+    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=5_000,
+        metavar="N",
+        help="sagas sent but not yet ended, at most (the load generator's window)",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve Prometheus metrics at :PORT/metrics while the run lasts",
+    )
+    run.add_argument(
+        "--seed", type=int, help="workload and chaos seed (default: random)"
+    )
+    run.add_argument(
+        "--faults",
+        type=float,
+        default=0.02,
+        metavar="P",
+        help="share of service batches failing once with an injected fault",
+    )
+    run.add_argument(
+        "--stall-timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="give up when no saga ended for this long",
+    )
+    run.set_defaults(handler=saga_run)
+
+
+def saga_run(args: argparse.Namespace, config: SagaConfig) -> int:
+    if args.sagas < 1:
+        raise UsageError("--sagas must be at least 1")
+    # Ray and the platform are imported here, not at the top: the other
+    # commands start in a fraction of the time without them.
+    import ray
+
+    from actors.app.run import RunOptions, progress_bar, run
+
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    options = RunOptions(
+        sagas=args.sagas,
+        chaos=args.chaos,
+        seed=seed,
+        faults=args.faults,
+        stall_timeout_s=args.stall_timeout,
+        data_dir=args.data_dir,
+        quiet=args.json,
+        metrics_port=args.metrics_port,
+        max_in_flight=args.max_in_flight,
+    )
+
+    def say(text: str) -> None:
+        print(f"\n{text}" if not args.json else text, file=sys.stderr, flush=True)
+
+    say(
+        f"seed {seed}: {args.sagas:,} deposit sagas"
+        + (" with chaos" if args.chaos else "")
+    )
+    # Ray prints notices (a killed worker, say) on stdout from its own threads:
+    # with --json, stdout carries the summary and nothing else.
+    with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
+        summary = run(config, options, say, progress_bar())
+        # Late notices too: Ray's threads stop before the summary is printed.
+        ray.shutdown()
+    clean = not any(summary.audit.values())
+    if args.json:
+        print(json.dumps(msgspec.to_builtins(summary)))
+    else:
+        print_summary(summary, clean)
+    return 0 if clean else 1
+
+
+def print_summary(summary: Summary, clean: bool) -> None:
+    print(
+        f"sagas        {summary.sagas:,}: {summary.completed:,} completed, "
+        f"{summary.compensated:,} compensated, {summary.rejected:,} rejected, "
+        f"{summary.failed:,} failed"
+    )
+    print(
+        f"throughput   {summary.sagas_per_s:,.1f} sagas/s "
+        f"over {summary.elapsed_s:,.1f} s"
+    )
+    print(f"latency      p50 {summary.p50_ms:,.0f} ms, p99 {summary.p99_ms:,.0f} ms")
+    print(f"dead letters {summary.dlq:,}")
+    lag = summary.projection_lag_s
+    print(f"projection   lag p50 {lag['p50']:.2f} s, max {lag['max']:.2f} s")
+    verdict = "clean" if clean else "VIOLATIONS"
+    details = ", ".join(f"{k} {v}" for k, v in summary.audit.items())
+    print(f"audit        {verdict}: {details}")
+    for note in summary.chaos:
+        print(f"chaos        {note}")
+    if summary.data_dir:
+        print(f"data         {summary.data_dir}")

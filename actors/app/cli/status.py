@@ -1,0 +1,131 @@
+"""``saga status`` and ``saga history``: the platform and one saga as the
+published projections (and, for the lag, Kafka) report them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from actors.app.cli.common import Commands, print_error, print_json
+from actors.app.config import SagaConfig
+from actors.topology import PROJECTION_GROUP
+from events.transport.admin import TopicAdmin
+
+
+def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
+    status = commands.add_parser(
+        "status",
+        parents=[common],
+        help="sagas per status, throughput, latencies, rates, lag",
+        description="Read the published projections under DATA_DIR/projections "
+        "(while the platform runs: no lock is taken) and, when Kafka is "
+        "configured, the consumer lag of every group from Kafka itself.",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=show_status)
+
+    history = commands.add_parser(
+        "history",
+        parents=[common],
+        help="one saga's events in order, with timings, from the projections",
+        description="Print a saga's events from DATA_DIR/projections, each with "
+        "its time since the saga started.",
+    )
+    history.add_argument("saga_id", metavar="SAGA_ID")
+    history.add_argument("--json", action="store_true", help="print JSON")
+    history.set_defaults(handler=show_history)
+
+
+def show_status(args: argparse.Namespace, config: SagaConfig) -> int:
+    report = status_report(config)
+    if args.json:
+        print_json(report)
+    else:
+        print(status_text(report))
+    return 0
+
+
+def show_history(args: argparse.Namespace, config: SagaConfig) -> int:
+    from projections.status import history
+
+    events = history(_projections(config), args.saga_id)
+    if not events:
+        print_error(f"no saga {args.saga_id} in the projections")
+        return 1
+    if args.json:
+        print_json(events)
+        return 0
+    for event in events:
+        print(
+            f"{event['seq']:>4}  +{event['since_start_ms']:>7} ms  "
+            f"{event['event_type']:<24} {event['data']}"
+        )
+    return 0
+
+
+def _projections(config: SagaConfig) -> Any:
+    from projections.reader import open_projections
+
+    return open_projections(Path(config.data_dir) / "projections")
+
+
+def status_report(config: SagaConfig) -> dict[str, Any]:
+    """The projections' status report, with the consumer lag when Kafka is
+    configured and how long ago the projections were published."""
+    from projections.reader import published_age_s
+    from projections.status import status
+
+    report = status(_projections(config))
+    directory = Path(config.data_dir) / "projections"
+    projection: dict[str, Any] = {
+        "published_age_s": round(published_age_s(directory), 3)
+    }
+    if config.kafka.bootstrap_servers:
+        from actors.participants import consumer_groups
+
+        groups = consumer_groups(config.kafka.consumer.group_id)
+        with TopicAdmin(config.kafka) as admin:
+            lags = [lag for group in groups for lag in admin.consumer_lag(group)]
+        report["consumer_lag"] = [msgspec.to_builtins(lag) for lag in lags]
+        projection["lag_records"] = sum(
+            lag.lag for lag in lags if lag.group == PROJECTION_GROUP
+        )
+    report["projection"] = projection
+    return report
+
+
+def status_text(report: dict[str, Any]) -> str:
+    """The report as ``saga status`` prints it, one line per fact."""
+    lines = [
+        f"{row['saga_type']:<12} {row['status']:<13} {row['count']:>9,}"
+        for row in report["sagas"]
+    ]
+    tp = report["throughput_per_s"]
+    lines.append(
+        f"throughput   {tp['1m'] or 0:,.1f}/s (1 min), {tp['5m'] or 0:,.1f}/s (5 min)"
+    )
+    for name in ("saga_latency_ms", "step_latency_ms"):
+        q = report[name]
+        values = ", ".join(f"{k} {v or 0:,.0f}" for k, v in q.items())
+        lines.append(f"{name.removesuffix('_ms').replace('_', ' '):<12} {values} ms")
+    lines.append(
+        f"rates        errors {report['error_rate'] or 0:.1%}, "
+        f"compensations {report['compensation_rate'] or 0:.1%}"
+    )
+    lines.append(f"dead letters {report['dead_letters']:,}")
+    for lag in report.get("consumer_lag", []):
+        if lag["lag"]:
+            lines.append(
+                f"lag          {lag['group']} {lag['topic']}/{lag['partition']}: "
+                f"{lag['lag']:,}"
+            )
+    projection = report["projection"]
+    behind = projection.get("lag_records")
+    lines.append(
+        f"projection   published {projection['published_age_s']:.1f} s ago"
+        + ("" if behind is None else f", {behind:,} records behind")
+    )
+    return "\n".join(lines)

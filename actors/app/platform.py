@@ -1,0 +1,117 @@
+"""Starting the platform, one way for ``saga serve`` and ``saga run``.
+
+:func:`kafka_for` gives the configured Kafka, or an embedded broker for as long
+as it is needed, with the platform's topics in place. :func:`running_platform`
+puts the engine, the projection writer and (optionally) the participant
+services on Ray, serves the metrics endpoint if asked, and stops everything in
+order on leaving.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from actors.app.config import SagaConfig
+from actors.app.metrics import PlatformCollector, serve_metrics
+from actors.participants import consumer_groups
+from actors.runtime import Engine, ensure_ray, start_participants, start_projection
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker
+from events.transport.settings import KafkaSettings
+from events.wire.topics import ALL_TOPICS
+
+
+@contextmanager
+def kafka_for(
+    config: SagaConfig, announce: Callable[[str], None], *, create_topics: bool
+) -> Iterator[KafkaSettings]:
+    """The configured Kafka or, with none, an embedded (memory-only) broker,
+    whose address goes to ``announce`` once its topics exist. The platform's
+    topics are created on the embedded broker; on a configured cluster they
+    are created if missing with ``create_topics``, else only checked."""
+    kafka = config.kafka
+    if kafka.bootstrap_servers:
+        with TopicAdmin(kafka) as admin:
+            if create_topics:
+                admin.ensure_topics(ALL_TOPICS)
+            else:
+                admin.check_topics(ALL_TOPICS)
+        yield kafka
+        return
+    with EmbeddedBroker() as broker:
+        kafka = kafka.with_bootstrap(broker.bootstrap)
+        with TopicAdmin(kafka) as admin:
+            admin.ensure_topics(ALL_TOPICS)
+        announce(broker.bootstrap)
+        yield kafka
+
+
+@dataclass(frozen=True)
+class Platform:
+    """The platform's actors on Ray (handles), and the Kafka they use."""
+
+    kafka: KafkaSettings
+    engine: Engine
+    #: The projection writer's actor.
+    projection: Any
+    #: Each participant service's actor by name; none when they live elsewhere.
+    participants: dict[str, Any] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        """The projection writer first (it closes its DuckDB file for readers),
+        then the engine (routers leave their group, hosts flush), then the
+        services; each removed for good, not restarted by Ray."""
+        ray.get(self.projection.stop.remote(), timeout=60)
+        ray.kill(self.projection, no_restart=True)
+        self.engine.stop()
+        ray.get([p.stop.remote() for p in self.participants.values()], timeout=60)
+        for actor in self.participants.values():
+            ray.kill(actor, no_restart=True)
+
+
+@contextmanager
+def running_platform(
+    config: SagaConfig,
+    kafka: KafkaSettings,
+    data_dir: Path,
+    *,
+    services: bool,
+    say: Callable[[str], None],
+    faults: float = 0.0,
+    metrics_port: int | None = None,
+    quiet: bool = False,
+) -> Iterator[Platform]:
+    """Ray (connected or started), the engine, the participant services when
+    ``services`` (their DuckDB files in ``data_dir``, failing ``faults`` of
+    their batches once), the projection writer on ``data_dir``, and the
+    metrics endpoint on ``metrics_port``; all stopped on leaving. ``quiet``
+    keeps the actors' logs off stdout."""
+    ensure_ray(config.ray, quiet=quiet)
+    engine = Engine(kafka, config.engine)
+    participants = (
+        start_participants(kafka, data_dir, faults=faults) if services else {}
+    )
+    platform = Platform(kafka, engine, start_projection(kafka, data_dir), participants)
+    try:
+        if metrics_port is not None:
+            serve_metrics(
+                metrics_port,
+                PlatformCollector(
+                    kafka,
+                    engine.hosts,
+                    engine.routers,
+                    participants,
+                    platform.projection,
+                    consumer_groups(config.kafka.consumer.group_id),
+                ),
+            )
+            say(f"metrics at http://localhost:{metrics_port}/metrics")
+        yield platform
+    finally:
+        platform.stop()

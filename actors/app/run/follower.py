@@ -1,0 +1,106 @@
+"""Following a run on ``saga.events``: which of its sagas started and ended, how,
+and when; and waiting for them all to end."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+from actors.core import OUTCOMES, HistoryCodec
+from events.errors import MessageDecodeError
+from events.transport.reader import PartitionTail
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP
+
+
+class Follower:
+    """Tails saga.events from given offsets; counts this run's outcomes."""
+
+    def __init__(self, kafka: KafkaSettings, starts: dict[TP, int], ids: set[str]):
+        self._ids = ids
+        self._codec = HistoryCodec()
+        self.started: dict[str, int] = {}
+        self.newest_at = 0
+        self.first_at = 0
+        self.ended: dict[str, tuple[str, int]] = {}
+        #: Records that are not saga log records: counted and passed over.
+        self.unreadable = 0
+        self._tail = PartitionTail(kafka, starts)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for raw in self._tail.poll(timeout_ms=200):
+                try:
+                    record = self._codec.decode(raw.value)
+                except MessageDecodeError:
+                    self.unreadable += 1
+                    continue
+                self.newest_at = max(self.newest_at, record.at)
+                self.first_at = self.first_at or record.at
+                if record.saga_id not in self._ids:
+                    continue
+                with self._lock:
+                    self.started.setdefault(record.saga_id, record.at)
+                    last = record.events[-1]
+                    outcome = OUTCOMES.get(type(last))
+                    if outcome is not None:
+                        self.ended[record.saga_id] = (outcome, record.at)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.ended)
+
+    def outcomes(self) -> dict[str, str]:
+        """Each ended saga's outcome."""
+        with self._lock:
+            return {saga_id: outcome for saga_id, (outcome, _) in self.ended.items()}
+
+    def latencies(self) -> list[int]:
+        """From each ended saga's first record to its outcome's, in ms."""
+        with self._lock:
+            return [
+                at - self.started[saga_id]
+                for saga_id, (_, at) in self.ended.items()
+                if saga_id in self.started
+            ]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._tail.close()
+
+
+def await_ends(
+    follower: Follower,
+    projection: Any,
+    total: int,
+    stall_timeout_s: float,
+    report: Callable[[], None],
+    say: Callable[[str], None],
+) -> list[float]:
+    """Wait until ``total`` sagas ended, or none did for ``stall_timeout_s``.
+    Returns how far the projection trailed the log meanwhile (in seconds,
+    sampled every quarter second)."""
+    last_change, last_count = time.monotonic(), -1
+    lags: list[float] = []
+    while (done := follower.count()) < total:
+        # Before its first batch the projection reaches back to the run's
+        # first record.
+        reached = ray.get(projection.newest_at.remote()) or follower.first_at
+        lags.append(max(0, follower.newest_at - reached) / 1000)
+        if done != last_count:
+            last_change, last_count = time.monotonic(), done
+        elif time.monotonic() - last_change > stall_timeout_s:
+            say(f"no saga ended for {stall_timeout_s:g} s; giving up on the rest")
+            break
+        report()
+        time.sleep(0.25)
+    return lags
