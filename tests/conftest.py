@@ -82,8 +82,8 @@ def ray_local() -> Iterator[None]:
     """One local Ray for the session: starting it costs seconds."""
     import ray
 
-    from actors.runtime import ensure_ray
-    from actors.runtime.ray import RaySettings
+    from actors.runtime.ray import ensure_ray
+    from actors.runtime.settings import RaySettings
 
     ensure_ray(RaySettings(num_cpus=2))
     yield

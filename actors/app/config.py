@@ -23,7 +23,7 @@ import msgspec
 
 from actors.engine.settings import EngineSettings
 from actors.errors import ConfigError
-from actors.runtime.ray import RaySettings
+from actors.runtime.settings import RaySettings
 from events.transport.settings import SECRET_FIELDS, KafkaSettings
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]

@@ -40,8 +40,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from actors.engine.host import HostMetrics
 from actors.engine.router import RouterStats
+from actors.engine.stats import HostMetrics
 from actors.topology import PROJECTION_GROUP, SAGA_HOST, service_group
 from events.service import ServiceStats
 from events.transport.admin import PartitionLag, TopicAdmin

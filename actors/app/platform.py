@@ -20,7 +20,10 @@ import ray
 from actors.app.config import SagaConfig
 from actors.app.metrics import PlatformCollector, serve_metrics
 from actors.participants import consumer_groups
-from actors.runtime import Engine, ensure_ray, start_participants, start_projection
+from actors.runtime.engine import Engine
+from actors.runtime.participants import start_participants
+from actors.runtime.projection import start_projection
+from actors.runtime.ray import ensure_ray
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
 from events.transport.settings import KafkaSettings

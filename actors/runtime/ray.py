@@ -5,19 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
 
-import msgspec
 import ray
 
 from actors.errors import SagaError
-
-
-class RaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Where Ray runs. No address: a local Ray started on demand."""
-
-    address: str | None = None
-    num_cpus: Annotated[int, msgspec.Meta(ge=1)] | None = None
+from actors.runtime.settings import RaySettings
 
 
 def ensure_ray(settings: RaySettings, *, quiet: bool = False) -> None:

@@ -1,4 +1,5 @@
-"""Settings of the Kafka transport, and their translation to kafka-python options.
+"""Settings of the Kafka transport (``events.transport.clients`` turns them into
+kafka-python options).
 
 These Structs are part of the one application configuration (``actors.app.config``);
 the transport takes them as plain values and never reads files or the

@@ -17,14 +17,13 @@ import pytest
 
 from events.service import CommandService
 from events.transport.publisher import KafkaMessagePublisher
-from events.transport.reader import read_to_end
 from events.transport.settings import KafkaSettings
-from events.transport.types import TP
 from events.wire.dead_letters import DeadLetter, DeadLetterCodec
 from events.wire.messages import CommandMessage, EventMessage, MessageCodec
 from events.wire.nesting import MAX_DEPTH
 from events.wire.topics import SAGA_DLQ
 from tests.conftest import private_kafka
+from tests.reading import read
 
 pytestmark = pytest.mark.broker
 
@@ -62,11 +61,6 @@ def command(saga_id: str) -> CommandMessage:
         target_service="payment",
         payload={"userId": "u-1", "amount": 5},
     )
-
-
-def read(kafka: KafkaSettings, topic: str) -> list[bytes]:
-    starts = {TP(topic, p): 0 for p in range(PARTITIONS)}
-    return [r.value for r in read_to_end(kafka, starts)]
 
 
 def wait_for(ready: object, what: str, timeout_s: float = 60.0) -> None:

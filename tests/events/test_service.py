@@ -20,13 +20,11 @@ import pytest
 from events.errors import ServiceUnavailableError
 from events.service import CommandService, RetrySettings
 from events.transport.publisher import KafkaMessagePublisher
-from events.transport.reader import read_to_end
 from events.transport.settings import ConsumerSettings, KafkaSettings
-from events.transport.types import TP
-from events.wire.dead_letters import DeadLetter, DeadLetterCodec
 from events.wire.messages import CommandMessage, EventMessage, MessageCodec
 from events.wire.topics import SAGA_DLQ, SAGA_EVENTS, SAGA_REQUESTS, SAGA_SNAPSHOTS
 from tests.conftest import private_kafka
+from tests.reading import letters, read, replies
 
 pytestmark = pytest.mark.broker
 
@@ -67,24 +65,6 @@ def answer(commands: Sequence[CommandMessage]) -> list[EventMessage]:
         )
         for c in commands
     ]
-
-
-def read(kafka: KafkaSettings, topic: str) -> list[bytes]:
-    starts = {TP(topic, p): 0 for p in range(PARTITIONS)}
-    return [r.value for r in read_to_end(kafka, starts)]
-
-
-def replies(kafka: KafkaSettings, topic: str) -> list[EventMessage]:
-    return [
-        m
-        for m in (CODEC.decode(v) for v in read(kafka, topic))
-        if isinstance(m, EventMessage)
-    ]
-
-
-def letters(kafka: KafkaSettings) -> list[DeadLetter]:
-    codec = DeadLetterCodec()
-    return [codec.decode(v) for v in read(kafka, SAGA_DLQ)]
 
 
 def send(kafka: KafkaSettings, commands: list[CommandMessage]) -> None:

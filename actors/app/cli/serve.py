@@ -15,7 +15,7 @@ from actors.app.cli.common import Commands
 from actors.app.config import SagaConfig
 
 if TYPE_CHECKING:
-    from actors.runtime import Engine
+    from actors.runtime.engine import Engine
 
 
 def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:

@@ -51,7 +51,7 @@ from actors.app.run.workload import (
     start_all,
     workload,
 )
-from actors.runtime import participants_ready
+from actors.runtime.participants import participants_ready
 from events.wire.topics import SAGA_EVENTS
 
 __all__ = [

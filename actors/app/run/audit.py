@@ -17,7 +17,7 @@ from actors.engine.router import listened_topics
 from actors.errors import SagaError
 from actors.participants import PARTICIPANTS
 from actors.participants.audit import audit
-from actors.runtime import wait_until
+from actors.runtime.ray import wait_until
 from actors.topology import service_group
 from events.transport.admin import TopicAdmin
 from events.transport.reader import PartitionReader

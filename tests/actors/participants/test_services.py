@@ -27,13 +27,11 @@ from events.service import CommandService, RetrySettings
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
 from events.transport.publisher import KafkaMessagePublisher
-from events.transport.reader import read_to_end
 from events.transport.settings import ConsumerSettings, KafkaSettings
-from events.transport.types import TP
-from events.wire.dead_letters import DeadLetter, DeadLetterCodec
 from events.wire.messages import CommandMessage, EventMessage, MessageCodec
-from events.wire.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS
+from events.wire.topics import ALL_TOPICS, SAGA_EVENTS
 from tests.conftest import private_kafka, settings_for
+from tests.reading import letters, read, replies
 
 PARTITIONS = 2
 CODEC = MessageCodec()
@@ -148,24 +146,6 @@ def kafka() -> Iterator[KafkaSettings]:
     )
     with private_kafka(PARTITIONS, max_message_bytes=20_000, consumer=consumer) as s:
         yield s
-
-
-def read(kafka: KafkaSettings, topic: str) -> list[bytes]:
-    starts = {TP(topic, p): 0 for p in range(PARTITIONS)}
-    return [r.value for r in read_to_end(kafka, starts)]
-
-
-def replies(kafka: KafkaSettings, topic: str) -> list[EventMessage]:
-    return [
-        m
-        for m in (CODEC.decode(v) for v in read(kafka, topic))
-        if isinstance(m, EventMessage)
-    ]
-
-
-def letters(kafka: KafkaSettings) -> list[DeadLetter]:
-    codec = DeadLetterCodec()
-    return [codec.decode(v) for v in read(kafka, SAGA_DLQ)]
 
 
 def drive(service: CommandService, until: Any, timeout_s: float = 60) -> None:

@@ -23,7 +23,7 @@ import ray
 from actors.app.client import SagaClient
 from actors.core import DEPOSIT, SagaDefinition, SagaState, Status, Step
 from actors.engine.settings import EngineSettings
-from actors.runtime import Engine
+from actors.runtime.engine import Engine
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
 from events.transport.partitions import home_partition
@@ -34,7 +34,7 @@ from events.transport.types import TP
 from events.wire.dead_letters import DeadLetterCodec
 from events.wire.messages import EventMessage, MessageCodec
 from events.wire.topics import ALL_TOPICS, SAGA_DLQ
-from tests.actors.responders import Responder
+from tests.actors.runtime.responders import Responder
 from tests.conftest import settings_for
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("ray_local")]

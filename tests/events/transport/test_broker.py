@@ -8,12 +8,15 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
 from events.transport.settings import KafkaSettings
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def alive(pid: int) -> bool:
@@ -77,7 +80,7 @@ def test_broker_dies_with_its_owner(fault: signal.Signals, exit_code: int) -> No
         [sys.executable, "-c", OWNER],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+        cwd=ROOT,
     )
     try:
         assert owner.stdout is not None

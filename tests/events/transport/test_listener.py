@@ -13,7 +13,7 @@ from events.transport.listener import Delivery, KafkaEventListener
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.settings import KafkaSettings
 from events.transport.types import Outgoing
-from tests.events.test_publisher import reply
+from tests.events.transport.test_publisher import reply
 
 
 def publish(kafka: KafkaSettings, topic: str, count: int, saga: str = "s") -> None:

@@ -30,11 +30,8 @@ from actors.engine.host import SagaHost
 from actors.engine.router import listened_topics
 from actors.engine.settings import EngineSettings, HostSettings
 from actors.engine.workers import WORKER_DIED, poll_until
-from actors.runtime import (
-    Engine,
-    participants_ready,
-    start_participants,
-)
+from actors.runtime.engine import Engine
+from actors.runtime.participants import participants_ready, start_participants
 from events.errors import EventsError, NotJsonError
 from events.transport.partitions import home_partition
 from events.transport.publisher import KafkaMessagePublisher

@@ -47,7 +47,8 @@ from actors.core import (
     replay,
 )
 from actors.engine.settings import EngineSettings
-from actors.runtime import Engine, participants_ready, start_participants
+from actors.runtime.engine import Engine
+from actors.runtime.participants import participants_ready, start_participants
 from events.transport.reader import read_to_end
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP

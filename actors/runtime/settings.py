@@ -1,0 +1,18 @@
+"""Where Ray runs: the runtime's part of the one configuration.
+
+Apart from :mod:`actors.runtime.ray` so that reading the configuration (every
+``saga`` command does) never imports Ray itself.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+
+class RaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where Ray runs. No address: a local Ray started on demand."""
+
+    address: str | None = None
+    num_cpus: Annotated[int, msgspec.Meta(ge=1)] | None = None
