@@ -36,6 +36,10 @@ class HostUnavailableError(SagaError):
     """A host could not make a batch durable; nothing of it was applied."""
 
 
+class EngineStartError(SagaError):
+    """The engine's actors did not come up in time; nothing was left running."""
+
+
 class RestoreError(SagaError):
     """The saga log or a snapshot could not be read back into state."""
 

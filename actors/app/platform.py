@@ -9,6 +9,7 @@ order on leaving.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.exceptions import RayError
 
 from actors.app.config import SagaConfig
 from actors.app.metrics import PlatformCollector, serve_metrics
@@ -28,6 +30,8 @@ from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
 from events.transport.settings import KafkaSettings
 from events.wire.topics import ALL_TOPICS
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -70,10 +74,16 @@ class Platform:
         """The projection writer first (it closes its DuckDB file for readers),
         then the engine (routers leave their group, hosts flush), then the
         services; each removed for good, not restarted by Ray."""
-        ray.get(self.projection.stop.remote(), timeout=60)
+        try:
+            ray.get(self.projection.stop.remote(), timeout=60)
+        except RayError as exc:
+            log.warning("the projection did not stop cleanly: %s", exc)
         ray.kill(self.projection, no_restart=True)
         self.engine.stop()
-        ray.get([p.stop.remote() for p in self.participants.values()], timeout=60)
+        try:
+            ray.get([p.stop.remote() for p in self.participants.values()], timeout=60)
+        except RayError as exc:
+            log.warning("a participant service did not stop cleanly: %s", exc)
         for actor in self.participants.values():
             ray.kill(actor, no_restart=True)
 

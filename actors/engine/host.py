@@ -122,14 +122,18 @@ class SagaHost:
         self._metrics = HostMetrics()
         self._restored = restore.Restored(0, 0, 0.0)
         self._stale = False
-        with TopicAdmin(kafka) as admin:
-            admin.check_topics(ALL_TOPICS, partition_count)
-        self._publisher = KafkaMessagePublisher(kafka)
+        # The producer connects on its first send; the topics are checked and
+        # the books restored patiently. A broker that is down is waited out: a
+        # Ray actor whose constructor raises is dead for good.
+        self._publisher = KafkaMessagePublisher(kafka, connect=False)
         self._write_ahead = WriteAhead(self._publisher, kafka.max_message_bytes)
         self._snapshots = SnapshotStore(kafka, self._publisher)
-        # Waiting out a broker that is down: a Ray actor whose constructor
-        # raises is dead for good, and its partitions with it.
-        restore.patiently(self._restore, again=self._reset_books)
+
+        def check_topics() -> None:
+            with TopicAdmin(kafka) as admin:
+                admin.check_topics(ALL_TOPICS, partition_count)
+
+        restore.patiently(check_topics, self._restore, again=self._reset_books)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         if start_timers:

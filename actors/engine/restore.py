@@ -111,14 +111,15 @@ def rearm(
                 resend.add(number, state)
 
 
-def patiently(restore: Callable[[], None], again: Callable[[], None]) -> None:
-    """Run ``restore`` until it succeeds, waiting out a broker that is down
-    (``again`` resets what a failed attempt left); what waiting cannot fix
+def patiently(*steps: Callable[[], None], again: Callable[[], None]) -> None:
+    """Run ``steps`` in order until all succeed, waiting out a broker that is
+    down (``again`` resets what a failed attempt left); what waiting cannot fix
     (a missing topic, a wrong partition count, an unreadable log) raises."""
     delay = 0.5
     while True:
         try:
-            restore()
+            for step in steps:
+                step()
             return
         except (MissingTopicError, TopicPartitionMismatchError, RestoreError):
             raise

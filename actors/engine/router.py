@@ -30,7 +30,7 @@ from ray.exceptions import GetTimeoutError, RayError
 from actors.core import SagaDefinition
 from actors.engine.inbound import Inbound
 from actors.engine.stats import HandleReport
-from actors.engine.workers import poll_until, start_vital
+from actors.engine.workers import connect_patiently, poll_until, start_vital
 from events.errors import EventsError, MessageDecodeError
 from events.transport.listener import Delivery, KafkaEventListener
 from events.transport.partitions import home_partition
@@ -130,22 +130,34 @@ class RouterActor:
         self._dead_letters = 0
         self._failed_recently = False
         self._assigned: list[tuple[str, int]] = []
-        self._listener = KafkaEventListener(
-            kafka, topics, self._dispatch, group_id=group_id, decode=False
-        )
+
+        def join() -> KafkaEventListener:
+            return KafkaEventListener(
+                kafka, topics, self._dispatch, group_id=group_id, decode=False
+            )
+
+        self._join = join
         self._stopping = threading.Event()
         self._thread = start_vital("router", self._run)
 
     def _run(self) -> None:
+        listener = connect_patiently(self._stopping, self._join, "router")
+        if listener is None:
+            return
         try:
-            poll_until(self._stopping, self._poll, BROKER_ERRORS, "router poll")
+            poll_until(
+                self._stopping,
+                lambda: self._poll(listener),
+                BROKER_ERRORS,
+                "router poll",
+            )
         finally:
-            self._listener.close()
+            listener.close()
 
-    def _poll(self) -> None:
-        self._listener.poll_once()
+    def _poll(self, listener: KafkaEventListener) -> None:
+        listener.poll_once()
         self._assigned = sorted(
-            (tp.topic, tp.partition) for tp in self._listener.assignment()
+            (tp.topic, tp.partition) for tp in listener.assignment()
         )
         if self._failed_recently:
             # A host is down or restarting: let it restore before retrying.

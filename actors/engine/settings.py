@@ -30,3 +30,6 @@ class EngineSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     hosts: Positive = 2
     routers: Positive = 1
     host: HostSettings = HostSettings()
+    #: How long start-up waits for the hosts to restore: they wait out a
+    #: broker that is down, and start-up says so after this long.
+    start_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 120.0

@@ -13,14 +13,37 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Final
+from typing import Final, TypeVar
 
-from events.errors import MessageDecodeError
+from events.errors import EventsError, MessageDecodeError
 
 log = logging.getLogger(__name__)
 
 #: The exit status of a process whose worker thread died (EX_SOFTWARE).
 WORKER_DIED: Final = 70
+
+T = TypeVar("T")
+
+
+def connect_patiently(
+    stopping: threading.Event, connect: Callable[[], T], what: str
+) -> T | None:
+    """``connect()`` once it succeeds, waiting out a broker that is down (0.5 s
+    doubling to 10 s between tries); ``None`` if ``stopping`` is set first.
+
+    Actors connect in their worker thread, not their constructor: Ray does not
+    restart an actor whose constructor raised, so one that met the broker down
+    would stay dead, and its partitions or commands with it.
+    """
+    delay = 0.5
+    while not stopping.is_set():
+        try:
+            return connect()
+        except EventsError as exc:
+            log.warning("%s: cannot connect, retrying in %.1f s: %s", what, delay, exc)
+            stopping.wait(delay)
+            delay = min(delay * 2, 10.0)
+    return None
 
 
 def start_vital(name: str, loop: Callable[[], None]) -> threading.Thread:

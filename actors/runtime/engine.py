@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import ray
+from ray.exceptions import GetTimeoutError
 
 from actors.core import DEFINITIONS, SagaDefinition, SagaState
 from actors.engine.books import owned_partitions, owner_of
@@ -26,6 +27,7 @@ from actors.engine.router import (
 )
 from actors.engine.settings import EngineSettings
 from actors.engine.stats import HostStats
+from actors.errors import EngineStartError
 from actors.runtime.ray import wait_until
 from events.transport.partitions import home_partition
 from events.transport.settings import KafkaSettings
@@ -64,7 +66,17 @@ class Engine:
         ]
         owners = {p: owner_of(p, count) for p in range(self.partitions)}
         # Wait for every host to restore before any router hands it work.
-        ray.get([host.pid.remote() for host in self.hosts])
+        wait = self.settings.start_timeout_s
+        try:
+            ray.get([host.pid.remote() for host in self.hosts], timeout=wait)
+        except GetTimeoutError:
+            for host in self.hosts:
+                ray.kill(host, no_restart=True)
+            raise EngineStartError(
+                f"the saga hosts did not restore within {wait:g} s: they wait for "
+                f"Kafka at {kafka.servers}; check that it is reachable (the wait "
+                "is engine.start_timeout_s)"
+            ) from None
         router_actor: Any = ray.remote(RouterActor).options(
             max_restarts=-1, max_task_retries=0, num_cpus=0
         )

@@ -10,11 +10,11 @@ from typing import Any
 import ray
 
 from actors.engine.router import BROKER_ERRORS
-from actors.engine.workers import poll_until, start_vital
+from actors.engine.workers import connect_patiently, poll_until, start_vital
 from actors.participants import PARTICIPANTS, serve
 from actors.runtime.ray import wait_until
 from actors.topology import service_group
-from events.service import RetrySettings, ServiceStats
+from events.service import CommandService, RetrySettings, ServiceStats
 from events.transport.settings import KafkaSettings
 
 
@@ -33,30 +33,44 @@ class ParticipantActor:
         faults: float = 0.0,
     ) -> None:
         self._participant = PARTICIPANTS[service](path, faults=faults)
-        self._service = serve(kafka, self._participant, retry=retry)
+        self._name = service_group(service)
+        self._service: CommandService | None = None
+
+        def join() -> CommandService:
+            return serve(kafka, self._participant, retry=retry)
+
+        self._join = join
         self._stopping = threading.Event()
-        self._thread = start_vital(service_group(service), self._run)
+        self._thread = start_vital(self._name, self._run)
 
     def _run(self) -> None:
-        poll_until(
-            self._stopping,
-            self._service.poll_once,
-            BROKER_ERRORS,
-            f"{self._service.name} poll",
-        )
+        self._service = connect_patiently(self._stopping, self._join, self._name)
+        if self._service is not None:
+            poll_until(
+                self._stopping,
+                self._service.poll_once,
+                BROKER_ERRORS,
+                f"{self._name} poll",
+            )
 
     def pid(self) -> int:
         return os.getpid()
 
     def stats(self) -> ServiceStats:
+        if self._service is None:  # still connecting
+            return ServiceStats(
+                handled=0, replies=0, retries=0, dead_letters=0, assigned=0
+            )
         return self._service.stats()
 
     def stop(self) -> None:
         """Leave the group and close the DuckDB file (so others may open it)."""
         self._stopping.set()
-        self._service.stop()
+        if self._service is not None:
+            self._service.stop()
         self._thread.join(timeout=30)
-        self._service.close()
+        if self._service is not None:
+            self._service.close()
         self._participant.close()
 
 

@@ -13,7 +13,7 @@ import duckdb
 import ray
 
 from actors.engine.router import BROKER_ERRORS
-from actors.engine.workers import poll_until, start_vital
+from actors.engine.workers import connect_patiently, poll_until, start_vital
 from actors.topology import PROJECTION_GROUP
 from events.transport.listener import Delivery, KafkaEventListener
 from events.transport.settings import KafkaSettings
@@ -46,13 +46,18 @@ class ProjectionActor:
         self._db = open_store(path)
         self._writer = ProjectionWriter(self._db)
         self._counts = {"events": 0, "dead_letters": 0, "skipped": 0, "unreadable": 0}
-        self._listener = KafkaEventListener(
-            kafka,
-            [SAGA_EVENTS, SAGA_DLQ],
-            self._handle,
-            group_id=PROJECTION_GROUP,
-            decode=False,
-        )
+        self._listener: KafkaEventListener | None = None
+
+        def join() -> KafkaEventListener:
+            return KafkaEventListener(
+                kafka,
+                [SAGA_EVENTS, SAGA_DLQ],
+                self._handle,
+                group_id=PROJECTION_GROUP,
+                decode=False,
+            )
+
+        self._join = join
         self._stopping = threading.Event()
         self._thread = start_vital("projection", self._run)
 
@@ -75,10 +80,16 @@ class ProjectionActor:
     def _run(self) -> None:
         # A DuckDB I/O error (a full disk) may pass; the batch is redelivered.
         transient = (*BROKER_ERRORS, duckdb.IOException)
-        poll_until(self._stopping, self._step, transient, "projection batch")
+        listener = connect_patiently(self._stopping, self._join, "projection")
+        if listener is None:
+            return
+        self._listener = listener
+        poll_until(
+            self._stopping, lambda: self._step(listener), transient, "projection batch"
+        )
 
-    def _step(self) -> None:
-        self._listener.poll_once()
+    def _step(self, listener: KafkaEventListener) -> None:
+        listener.poll_once()
         due = time.monotonic() - self._published >= self._publish_every
         if self._dirty and due:
             self._publish()
@@ -109,7 +120,8 @@ class ProjectionActor:
         """Leave the group and close the DuckDB file (so readers may open it)."""
         self._stopping.set()
         self._thread.join(timeout=30)
-        self._listener.close()
+        if self._listener is not None:
+            self._listener.close()
         self._publish()
         self._db.close()
 

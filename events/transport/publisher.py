@@ -36,13 +36,20 @@ class KafkaMessagePublisher(Closing):
     """
 
     def __init__(
-        self, settings: KafkaSettings, *, codec: MessageCodec | None = None
+        self,
+        settings: KafkaSettings,
+        *,
+        codec: MessageCodec | None = None,
+        connect: bool = True,
     ) -> None:
+        """Connects at once (an unreachable cluster raises here), unless
+        ``connect`` is false: then on the first send."""
         self._settings = settings
         self._codec = codec or MessageCodec(settings.max_message_bytes)
-        self._producer: KafkaProducer | None = self._connect()
+        self._producer: KafkaProducer | None = self._connect() if connect else None
         #: Producers replaced after a failed send_all.
         self.rebuilds = 0
+        self._connected_once = connect
         #: Queued sends that ended unacknowledged (nobody waited for them).
         self.unacknowledged = 0
 
@@ -121,7 +128,9 @@ class KafkaMessagePublisher(Closing):
     def _queue(self, record: Outgoing) -> Any:
         if self._producer is None:
             self._producer = self._connect()
-            self.rebuilds += 1
+            if self._connected_once:
+                self.rebuilds += 1
+            self._connected_once = True
         topic = record.topic
         try:
             return self._producer.send(

@@ -81,10 +81,17 @@ def report_until_stopped(engine: Engine, every: float) -> int:
         f"routers, {engine.partitions} partitions; Ctrl-C stops it",
         flush=True,
     )
+    from ray.exceptions import RayError
+
     try:
         while True:
             time.sleep(every)
-            hosts = engine.host_stats()
+            try:
+                hosts = engine.host_stats()
+            except RayError as exc:
+                # Ray restarts the actor; the engine goes on without a driver.
+                print(f"a host is restarting: {type(exc).__name__}", flush=True)
+                continue
             print(
                 f"in flight {sum(h.in_flight for h in hosts)}  "
                 f"ended {sum(h.finished for h in hosts)}  "

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.exceptions import RayError
 
 from actors.app.run.workload import Workload
 from actors.core import DEFINITIONS
@@ -93,9 +94,13 @@ def catch_up(
     ends = log_ends(kafka)
 
     def caught_up() -> bool:
-        positions = ray.get(
-            [projection.position.remote(tp.topic, tp.partition) for tp in ends]
-        )
+        try:
+            positions = ray.get(
+                [projection.position.remote(tp.topic, tp.partition) for tp in ends],
+                timeout=10,
+            )
+        except RayError:
+            return False  # restarting: it resumes from its committed offsets
         return all(
             pos >= end for pos, end in zip(positions, ends.values(), strict=True)
         )

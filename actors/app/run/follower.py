@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import ray
+from ray.exceptions import RayError
 
 from actors.core import OUTCOMES, HistoryCodec
 from events.errors import MessageDecodeError
@@ -94,8 +95,13 @@ def await_ends(
     while (done := follower.count()) < total:
         # Before its first batch the projection reaches back to the run's
         # first record.
-        reached = ray.get(projection.newest_at.remote()) or follower.first_at
-        lags.append(max(0, follower.newest_at - reached) / 1000)
+        try:
+            reached = ray.get(projection.newest_at.remote(), timeout=10)
+        except RayError:
+            pass  # the projection is restarting: no sample this time
+        else:
+            reached = reached or follower.first_at
+            lags.append(max(0, follower.newest_at - reached) / 1000)
         if done != last_count:
             last_change, last_count = time.monotonic(), done
         elif time.monotonic() - last_change > stall_timeout_s:
