@@ -132,6 +132,20 @@ class TopicPartitionMismatchError(EventsError):
         self.mismatches = mismatches
 
 
+class TopicConfigError(EventsError):
+    """A platform topic is configured to lose records the platform needs."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(
+            "topics would lose records the saga platform needs: "
+            + "; ".join(problems)
+            + ". Set them on the cluster, e.g. kafka-configs.sh --alter --entity-type "
+            "topics --entity-name saga.events --add-config retention.ms=-1,"
+            "retention.bytes=-1,cleanup.policy=delete"
+        )
+        self.problems = problems
+
+
 class PublishError(EventsError):
     """Records the broker did not acknowledge.
 

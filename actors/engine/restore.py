@@ -21,6 +21,7 @@ from events.errors import (
     EventsError,
     MessageDecodeError,
     MissingTopicError,
+    TopicConfigError,
     TopicPartitionMismatchError,
 )
 from events.transport.reader import PartitionReader
@@ -121,7 +122,12 @@ def patiently(*steps: Callable[[], None], again: Callable[[], None]) -> None:
             for step in steps:
                 step()
             return
-        except (MissingTopicError, TopicPartitionMismatchError, RestoreError):
+        except (
+            MissingTopicError,
+            TopicPartitionMismatchError,
+            TopicConfigError,
+            RestoreError,
+        ):
             raise
         except EventsError as exc:
             log.warning("restore failed, retrying in %.1f s: %s", delay, exc)

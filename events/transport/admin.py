@@ -11,11 +11,13 @@ from collections.abc import Iterable
 
 import msgspec
 from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 
 from events.errors import (
     EventsError,
     MissingTopicError,
+    TopicConfigError,
     TopicPartitionMismatchError,
 )
 from events.transport.clients import (
@@ -26,6 +28,7 @@ from events.transport.clients import (
 from events.transport.reader import PartitionReader
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP
+from events.wire.topics import KEEP_FOREVER_CONFIGS, KEPT_FOREVER, retention_problems
 
 
 class ProvisionReport(msgspec.Struct, frozen=True):
@@ -90,7 +93,11 @@ class TopicAdmin(Closing):
             replication = self._settings.topics.replication_factor
             result = self._admin.create_topics(
                 {
-                    name: {"num_partitions": wanted, "replication_factor": replication}
+                    name: {
+                        "num_partitions": wanted,
+                        "replication_factor": replication,
+                        "configs": KEEP_FOREVER_CONFIGS if name in KEPT_FOREVER else {},
+                    }
                     for name in missing
                 },
                 raise_errors=False,
@@ -105,6 +112,7 @@ class TopicAdmin(Closing):
                         f"{topic['error_message'] or topic['error_code']}"
                     )
             self._raise_on_mismatch(names, self.partition_counts(), wanted)
+        self._check_retention(names)
         return ProvisionReport(
             created=tuple(missing),
             existing=tuple(name for name in names if name not in missing),
@@ -119,6 +127,32 @@ class TopicAdmin(Closing):
         if missing:
             raise MissingTopicError(missing)
         self._raise_on_mismatch(names, counts, wanted)
+        self._check_retention(names)
+
+    def topic_configs(self, names: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Each topic's configs as the broker reports them (a broker may
+        report none: the embedded one does not)."""
+        resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+        if not resources:
+            return {}
+        try:
+            found = self._admin.describe_configs(resources, config_filter="all")
+        except KafkaError as exc:
+            raise EventsError(f"reading topic configs failed: {exc}") from exc
+        return {
+            name: {key: str(_value(entry)) for key, entry in configs.items()}
+            for name, configs in found.get("topic", {}).items()
+        }
+
+    def _check_retention(self, names: list[str]) -> None:
+        kept = [name for name in names if name in KEPT_FOREVER]
+        problems = [
+            problem
+            for name, configs in self.topic_configs(kept).items()
+            for problem in retention_problems(name, configs)
+        ]
+        if problems:
+            raise TopicConfigError(problems)
 
     @staticmethod
     def _raise_on_mismatch(
@@ -194,3 +228,10 @@ def end_offsets(
     """The high watermark of each partition (see :meth:`PartitionReader.ends`)."""
     with PartitionReader(settings, timeout_s) as reader:
         return reader.ends(partitions)
+
+
+def _value(entry: object) -> object:
+    """A config's value from kafka-python's description of it."""
+    if isinstance(entry, dict):
+        return entry.get("value", entry.get("config_value"))
+    return entry

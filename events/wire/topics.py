@@ -8,6 +8,7 @@ topics (``saga.*``) belong to the orchestrator itself.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
@@ -90,3 +91,27 @@ SAGA_TOPICS: Final = (SAGA_REQUESTS, SAGA_EVENTS, SAGA_SNAPSHOTS, SAGA_DLQ)
 #: Every topic the platform uses. All have the same partition count, so a sagaId
 #: maps to the same partition number on every one of them.
 ALL_TOPICS: Final = SAGA_TOPICS + COMMAND_TOPICS + EVENT_TOPICS
+
+#: The platform's own record, which must keep every message: the saga log and
+#: its snapshots (a restore reads them back from their start) and the dead
+#: letters (nothing else holds them). Time- or size-bound retention would lose
+#: sagas; compaction would keep only a saga's last log record.
+KEPT_FOREVER: Final = (SAGA_EVENTS, SAGA_SNAPSHOTS, SAGA_DLQ)
+#: The configs the platform creates those topics with.
+KEEP_FOREVER_CONFIGS: Final = {
+    "retention.ms": "-1",
+    "retention.bytes": "-1",
+    "cleanup.policy": "delete",
+}
+
+
+def retention_problems(topic: str, configs: Mapping[str, str]) -> list[str]:
+    """Why ``topic``'s configs would lose records the platform needs (empty if
+    none). A config the broker does not report is not judged."""
+    if topic not in KEPT_FOREVER:
+        return []
+    return [
+        f"{topic} has {key}={configs[key]} (must be {wanted})"
+        for key, wanted in KEEP_FOREVER_CONFIGS.items()
+        if key in configs and configs[key] != wanted
+    ]
