@@ -109,7 +109,10 @@ class PlatformCollector(Collector):
         return answers
 
     def _consumer_lag(self) -> list[PartitionLag]:
-        if time.monotonic() - self._lag_at > _LAG_TTL_S:
+        # An empty answer is asked again at the next scrape: the groups have
+        # not committed yet, and a short run would end inside the cache time
+        # without ever showing its lag.
+        if not self._lag or time.monotonic() - self._lag_at > _LAG_TTL_S:
             try:
                 with TopicAdmin(self._kafka) as admin:
                     self._lag = [
@@ -278,7 +281,7 @@ def _add_histogram(histogram: HistogramMetricFamily, step: StepLatency) -> None:
     histogram.add_metric([step.step], buckets, sum_value=step.sum_s)
 
 
-def serve_metrics(port: int, collector: Collector, addr: str = "0.0.0.0") -> None:
+def serve_metrics(port: int, collector: Collector, addr: str = "127.0.0.1") -> None:
     """Expose ``collector`` at ``http://<addr>:<port>/metrics`` (a daemon thread)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)

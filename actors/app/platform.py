@@ -98,13 +98,14 @@ def running_platform(
     say: Callable[[str], None],
     faults: float = 0.0,
     metrics_port: int | None = None,
+    metrics_addr: str = "127.0.0.1",
     quiet: bool = False,
 ) -> Iterator[Platform]:
     """Ray (connected or started), the engine, the participant services when
     ``services`` (their DuckDB files in ``data_dir``, failing ``faults`` of
     their batches once), the projection writer on ``data_dir``, and the
-    metrics endpoint on ``metrics_port``; all stopped on leaving. ``quiet``
-    keeps the actors' logs off stdout."""
+    metrics endpoint on ``metrics_addr``:``metrics_port``; all stopped on
+    leaving. ``quiet`` keeps the actors' logs off stdout."""
     ensure_ray(config.ray, quiet=quiet)
     engine = Engine(kafka, config.engine)
     participants = (
@@ -123,6 +124,7 @@ def running_platform(
                     platform.projection,
                     consumer_groups(config.kafka.consumer.group_id),
                 ),
+                addr=metrics_addr,
             )
             say(f"metrics at http://localhost:{metrics_port}/metrics")
         yield platform

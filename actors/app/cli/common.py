@@ -12,6 +12,7 @@ from typing import Any, Final, TypeAlias
 
 from actors.app.config import CONFIG_ENV, SagaConfig, env_name, load_config
 from actors.errors import ConfigError, UsageError
+from events.transport.settings import SECRET_FIELDS
 
 #: Where a group module adds its commands (``add_parsers(commands, common)``).
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -82,7 +83,14 @@ def config_from_args(args: argparse.Namespace) -> SagaConfig:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise UsageError(f"--set {pair!r}: expected KEY=VALUE")
-        overrides[key.strip()] = value
+        key = key.strip()
+        if key.rsplit(".", 1)[-1] in SECRET_FIELDS:
+            raise UsageError(
+                f"--set {key}: a password is never taken from the command line "
+                "(every user of the machine can read it); put it in the "
+                f"configuration file or in {env_name(key)}"
+            )
+        overrides[key] = value
     for attr, key in FLAG_KEYS.items():
         value = getattr(args, attr)
         if value is not None:

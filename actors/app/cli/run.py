@@ -56,6 +56,13 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics at :PORT/metrics while the run lasts",
     )
     run.add_argument(
+        "--metrics-addr",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="the address the metrics endpoint binds (default: loopback only; "
+        "0.0.0.0 for every interface)",
+    )
+    run.add_argument(
         "--seed", type=int, help="workload and chaos seed (default: random)"
     )
     run.add_argument(
@@ -94,6 +101,7 @@ def saga_run(args: argparse.Namespace, config: SagaConfig) -> int:
         data_dir=args.data_dir,
         quiet=args.json,
         metrics_port=args.metrics_port,
+        metrics_addr=args.metrics_addr,
         max_in_flight=args.max_in_flight,
     )
 

@@ -41,6 +41,13 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         metavar="PORT",
         help="serve Prometheus metrics at :PORT/metrics",
     )
+    serve.add_argument(
+        "--metrics-addr",
+        default="127.0.0.1",
+        metavar="ADDR",
+        help="the address the metrics endpoint binds (default: loopback only; "
+        "0.0.0.0 for every interface)",
+    )
     serve.set_defaults(handler=serve_engine)
 
 
@@ -68,6 +75,7 @@ def serve_engine(args: argparse.Namespace, config: SagaConfig) -> int:
             Path(config.data_dir),
             services=False,
             metrics_port=args.metrics_port,
+            metrics_addr=args.metrics_addr,
             say=say,
         ) as platform,
     ):

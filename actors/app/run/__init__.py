@@ -90,6 +90,7 @@ class RunOptions(msgspec.Struct, frozen=True):
     max_in_flight: int = 5_000
     #: Serve Prometheus metrics on this port while the run lasts.
     metrics_port: int | None = None
+    metrics_addr: str = "127.0.0.1"
 
 
 def run(
@@ -127,6 +128,7 @@ def run(
             say=say,
             faults=options.faults,
             metrics_port=options.metrics_port,
+            metrics_addr=options.metrics_addr,
             quiet=options.quiet,
         ) as platform:
             _wait_ready(platform, data_dir, say)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.app.cli import main
+from actors.app.cli import build_parser, main
 from events.transport.broker import EmbeddedBroker
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.settings import KafkaSettings
@@ -109,6 +109,25 @@ def test_usage_errors_exit_2_saying_what_to_pass(
     assert capsys.readouterr().err == "error: --sagas must be at least 1\n"
     assert main(["config", "show", "--set", "=1"]) == 2
     assert capsys.readouterr().err == "error: --set '=1': expected KEY=VALUE\n"
+
+
+@pytest.mark.parametrize("key", ["sasl_password", "ssl_password"])
+def test_a_password_on_the_command_line_is_refused_unechoed(
+    key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "hunter2-secret"
+    assert main(["config", "show", "--set", f"kafka.security.{key}={secret}"]) == 2
+    out, err = capsys.readouterr()
+    assert "never taken from the command line" in err
+    assert f"SAGA_KAFKA_SECURITY_{key.upper()}" in err
+    assert secret not in out + err
+
+
+def test_the_metrics_endpoint_binds_loopback_unless_told() -> None:
+    for name in ("serve", "run"):
+        assert build_parser().parse_args([name]).metrics_addr == "127.0.0.1"
+        told = build_parser().parse_args([name, "--metrics-addr", "0.0.0.0"])
+        assert told.metrics_addr == "0.0.0.0"
 
 
 def test_commands_other_than_serve_and_run_leave_ray_and_the_platform_unimported() -> (
