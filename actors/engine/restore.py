@@ -7,8 +7,7 @@ are queued to be sent again (the crash may have come before they went out).
 
 from __future__ import annotations
 
-import logging
-import time
+import threading
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
@@ -16,6 +15,7 @@ from actors.core import HistoryCodec, replay
 from actors.engine.books import PartitionBooks
 from actors.engine.snapshots import SnapshotStore
 from actors.engine.timers import ResendQueue, Timers
+from actors.engine.workers import connect_patiently
 from actors.errors import RestoreError
 from events.errors import (
     EventsError,
@@ -27,8 +27,6 @@ from events.errors import (
 from events.transport.reader import PartitionReader
 from events.transport.types import TP, Record
 from events.wire.topics import SAGA_EVENTS
-
-log = logging.getLogger(__name__)
 
 
 class Restored(NamedTuple):
@@ -112,25 +110,23 @@ def rearm(
                 resend.add(number, state)
 
 
+#: What waiting cannot fix: a missing topic, a wrong partition count, a topic
+#: that would lose records (an unreadable log raises RestoreError, no broker
+#: error, so it is never retried either).
+_FATAL = (MissingTopicError, TopicPartitionMismatchError, TopicConfigError)
+
+
 def patiently(*steps: Callable[[], None], again: Callable[[], None]) -> None:
     """Run ``steps`` in order until all succeed, waiting out a broker that is
     down (``again`` resets what a failed attempt left); what waiting cannot fix
-    (a missing topic, a wrong partition count, an unreadable log) raises."""
-    delay = 0.5
-    while True:
+    raises."""
+
+    def attempt() -> None:
         try:
             for step in steps:
                 step()
-            return
-        except (
-            MissingTopicError,
-            TopicPartitionMismatchError,
-            TopicConfigError,
-            RestoreError,
-        ):
-            raise
-        except EventsError as exc:
-            log.warning("restore failed, retrying in %.1f s: %s", delay, exc)
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        except EventsError:
             again()
+            raise
+
+    connect_patiently(threading.Event(), attempt, "host restore", fatal=_FATAL)

@@ -26,21 +26,30 @@ T = TypeVar("T")
 
 
 def connect_patiently(
-    stopping: threading.Event, connect: Callable[[], T], what: str
+    stopping: threading.Event,
+    connect: Callable[[], T],
+    what: str,
+    fatal: tuple[type[EventsError], ...] = (),
 ) -> T | None:
     """``connect()`` once it succeeds, waiting out a broker that is down (0.5 s
     doubling to 10 s between tries); ``None`` if ``stopping`` is set first.
+    The ``fatal`` errors, which waiting cannot fix, raise at once.
 
-    Actors connect in their worker thread, not their constructor: Ray does not
-    restart an actor whose constructor raised, so one that met the broker down
-    would stay dead, and its partitions or commands with it.
+    Actors connect in their worker thread, not their constructor, and a host
+    restores this way: Ray does not restart an actor whose constructor raised,
+    so one that met the broker down would stay dead, and its partitions or
+    commands with it.
     """
     delay = 0.5
     while not stopping.is_set():
         try:
             return connect()
+        except fatal:
+            raise
         except EventsError as exc:
-            log.warning("%s: cannot connect, retrying in %.1f s: %s", what, delay, exc)
+            log.warning(
+                "%s: waiting for Kafka, retrying in %.1f s: %s", what, delay, exc
+            )
             stopping.wait(delay)
             delay = min(delay * 2, 10.0)
     return None

@@ -28,14 +28,13 @@ from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
 from events.transport.partitions import home_partition
 from events.transport.publisher import KafkaMessagePublisher
-from events.transport.reader import read_to_end
 from events.transport.settings import KafkaSettings
-from events.transport.types import TP
-from events.wire.dead_letters import DeadLetterCodec
+from events.wire.dead_letters import DeadLetter
 from events.wire.messages import EventMessage, MessageCodec
-from events.wire.topics import ALL_TOPICS, SAGA_DLQ
+from events.wire.topics import ALL_TOPICS
 from tests.actors.runtime.responders import Responder
 from tests.conftest import settings_for
+from tests.reading import letters as read_letters
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("ray_local")]
 
@@ -238,11 +237,8 @@ def test_reply_for_a_saga_nobody_knows_is_dead_lettered(platform: Platform) -> N
         engine.stop()
 
 
-def dead_letters(kafka: KafkaSettings) -> list:
-    codec = DeadLetterCodec()
-    starts = {TP(SAGA_DLQ, p): 0 for p in range(PARTITIONS)}
-    letters = [codec.decode(r.value) for r in read_to_end(kafka, starts)]
-    return sorted(letters, key=lambda letter: letter.offset)
+def dead_letters(kafka: KafkaSettings) -> list[DeadLetter]:
+    return sorted(read_letters(kafka, PARTITIONS), key=lambda letter: letter.offset)
 
 
 def kill(pid: int) -> None:

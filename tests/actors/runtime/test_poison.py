@@ -35,14 +35,14 @@ from actors.runtime.participants import participants_ready, start_participants
 from events.errors import EventsError, NotJsonError
 from events.transport.partitions import home_partition
 from events.transport.publisher import KafkaMessagePublisher
-from events.transport.reader import read_to_end
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP, Outgoing
-from events.wire.dead_letters import DeadLetter, DeadLetterCodec
+from events.wire.dead_letters import DeadLetter
 from events.wire.messages import MessageCodec
 from events.wire.nesting import MAX_DEPTH, nesting_depth
-from events.wire.topics import COMMAND_TOPICS, SAGA_DLQ, SAGA_EVENTS, SAGA_REQUESTS
+from events.wire.topics import COMMAND_TOPICS, SAGA_EVENTS, SAGA_REQUESTS
 from tests.conftest import private_kafka
+from tests.reading import letters
 
 DEEP = b'{"x":' + b"[" * 5_000 + b"]" * 5_000 + b"}"
 INPUT = {"userId": "u-1", "accountId": "a-1", "amount": 5, "currency": "USD"}
@@ -147,15 +147,9 @@ def test_start_inputs_at_and_over_the_wire_limit_never_break_a_restore() -> None
         from_snapshot = third.state(at)
         assert from_snapshot is not None and from_snapshot.input == started.input
         third.close()
-        letters = dead_letters(kafka, 2)
-        assert {letter.saga_id for letter in letters} == {over, far}
-        assert all("refused before decoding" in d.error for d in letters)
-
-
-def dead_letters(kafka: KafkaSettings, partitions: int) -> list[DeadLetter]:
-    codec = DeadLetterCodec()
-    starts = {TP(SAGA_DLQ, p): 0 for p in range(partitions)}
-    return [codec.decode(r.value) for r in read_to_end(kafka, starts)]
+        refused = letters(kafka, 2)
+        assert {letter.saga_id for letter in refused} == {over, far}
+        assert all("refused before decoding" in d.error for d in refused)
 
 
 # ---------------------------------------------------------------------------
@@ -271,7 +265,7 @@ def wait_for_letters(
     deadline = time.monotonic() + 30
     while True:
         found = {
-            (d.topic, d.partition, d.offset): d for d in dead_letters(kafka, PARTITIONS)
+            (d.topic, d.partition, d.offset): d for d in letters(kafka, PARTITIONS)
         }
         missing = [p for p in poison if p not in found]
         if not missing:
