@@ -181,3 +181,27 @@ class ServiceUnavailableError(EventsError):
     backs off and gets the same batch again, where any other handler error
     counts against the message and ends in a dead letter once retries run out.
     """
+
+
+# --- a log that lost records -------------------------------------------------------
+
+
+class LogLostError(EventsError):
+    """The broker no longer holds records the platform already read or wrote: a
+    log that went backwards (its end below an offset read or acknowledged), a
+    topic or cluster that is not the one the platform started on, or records
+    removed before they were read.
+
+    Waiting cannot fix it and carrying on would act on a partial history, so the
+    component that meets it stops taking input and reports it. Restore the
+    broker's data (or, knowing what was lost, start the platform anew on fresh
+    topics).
+    """
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"the broker lost saga data: {what}. The affected component stopped; "
+            "restore the broker's data, or start the platform anew on fresh topics "
+            "knowing what was lost"
+        )
+        self.what = what

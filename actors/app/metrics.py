@@ -18,6 +18,8 @@ Metric names and labels:
   doubt and compensated (each is dead-lettered with the reason too)
 - ``saga_service_breaker_open{service}``: 1 while a service's database or disk
   fails and its circuit breaker holds the batch back
+- ``saga_log_lost{component}``: 1 once a component stopped because the broker
+  lost records it had read (``host-N``, ``router-N``, a service, ``projection``)
 - ``saga_consumer_lag{group,topic,partition}``: records behind, from Kafka
 - ``saga_projection_lag_records``, ``saga_projection_lag_seconds``
 """
@@ -68,6 +70,7 @@ SAMPLE_NAMES: Final = frozenset(
         "saga_duplicates_total",
         "saga_late_replies_total",
         "saga_service_breaker_open",
+        "saga_log_lost",
         "saga_consumer_lag",
         "saga_projection_lag_records",
         "saga_projection_lag_seconds",
@@ -131,15 +134,22 @@ class PlatformCollector(Collector):
         names = list(self._services)
         answers = self._ask([self._services[n].stats.remote() for n in names])
         services = {n: s for n, s in zip(names, answers, strict=True) if s}
-        latencies, staleness = self._ask(
+        fatal = self._ask([self._services[n].fatal.remote() for n in names])
+        latencies, staleness, fatal_projection = self._ask(
             [
                 self._projection.step_latencies.remote(),
                 self._projection.published_age_s.remote(),
+                self._projection.fatal.remote(),
             ]
         )
+        stopped = {f"host-{i}": h.log_lost for i, h in enumerate(hosts)}
+        stopped |= {f"router-{i}": bool(r.fatal) for i, r in enumerate(routers)}
+        stopped |= {n: bool(f) for n, f in zip(names, fatal, strict=True)}
+        stopped["projection"] = bool(fatal_projection)
         yield from _saga_metrics(hosts, latencies or [])
         yield from _message_metrics(hosts, routers, services)
         yield from _fault_metrics(hosts, services)
+        yield _log_lost(stopped)
         yield from _lag_metrics(self._consumer_lag(), staleness)
 
 
@@ -238,6 +248,17 @@ def _fault_metrics(
     for name, s in services.items():
         breaker.add_metric([name], int(s.breaker_open))
     yield breaker
+
+
+def _log_lost(stopped: Mapping[str, bool]) -> Metric:
+    gauge = GaugeMetricFamily(
+        "saga_log_lost",
+        "1 once the component stopped: the broker lost records it had read",
+        labels=["component"],
+    )
+    for component, lost in sorted(stopped.items()):
+        gauge.add_metric([component], int(lost))
+    return gauge
 
 
 def _lag_metrics(

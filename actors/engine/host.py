@@ -62,14 +62,16 @@ from actors.engine.settings import HostSettings
 from actors.engine.snapshots import SnapshotStore
 from actors.engine.stats import HandleReport, HostMetrics, HostStats
 from actors.engine.timers import ResendQueue, Timers
+from actors.engine.watch import LogWatch
 from actors.engine.write_ahead import Batch, WriteAhead
 from actors.errors import HostUnavailableError
-from events.errors import EventsError
+from events.errors import EventsError, LogLostError
 from events.transport.admin import TopicAdmin
 from events.transport.partitions import home_partition
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.reader import PartitionReader
 from events.transport.settings import KafkaSettings
+from events.transport.types import LogIdentity
 from events.wire.messages import MessageCodec
 from events.wire.topics import ALL_TOPICS
 
@@ -103,6 +105,7 @@ class SagaHost:
         *,
         clock: Callable[[], float] = time.time,
         start_timers: bool = True,
+        identity: LogIdentity | None = None,
     ) -> None:
         self._kafka = kafka
         self._settings = settings or HostSettings()
@@ -122,6 +125,7 @@ class SagaHost:
         self._metrics = HostMetrics()
         self._restored = restore.Restored(0, 0, 0.0)
         self._stale = False
+        self._watch = LogWatch(identity)
         # The producer connects on its first send; the topics are checked and
         # the books restored patiently. A broker that is down is waited out: a
         # Ray actor whose constructor raises is dead for good.
@@ -132,8 +136,13 @@ class SagaHost:
         def check_topics() -> None:
             with TopicAdmin(kafka) as admin:
                 admin.check_topics(ALL_TOPICS, partition_count)
+                self._watch.check_identity(admin)
 
-        restore.patiently(check_topics, self._restore, again=self._reset_books)
+        try:
+            restore.patiently(check_topics, self._restore, again=self._reset_books)
+        except LogLostError as exc:
+            # Stay up to say so: a restart would meet the same loss.
+            self._watch.stop(exc)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         if start_timers:
@@ -148,7 +157,7 @@ class SagaHost:
         """Apply a batch of consumed records. Returns once every resulting saga
         event and dead letter is durable; raises :class:`HostUnavailableError`
         (having changed nothing) if they could not be made so."""
-        with self._lock:
+        with self._lock, self._watch.guard():
             if self._stale:
                 self._reload()
             now = self._now()
@@ -192,6 +201,7 @@ class SagaHost:
                 resent=self._counters["resent"],
                 resend_pending=len(self._resend),
                 late_replies=self._counters["late_replies"],
+                log_lost=self._watch.lost,
             )
 
     def metrics(self) -> HostMetrics:
@@ -202,6 +212,7 @@ class SagaHost:
                 dead_letters=self._counters["dead_letters"],
                 duplicates=self._counters["duplicates"],
                 late_replies=self._counters["late_replies"],
+                log_lost=bool(self._watch.lost),
             )
 
     def snapshot(self) -> None:
@@ -286,6 +297,7 @@ class SagaHost:
         # Durable: now the new states become current.
         for (number, record, _), ack in zip(work.records, acks, strict=False):
             part = self._parts[number]
+            self._watch.check_ack(number, part, ack)
             part.end = max(part.end, ack.offset + 1)
             part.since += len(record.events)
         for number, saga_id in work.late:
@@ -338,6 +350,8 @@ class SagaHost:
         while not self._stopping.wait(interval):
             try:
                 self.fire_timers()
+            except LogLostError:
+                pass  # stopped, and said so once
             except Exception:
                 # The due timers were put back (or the host reloads from the
                 # log first); the next tick tries again.
@@ -346,7 +360,7 @@ class SagaHost:
     def fire_timers(self) -> int:
         """Act on every deadline that has passed; returns how many sagas acted.
         Also sends a share of the commands queued for re-sending by a restore."""
-        with self._lock:
+        with self._lock, self._watch.guard():
             self._send_again(_RESEND_PER_TICK)
             if self._stale:
                 self._reload()
@@ -417,10 +431,18 @@ class SagaHost:
         publisher has replaced its producer already: see
         :meth:`KafkaMessagePublisher.send_all`)."""
         log.warning("rebuilding partitions %s from the log", self._owned)
+        kept = self._parts
+        with TopicAdmin(self._kafka) as admin:
+            self._watch.check_identity(admin)
         self._reset_books()
         self._timers.clear()
         self._resend.clear()
-        self._restore()
+        try:
+            self._restore()
+            self._watch.check_reloaded(self._watch.ends(kept), self._parts)
+        except LogLostError:
+            self._parts = kept  # what the host knew, for a person to see
+            raise
         self._stale = False
 
     def _restore(self) -> None:

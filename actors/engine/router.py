@@ -30,11 +30,13 @@ from ray.exceptions import GetTimeoutError, RayError
 from actors.core import SagaDefinition
 from actors.engine.inbound import Inbound
 from actors.engine.stats import HandleReport
-from actors.engine.workers import connect_patiently, poll_until, start_vital
-from events.errors import EventsError, MessageDecodeError
+from actors.engine.workers import Fatal, connect_patiently, poll_until, start_vital
+from events.errors import EventsError, LogLostError, MessageDecodeError
+from events.transport.admin import TopicAdmin
 from events.transport.listener import Delivery, KafkaEventListener
 from events.transport.partitions import home_partition
 from events.transport.settings import KafkaSettings
+from events.transport.types import LogIdentity
 from events.wire.messages import decode_json
 from events.wire.topics import SAGA_REQUESTS
 
@@ -86,13 +88,19 @@ class RouterStats(msgspec.Struct, frozen=True):
     dead_letters: int
     consumed: dict[str, int]
     assigned: list[tuple[str, int]]
+    #: Why the router stopped for good ("" while it runs): a lost log.
+    fatal: str = ""
+    #: Hosts that refuse work because their log lost records, and why.
+    fatal_hosts: dict[int, str] = {}
 
 
 class RouterActor:
     """Routes consumed records to the :class:`~actors.engine.host.SagaHost` owning them.
 
     ``hosts`` are the Ray actor names of the hosts; ``owners`` maps each
-    partition number to an index into them.
+    partition number to an index into them. ``identity`` is the cluster and
+    topics the engine started on: a router (re)joining any other refuses to
+    consume, rather than start over on a log that lost what was committed.
     ``die_after_acks`` is fault injection for the crash tests and ``--chaos``:
     after that many host acknowledgements, and before committing them, the
     process kills itself with SIGKILL (only in its first incarnation).
@@ -109,6 +117,7 @@ class RouterActor:
         group_id: str | None = None,
         call_timeout_s: float = 120.0,
         die_after_acks: int | None = None,
+        identity: LogIdentity | None = None,
     ) -> None:
         # Hosts by name, not by handle: a handle in the constructor's arguments
         # lives in the object store, and a restart needs it still there.
@@ -130,15 +139,20 @@ class RouterActor:
         self._dead_letters = 0
         self._failed_recently = False
         self._assigned: list[tuple[str, int]] = []
+        self._fatal_hosts: dict[int, str] = {}
 
         def join() -> KafkaEventListener:
+            if identity is not None:
+                with TopicAdmin(kafka) as admin:
+                    admin.check_identity(identity)
             return KafkaEventListener(
                 kafka, topics, self._dispatch, group_id=group_id, decode=False
             )
 
         self._join = join
         self._stopping = threading.Event()
-        self._thread = start_vital("router", self._run)
+        self._fatal = Fatal()
+        self._thread = start_vital("router", self._run, self._fatal)
 
     def _run(self) -> None:
         listener = connect_patiently(self._stopping, self._join, "router")
@@ -177,6 +191,15 @@ class RouterActor:
         for host, ref in calls.items():
             try:
                 report: HandleReport = ray.get(ref, timeout=self._timeout)
+            except LogLostError as exc:
+                # The host refuses until a person acts: keep its records
+                # uncommitted, and say so once, not at every poll.
+                self._failures += 1
+                self._failed_recently = True
+                if host not in self._fatal_hosts:
+                    self._fatal_hosts[host] = exc.what
+                    log.error("host %d stopped: %s", host, exc.what)
+                continue
             except (RayError, GetTimeoutError) as exc:
                 self._failures += 1
                 self._failed_recently = True
@@ -210,6 +233,8 @@ class RouterActor:
             dead_letters=self._dead_letters,
             consumed=dict(self._consumed),
             assigned=self._assigned,
+            fatal=self._fatal.reason,
+            fatal_hosts=dict(self._fatal_hosts),
         )
 
     def stop(self) -> None:

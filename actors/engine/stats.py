@@ -35,6 +35,8 @@ class HostStats(msgspec.Struct, frozen=True):
     #: Commands a restore queued for re-sending that have not gone out yet.
     resend_pending: int
     late_replies: int = 0
+    #: What the log lost, when it stopped the host ("" while it runs).
+    log_lost: str = ""
 
 
 class HostMetrics(msgspec.Struct):
@@ -50,6 +52,8 @@ class HostMetrics(msgspec.Struct):
     in_flight: int = 0
     #: Successes that arrived for a step the saga had given up on in doubt.
     late_replies: int = 0
+    #: True once a log that lost records stopped the host.
+    log_lost: bool = False
 
     def count_batch(self, batch: Batch) -> None:
         """A batch made durable: its records, letters and commands to send."""

@@ -5,6 +5,10 @@ thread that died quietly would leave an actor that still answers ``stats()``
 and consumes nothing, while everything waiting on it times out. So a worker
 thread that fails takes its process with it, and Ray starts a fresh one that
 rejoins the consumer group.
+
+One error is the exception: a log that lost records (:class:`LogLostError`).
+A new process would meet the same loss, or worse, not see it; so the thread
+stops, the actor stays up, and its :class:`Fatal` says why until a person acts.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Final, TypeVar
+from typing import Final, NoReturn, TypeVar
 
-from events.errors import EventsError, MessageDecodeError
+from events.errors import EventsError, LogLostError, MessageDecodeError
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,8 @@ def connect_patiently(
     while not stopping.is_set():
         try:
             return connect()
+        except LogLostError:
+            raise
         except fatal:
             raise
         except EventsError as exc:
@@ -55,26 +61,47 @@ def connect_patiently(
     return None
 
 
-def start_vital(name: str, loop: Callable[[], None]) -> threading.Thread:
+class Fatal:
+    """Why a component stopped for good ("" while it runs)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self) -> None:
+        self.reason = ""
+
+    def record(self, what: str, exc: LogLostError) -> None:
+        if not self.reason:
+            self.reason = str(exc)
+            log.critical("%s stopped: %s", what, exc)
+
+
+def start_vital(name: str, loop: Callable[[], None], fatal: Fatal) -> threading.Thread:
     """Run ``loop`` in a daemon thread; if it raises, log the error and end the
-    process at once. ``loop`` returning is a stop, not a death."""
+    process at once. ``loop`` returning is a stop, not a death; so is a lost
+    log, recorded in ``fatal``."""
 
     def guarded() -> None:
         try:
             loop()
+        except LogLostError as exc:
+            fatal.record(name, exc)
         except BaseException:
-            log.critical(
-                "worker thread %r died; ending process %d so that it is restarted",
-                name,
-                os.getpid(),
-                exc_info=True,
-            )
-            # Not sys.exit: from a thread it would end only the thread.
-            os._exit(WORKER_DIED)
+            _die(name)
 
     thread = threading.Thread(target=guarded, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def _die(name: str) -> NoReturn:
+    log.critical(
+        "worker thread %r died; ending process %d so that it is restarted",
+        name,
+        os.getpid(),
+        exc_info=True,
+    )
+    # Not sys.exit: from a thread it would end only the thread.
+    os._exit(WORKER_DIED)
 
 
 def poll_until(
@@ -94,8 +121,8 @@ def poll_until(
     while not stopping.is_set():
         try:
             poll()
-        except MessageDecodeError:
-            raise  # a record, not the broker: retrying it would never end
+        except (MessageDecodeError, LogLostError):
+            raise  # a record or a lost log, not the broker: never fixed by retries
         except transient:
             log.exception("%s failed; retrying", what)
             stopping.wait(1.0)

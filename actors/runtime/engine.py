@@ -10,6 +10,7 @@ CPU of their own (``num_cpus=0``): they are mostly waiting on Kafka, and a
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -29,8 +30,12 @@ from actors.engine.settings import EngineSettings
 from actors.engine.stats import HostStats
 from actors.errors import EngineStartError
 from actors.runtime.ray import wait_until
+from events.errors import EventsError
+from events.transport.admin import TopicAdmin
 from events.transport.partitions import home_partition
 from events.transport.settings import KafkaSettings
+from events.transport.types import LogIdentity
+from events.wire.topics import ALL_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,11 @@ class Engine:
         self.settings = settings or EngineSettings()
         self.partitions = kafka.topics.partitions
         count = self.settings.hosts
+        wait = self.settings.start_timeout_s
+        deadline = time.monotonic() + wait
+        # What every host and router checks the log against, at each (re)start
+        # and reload: a broker that lost it must not be taken for a new one.
+        identity = _identity(kafka, deadline, wait)
         names = [f"saga-host-{uuid.uuid4().hex[:8]}-{i}" for i in range(count)]
         self.hosts: list[Any] = [
             ray.remote(SagaHost)
@@ -61,22 +71,24 @@ class Engine:
                 self.partitions,
                 self.settings.host,
                 definitions,
+                identity=identity,
             )
             for i in range(count)
         ]
         owners = {p: owner_of(p, count) for p in range(self.partitions)}
         # Wait for every host to restore before any router hands it work.
-        wait = self.settings.start_timeout_s
         try:
-            ray.get([host.pid.remote() for host in self.hosts], timeout=wait)
+            ray.get(
+                [host.pid.remote() for host in self.hosts],
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
         except GetTimeoutError:
-            for host in self.hosts:
-                ray.kill(host, no_restart=True)
-            raise EngineStartError(
-                f"the saga hosts did not restore within {wait:g} s: they wait for "
-                f"Kafka at {kafka.servers}; check that it is reachable (the wait "
-                "is engine.start_timeout_s)"
-            ) from None
+            self._kill(self.hosts)
+            raise EngineStartError(_waited(kafka, wait, "the saga hosts")) from None
+        lost = [s.log_lost for s in self.host_stats() if s.log_lost]
+        if lost:
+            self._kill(self.hosts)
+            raise EngineStartError(f"a saga host cannot start: {lost[0]}")
         router_actor: Any = ray.remote(RouterActor).options(
             max_restarts=-1, max_task_retries=0, num_cpus=0
         )
@@ -91,6 +103,7 @@ class Engine:
                 topics,
                 group_id=group_id,
                 die_after_acks=faults.get(i),
+                identity=identity,
             )
             for i in range(self.settings.routers)
         ]
@@ -130,5 +143,31 @@ class Engine:
             ray.get([host.close.remote() for host in self.hosts], timeout=30)
         except ray.exceptions.RayError as exc:
             log.warning("a host did not close cleanly: %s", exc)
-        for handle in [*self.routers, *self.hosts]:
+        self._kill([*self.routers, *self.hosts])
+
+    @staticmethod
+    def _kill(handles: list[Any]) -> None:
+        for handle in handles:
             ray.kill(handle, no_restart=True)
+
+
+def _waited(kafka: KafkaSettings, wait: float, who: str) -> str:
+    return (
+        f"{who} did not start within {wait:g} s: they wait for Kafka at "
+        f"{kafka.servers}; check that it is reachable (the wait is "
+        "engine.start_timeout_s)"
+    )
+
+
+def _identity(kafka: KafkaSettings, deadline: float, wait: float) -> LogIdentity:
+    """The cluster and topics the engine starts on, waited for until
+    ``deadline`` like the hosts' restore."""
+    while True:
+        try:
+            with TopicAdmin(kafka) as admin:
+                return admin.identity(ALL_TOPICS)
+        except EventsError as exc:
+            if time.monotonic() >= deadline:
+                raise EngineStartError(_waited(kafka, wait, "the engine")) from exc
+            log.warning("engine start: waiting for Kafka: %s", exc)
+            time.sleep(0.5)

@@ -10,7 +10,7 @@ from typing import Any
 import ray
 
 from actors.engine.router import BROKER_ERRORS
-from actors.engine.workers import connect_patiently, poll_until, start_vital
+from actors.engine.workers import Fatal, connect_patiently, poll_until, start_vital
 from actors.participants import PARTICIPANTS, serve
 from actors.runtime.ray import wait_until
 from actors.topology import service_group
@@ -41,7 +41,8 @@ class ParticipantActor:
 
         self._join = join
         self._stopping = threading.Event()
-        self._thread = start_vital(self._name, self._run)
+        self._fatal = Fatal()
+        self._thread = start_vital(self._name, self._run, self._fatal)
 
     def _run(self) -> None:
         self._service = connect_patiently(self._stopping, self._join, self._name)
@@ -62,6 +63,10 @@ class ParticipantActor:
                 handled=0, replies=0, retries=0, dead_letters=0, assigned=0
             )
         return self._service.stats()
+
+    def fatal(self) -> str:
+        """Why the service stopped for good ("" while it runs)."""
+        return self._fatal.reason
 
     def stop(self) -> None:
         """Leave the group and close the DuckDB file (so others may open it)."""

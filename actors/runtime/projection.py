@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,11 @@ import duckdb
 import ray
 
 from actors.engine.router import BROKER_ERRORS
-from actors.engine.workers import connect_patiently, poll_until, start_vital
+from actors.engine.workers import Fatal, connect_patiently, poll_until, start_vital
 from actors.topology import PROJECTION_GROUP
 from events.transport.listener import Delivery, KafkaEventListener
 from events.transport.settings import KafkaSettings
+from events.transport.types import TP
 from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
 from projections.store import open_store
 from projections.writer import (
@@ -55,11 +56,19 @@ class ProjectionActor:
                 self._handle,
                 group_id=PROJECTION_GROUP,
                 decode=False,
+                start_at=self._positions,
             )
 
         self._join = join
         self._stopping = threading.Event()
-        self._thread = start_vital("projection", self._run)
+        self._fatal = Fatal()
+        self._thread = start_vital("projection", self._run, self._fatal)
+
+    def _positions(self, partitions: Iterable[TP]) -> dict[TP, int]:
+        # The tables record what they consumed, in the same transaction: where
+        # the group has no commit (a broker that lost it), that is where to
+        # go on, and a log that now ends below it is a loss, not a fresh start.
+        return {tp: self._writer.next_offset(*tp) for tp in partitions}
 
     def _handle(self, deliveries: Sequence[Delivery]) -> Sequence[Delivery]:
         report = self._writer.apply(
@@ -99,6 +108,10 @@ class ProjectionActor:
 
     def stats(self) -> dict[str, int]:
         return dict(self._counts)
+
+    def fatal(self) -> str:
+        """Why the projection stopped for good ("" while it runs)."""
+        return self._fatal.reason
 
     def newest_at(self) -> int:
         """The newest decision time (epoch ms) in the tables."""

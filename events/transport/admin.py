@@ -16,6 +16,7 @@ from kafka.errors import KafkaError
 
 from events.errors import (
     EventsError,
+    LogLostError,
     MissingTopicError,
     TopicConfigError,
     TopicPartitionMismatchError,
@@ -27,7 +28,7 @@ from events.transport.clients import (
 )
 from events.transport.reader import PartitionReader
 from events.transport.settings import KafkaSettings
-from events.transport.types import TP
+from events.transport.types import TP, LogIdentity
 from events.wire.topics import KEEP_FOREVER_CONFIGS, KEPT_FOREVER, retention_problems
 
 
@@ -117,6 +118,31 @@ class TopicAdmin(Closing):
             created=tuple(missing),
             existing=tuple(name for name in names if name not in missing),
         )
+
+    def identity(self, names: Iterable[str]) -> LogIdentity:
+        """The cluster's id and the ids of ``names`` (asked for as all topics:
+        see :meth:`partition_counts`)."""
+        wanted = set(names)
+        try:
+            cluster = self._admin.describe_cluster()
+            topics = self._admin.describe_topics()
+        except KafkaError as exc:
+            raise EventsError(f"describing the cluster failed: {exc}") from exc
+        return LogIdentity(
+            cluster_id=str(cluster.get("cluster_id") or ""),
+            topic_ids={
+                t["name"]: str(t.get("topic_id") or "")
+                for t in topics
+                if t["name"] in wanted
+            },
+        )
+
+    def check_identity(self, expected: LogIdentity) -> None:
+        """Raise :class:`LogLostError` unless the cluster and topics are the
+        ones ``expected`` describes."""
+        changes = expected.changes(self.identity(expected.topic_ids))
+        if changes:
+            raise LogLostError("; ".join(changes))
 
     def check_topics(self, names: Iterable[str], partitions: int | None = None) -> None:
         """Raise unless every topic exists with the configured partition count."""

@@ -112,7 +112,10 @@ def consumer_options(settings: KafkaSettings, group_id: str | None) -> dict[str,
         "group_id": group_id,
         "enable_auto_commit": False,
         "allow_auto_create_topics": False,
-        "auto_offset_reset": c.auto_offset_reset,
+        # Never a silent jump: an offset out of range means the log lost
+        # records (LogLostError). The configured policy applies only where a
+        # group never committed (see KafkaEventListener).
+        "auto_offset_reset": "none",
         "max_poll_records": c.max_poll_records,
         "fetch_min_bytes": c.fetch_min_bytes,
         "fetch_max_wait_ms": c.fetch_max_wait_ms,

@@ -6,6 +6,11 @@ done. A partition with an unhandled record is rewound to it, so the record comes
 back on the next poll (or to whichever member owns the partition after a
 rebalance). Nothing is committed that was not handled: at least once, never
 lost.
+
+A partition the group never committed on starts where ``start_at`` says (the
+consumer's own record of its position, when it keeps one) or else by the
+configured ``auto_offset_reset``; any other jump is refused: a position the log
+no longer has raises :class:`LogLostError` (see ``events.transport.positions``).
 """
 
 from __future__ import annotations
@@ -13,14 +18,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import msgspec
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, KafkaError, NoOffsetForPartitionError
 
 from events.errors import EventsError, MessageDecodeError
 from events.transport.clients import Closing, connect, consumer_options
+from events.transport.positions import LOST, check_positions, lost
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP
 from events.wire.messages import Message, MessageCodec
@@ -53,6 +59,9 @@ class Delivery(msgspec.Struct, frozen=True):
 #: Takes a batch, returns the deliveries it handled (any order, any subset).
 Handler = Callable[[Sequence[Delivery]], Iterable[Delivery]]
 
+#: Where partitions the group never committed on start (``None``: by policy).
+StartAt = Callable[[Iterable[TP]], Mapping[TP, int]]
+
 
 class KafkaEventListener(Closing):
     """A consumer-group member over ``topics`` with manual commits.
@@ -70,8 +79,10 @@ class KafkaEventListener(Closing):
         group_id: str | None = None,
         codec: MessageCodec | None = None,
         decode: bool = True,
+        start_at: StartAt | None = None,
     ) -> None:
         self._settings = settings
+        self._start_at = start_at
         self._decode = decode
         self._handler = handler
         self._codec = codec or MessageCodec(settings.max_message_bytes)
@@ -109,8 +120,14 @@ class KafkaEventListener(Closing):
             timeout_ms = self._settings.consumer.poll_timeout_ms
         try:
             records = self._consumer.poll(timeout_ms=timeout_ms)
+        except NoOffsetForPartitionError as exc:
+            self._start_fresh(exc.args[0] if exc.args else ())
+            return 0
+        except LOST as exc:
+            raise lost(exc) from exc
         except KafkaError as exc:
             raise EventsError(f"polling {self.group_id!r} failed: {exc}") from exc
+        check_positions(self._consumer, self._consumer.assignment())
         if not records:
             return 0
         try:
@@ -129,6 +146,31 @@ class KafkaEventListener(Closing):
         self._commit(records, done)
         self.handled += len(done)
         return len(done)
+
+    def _start_fresh(self, partitions: Iterable[TopicPartition]) -> None:
+        """Partitions the group never committed on: from the consumer's own
+        record of its position, or by the configured policy."""
+        tps = list(partitions)
+        known = dict(self._start_at(TP(*tp) for tp in tps)) if self._start_at else {}
+        rest = []
+        for tp in tps:
+            offset = known.get(TP(*tp))
+            if offset is None:
+                rest.append(tp)
+            else:
+                self._consumer.seek(tp, offset)
+        if not rest:
+            return
+        log.info(
+            "group %r starts %d partition(s) it never committed on at the %s",
+            self.group_id,
+            len(rest),
+            self._settings.consumer.auto_offset_reset,
+        )
+        if self._settings.consumer.auto_offset_reset == "earliest":
+            self._consumer.seek_to_beginning(*rest)
+        else:
+            self._consumer.seek_to_end(*rest)
 
     def _delivery(self, record: object) -> Delivery:
         value: bytes = record.value or b""  # type: ignore[attr-defined]

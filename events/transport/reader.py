@@ -18,6 +18,7 @@ from kafka.errors import KafkaError
 
 from events.errors import EventsError
 from events.transport.clients import Closing, connect, consumer_options
+from events.transport.positions import LOST, check_positions, lost
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP, Record
 
@@ -89,6 +90,9 @@ class PartitionReader(Closing):
             last_progress = time.monotonic()
             while pending:
                 batches = consumer.poll(timeout_ms=100)
+                # A start past the end is a log that lost records: never an
+                # empty read that looks like a quiet partition.
+                check_positions(consumer, pending)
                 for tp, records in batches.items():
                     end = ends.get(tp)
                     for record in records:
@@ -116,6 +120,8 @@ class PartitionReader(Closing):
                         f"reading {len(pending)} partition(s) to their end made no "
                         f"progress for {self._timeout_s:g} s (first: {min(pending)})"
                     )
+        except LOST as exc:
+            raise lost(exc) from exc
         except KafkaError as exc:
             raise EventsError(f"reading partitions failed: {exc}") from exc
         finally:
@@ -156,8 +162,11 @@ class PartitionTail(Closing):
         """The records that arrived, waiting up to ``timeout_ms`` for the first."""
         try:
             batches = self._consumer.poll(timeout_ms=timeout_ms)
+        except LOST as exc:
+            raise lost(exc) from exc
         except KafkaError as exc:
             raise EventsError(f"following partitions failed: {exc}") from exc
+        check_positions(self._consumer, self._consumer.assignment())
         return [record_of(r) for records in batches.values() for r in records]
 
     def close(self) -> None:

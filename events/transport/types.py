@@ -9,6 +9,7 @@ same, so that nothing outside depends on that coincidence.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 
@@ -50,3 +51,31 @@ class Ack(NamedTuple):
     topic: str
     partition: int
     offset: int
+
+
+class LogIdentity(NamedTuple):
+    """Which cluster, and which incarnation of each topic, a component reads.
+
+    A topic deleted and created again, or a broker that restarted empty and
+    re-created its topics, has new topic ids (and, on Kafka, a broker whose data
+    directory was lost is formatted with a new cluster id): offsets read before
+    mean nothing there.
+    """
+
+    cluster_id: str
+    #: topic -> its id ("" where the broker reports none)
+    topic_ids: Mapping[str, str]
+
+    def changes(self, now: LogIdentity) -> list[str]:
+        """What differs in ``now`` from this identity (empty when nothing)."""
+        found = []
+        if self.cluster_id and now.cluster_id and self.cluster_id != now.cluster_id:
+            found.append(f"cluster id was {self.cluster_id}, now {now.cluster_id}")
+        for topic, was in sorted(self.topic_ids.items()):
+            current = now.topic_ids.get(topic, "")
+            if was and current and was != current:
+                found.append(
+                    f"topic {topic} was id {was}, now {current} "
+                    "(deleted and created again)"
+                )
+        return found

@@ -109,6 +109,9 @@ def report_until_stopped(engine: Engine, every: float) -> int:
                 f"timers {sum(h.timers_fired for h in hosts)}",
                 flush=True,
             )
+            for i, h in enumerate(hosts):
+                if h.log_lost:
+                    print(f"host {i} STOPPED: {h.log_lost}", flush=True)
     except KeyboardInterrupt:
         # A second Ctrl-C (or a supervisor's SIGTERM after SIGINT) must not
         # cut the clean stop (the platform's, on leaving) short.

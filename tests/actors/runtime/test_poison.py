@@ -57,11 +57,11 @@ def test_a_dying_worker_thread_ends_its_process_loudly() -> None:
     script = textwrap.dedent(
         """
         import logging, time
-        from actors.engine.workers import start_vital
+        from actors.engine.workers import Fatal, start_vital
         logging.basicConfig()
         def loop():
             raise ValueError("a bug in the loop")
-        start_vital("consumer", loop)
+        start_vital("consumer", loop, Fatal())
         time.sleep(30)
         """
     )

@@ -1,0 +1,81 @@
+"""A host's watch on its log: a log that lost what the host read stops the host.
+
+The host's books are a fold of ``saga.events``. If the log now ends below an
+offset the host read or had acknowledged, or it is not the topic (or the
+cluster) the engine started on, carrying on would fold a partial history: sagas
+would vanish mid-step with their payments taken. So the host stops taking input
+(:class:`LogLostError` to every caller, once logged) and says why in its stats
+and metrics; Ray restarting it would not help, and is not asked to.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+from actors.engine.books import PartitionBooks
+from events.errors import LogLostError
+from events.transport.admin import TopicAdmin
+from events.transport.types import Ack, LogIdentity
+from events.wire.topics import SAGA_EVENTS
+
+log = logging.getLogger(__name__)
+
+
+class LogWatch:
+    """Checks a host's log against what the host knows of it; keeps the verdict."""
+
+    def __init__(self, identity: LogIdentity | None) -> None:
+        self._identity = identity
+        #: What was lost ("" while the log is whole).
+        self.lost = ""
+
+    def check_identity(self, admin: TopicAdmin) -> None:
+        """The cluster and topics are the ones the engine started on."""
+        if self._identity is not None:
+            admin.check_identity(self._identity)
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Refuse at once once stopped; a loss found inside stops the host."""
+        if self.lost:
+            raise LogLostError(self.lost)
+        try:
+            yield
+        except LogLostError as exc:
+            self.stop(exc)
+            raise
+
+    def stop(self, exc: LogLostError) -> None:
+        if not self.lost:
+            self.lost = exc.what
+            log.critical("saga host stopped: %s", exc)
+
+    @staticmethod
+    def ends(parts: Mapping[int, PartitionBooks]) -> dict[int, int]:
+        return {number: part.end for number, part in parts.items()}
+
+    @staticmethod
+    def check_reloaded(
+        before: Mapping[int, int], parts: Mapping[int, PartitionBooks]
+    ) -> None:
+        """After a reload, each partition's log reaches at least as far as the
+        host had read it before."""
+        shrunk = [
+            f"{SAGA_EVENTS} partition {number} ends at {parts[number].end}, below "
+            f"offset {end} this host had read"
+            for number, end in sorted(before.items())
+            if parts[number].end < end
+        ]
+        if shrunk:
+            raise LogLostError("; ".join(shrunk))
+
+    @staticmethod
+    def check_ack(number: int, part: PartitionBooks, ack: Ack) -> None:
+        """An append lands after everything the host read of the partition."""
+        if ack.offset < part.end:
+            raise LogLostError(
+                f"{SAGA_EVENTS} partition {number} took an append at offset "
+                f"{ack.offset}, below offset {part.end} this host had read"
+            )

@@ -1,0 +1,131 @@
+"""A host whose broker lost its log stops, loudly, instead of starting over.
+
+The embedded broker keeps its logs in memory: stopped and started again on the
+same port it is a broker that restarted empty (row 7 of the fault matrix).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import msgspec
+import pytest
+
+from actors.engine.host import SagaHost
+from actors.engine.settings import HostSettings
+from actors.errors import HostUnavailableError
+from events.errors import LogLostError
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker, free_port
+from events.transport.settings import KafkaSettings
+from events.transport.types import LogIdentity
+from events.wire.topics import ALL_TOPICS
+from tests.actors.engine.test_host import PARTITIONS, Clock, start
+from tests.conftest import settings_for
+
+pytestmark = pytest.mark.broker
+
+
+@contextmanager
+def restartable() -> Iterator[tuple[EmbeddedBroker, KafkaSettings]]:
+    with EmbeddedBroker(port=free_port()) as broker:
+        kafka = settings_for(
+            broker.bootstrap, delivery_timeout_ms=2_000, request_timeout_ms=1_000
+        )
+        kafka = msgspec.structs.replace(
+            kafka, topics=msgspec.structs.replace(kafka.topics, partitions=PARTITIONS)
+        )
+        provision(kafka)
+        yield broker, kafka
+
+
+def provision(kafka: KafkaSettings) -> LogIdentity:
+    with TopicAdmin(kafka) as admin:
+        admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)
+        return admin.identity(ALL_TOPICS)
+
+
+def restart_empty(broker: EmbeddedBroker, kafka: KafkaSettings) -> LogIdentity:
+    process = broker._process
+    assert process is not None
+    broker.stop()
+    assert process.poll() is not None  # the broker really ended
+    broker.start()
+    return provision(kafka)  # what `saga broker` does: topics created anew
+
+
+def until_stopped(saga_host: SagaHost) -> LogLostError:
+    """Feed the host new starts until it refuses; the first append to the new
+    broker may fail as unknown (the producer's id is gone) before the reload
+    that finds the loss."""
+    for offset in range(10, 14):
+        try:
+            saga_host.handle([start(f"new-{offset}", offset)])
+        except HostUnavailableError:
+            continue
+        except LogLostError as exc:
+            return exc
+    raise AssertionError("the host kept taking input on a log that lost its past")
+
+
+@pytest.mark.parametrize("knows_identity", [True, False])
+def test_a_broker_restarted_empty_stops_the_host_with_what_was_lost(
+    knows_identity: bool,
+) -> None:
+    """With the engine's identity, the new topic ids give it away; without it,
+    the log's end below what the host had read does."""
+    with restartable() as (broker, kafka):
+        with TopicAdmin(kafka) as admin:
+            identity = admin.identity(ALL_TOPICS) if knows_identity else None
+        saga_host = SagaHost(
+            kafka,
+            range(PARTITIONS),
+            PARTITIONS,
+            HostSettings(),
+            clock=Clock(),
+            start_timers=False,
+            identity=identity,
+        )
+        try:
+            for i in range(6):
+                assert saga_host.handle([start(f"s-{i}", i)]).applied == 1
+            assert saga_host.stats().in_flight == 6
+            fresh = restart_empty(broker, kafka)
+            if identity is not None:
+                assert identity.changes(fresh)  # the loss is real: new topic ids
+            lost = until_stopped(saga_host)
+            expected = "deleted and created again" if knows_identity else "below"
+            assert expected in str(lost)
+            stats = saga_host.stats()
+            assert stats.log_lost == lost.what
+            assert saga_host.metrics().log_lost
+            # The sagas are not silently gone, and every later input is refused.
+            assert stats.in_flight == 6
+            with pytest.raises(LogLostError):
+                saga_host.handle([start("later", 20)])
+            with pytest.raises(LogLostError):
+                saga_host.fire_timers()
+        finally:
+            saga_host.close()
+
+
+def test_a_host_starting_on_a_broker_that_lost_its_topics_stays_up_to_say_so() -> None:
+    with restartable() as (broker, kafka):
+        with TopicAdmin(kafka) as admin:
+            identity = admin.identity(ALL_TOPICS)
+        restart_empty(broker, kafka)
+        saga_host = SagaHost(
+            kafka,
+            range(PARTITIONS),
+            PARTITIONS,
+            clock=Clock(),
+            start_timers=False,
+            identity=identity,
+        )
+        try:
+            assert "saga.events" in saga_host.stats().log_lost
+            with pytest.raises(LogLostError, match="the broker lost saga data"):
+                saga_host.handle([start("s-1")])
+        finally:
+            saga_host.close()

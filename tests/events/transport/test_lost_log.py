@@ -1,0 +1,147 @@
+"""A log that lost records is refused loudly, never read as a fresh one.
+
+The embedded broker keeps its logs in memory: stopped and started again on the
+same port it is a broker that lost its data, with the same address, empty
+topics created anew, and no group offsets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from events.errors import LogLostError
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker, free_port
+from events.transport.listener import Delivery, KafkaEventListener
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.reader import PartitionReader
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP, LogIdentity
+from tests.conftest import settings_for
+from tests.events.transport.test_publisher import reply
+
+pytestmark = pytest.mark.broker
+
+TOPIC = "account.events.lost"
+
+
+def publish(kafka: KafkaSettings, count: int) -> None:
+    with KafkaMessagePublisher(kafka) as publisher:
+        publisher.publish_batch((TOPIC, reply("s", i)) for i in range(count))
+
+
+@contextmanager
+def broker_on(port: int) -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker(port=port) as broker:
+        with TopicAdmin(settings_for(broker.bootstrap)) as admin:
+            admin.ensure_topics([TOPIC], partitions=1)
+        yield broker
+
+
+def restart_empty(broker: EmbeddedBroker) -> None:
+    """Stop the broker for good (proved by its exit status) and start a fresh
+    one on the same port, with the topic created again."""
+    process = broker._process
+    assert process is not None
+    broker.stop()
+    assert process.poll() is not None  # the first broker really ended
+    broker.start()
+    with TopicAdmin(settings_for(broker.bootstrap)) as admin:
+        admin.ensure_topics([TOPIC], partitions=1)
+
+
+def test_reading_from_past_the_end_of_a_log_is_a_loss_not_an_empty_read() -> None:
+    with broker_on(free_port()) as broker:
+        kafka = settings_for(broker.bootstrap)
+        publish(kafka, 3)
+        with PartitionReader(kafka, timeout_s=10) as reader:
+            assert len(list(reader.read({TP(TOPIC, 0): 1}))) == 2
+            assert list(reader.read({TP(TOPIC, 0): 3})) == []  # the end: quiet
+            with pytest.raises(LogLostError, match=f"{TOPIC} partition 0 ends at 3"):
+                list(reader.read({TP(TOPIC, 0): 7}))
+
+
+def test_a_broker_restarted_empty_has_a_new_identity() -> None:
+    with broker_on(free_port()) as broker:
+        kafka = settings_for(broker.bootstrap)
+        with TopicAdmin(kafka) as admin:
+            before = admin.identity([TOPIC])
+        assert before.topic_ids[TOPIC]
+        restart_empty(broker)
+        with TopicAdmin(kafka) as admin:
+            after = admin.identity([TOPIC])
+            assert before.changes(after) == [
+                f"topic {TOPIC} was id {before.topic_ids[TOPIC]}, now "
+                f"{after.topic_ids[TOPIC]} (deleted and created again)"
+            ]
+            with pytest.raises(LogLostError, match="deleted and created again"):
+                admin.check_identity(before)
+            admin.check_identity(after)
+
+
+def test_identities_compare_only_what_both_sides_report() -> None:
+    known = LogIdentity("c-1", {"a": "id-a", "b": ""})
+    assert known.changes(LogIdentity("c-1", {"a": "id-a", "b": "id-b"})) == []
+    assert known.changes(LogIdentity("", {})) == []
+    assert known.changes(LogIdentity("c-2", {"a": "id-a"})) == [
+        "cluster id was c-1, now c-2"
+    ]
+
+
+def test_a_group_never_committed_starts_where_the_consumer_says() -> None:
+    with broker_on(free_port()) as broker:
+        kafka = settings_for(broker.bootstrap)
+        publish(kafka, 6)
+        seen: list[int] = []
+
+        def handle(batch: list[Delivery]) -> list[Delivery]:
+            seen.extend(d.offset for d in batch)
+            return batch
+
+        with KafkaEventListener(
+            kafka,
+            [TOPIC],
+            handle,
+            group_id="g-start",
+            start_at=lambda tps: {tp: 4 for tp in tps},
+        ) as listener:
+            for _ in range(50):
+                listener.poll_once(200)
+                if len(seen) >= 2:
+                    break
+        assert seen == [4, 5]
+
+
+def test_a_consumer_whose_log_went_backwards_stops_instead_of_starting_over() -> None:
+    """The projection's case: it records what it consumed, so a log that now
+    ends below that record is a loss, even though the group lost its offsets."""
+    with broker_on(free_port()) as broker:
+        kafka = settings_for(broker.bootstrap)
+        publish(kafka, 5)
+        consumed: dict[TP, int] = {}
+
+        def handle(batch: list[Delivery]) -> list[Delivery]:
+            for d in batch:
+                consumed[TP(d.topic, d.partition)] = d.offset + 1
+            return batch
+
+        def start_at(tps: Iterable[TP]) -> dict[TP, int]:
+            return {tp: consumed.get(tp, 0) for tp in tps}
+
+        with KafkaEventListener(
+            kafka, [TOPIC], handle, group_id="g-lost", start_at=start_at
+        ) as listener:
+            for _ in range(50):
+                listener.poll_once(200)
+                if consumed.get(TP(TOPIC, 0)) == 5:
+                    break
+            assert consumed == {TP(TOPIC, 0): 5}
+            restart_empty(broker)
+            publish(kafka, 2)  # the new log ends at 2, below the 5 consumed
+            with pytest.raises(LogLostError, match=f"{TOPIC} partition 0 ends at 2"):
+                for _ in range(200):
+                    listener.poll_once(200)
+        assert consumed == {TP(TOPIC, 0): 5}  # nothing of the new log taken
