@@ -36,10 +36,13 @@ log = logging.getLogger(__name__)
 
 @contextmanager
 def kafka_for(
-    config: SagaConfig, announce: Callable[[str], None], *, create_topics: bool
+    config: SagaConfig,
+    announce: Callable[[EmbeddedBroker], None],
+    *,
+    create_topics: bool,
 ) -> Iterator[KafkaSettings]:
     """The configured Kafka or, with none, an embedded (memory-only) broker,
-    whose address goes to ``announce`` once its topics exist. The platform's
+    which goes to ``announce`` once its topics exist. The platform's
     topics are created on the embedded broker; on a configured cluster they
     are created if missing with ``create_topics``, else only checked."""
     kafka = config.kafka
@@ -55,7 +58,7 @@ def kafka_for(
         kafka = kafka.with_bootstrap(broker.bootstrap)
         with TopicAdmin(kafka) as admin:
             admin.ensure_topics(ALL_TOPICS)
-        announce(broker.bootstrap)
+        announce(broker)
         yield kafka
 
 

@@ -19,7 +19,6 @@ import os
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -101,9 +100,6 @@ class RouterActor:
     partition number to an index into them. ``identity`` is the cluster and
     topics the engine started on: a router (re)joining any other refuses to
     consume, rather than start over on a log that lost what was committed.
-    ``die_after_acks`` is fault injection for the crash tests and ``--chaos``:
-    after that many host acknowledgements, and before committing them, the
-    process kills itself with SIGKILL (only in its first incarnation).
     """
 
     def __init__(
@@ -116,7 +112,6 @@ class RouterActor:
         *,
         group_id: str | None = None,
         call_timeout_s: float = 120.0,
-        die_after_acks: int | None = None,
         identity: LogIdentity | None = None,
     ) -> None:
         # Hosts by name, not by handle: a handle in the constructor's arguments
@@ -125,11 +120,7 @@ class RouterActor:
         self._owners = dict(owners)
         self._count = partition_count
         self._timeout = call_timeout_s
-        with warnings.catch_warnings():
-            # Ray 2.60 reads its own deprecated actor_id property in here.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            restarted = ray.get_runtime_context().was_current_actor_reconstructed
-        self._die_after = None if restarted else die_after_acks
+        self._die_after: int | None = None
         self._acks = 0
         self._batches = 0
         self._routed = 0
@@ -223,6 +214,12 @@ class RouterActor:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def die_after_acks(self, acks: int) -> None:
+        """Fault injection for the crash tests and ``saga run --chaos``: after
+        ``acks`` more host acknowledgements, and before committing them, the
+        process kills itself with SIGKILL (Ray restarts it, unarmed)."""
+        self._die_after = self._acks + acks
 
     def stats(self) -> RouterStats:
         return RouterStats(

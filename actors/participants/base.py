@@ -32,7 +32,9 @@ off and redelivers the batch instead of dead-lettering it.
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -94,6 +96,7 @@ class Participant(ABC):
         self.idempotency = IdempotencyService(self.db, clock=clock)
         self._codec = MessageCodec()
         self._lock = threading.Lock()
+        self._die_after_commit = False
         self.load()
 
     @property
@@ -173,7 +176,15 @@ class Participant(ABC):
             raise TransientFault(f"{self.service}: injected transient fault")
         self.idempotency.commit(records, self.write)
         self.adopt()
+        if records and self._die_after_commit:
+            # `saga run --chaos`: effects durable, replies never sent.
+            os.kill(os.getpid(), signal.SIGKILL)
         return replies
+
+    def die_after_next_commit(self) -> None:
+        """Fault injection for `saga run --chaos`: the next batch that commits
+        an effect ends the process (SIGKILL) before its replies go out."""
+        self._die_after_commit = True
 
     def close(self) -> None:
         self.idempotency.close()

@@ -50,7 +50,6 @@ class Engine:
         definitions: Mapping[str, SagaDefinition] = DEFINITIONS,
         *,
         group_id: str | None = None,
-        router_faults: Mapping[int, int] | None = None,
     ) -> None:
         self.kafka = kafka
         self.settings = settings or EngineSettings()
@@ -92,7 +91,6 @@ class Engine:
         router_actor: Any = ray.remote(RouterActor).options(
             max_restarts=-1, max_task_retries=0, num_cpus=0
         )
-        faults = router_faults or {}
         topics = listened_topics(definitions)
         self.routers: list[Any] = [
             router_actor.remote(
@@ -102,7 +100,6 @@ class Engine:
                 self.partitions,
                 topics,
                 group_id=group_id,
-                die_after_acks=faults.get(i),
                 identity=identity,
             )
             for i in range(self.settings.routers)

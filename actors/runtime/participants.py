@@ -57,6 +57,11 @@ class ParticipantActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def die_after_next_commit(self) -> None:
+        """`saga run --chaos`: the next batch whose effects commit ends this
+        process before its replies go out (Ray restarts it)."""
+        self._participant.die_after_next_commit()
+
     def stats(self) -> ServiceStats:
         if self._service is None:  # still connecting
             return ServiceStats(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -48,6 +49,7 @@ class ProjectionActor:
         self._writer = ProjectionWriter(self._db)
         self._counts = {"events": 0, "dead_letters": 0, "skipped": 0, "unreadable": 0}
         self._listener: KafkaEventListener | None = None
+        self._die_after_batch = False
 
         def join() -> KafkaEventListener:
             return KafkaEventListener(
@@ -79,7 +81,16 @@ class ProjectionActor:
         self._counts["skipped"] += report.skipped
         self._counts["unreadable"] += report.unreadable
         self._dirty = self._dirty or bool(report.events or report.dead_letters)
+        if self._die_after_batch:
+            # `saga run --chaos`: the batch is in DuckDB, its offsets not
+            # committed: the next incarnation gets it again and skips it.
+            os.kill(os.getpid(), signal.SIGKILL)
         return deliveries
+
+    def die_after_next_batch(self) -> None:
+        """`saga run --chaos`: the next batch written ends this process before
+        its offsets are committed (Ray restarts it)."""
+        self._die_after_batch = True
 
     def _publish(self) -> None:
         self._writer.publish(self._publish_dir)

@@ -16,6 +16,7 @@ from actors.app.config import SagaConfig
 
 if TYPE_CHECKING:
     from actors.runtime.engine import Engine
+    from events.transport.broker import EmbeddedBroker
 
 
 def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
@@ -59,8 +60,11 @@ def serve_engine(args: argparse.Namespace, config: SagaConfig) -> int:
     def terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    def announce(bootstrap: str) -> None:
-        print(f"bootstrap: {bootstrap} (embedded broker, memory-only)", flush=True)
+    def announce(broker: EmbeddedBroker) -> None:
+        print(
+            f"bootstrap: {broker.bootstrap} (embedded broker, memory-only)",
+            flush=True,
+        )
 
     def say(text: str) -> None:
         print(text, flush=True)

@@ -5,12 +5,14 @@ seeds users, wallets and accounts, runs N deposit sagas with a realistic mix
 (most complete; blocked or unknown users and over-limit payments are rejected;
 closed accounts are compensated; injected transient faults force retries), and
 ends with a summary and an audit read from the participants' own DuckDB files.
-With ``chaos``, a SagaHost and a participant are SIGKILLed at random moments;
-Ray restarts them, and the audit must still be clean.
+With ``chaos``, a seeded schedule of faults strikes while the sagas run (kills,
+a paused broker, a frozen service, duplicates, poison); each must be proved to
+have fired, and the audit must still be clean.
 
 - :mod:`~actors.app.run.workload`: the seeded data and requests, and sending
   them;
-- :mod:`~actors.app.run.chaos`: the kills of ``--chaos``;
+- :mod:`~actors.app.chaos`: the fault schedule of ``--chaos``;
+- :mod:`~actors.app.run.strikes`: striking each fault, and proving it fired;
 - :mod:`~actors.app.run.follower`: the run's sagas followed on ``saga.events``;
 - :mod:`~actors.app.run.audit`: waiting until everything is consumed, then the
   dead letters and the money;
@@ -19,7 +21,6 @@ Ray restarts them, and the audit must still be clean.
 
 from __future__ import annotations
 
-import random
 import tempfile
 import time
 import uuid
@@ -31,18 +32,20 @@ from pathlib import Path
 
 import msgspec
 
+from actors.app.chaos import Fault, chosen_faults, schedule, step_budgets
 from actors.app.config import SagaConfig
 from actors.app.platform import Platform, kafka_for, running_platform
 from actors.app.run.audit import (
     audit_money,
+    audit_projection,
     catch_up,
     dead_letters,
     drain,
     log_ends,
     platform_groups,
 )
-from actors.app.run.chaos import Chaos
 from actors.app.run.follower import Follower, await_ends
+from actors.app.run.strikes import Chaos, Proof
 from actors.app.run.summary import Summary, percentile, progress_bar
 from actors.app.run.workload import (
     Workload,
@@ -51,11 +54,15 @@ from actors.app.run.workload import (
     start_all,
     workload,
 )
+from actors.core import DEFINITIONS
+from actors.participants import PARTICIPANTS
 from actors.runtime.participants import participants_ready
+from events.transport.broker import EmbeddedBroker
 from events.wire.topics import SAGA_EVENTS
 
 __all__ = [
     "Chaos",
+    "Fault",
     "Follower",
     "RunOptions",
     "Summary",
@@ -77,6 +84,8 @@ __all__ = [
 class RunOptions(msgspec.Struct, frozen=True):
     sagas: int = 1_000
     chaos: bool = False
+    #: Comma-separated fault kinds for ``chaos`` (``None``: every kind that can run).
+    chaos_faults: str | None = None
     seed: int = 0
     #: Share of participant batches that fail once with an injected fault.
     faults: float = 0.02
@@ -103,6 +112,17 @@ def run(
     run_id = datetime.now(UTC).strftime("run%Y%m%d%H%M%S") + uuid.uuid4().hex[:6]
     load = workload(options.sagas, options.seed, run_id)
     ids = {saga_id for _, _, saga_id in load.requests}
+    faults = chaos_schedule(config, options) if options.chaos else []
+    if options.chaos:
+        say(f"chaos schedule (seed {options.seed}; replay with --seed):")
+        for fault in faults:
+            say(f"  at {fault.at:4.0%} of sagas ended: {fault.describe()}")
+    brokers: list[EmbeddedBroker] = []
+
+    def announce(broker: EmbeddedBroker) -> None:
+        brokers.append(broker)
+        say(f"embedded broker at {broker.bootstrap}")
+
     with ExitStack() as stack:
         if options.data_dir is None:
             data_dir = Path(
@@ -112,13 +132,7 @@ def run(
             data_dir = Path(options.data_dir) / run_id
         data_dir.mkdir(parents=True, exist_ok=True)
         seed_participants(data_dir, load)
-        kafka = stack.enter_context(
-            kafka_for(
-                config,
-                lambda bootstrap: say(f"embedded broker at {bootstrap}"),
-                create_topics=True,
-            )
-        )
+        kafka = stack.enter_context(kafka_for(config, announce, create_topics=True))
         starts = log_ends(kafka)
         with running_platform(
             config,
@@ -139,9 +153,15 @@ def run(
             )
             chaos = (
                 Chaos(
-                    random.Random(options.seed),
+                    faults,
+                    kafka,
                     platform.engine.hosts,
+                    platform.engine.routers,
                     platform.participants,
+                    platform.projection,
+                    brokers[0] if brokers else None,
+                    load.requests,
+                    starts,
                     say,
                 )
                 if options.chaos
@@ -159,6 +179,10 @@ def run(
                         "are not saga log records; passed over"
                     )
                 catch_up(kafka, platform.projection, options.stall_timeout_s, say)
+            # While the actors still run: a kill is proved by its new pid.
+            proofs = [] if chaos is None else chaos.proofs()
+        for proof in proofs:
+            say(f"chaos: {'fired' if proof.fired else 'NOT PROVED'}: {proof.note}")
         outcomes = follower.outcomes()
         latencies = follower.latencies()
         counts = Counter(outcomes.values())
@@ -174,17 +198,46 @@ def run(
             dlq=dead_letters(kafka, starts),
             audit={
                 **audit_money(data_dir, outcomes, ids, load),
+                **audit_projection(data_dir, outcomes),
                 "undrained": undrained,
+                **(
+                    {"chaos_unproven": sum(not p.fired for p in proofs)}
+                    if chaos
+                    else {}
+                ),
             },
             seed=options.seed,
             elapsed_s=round(elapsed, 2),
             chaos=[] if chaos is None else chaos.log,
+            chaos_proofs=[msgspec.to_builtins(p) for p in proofs],
             data_dir=None if options.data_dir is None else str(data_dir),
             projection_lag_s={
                 "p50": percentile(lags, 0.50),
                 "max": max(lags, default=0.0),
             },
         )
+
+
+def _unproven(chaos: Chaos | None, proofs: list[Proof]) -> dict[str, int]:
+    """A chaos run's faults that could not be proved to fire: violations."""
+    return {} if chaos is None else {"chaos_unproven": sum(not p.fired for p in proofs)}
+
+
+def chaos_schedule(config: SagaConfig, options: RunOptions) -> list[Fault]:
+    """The run's faults: drawn from its seed and the platform's shape, before
+    anything starts (a bad ``--chaos-faults`` costs nothing)."""
+    kinds = chosen_faults(
+        options.chaos_faults, embedded_broker=not config.kafka.bootstrap_servers
+    )
+    return schedule(
+        options.seed,
+        kinds,
+        hosts=config.engine.hosts,
+        routers=config.engine.routers,
+        services=sorted(PARTICIPANTS),
+        session_timeout_s=config.kafka.consumer.session_timeout_ms / 1000,
+        step_budget_s=step_budgets(DEFINITIONS),
+    )
 
 
 def _wait_ready(platform: Platform, data_dir: Path, say: Callable[[str], None]) -> None:
@@ -217,14 +270,21 @@ def _drive(
 
     def report() -> None:
         progress(follower.count(), total, time.monotonic() - began)
+        if chaos is not None:
+            chaos.tick(follower.count() / total)
 
     kafka = platform.kafka
-    send(
-        kafka, load.requests, follower.count, options.max_in_flight, chaos, report, say
-    )
+    # Under chaos a narrower window spreads the sagas over the faults: each
+    # strikes while a tenth of the run is in flight, not after it ended.
+    window = options.max_in_flight
+    if chaos is not None:
+        window = min(window, max(100, total // 10))
+    send(kafka, load.requests, follower.count, window, report, say)
     lags = await_ends(
         follower, platform.projection, total, options.stall_timeout_s, report, say
     )
+    if chaos is not None:
+        chaos.finish()
     elapsed = time.monotonic() - began
     progress(follower.count(), total, elapsed)
     # Commands still queued (attempts answered already, or a service that was

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import ray
 from ray.exceptions import RayError
 
@@ -116,6 +117,24 @@ def dead_letters(kafka: KafkaSettings, starts: Mapping[TP, int]) -> int:
     with PartitionReader(kafka) as reader:
         dlq_starts = {tp: o for tp, o in starts.items() if tp.topic == SAGA_DLQ}
         return sum(1 for _ in reader.read(dlq_starts))
+
+
+def audit_projection(data_dir: Path, outcomes: Mapping[str, str]) -> dict[str, int]:
+    """The projection's tables against the log (``outcomes`` is the fold of
+    the run's sagas from ``saga.events``): each saga's status as the log has
+    it, and each logged event once. Read after the writer closed its file."""
+    with duckdb.connect(str(data_dir / "projections.duckdb"), read_only=True) as db:
+        statuses = dict(db.execute("SELECT saga_id, status FROM sagas").fetchall())
+        twice = db.execute(
+            "SELECT count(*) FROM (SELECT saga_id, seq FROM saga_events "
+            "GROUP BY ALL HAVING count(*) > 1)"
+        ).fetchone()
+    return {
+        "projection_mismatches": sum(
+            1 for saga, outcome in outcomes.items() if statuses.get(saga) != outcome
+        ),
+        "projection_duplicates": int(twice[0]) if twice else 0,
+    }
 
 
 def audit_money(

@@ -29,6 +29,8 @@ class Summary(msgspec.Struct):
     #: How far the projection's tables trailed the log while the run went on
     #: (sampled every quarter second), in seconds.
     projection_lag_s: dict[str, float] = {}
+    #: Per fault of ``--chaos``: its kind, whether it was proved to fire, how.
+    chaos_proofs: list[dict[str, object]] = []
 
 
 def percentile(values: Sequence[float], q: float) -> float:

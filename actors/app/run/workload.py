@@ -12,7 +12,6 @@ from typing import Any, Final
 import msgspec
 
 from actors.app.client import SagaClient
-from actors.app.run.chaos import Chaos
 from actors.errors import StartError
 from actors.participants import AccountService, PaymentService, UserService
 from events.transport.settings import KafkaSettings
@@ -79,13 +78,12 @@ def send(
     requests: list[Request],
     ended: Callable[[], int],
     max_in_flight: int,
-    chaos: Chaos | None,
     report: Callable[[], None],
     say: Callable[[str], None],
 ) -> None:
     """Start the requests in chunks, with at most ``max_in_flight`` sagas sent
-    but not ``ended``; ``chaos`` strikes as its share of them goes out, and
-    ``report`` shows the progress."""
+    but not ``ended``; ``report`` shows the progress (and strikes ``--chaos``'s
+    faults as their share of the sagas has ended)."""
     total = len(requests)
     chunk = max(100, min(total // 20, max_in_flight // 4))
     with SagaClient(kafka) as client:
@@ -97,8 +95,6 @@ def send(
                 report()
                 time.sleep(0.05)
             start_all(client, requests[i : i + chunk], say)
-            if chaos is not None:
-                chaos.tick(min(i + chunk, total) / total)
             report()
 
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.broker
 
 
 def test_a_configured_cluster_has_its_topics_checked_or_created() -> None:
-    announced: list[str] = []
+    announced: list[EmbeddedBroker] = []
     # A broker of its own: the catalog's topic names are global.
     with EmbeddedBroker() as broker:
         config = SagaConfig(kafka=settings_for(broker.bootstrap))
@@ -36,11 +36,11 @@ def test_a_configured_cluster_has_its_topics_checked_or_created() -> None:
 
 
 def test_without_a_cluster_an_embedded_broker_lives_as_long_as_the_block() -> None:
-    announced: list[str] = []
+    announced: list[EmbeddedBroker] = []
     with kafka_for(SagaConfig(), announced.append, create_topics=False) as kafka:
-        assert announced == list(kafka.bootstrap_servers)
+        assert [b.bootstrap for b in announced] == list(kafka.bootstrap_servers)
         with TopicAdmin(kafka) as admin:
             admin.check_topics(ALL_TOPICS)
-    host, port = announced[0].rsplit(":", 1)
+    host, port = announced[0].bootstrap.rsplit(":", 1)
     with pytest.raises(OSError):
         socket.create_connection((host, int(port)), timeout=2).close()

@@ -295,12 +295,13 @@ def test_router_killed_between_host_ack_and_commit_loses_nothing(
     seed = int(os.environ.get("SAGA_TEST_SEED", random.randrange(2**32)))
     print(f"seed={seed}")
     group = f"orchestrator-{uuid.uuid4().hex[:6]}"
-    # The router SIGKILLs itself after its 3rd host acknowledgement, before the
-    # commit: those records are redelivered to its next incarnation.
-    engine = platform.engine(group_id=group, router_faults={0: 3})
+    engine = platform.engine(group_id=group)
     try:
         router = engine.routers[0]
         pid = ray.get(router.pid.remote())
+        # The router SIGKILLs itself after its 3rd host acknowledgement, before
+        # the commit: those records are redelivered to its next incarnation.
+        ray.get(router.die_after_acks.remote(3))
         requests, expected = mixed_requests(1_000, seed=seed)
         ids = platform.client.start_many(requests)
         wait_pid_gone(pid, timeout_s=60)

@@ -1,0 +1,317 @@
+"""Striking the faults of a chaos schedule, and proving each one happened.
+
+A fault that did not fire proves nothing, so each strike keeps what it needs
+to show that it did: the pid a kill ended and the new one Ray started, the
+process state a pause was seen in and for how long, the offsets at which the
+broker acknowledged each copy or poison record, and the dead letter each
+poison record ended as. :meth:`Chaos.proofs` checks them after the run has
+drained; a fault that cannot be proved counts against the run's audit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+import ray
+from ray.exceptions import RayError
+
+from actors.app.chaos import Fault
+from actors.app.client import SagaClient
+from actors.app.run.workload import Request
+from events.errors import MessageDecodeError
+from events.transport.broker import EmbeddedBroker
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.reader import PartitionReader
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP, Ack, Outgoing
+from events.wire.dead_letters import DeadLetterCodec
+from events.wire.topics import SAGA_DLQ, SAGA_REQUESTS
+
+#: Records no decoder takes: too deep, not JSON, the wrong shape, and no key.
+POISON: Final = (
+    (b"chaos-deep", b'{"x":' + b"[" * 5_000 + b"]" * 5_000 + b"}"),
+    (b"chaos-not-json", b"\xff\xfe not json"),
+    (b"chaos-schema", b'{"type":"command","messageId":7}'),
+    (None, b'{"sagaId": ""}'),
+)
+#: Where poison goes: the routers' two inputs and a service's.
+_POISONED: Final = (SAGA_REQUESTS, "payment.events.process", "account.commands.deposit")
+#: Where copies of commands come from: the commands that move money.
+_COPIED: Final = ("payment.commands.process", "account.commands.deposit")
+
+
+class Proof(msgspec.Struct, frozen=True):
+    fault: str
+    fired: bool
+    note: str
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state of process ``pid`` (``T``: stopped), "" if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+class Chaos:
+    """Strikes each fault of ``faults`` once, as the run's sagas end."""
+
+    def __init__(
+        self,
+        faults: Sequence[Fault],
+        kafka: KafkaSettings,
+        hosts: Sequence[Any],
+        routers: Sequence[Any],
+        participants: dict[str, Any],
+        projection: Any,
+        broker: EmbeddedBroker | None,
+        requests: Sequence[Request],
+        dlq_from: Mapping[TP, int],
+        say: Callable[[str], None],
+    ) -> None:
+        self._pending = list(faults)
+        self._dlq_from = dict(dlq_from)
+        self._kafka = kafka
+        self._hosts = list(hosts)
+        self._routers = list(routers)
+        self._participants = participants
+        self._projection = projection
+        self._broker = broker
+        self._requests = requests
+        self._say = say
+        self._threads: list[threading.Thread] = []
+        #: Per fault struck: a function that proves it (run after the drain).
+        self._provers: list[tuple[Fault, Callable[[], Proof]]] = []
+        #: What happened, as it happened (the run's summary lists it).
+        self.log: list[str] = []
+
+    def tick(self, ended: float) -> None:
+        """Strike every fault due at ``ended`` (the share of sagas ended).
+
+        One at a time: while a pause or a freeze lasts, the next waits (a
+        fault struck meanwhile would meet the first, not the platform)."""
+        while self._pending and self._pending[0].at <= ended and not self._stopped():
+            fault = self._pending.pop(0)
+            strike = getattr(self, "_" + fault.kind.replace("-", "_"))
+            prover = strike(fault)
+            self._provers.append((fault, prover))
+            self._note(f"at {ended:.0%} of sagas ended: {fault.describe()}")
+
+    def finish(self) -> None:
+        """Strike what is still due (a run that ended early) and wait for
+        every pause and freeze to be over."""
+        while True:
+            for thread in self._threads:
+                thread.join()
+            if not self._pending:
+                return
+            self.tick(1.0)
+
+    def _stopped(self) -> bool:
+        return any(thread.is_alive() for thread in self._threads)
+
+    def proofs(self) -> list[Proof]:
+        return [prove() for _, prove in self._provers]
+
+    def _note(self, text: str) -> None:
+        self.log.append(text)
+        self._say(f"chaos: {text}")
+
+    # -- kills ---------------------------------------------------------------
+
+    def _actor(self, fault: Fault) -> Any:
+        kind, _, number = fault.target.partition(" ")
+        match kind:
+            case "host":
+                return self._hosts[int(number)]
+            case "router":
+                return self._routers[int(number)]
+            case "projection":
+                return self._projection
+            case _:
+                return self._participants[fault.target]
+
+    def _host_kill(self, fault: Fault) -> Callable[[], Proof]:
+        actor = self._actor(fault)
+        pid = _pid(actor)
+        os.kill(pid, signal.SIGKILL)
+        return lambda: self._restarted(fault, actor, pid)
+
+    def _router_kill(self, fault: Fault) -> Callable[[], Proof]:
+        actor = self._actor(fault)
+        pid = _pid(actor)
+        ray.get(actor.die_after_acks.remote(fault.count))
+        return lambda: self._restarted(fault, actor, pid)
+
+    def _participant_kill(self, fault: Fault) -> Callable[[], Proof]:
+        actor = self._actor(fault)
+        pid = _pid(actor)
+        ray.get(actor.die_after_next_commit.remote())
+        return lambda: self._restarted(fault, actor, pid)
+
+    def _projection_kill(self, fault: Fault) -> Callable[[], Proof]:
+        actor = self._actor(fault)
+        pid = _pid(actor)
+        ray.get(actor.die_after_next_batch.remote())
+        return lambda: self._restarted(fault, actor, pid)
+
+    def _restarted(self, fault: Fault, actor: Any, pid: int) -> Proof:
+        """Fired if the process is gone and Ray runs the actor in another."""
+        try:
+            now = _pid(actor)
+        except RayError as exc:
+            return Proof(fault.kind, False, f"{fault.target}: no answer ({exc})")
+        gone = not os.path.exists(f"/proc/{pid}") or process_state(pid) == "Z"
+        fired = now != pid and gone
+        return Proof(
+            fault.kind,
+            fired,
+            f"{fault.target}: pid {pid} "
+            + (f"died, restarted as pid {now}" if fired else "still running"),
+        )
+
+    # -- stops -----------------------------------------------------------------
+
+    def _broker_pause(self, fault: Fault) -> Callable[[], Proof]:
+        assert self._broker is not None  # chosen_faults saw to it
+        return self._stop_for(fault, self._broker.pid)
+
+    def _service_freeze(self, fault: Fault) -> Callable[[], Proof]:
+        return self._stop_for(fault, _pid(self._participants[fault.target]))
+
+    def _stop_for(self, fault: Fault, pid: int) -> Callable[[], Proof]:
+        """SIGSTOP ``pid`` now and SIGCONT it ``fault.seconds`` later, from a
+        thread, so the run goes on reporting meanwhile."""
+        seen: dict[str, float] = {}
+        os.kill(pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+
+        def thaw() -> None:
+            deadline = stopped_at + fault.seconds
+            while (left := deadline - time.monotonic()) > 0:
+                if process_state(pid) == "T":
+                    seen.setdefault("first", time.monotonic() - stopped_at)
+                    seen["last"] = time.monotonic() - stopped_at
+                time.sleep(min(0.5, left))
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.2)
+            seen["after"] = 0.0 if process_state(pid) == "T" else 1.0
+
+        thread = threading.Thread(target=thaw, name=f"chaos-{fault.kind}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+        def prove() -> Proof:
+            # Seen stopped from the first look to the end, then running again.
+            lasted = seen.get("last", 0.0)
+            fired = (
+                "first" in seen and lasted >= fault.seconds - 1 and seen.get("after")
+            )
+            return Proof(
+                fault.kind,
+                bool(fired),
+                f"{fault.target} (pid {pid}) seen stopped for {lasted:.1f} s of "
+                f"{fault.seconds:g} s, then "
+                + ("running again" if seen.get("after") else "still stopped"),
+            )
+
+        return prove
+
+    # -- records -----------------------------------------------------------------
+
+    def _duplicates(self, fault: Fault) -> Callable[[], Proof]:
+        """Start requests sent already, and the newest commands of the money
+        services, published again as they were."""
+        starts = list(self._requests[: fault.count])
+        with SagaClient(self._kafka) as client:
+            client.start_many(starts)
+        copies = _newest(self._kafka, _COPIED, fault.count)
+        with KafkaMessagePublisher(self._kafka) as publisher:
+            acks = publisher.send_all(copies)
+        note = (
+            f"{len(starts)} start requests and {len(acks)} commands published "
+            f"again, acknowledged (commands at {_where(acks)})"
+        )
+        return lambda: Proof(fault.kind, bool(starts and acks), note)
+
+    def _poison(self, fault: Fault) -> Callable[[], Proof]:
+        records = [
+            Outgoing(topic, None if key is None else key.decode(), value, partition=0)
+            for topic in _POISONED
+            for key, value in POISON[: fault.count]
+        ]
+        with KafkaMessagePublisher(self._kafka) as publisher:
+            acks = publisher.send_all(records)
+        wanted = {(a.topic, a.partition, a.offset) for a in acks}
+
+        def prove() -> Proof:
+            found = _dead_lettered(self._kafka, self._dlq_from, wanted)
+            return Proof(
+                fault.kind,
+                found == wanted,
+                f"{len(found)} of {len(wanted)} poison records dead-lettered "
+                f"with their reason ({_where(acks)})",
+            )
+
+        return prove
+
+
+def _pid(actor: Any) -> int:
+    pid: int = ray.get(actor.pid.remote(), timeout=120)
+    return pid
+
+
+def _newest(kafka: KafkaSettings, topics: Sequence[str], count: int) -> list[Outgoing]:
+    """Up to ``count`` of the newest records of ``topics``, as they were."""
+    tps = [TP(t, p) for t in topics for p in range(kafka.topics.partitions)]
+    with PartitionReader(kafka) as reader:
+        ends = reader.ends(tps)
+        share = max(1, count // len(tps) + 1)
+        starts = {tp: max(0, end - share) for tp, end in ends.items() if end}
+        found = [
+            Outgoing(
+                r.topic,
+                None if r.key is None else r.key.decode(),
+                r.value,
+                r.partition,
+            )
+            for r in reader.read(starts)
+        ]
+    return found[:count]
+
+
+def _dead_lettered(
+    kafka: KafkaSettings,
+    starts: Mapping[TP, int],
+    wanted: set[tuple[str, int, int]],
+) -> set[tuple[str, int, int]]:
+    """Which of the records at ``wanted`` coordinates have a dead letter on
+    ``saga.dlq`` after ``starts``."""
+    codec = DeadLetterCodec()
+    found = set()
+    with PartitionReader(kafka) as reader:
+        for record in reader.read(
+            {tp: o for tp, o in starts.items() if tp.topic == SAGA_DLQ}
+        ):
+            try:
+                letter = codec.decode(record.value)
+            except MessageDecodeError:
+                continue  # not a letter: not one of ours either
+            where = (letter.topic, letter.partition, letter.offset)
+            if where in wanted:
+                found.add(where)
+    return found
+
+
+def _where(acks: Sequence[Ack]) -> str:
+    shown = ", ".join(f"{a.topic}/{a.partition}@{a.offset}" for a in acks[:3])
+    return shown + (f" and {len(acks) - 3} more" if len(acks) > 3 else "")
