@@ -18,7 +18,7 @@ from kafka.net.manager import KafkaConnectionManager
 from kafka.net.selector import NetworkSelector
 
 from events.errors import BrokerUnavailableError, CertificateRefusedError
-from events.transport.settings import KafkaSettings
+from events.transport.settings import SECRET_FIELDS, KafkaSettings, WithheldSecret
 
 Client = TypeVar("Client")
 
@@ -133,6 +133,12 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
     if not settings.bootstrap_servers:
         raise ValueError("bootstrap_servers is empty: start the embedded broker first")
     sec = settings.security
+    for name in sorted(SECRET_FIELDS):
+        if isinstance(getattr(sec, name), WithheldSecret):
+            raise ValueError(
+                f"kafka.security.{name} was withheld when these settings were "
+                "pickled: read it back first (actors.runtime.passwords)"
+            )
     options: dict[str, Any] = {
         "bootstrap_servers": list(settings.bootstrap_servers),
         "client_id": settings.client_id,
