@@ -102,6 +102,28 @@ class BrokerUnavailableError(EventsError):
         self.timeout_ms = timeout_ms
 
 
+class CertificateRefusedError(EventsError):
+    """The client refused a broker's TLS certificate: waiting will not fix it."""
+
+    def __init__(self, server: str, cafile: str | None, reason: str) -> None:
+        trusted = (
+            f"the CA file {cafile} (kafka.security.ssl_cafile)"
+            if cafile
+            else "the system's CAs (kafka.security.ssl_cafile is not set)"
+        )
+        host = server.rsplit(":", 1)[0]
+        super().__init__(
+            f"the TLS certificate of the Kafka broker at {server} was refused "
+            f"({reason}), checked against {trusted}: check that ssl_cafile holds "
+            "the CA that signed the broker's certificate, that the certificate "
+            f"is valid today, and that it names {host}, the host the client "
+            "connects to (kafka.security.ssl_check_hostname)"
+        )
+        self.server = server
+        self.cafile = cafile
+        self.reason = reason
+
+
 class MissingTopicError(EventsError):
     """Topics that must exist do not."""
 

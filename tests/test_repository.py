@@ -24,11 +24,17 @@ def test_readme_opens_with_the_main_job_and_the_test_command() -> None:
 
 def test_the_test_command_installs_everything_the_suite_needs() -> None:
     """A fresh machine has nothing installed by hand: the setup the test command
-    starts with makes the virtual environment, installs the test extra and
-    Debian's Prometheus (the metrics test scrapes with a real one)."""
+    starts with makes the virtual environment, installs the test extra,
+    Debian's Prometheus (the metrics test scrapes with a real one) and stunnel4
+    (the TLS test terminates TLS with it), each only when it is missing."""
     script = (ROOT / "tests" / "setup.sh").read_text()
-    for needed in ("apt-get install", "prometheus", "python3 -m venv .venv"):
+    for needed in ("apt-get install", "python3 -m venv .venv"):
         assert needed in script
+    assert "command -v prometheus >/dev/null ||" in script
+    assert "apt_install prometheus" in script
+    stunnel = "command -v stunnel4 >/dev/null || command -v stunnel >/dev/null ||"
+    assert stunnel in script
+    assert "apt_install stunnel4" in script
     assert ".venv/bin/pip install -q -e '.[test]'" in script
 
 

@@ -8,7 +8,10 @@ Environment names are the key path in upper case joined by ``_``:
 ``kafka.producer.linger_ms`` is ``SAGA_KAFKA_PRODUCER_LINGER_MS``. Lists are
 comma-separated (``SAGA_KAFKA_BOOTSTRAP_SERVERS=b1:9092,b2:9092``). Secrets
 (``kafka.security.sasl_password``, ``kafka.security.ssl_password``) belong in the
-file or the environment, never on a command line, and are never printed.
+environment or in a file named by ``kafka.security.sasl_password_file`` (or
+``ssl_password_file``), which is read here; never on a command line, and they
+are never printed. Ray actors read them again where they run
+(``actors.runtime.passwords``): they are never in an actor's arguments.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ import msgspec
 
 from actors.engine.settings import EngineSettings
 from actors.errors import ConfigError
+from actors.runtime.passwords import read_passwords
 from actors.runtime.settings import RaySettings
-from events.transport.settings import SECRET_FIELDS, KafkaSettings
+from events.transport.settings import PASSWORD_FILES, SECRET_FIELDS, KafkaSettings
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 
@@ -139,9 +143,20 @@ def load_config(
         origin[key] = "command line"
 
     try:
-        return msgspec.convert(tree, SagaConfig, strict=False)
+        config = msgspec.convert(tree, SagaConfig, strict=False)
     except msgspec.ValidationError as exc:
         raise _config_error(exc, origin) from None
+    security = config.kafka.security
+    for name, file_name in PASSWORD_FILES.items():
+        if getattr(security, name) is None or getattr(security, file_name) is None:
+            continue
+        key, file_key = f"kafka.security.{name}", f"kafka.security.{file_name}"
+        raise ConfigError(
+            f"configuration keys {key} (from {origin.get(key)}) and {file_key} "
+            f"(from {origin.get(file_key)}) are both set: keep one"
+        )
+    # Password files are read now; actors read them again where they run.
+    return msgspec.structs.replace(config, kafka=read_passwords(config.kafka, environ))
 
 
 _AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")

@@ -24,6 +24,7 @@ from actors.app.metrics import PlatformCollector, serve_metrics
 from actors.participants import consumer_groups
 from actors.runtime.engine import Engine
 from actors.runtime.participants import start_participants
+from actors.runtime.passwords import check_actors_can_read
 from actors.runtime.projection import start_projection
 from actors.runtime.ray import ensure_ray
 from events.transport.admin import TopicAdmin
@@ -109,6 +110,8 @@ def running_platform(
     their batches once), the projection writer on ``data_dir``, and the
     metrics endpoint on ``metrics_addr``:``metrics_port``; all stopped on
     leaving. ``quiet`` keeps the actors' logs off stdout."""
+    if config.ray.address is None:  # a local Ray: its actors get our environment
+        check_actors_can_read(kafka)
     ensure_ray(config.ray, quiet=quiet)
     engine = Engine(kafka, config.engine)
     participants = (

@@ -29,6 +29,7 @@ from actors.engine.router import (
 from actors.engine.settings import EngineSettings
 from actors.engine.stats import HostStats
 from actors.errors import EngineStartError
+from actors.runtime.passwords import read_passwords
 from actors.runtime.ray import wait_until
 from events.errors import EventsError
 from events.transport.admin import TopicAdmin
@@ -38,6 +39,21 @@ from events.transport.types import LogIdentity
 from events.wire.topics import ALL_TOPICS
 
 log = logging.getLogger(__name__)
+
+
+class HostOnRay(SagaHost):
+    """A :class:`SagaHost` as Ray starts it: its Kafka passwords, withheld from
+    its arguments, read back first (:mod:`actors.runtime.passwords`)."""
+
+    def __init__(self, kafka: KafkaSettings, *args: Any, **kwargs: Any) -> None:
+        super().__init__(read_passwords(kafka), *args, **kwargs)
+
+
+class RouterOnRay(RouterActor):
+    """A :class:`RouterActor` as Ray starts it, its passwords read back first."""
+
+    def __init__(self, kafka: KafkaSettings, *args: Any, **kwargs: Any) -> None:
+        super().__init__(read_passwords(kafka), *args, **kwargs)
 
 
 class Engine:
@@ -62,7 +78,7 @@ class Engine:
         identity = _identity(kafka, deadline, wait)
         names = [f"saga-host-{uuid.uuid4().hex[:8]}-{i}" for i in range(count)]
         self.hosts: list[Any] = [
-            ray.remote(SagaHost)
+            ray.remote(HostOnRay)
             .options(name=names[i], max_restarts=-1, max_task_retries=0, num_cpus=0)
             .remote(
                 kafka,
@@ -88,7 +104,7 @@ class Engine:
         if lost:
             self._kill(self.hosts)
             raise EngineStartError(f"a saga host cannot start: {lost[0]}")
-        router_actor: Any = ray.remote(RouterActor).options(
+        router_actor: Any = ray.remote(RouterOnRay).options(
             max_restarts=-1, max_task_retries=0, num_cpus=0
         )
         topics = listened_topics(definitions)

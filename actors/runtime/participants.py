@@ -12,6 +12,7 @@ import ray
 from actors.engine.router import BROKER_ERRORS
 from actors.engine.workers import Fatal, connect_patiently, poll_until, start_vital
 from actors.participants import PARTICIPANTS, serve
+from actors.runtime.passwords import read_passwords
 from actors.runtime.ray import wait_until
 from actors.topology import service_group
 from events.service import CommandService, RetrySettings, ServiceStats
@@ -32,6 +33,7 @@ class ParticipantActor:
         retry: RetrySettings | None = None,
         faults: float = 0.0,
     ) -> None:
+        kafka = read_passwords(kafka)  # withheld from the arguments
         self._participant = PARTICIPANTS[service](path, faults=faults)
         self._name = service_group(service)
         self._service: CommandService | None = None

@@ -15,6 +15,7 @@ import ray
 
 from actors.engine.router import BROKER_ERRORS
 from actors.engine.workers import Fatal, connect_patiently, poll_until, start_vital
+from actors.runtime.passwords import read_passwords
 from actors.topology import PROJECTION_GROUP
 from events.transport.listener import Delivery, KafkaEventListener
 from events.transport.settings import KafkaSettings
@@ -41,6 +42,7 @@ class ProjectionActor:
         publish_dir: str,
         publish_every_s: float = 2.0,
     ) -> None:
+        kafka = read_passwords(kafka)  # withheld from the arguments
         self._publish_dir = Path(publish_dir)
         self._publish_every = publish_every_s
         self._published = 0.0

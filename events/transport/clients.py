@@ -6,15 +6,19 @@ the package asks for a producer, consumer or admin client here.
 
 from __future__ import annotations
 
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from kafka.errors import KafkaTimeoutError
+from kafka.errors import AuthorizationError, KafkaConnectionError, KafkaTimeoutError
+from kafka.net.compat import KafkaNetClient
+from kafka.net.manager import KafkaConnectionManager
+from kafka.net.selector import NetworkSelector
 
-from events.errors import BrokerUnavailableError
-from events.transport.settings import KafkaSettings
+from events.errors import BrokerUnavailableError, CertificateRefusedError
+from events.transport.settings import SECRET_FIELDS, KafkaSettings, WithheldSecret
 
 Client = TypeVar("Client")
 
@@ -24,12 +28,17 @@ def connect(
 ) -> Client:
     """Build a kafka-python client that never auto-creates topics; an
     unreachable cluster is a clear error after ``kafka.connect_timeout_ms``,
-    not a hang."""
+    not a hang, and a broker certificate the client refuses one at once."""
     try:
         client = factory(**options)
     except KafkaTimeoutError as exc:
         raise BrokerUnavailableError(
             settings.servers, settings.connect_timeout_ms, exc
+        ) from exc
+    except _CertificateRefused as exc:
+        exc.close_client()
+        raise CertificateRefusedError(
+            exc.server, settings.security.ssl_cafile, exc.reason
         ) from exc
     # The producer keeps its cluster metadata as _metadata; consumers and the
     # admin client reach it through their connection manager.
@@ -38,6 +47,67 @@ def connect(
         cluster = getattr(getattr(client, "_manager", None), "cluster", None)
     forbid_auto_create(cluster)
     return client
+
+
+class _CertificateRefused(AuthorizationError):  # type: ignore[misc]
+    """kafka-python's side of a broker certificate the client refused.
+
+    kafka-python 3.0 wraps any TLS handshake failure in a KafkaConnectionError
+    ("Handshake failed: ...", the ``ssl.SSLCertVerificationError`` left as its
+    context) and, during bootstrap, backs off and tries again until
+    ``bootstrap_timeout_ms``, then raises a KafkaTimeoutError that has lost the
+    cause: a wrong CA looked like a broker that is down. An authorization-class
+    error is what its connection manager keeps per broker, as it keeps a
+    refused SASL login, and raises from the next connection attempt: the
+    bootstrap stops at once with it.
+    """
+
+    def __init__(
+        self, manager: KafkaConnectionManager, server: str, reason: str
+    ) -> None:
+        super().__init__(f"the certificate of {server} was refused: {reason}")
+        self.manager = manager
+        self.server = server
+        self.reason = reason
+
+    def close_client(self) -> None:
+        """Close the half-built client's connections and network thread."""
+        self.manager.close()
+        self.manager._net.close()
+
+
+class _TlsConnectionManager(KafkaConnectionManager):  # type: ignore[misc]
+    """kafka-python's connection manager, reporting a refused certificate."""
+
+    async def _build_transport(self, node: Any, timeout_at: Any = None) -> Any:
+        try:
+            return await super()._build_transport(node, timeout_at=timeout_at)
+        except KafkaConnectionError as exc:
+            refused = exc.__cause__ or exc.__context__
+            if not isinstance(refused, ssl.SSLCertVerificationError):
+                raise
+            reason = refused.verify_message or str(refused)
+            server = f"{node.host}:{node.port}"
+            raise _CertificateRefused(self, server, reason) from refused
+
+    def maybe_raise_auth_failure(self, node_id: Any) -> None:
+        # Raised once, then forgotten: the next attempt connects again (after
+        # the usual backoff), so a broker whose certificate is fixed is used
+        # again without a restart. A refused SASL login stays as kafka-python
+        # keeps it.
+        if isinstance(self._auth_failures.get(node_id), _CertificateRefused):
+            raise self._auth_failures.pop(node_id)
+        super().maybe_raise_auth_failure(node_id)
+
+
+class _TlsNetClient(KafkaNetClient):  # type: ignore[misc]
+    """kafka-python's network client over :class:`_TlsConnectionManager`
+    (given as the ``kafka_client`` option of TLS clients)."""
+
+    def __init__(self, **configs: Any) -> None:
+        net = NetworkSelector(**configs)
+        manager = _TlsConnectionManager(net, **configs)
+        super().__init__(net=net, manager=manager, **configs)
 
 
 class Closing(ABC):
@@ -63,6 +133,12 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
     if not settings.bootstrap_servers:
         raise ValueError("bootstrap_servers is empty: start the embedded broker first")
     sec = settings.security
+    for name in sorted(SECRET_FIELDS):
+        if isinstance(getattr(sec, name), WithheldSecret):
+            raise ValueError(
+                f"kafka.security.{name} was withheld when these settings were "
+                "pickled: read it back first (actors.runtime.passwords)"
+            )
     options: dict[str, Any] = {
         "bootstrap_servers": list(settings.bootstrap_servers),
         "client_id": settings.client_id,
@@ -76,6 +152,7 @@ def client_options(settings: KafkaSettings) -> dict[str, Any]:
             ssl_keyfile=sec.ssl_keyfile,
             ssl_password=sec.ssl_password,
             ssl_check_hostname=sec.ssl_check_hostname,
+            kafka_client=_TlsNetClient,
         )
     if sec.protocol.startswith("SASL_"):
         options.update(

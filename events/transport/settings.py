@@ -3,12 +3,14 @@ kafka-python options).
 
 These Structs are part of the one application configuration (``actors.app.config``);
 the transport takes them as plain values and never reads files or the
-environment itself.
+environment itself: a password file or a withheld password (see
+:class:`SecuritySettings`) is read by the layers above, through
+``actors.runtime.passwords``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -21,27 +23,73 @@ HostPort = Annotated[str, msgspec.Meta(pattern=r"^[^\s:,]+:\d{1,5}$")]
 #: Fields whose values are never printed or logged.
 SECRET_FIELDS = frozenset({"sasl_password", "ssl_password"})
 
+#: Each secret's file setting: the file whose content (less a trailing newline)
+#: is the password.
+PASSWORD_FILES = {
+    "sasl_password": "sasl_password_file",
+    "ssl_password": "ssl_password_file",
+}
+
+
+class WithheldSecret(str):
+    """A password left out when its :class:`SecuritySettings` was pickled (as
+    Ray pickles an actor's arguments): an empty string standing for the value,
+    which the process that unpickled it reads back from its environment or the
+    password file (``actors.runtime.passwords``). Never usable as a password:
+    :func:`events.transport.clients.client_options` refuses it."""
+
+    field: str
+
+    def __new__(cls, field: str) -> WithheldSecret:
+        withheld = super().__new__(cls, "")
+        withheld.field = field
+        return withheld
+
+    def __repr__(self) -> str:
+        return f"<{self.field} withheld>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (WithheldSecret, (self.field,))
+
+
+def _unpickled(fields: dict[str, Any], withheld: tuple[str, ...]) -> SecuritySettings:
+    return SecuritySettings(
+        **(fields | {name: WithheldSecret(name) for name in withheld})
+    )
+
 
 class SecuritySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """How clients authenticate and encrypt. PLAINTEXT is for development only."""
+    """How clients authenticate and encrypt. PLAINTEXT is for development only.
+
+    A password is given as its value (``sasl_password``, ``ssl_password``) or
+    as a file holding it (``sasl_password_file``, ``ssl_password_file``), which
+    the configuration reads. Pickled (a Ray actor's arguments), the settings
+    carry no password: each becomes a :class:`WithheldSecret`, and the actor
+    reads it again where it runs, from its password file if one is set, else
+    from the environment.
+    """
 
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: str | None = None
+    sasl_password_file: str | None = None
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     ssl_password: str | None = None
+    ssl_password_file: str | None = None
     ssl_check_hostname: bool = True
 
     def __post_init__(self) -> None:
         if self.protocol.startswith("SASL_"):
             missing = [
                 name
-                for name in ("sasl_mechanism", "sasl_username", "sasl_password")
+                for name in ("sasl_mechanism", "sasl_username")
                 if getattr(self, name) is None
             ]
+            if self.sasl_password is None and self.sasl_password_file is None:
+                missing.append("sasl_password (or sasl_password_file)")
             if missing:
                 raise ValueError(f"protocol {self.protocol} needs {', '.join(missing)}")
         elif self.sasl_mechanism is not None:
@@ -52,7 +100,13 @@ class SecuritySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def __repr__(self) -> str:
         shown = {
-            name: ("***" if name in SECRET_FIELDS and value is not None else value)
+            name: (
+                value
+                if name not in SECRET_FIELDS
+                or value is None
+                or isinstance(value, WithheldSecret)
+                else "***"
+            )
             for name, value in msgspec.structs.asdict(self).items()
         }
         return (
@@ -60,6 +114,20 @@ class SecuritySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             + ", ".join(f"{k}={v!r}" for k, v in shown.items())
             + ")"
         )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled without its passwords (see the class docstring)."""
+        fields = msgspec.structs.asdict(self)
+        withheld = tuple(
+            name for name in sorted(SECRET_FIELDS) if fields[name] is not None
+        )
+        for name in withheld:
+            fields[name] = None
+        return (_unpickled, (fields, withheld))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SecuritySettings:
+        # Immutable; without this, deepcopy would go through __reduce__.
+        return self
 
 
 class ProducerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -87,8 +87,8 @@ def config_from_args(args: argparse.Namespace) -> SagaConfig:
         if key.rsplit(".", 1)[-1] in SECRET_FIELDS:
             raise UsageError(
                 f"--set {key}: a password is never taken from the command line "
-                "(every user of the machine can read it); put it in the "
-                f"configuration file or in {env_name(key)}"
+                f"(every user of the machine can read it); put it in {env_name(key)} "
+                f"or in a file named by {key}_file"
             )
         overrides[key] = value
     for attr, key in FLAG_KEYS.items():

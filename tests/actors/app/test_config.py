@@ -142,3 +142,34 @@ def test_secrets_are_never_shown(config_file: Path) -> None:
             environ={"SAGA_KAFKA_SECURITY_SASL_MECHANISM": "KERBEROS"},
         )
     assert "file-secret-pw" not in str(caught.value)
+
+
+def test_a_password_file_is_read_and_its_path_kept_for_the_actors(
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "sasl-password"
+    secret.write_text("from-a-file-pw\n")
+    environ = {
+        "SAGA_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "SAGA_KAFKA_SECURITY_SASL_MECHANISM": "PLAIN",
+        "SAGA_KAFKA_SECURITY_SASL_USERNAME": "orchestrator",
+        "SAGA_KAFKA_SECURITY_SASL_PASSWORD_FILE": str(secret),
+    }
+    security = load_config(environ=environ).kafka.security
+    assert security.sasl_password == "from-a-file-pw"
+    assert security.sasl_password_file == str(secret)
+    assert "from-a-file-pw" not in repr(security)
+    assert redacted(load_config(environ=environ))["kafka"]["security"][
+        "sasl_password_file"
+    ] == str(secret)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ=environ | {"SAGA_KAFKA_SECURITY_SASL_PASSWORD": "env-pw"})
+    message = str(caught.value)
+    assert "kafka.security.sasl_password (from environment" in message
+    assert "kafka.security.sasl_password_file (from environment" in message
+    assert "env-pw" not in message
+
+    secret.unlink()
+    with pytest.raises(ConfigError, match=r"kafka\.security\.sasl_password_file"):
+        load_config(environ=environ)
