@@ -30,14 +30,10 @@ import logging
 import os
 import random
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
-
-import msgspec
 
 from actors.core import (
     DEFINITIONS,
-    HistoryCodec,
     Reply,
     SagaDefinition,
     SagaState,
@@ -50,6 +46,7 @@ from actors.core import (
 )
 from actors.engine import restore
 from actors.engine.books import PartitionBooks
+from actors.engine.clock import SteadyClock
 from actors.engine.inbound import (
     Inbound,
     Refused,
@@ -60,7 +57,7 @@ from actors.engine.inbound import (
 )
 from actors.engine.settings import HostSettings
 from actors.engine.snapshots import SnapshotStore
-from actors.engine.stats import HandleReport, HostMetrics, HostStats
+from actors.engine.stats import HandleReport, HostMetrics, HostStats, host_stats
 from actors.engine.timers import ResendQueue, Timers
 from actors.engine.watch import LogWatch
 from actors.engine.write_ahead import Batch, WriteAhead
@@ -69,7 +66,6 @@ from events.errors import EventsError, LogLostError
 from events.transport.admin import TopicAdmin
 from events.transport.partitions import home_partition
 from events.transport.publisher import KafkaMessagePublisher
-from events.transport.reader import PartitionReader
 from events.transport.settings import KafkaSettings
 from events.transport.types import LogIdentity
 from events.wire.messages import MessageCodec
@@ -103,7 +99,7 @@ class SagaHost:
         settings: HostSettings | None = None,
         definitions: Mapping[str, SagaDefinition] = DEFINITIONS,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         start_timers: bool = True,
         identity: LogIdentity | None = None,
     ) -> None:
@@ -111,11 +107,10 @@ class SagaHost:
         self._settings = settings or HostSettings()
         self._definitions = definitions
         self._count = partition_count
-        self._clock = clock
+        self._clock = clock or SteadyClock()
         self._random = random.Random()
         self._lock = threading.RLock()
         self._codec = MessageCodec(kafka.max_message_bytes)
-        self._history = HistoryCodec()
         self._owned = sorted(set(partitions))
         self._parts: dict[int, PartitionBooks] = {}
         self._reset_books()
@@ -186,34 +181,17 @@ class SagaHost:
 
     def stats(self) -> HostStats:
         with self._lock:
-            return HostStats(
-                partitions=list(self._owned),
-                in_flight=sum(len(p.sagas) for p in self._parts.values()),
-                finished=sum(len(p.finished) for p in self._parts.values()),
-                applied=self._counters["applied"],
-                duplicates=self._counters["duplicates"],
-                dead_letters=self._counters["dead_letters"],
-                timers_fired=self._counters["timers"],
-                snapshots=self._counters["snapshots"],
-                restored_sagas=self._restored.sagas,
-                restored_records=self._restored.records,
-                restore_s=self._restored.seconds,
-                resent=self._counters["resent"],
+            return host_stats(
+                self._parts,
+                self._counters,
+                self._restored,
                 resend_pending=len(self._resend),
-                late_replies=self._counters["late_replies"],
                 log_lost=self._watch.lost,
             )
 
     def metrics(self) -> HostMetrics:
         with self._lock:
-            return msgspec.structs.replace(
-                self._metrics,
-                in_flight=sum(len(p.sagas) for p in self._parts.values()),
-                dead_letters=self._counters["dead_letters"],
-                duplicates=self._counters["duplicates"],
-                late_replies=self._counters["late_replies"],
-                log_lost=bool(self._watch.lost),
-            )
+            return self._metrics.now(self._parts, self._counters, self._watch.lost)
 
     def snapshot(self) -> None:
         """Snapshot every owned partition now (also done every N events)."""
@@ -272,7 +250,7 @@ class SagaHost:
             self._write_ahead.dead(work, inbound, decision.reason, now, message)
             return
         refused = self._write_ahead.stage(
-            work, number, state, decision, now, str(inbound)
+            work, (number, part.end), state, decision, now, str(inbound)
         )
         if refused:
             self._write_ahead.dead(work, inbound, refused, now, message)
@@ -379,7 +357,7 @@ class SagaHost:
                 try:
                     decision = decide(self._definitions[state.saga_type], state, tick)
                     refused = self._write_ahead.stage(
-                        work, timer.partition, state, decision, now, "timer"
+                        work, (timer.partition, part.end), state, decision, now, "timer"
                     )
                 except Exception as exc:
                     # One saga's bug must not cost the others their timers. This
@@ -446,22 +424,13 @@ class SagaHost:
         self._stale = False
 
     def _restore(self) -> None:
-        started = time.perf_counter()
-        with PartitionReader(self._kafka) as reader:
-            touched, counts = restore.load(
-                reader, self._snapshots, self._parts, self._history
-            )
-        grace = self._now() + self._settings.restore_grace_ms
-        restore.rearm(self._parts, self._timers, self._resend, touched, grace)
-        self._restored = counts._replace(seconds=time.perf_counter() - started)
-        log.info(
-            "restored partitions %s: %d sagas from snapshots, %d log records, "
-            "%d commands to re-send, in %.2f s",
-            self._owned,
-            counts.sagas,
-            counts.records,
-            len(self._resend),
-            self._restored.seconds,
+        self._restored = restore.restore(
+            self._kafka,
+            self._snapshots,
+            self._parts,
+            self._timers,
+            self._resend,
+            self._now() + self._settings.restore_grace_ms,
         )
 
 

@@ -7,7 +7,9 @@ are queued to be sent again (the crash may have come before they went out).
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
@@ -25,14 +27,43 @@ from events.errors import (
     TopicPartitionMismatchError,
 )
 from events.transport.reader import PartitionReader
+from events.transport.settings import KafkaSettings
 from events.transport.types import TP, Record
 from events.wire.topics import SAGA_EVENTS
+
+log = logging.getLogger(__name__)
 
 
 class Restored(NamedTuple):
     sagas: int  # from snapshots
     records: int  # log records replayed after them
     seconds: float
+
+
+def restore(
+    kafka: KafkaSettings,
+    snapshots: SnapshotStore,
+    books: Mapping[int, PartitionBooks],
+    timers: Timers,
+    resend: ResendQueue,
+    not_before: int,
+) -> Restored:
+    """Fresh ``books`` loaded (:func:`load`) and re-armed (:func:`rearm`)."""
+    started = time.perf_counter()
+    with PartitionReader(kafka) as reader:
+        touched, counts = load(reader, snapshots, books, HistoryCodec())
+    rearm(books, timers, resend, touched, not_before)
+    counts = counts._replace(seconds=time.perf_counter() - started)
+    log.info(
+        "restored partitions %s: %d sagas from snapshots, %d log records, "
+        "%d commands to re-send, in %.2f s",
+        sorted(books),
+        counts.sagas,
+        counts.records,
+        len(resend),
+        counts.seconds,
+    )
+    return counts
 
 
 def load(

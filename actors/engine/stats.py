@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import msgspec
 
 from actors.core import OUTCOMES, CompensationCommanded, LogRecord, StepCommanded
+from actors.engine.books import PartitionBooks
+from actors.engine.restore import Restored
 from actors.engine.write_ahead import Batch
 from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
 
@@ -39,6 +43,34 @@ class HostStats(msgspec.Struct, frozen=True):
     log_lost: str = ""
 
 
+def host_stats(
+    parts: Mapping[int, PartitionBooks],
+    counters: Mapping[str, int],
+    restored: Restored,
+    *,
+    resend_pending: int,
+    log_lost: str,
+) -> HostStats:
+    """A host's :class:`HostStats` from its books and counters."""
+    return HostStats(
+        partitions=sorted(parts),
+        in_flight=sum(len(p.sagas) for p in parts.values()),
+        finished=sum(len(p.finished) for p in parts.values()),
+        applied=counters["applied"],
+        duplicates=counters["duplicates"],
+        dead_letters=counters["dead_letters"],
+        timers_fired=counters["timers"],
+        snapshots=counters["snapshots"],
+        restored_sagas=restored.sagas,
+        restored_records=restored.records,
+        restore_s=restored.seconds,
+        resent=counters["resent"],
+        resend_pending=resend_pending,
+        late_replies=counters["late_replies"],
+        log_lost=log_lost,
+    )
+
+
 class HostMetrics(msgspec.Struct):
     """Counters since the host process started (Prometheus sums restarts out
     with ``increase``/``rate``)."""
@@ -54,6 +86,22 @@ class HostMetrics(msgspec.Struct):
     late_replies: int = 0
     #: True once a log that lost records stopped the host.
     log_lost: bool = False
+
+    def now(
+        self,
+        parts: Mapping[int, PartitionBooks],
+        counters: Mapping[str, int],
+        log_lost: str,
+    ) -> HostMetrics:
+        """A copy with the gauges and the host's counters as they are now."""
+        return msgspec.structs.replace(
+            self,
+            in_flight=sum(len(p.sagas) for p in parts.values()),
+            dead_letters=counters["dead_letters"],
+            duplicates=counters["duplicates"],
+            late_replies=counters["late_replies"],
+            log_lost=bool(log_lost),
+        )
 
     def count_batch(self, batch: Batch) -> None:
         """A batch made durable: its records, letters and commands to send."""

@@ -14,7 +14,15 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from actors.core import Decision, HistoryCodec, LogRecord, SagaState, Send, Verdict
+from actors.core import (
+    Decision,
+    HistoryCodec,
+    LogRecord,
+    SagaState,
+    Send,
+    Status,
+    Verdict,
+)
 from actors.engine.books import PartitionBooks
 from actors.engine.inbound import Inbound
 from actors.topology import SAGA_HOST
@@ -69,14 +77,19 @@ class WriteAhead:
     def stage(
         self,
         batch: Batch,
-        partition: int,
+        log_end: tuple[int, int],
         before: SagaState | None,
         decision: Decision,
         now: int,
         cause: str,
     ) -> str:
-        """Stage an applied decision; returns why it cannot be logged ("" if
-        it can), in which case nothing of it is staged."""
+        """Stage an applied decision on the partition of ``log_end`` (the
+        partition and its log's end); returns why it cannot be logged ("" if
+        it can), in which case nothing of it is staged.
+
+        A saga that ends ``failed`` has a dead letter staged with it: its
+        compensation could not be done, and a person must settle the money."""
+        partition = log_end[0]
         if decision.verdict is Verdict.DUPLICATE:
             batch.report["duplicates"] += 1
             return ""
@@ -99,6 +112,17 @@ class WriteAhead:
         batch.staged[state.saga_id] = (partition, state)
         batch.records.append((partition, record, raw))
         batch.sends.extend((partition, send) for send in decision.commands)
+        if state.status is Status.FAILED:
+            self.dead_state(
+                batch,
+                log_end,
+                state,
+                now,
+                f"saga {state.saga_id} failed: {state.reason}; the compensation of "
+                f"step {state.step!r} was refused to its last attempt, so what the "
+                "saga did is not undone: settle it by hand (saga show "
+                f"{state.saga_id})",
+            )
         return ""
 
     def _encoded(self, record: LogRecord) -> tuple[bytes, str]:
@@ -152,20 +176,32 @@ class WriteAhead:
         now: int,
         error: str,
     ) -> None:
-        """A deadline the saga could not act on: the letter carries the saga's
-        state and names its log partition and end (``saga dlq replay`` refuses
-        to write it there: there is no original message to re-send)."""
+        """A deadline the saga could not act on (see :meth:`dead_state`)."""
+        self.dead_state(
+            batch,
+            log_end,
+            state,
+            now,
+            f"the deadline of saga {state.saga_id} (step {state.step_id!r}, attempt "
+            f"{state.attempt}) could not be acted on: {error}",
+        )
+
+    def dead_state(
+        self,
+        batch: Batch,
+        log_end: tuple[int, int],
+        state: SagaState,
+        now: int,
+        error: str,
+    ) -> None:
+        """A letter about a saga, not a message: it carries the saga's state and
+        names its log partition and end (``saga dlq replay`` refuses to write it
+        there: there is no original message to re-send)."""
         partition, end = log_end
         where = Inbound(
             SAGA_EVENTS, partition, end, state.saga_id, _STATE_ENCODER.encode(state)
         )
-        self.dead(
-            batch,
-            where,
-            f"the deadline of saga {state.saga_id} (step {state.step_id!r}, attempt "
-            f"{state.attempt}) could not be acted on: {error}",
-            now,
-        )
+        self.dead(batch, where, error, now)
 
     def append(self, batch: Batch) -> list[Ack]:
         """Append the batch's records, then its letters; all acknowledged or

@@ -12,7 +12,16 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from actors.core import DEPOSIT, SagaDefinition, SagaState, Status, Step, start_message
+from actors.core import (
+    DEPOSIT,
+    HistoryCodec,
+    SagaDefinition,
+    SagaFailed,
+    SagaState,
+    Status,
+    Step,
+    start_message,
+)
 from actors.engine.host import SagaHost
 from actors.engine.inbound import Inbound
 from actors.engine.settings import HostSettings
@@ -232,16 +241,61 @@ def test_bad_records_are_dead_lettered_and_the_rest_applied(
         saga_host.close()
 
 
-def _answer(saga_id: str, step_id: str, topic: str, offset: int) -> Inbound:
+def _answer(
+    saga_id: str, step_id: str, topic: str, offset: int, success: bool = True
+) -> Inbound:
     message = EventMessage(
         message_id=f"r-{saga_id}-{step_id}-{offset}",
         saga_id=saga_id,
         step_id=step_id,
         timestamp=datetime.now(UTC),
-        success=True,
+        success=success,
         payload={"paymentId": f"pay-{saga_id}"},
+        error=None if success else "refused",
     )
     return (topic, 0, offset, saga_id, CODEC.encode(message))
+
+
+def test_a_compensation_refused_to_its_last_attempt_fails_the_saga_with_a_letter(
+    kafka: KafkaSettings,
+) -> None:
+    """Row 11 of the fault matrix: the refund keeps being refused; the saga
+    ends failed, and a dead letter says so, naming what a person must settle."""
+    clock = Clock()
+    saga_host = host(kafka, clock)
+    try:
+        saga_host.handle(
+            [
+                start("s-1"),
+                _answer("s-1", "verify_user", "user.events.verify", 1),
+                _answer("s-1", "process_payment", "payment.events.process", 2),
+                _answer("s-1", "deposit", "account.events.deposit", 3, success=False),
+            ]
+        )
+        state = saga_host.state("s-1")
+        assert state is not None and state.compensating
+        for offset in (4, 5, 6):  # each attempt of the refund refused
+            refund = "process_payment.compensate"
+            saga_host.handle(
+                [_answer("s-1", refund, "payment.events.refund", offset, False)]
+            )
+            clock.now += 120  # past the backoff: the next attempt goes out
+            saga_host.fire_timers()
+        assert saga_host.state("s-1") is None  # ended
+    finally:
+        saga_host.close()
+    letters = [
+        DeadLetterCodec().decode(r.value)
+        for r in read_to_end(kafka, {TP(SAGA_DLQ, p): 0 for p in range(PARTITIONS)})
+    ]
+    assert [(x.saga_id, x.topic, x.source) for x in letters] == [
+        ("s-1", "saga.events", "saga-host")
+    ]
+    assert "saga s-1 failed" in letters[0].error
+    assert "settle it by hand" in letters[0].error
+    log = read_to_end(kafka, {TP("saga.events", home_partition("s-1", PARTITIONS)): 0})
+    last = HistoryCodec().decode(list(log)[-1].value)
+    assert isinstance(last.events[-1], SagaFailed)
 
 
 def test_a_late_success_after_a_doubtful_step_was_compensated_is_dead_lettered(
