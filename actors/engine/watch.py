@@ -73,8 +73,12 @@ class LogWatch:
 
     @staticmethod
     def check_ack(number: int, part: PartitionBooks, ack: Ack) -> None:
-        """An append lands after everything the host read of the partition."""
-        if ack.offset < part.end:
+        """An append lands after everything the host read of the partition.
+
+        An offset of -1 is no answer about where: the broker's reply to a
+        batch it already had (the idempotent producer's retry of a send whose
+        acknowledgement was lost) carries none."""
+        if 0 <= ack.offset < part.end:
             raise LogLostError(
                 f"{SAGA_EVENTS} partition {number} took an append at offset "
                 f"{ack.offset}, below offset {part.end} this host had read"

@@ -12,14 +12,16 @@ from contextlib import contextmanager
 import msgspec
 import pytest
 
+from actors.engine.books import PartitionBooks
 from actors.engine.host import SagaHost
 from actors.engine.settings import HostSettings
+from actors.engine.watch import LogWatch
 from actors.errors import HostUnavailableError
 from events.errors import LogLostError
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker, free_port
 from events.transport.settings import KafkaSettings
-from events.transport.types import LogIdentity
+from events.transport.types import Ack, LogIdentity
 from events.wire.topics import ALL_TOPICS
 from tests.actors.engine.test_host import PARTITIONS, Clock, start
 from tests.conftest import settings_for
@@ -129,3 +131,14 @@ def test_a_host_starting_on_a_broker_that_lost_its_topics_stays_up_to_say_so() -
                 saga_host.handle([start("s-1")])
         finally:
             saga_host.close()
+
+
+def test_an_append_acknowledged_without_an_offset_is_no_loss() -> None:
+    """The broker answers a batch it already had (a retried send whose first
+    acknowledgement was lost) with offset -1: that says nothing of where."""
+    part = PartitionBooks(retention=10)
+    part.end = 1_936
+    LogWatch.check_ack(1, part, Ack("saga.events", 1, -1))
+    LogWatch.check_ack(1, part, Ack("saga.events", 1, 1_936))
+    with pytest.raises(LogLostError, match="offset 1935, below offset 1936"):
+        LogWatch.check_ack(1, part, Ack("saga.events", 1, 1_935))
