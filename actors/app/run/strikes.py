@@ -265,9 +265,18 @@ class Chaos:
         return prove
 
 
-def _pid(actor: Any) -> int:
-    pid: int = ray.get(actor.pid.remote(), timeout=120)
-    return pid
+def _pid(actor: Any, patience_s: float = 120.0) -> int:
+    """The actor's process id, waiting out a restart (an earlier fault may
+    have just killed it: Ray answers "temporarily unavailable" meanwhile)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            pid: int = ray.get(actor.pid.remote(), timeout=patience_s)
+            return pid
+        except RayError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _newest(kafka: KafkaSettings, topics: Sequence[str], count: int) -> list[Outgoing]:
