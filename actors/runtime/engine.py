@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError
+from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors.core import DEFINITIONS, SagaDefinition, SagaState
 from actors.engine.books import owned_partitions, owner_of
@@ -100,6 +100,11 @@ class Engine:
         except GetTimeoutError:
             self._kill(self.hosts)
             raise EngineStartError(_waited(kafka, wait, "the saga hosts")) from None
+        except RayActorError as exc:
+            # A constructor that raised (a missing topic, a password the node
+            # lacks): Ray does not restart it, and says why only deep inside.
+            self._kill(self.hosts)
+            raise EngineStartError(f"a saga host could not start: {exc}") from None
         lost = [s.log_lost for s in self.host_stats() if s.log_lost]
         if lost:
             self._kill(self.hosts)
@@ -120,7 +125,11 @@ class Engine:
             )
             for i in range(self.settings.routers)
         ]
-        ray.get([router.pid.remote() for router in self.routers])
+        try:
+            ray.get([router.pid.remote() for router in self.routers])
+        except RayActorError as exc:
+            self._kill([*self.routers, *self.hosts])
+            raise EngineStartError(f"a router could not start: {exc}") from None
 
     def host_of(self, saga_id: str) -> Any:
         home = home_partition(saga_id, self.partitions)

@@ -177,3 +177,17 @@ def test_engine_start_up_gives_up_on_a_broker_that_is_down_saying_so() -> None:
             assert broker.bootstrap in str(caught.value)
         finally:
             broker.resume()
+
+
+@pytest.mark.usefixtures("ray_local")
+def test_engine_start_up_says_why_a_host_could_not_start() -> None:
+    """A host's constructor that meets what waiting cannot fix (here, topics
+    never created) is not restarted by Ray: the engine says why, at once."""
+    with EmbeddedBroker() as broker:
+        kafka = settings_for(broker.bootstrap)
+        started = time.monotonic()
+        with pytest.raises(EngineStartError, match="could not start") as caught:
+            Engine(kafka, EngineSettings(hosts=1, routers=1))
+        assert time.monotonic() - started < 60  # not the 120 s start-up bound
+        assert "topics do not exist" in str(caught.value)
+        assert "saga topics create" in str(caught.value)
