@@ -227,3 +227,7 @@ class LogLostError(EventsError):
             "knowing what was lost"
         )
         self.what = what
+
+    def __reduce__(self) -> tuple[type[LogLostError], tuple[str]]:
+        # Rebuilt from ``what`` alone when it crosses processes (a Ray call).
+        return (type(self), (self.what,))

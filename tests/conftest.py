@@ -11,7 +11,11 @@ import pytest
 
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
-from events.transport.settings import KafkaSettings, ProducerSettings
+from events.transport.settings import (
+    ConsumerSettings,
+    KafkaSettings,
+    ProducerSettings,
+)
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +30,8 @@ def settings_for(bootstrap: str, **producer: int) -> KafkaSettings:
     return KafkaSettings(
         bootstrap_servers=(bootstrap,),
         connect_timeout_ms=5_000,
+        # A lost log is declared within seconds, not Kafka's 30 s replica lag.
+        consumer=ConsumerSettings(loss_grace_ms=2_000),
         producer=msgspec.structs.replace(
             ProducerSettings(
                 request_timeout_ms=3_000, delivery_timeout_ms=6_000, max_block_ms=5_000

@@ -129,8 +129,12 @@ class PlatformCollector(Collector):
         return self._lag
 
     def collect(self) -> Iterator[Metric]:
-        hosts = [h for h in self._ask([h.metrics.remote() for h in self._hosts]) if h]
-        routers = [r for r in self._ask([r.stats.remote() for r in self._routers]) if r]
+        # In the actors' order, None for one that did not answer: a label
+        # names the same actor at every scrape.
+        each_host = self._ask([h.metrics.remote() for h in self._hosts])
+        each_router = self._ask([r.stats.remote() for r in self._routers])
+        hosts = [h for h in each_host if h]
+        routers = [r for r in each_router if r]
         names = list(self._services)
         answers = self._ask([self._services[n].stats.remote() for n in names])
         services = {n: s for n, s in zip(names, answers, strict=True) if s}
@@ -142,10 +146,15 @@ class PlatformCollector(Collector):
                 self._projection.fatal.remote(),
             ]
         )
-        stopped = {f"host-{i}": h.log_lost for i, h in enumerate(hosts)}
-        stopped |= {f"router-{i}": bool(r.fatal) for i, r in enumerate(routers)}
-        stopped |= {n: bool(f) for n, f in zip(names, fatal, strict=True)}
-        stopped["projection"] = bool(fatal_projection)
+        stopped = {f"host-{i}": h.log_lost for i, h in enumerate(each_host) if h}
+        stopped |= {
+            f"router-{i}": bool(r.fatal) for i, r in enumerate(each_router) if r
+        }
+        stopped |= {
+            n: bool(f) for n, f in zip(names, fatal, strict=True) if f is not None
+        }
+        if fatal_projection is not None:
+            stopped["projection"] = bool(fatal_projection)
         yield from _saga_metrics(hosts, latencies or [])
         yield from _message_metrics(hosts, routers, services)
         yield from _fault_metrics(hosts, services)

@@ -7,6 +7,10 @@ hand-set date): forward, every timer would fire at once and sagas would give up
 on steps still in time; back, none would fire for as long. So a host reads the
 wall clock once, when it starts, and from then on adds monotonic time: a jump
 while it runs moves nothing, and a restart takes up the wall clock again.
+
+The price: a wall clock that was wrong at start (and a correcting NTP step
+later) is followed only at the host's next start, when deadlines written
+meanwhile are read against the corrected clock.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ class SagaHost:
         self._metrics = HostMetrics()
         self._restored = restore.Restored(0, 0, 0.0)
         self._stale = False
-        self._watch = LogWatch(identity)
+        self._watch = LogWatch(identity, kafka.consumer.loss_grace_ms)
         # The producer connects on its first send; the topics are checked and
         # the books restored patiently. A broker that is down is waited out: a
         # Ray actor whose constructor raises is dead for good.
@@ -195,7 +195,7 @@ class SagaHost:
 
     def snapshot(self) -> None:
         """Snapshot every owned partition now (also done every N events)."""
-        with self._lock:
+        with self._lock, self._watch.guard():
             for number in self._parts:
                 self._snapshot(number)
 
@@ -418,8 +418,10 @@ class SagaHost:
         try:
             self._restore()
             self._watch.check_reloaded(self._watch.ends(kept), self._parts)
-        except LogLostError:
-            self._parts = kept  # what the host knew, for a person to see
+        except BaseException:
+            # What the host knew: the next reload compares against it, and a
+            # person sees it if the log was lost.
+            self._parts = kept
             raise
         self._stale = False
 

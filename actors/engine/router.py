@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -29,7 +28,13 @@ from ray.exceptions import GetTimeoutError, RayError
 from actors.core import SagaDefinition
 from actors.engine.inbound import Inbound
 from actors.engine.stats import HandleReport
-from actors.engine.workers import Fatal, connect_patiently, poll_until, start_vital
+from actors.engine.workers import (
+    Fatal,
+    connect_patiently,
+    die_now,
+    poll_until,
+    start_vital,
+)
 from events.errors import EventsError, LogLostError, MessageDecodeError
 from events.transport.admin import TopicAdmin
 from events.transport.listener import Delivery, KafkaEventListener
@@ -121,6 +126,7 @@ class RouterActor:
         self._count = partition_count
         self._timeout = call_timeout_s
         self._die_after: int | None = None
+        self._mark = ""
         self._acks = 0
         self._batches = 0
         self._routed = 0
@@ -203,7 +209,7 @@ class RouterActor:
             self._dead_letters += report.dead_letters
             self._acks += 1
             if self._die_after is not None and self._acks >= self._die_after:
-                os.kill(os.getpid(), signal.SIGKILL)
+                die_now(self._mark, f"after {self._acks} host acks, before committing")
         self._batches += 1
         self._routed += len(done)
         for delivery in done:
@@ -215,11 +221,13 @@ class RouterActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def die_after_acks(self, acks: int) -> None:
+    def die_after_acks(self, acks: int, mark: str = "") -> None:
         """Fault injection for the crash tests and ``saga run --chaos``: after
         ``acks`` more host acknowledgements, and before committing them, the
-        process kills itself with SIGKILL (Ray restarts it, unarmed)."""
+        process kills itself with SIGKILL (Ray restarts it, unarmed), having
+        written so to the file ``mark`` if one is named."""
         self._die_after = self._acks + acks
+        self._mark = mark
 
     def stats(self) -> RouterStats:
         return RouterStats(

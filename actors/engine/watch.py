@@ -11,10 +11,12 @@ and metrics; Ray restarting it would not help, and is not asked to.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from actors.engine.books import PartitionBooks
+from actors.errors import HostUnavailableError
 from events.errors import LogLostError
 from events.transport.admin import TopicAdmin
 from events.transport.types import Ack, LogIdentity
@@ -26,8 +28,17 @@ log = logging.getLogger(__name__)
 class LogWatch:
     """Checks a host's log against what the host knows of it; keeps the verdict."""
 
-    def __init__(self, identity: LogIdentity | None) -> None:
+    def __init__(
+        self,
+        identity: LogIdentity | None,
+        grace_ms: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._identity = identity
+        self._grace_s = grace_ms / 1000
+        self._clock = clock
+        #: Since when a reload has found the log shorter than what was read.
+        self._short_since: float | None = None
         #: What was lost ("" while the log is whole).
         self.lost = ""
 
@@ -56,20 +67,33 @@ class LogWatch:
     def ends(parts: Mapping[int, PartitionBooks]) -> dict[int, int]:
         return {number: part.end for number, part in parts.items()}
 
-    @staticmethod
     def check_reloaded(
-        before: Mapping[int, int], parts: Mapping[int, PartitionBooks]
+        self, before: Mapping[int, int], parts: Mapping[int, PartitionBooks]
     ) -> None:
         """After a reload, each partition's log reaches at least as far as the
-        host had read it before."""
+        host had read it before.
+
+        A shorter log is a suspicion first (a new leader's high watermark can
+        trail the old one's for a moment): :class:`HostUnavailableError`, so
+        the caller tries again later, until it has lasted the grace period."""
         shrunk = [
             f"{SAGA_EVENTS} partition {number} ends at {parts[number].end}, below "
             f"offset {end} this host had read"
             for number, end in sorted(before.items())
             if parts[number].end < end
         ]
-        if shrunk:
+        if not shrunk:
+            self._short_since = None
+            return
+        now = self._clock()
+        if self._short_since is None:
+            self._short_since = now
+        if now - self._short_since >= self._grace_s:
             raise LogLostError("; ".join(shrunk))
+        raise HostUnavailableError(
+            f"{'; '.join(shrunk)}: waiting up to {self._grace_s:g} s for the log "
+            "to catch up (a new leader's) before calling it lost"
+        )
 
     @staticmethod
     def check_ack(number: int, part: PartitionBooks, ack: Ack) -> None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Final, NoReturn, TypeVar
 
 from events.errors import EventsError, LogLostError, MessageDecodeError
@@ -91,6 +93,16 @@ def start_vital(name: str, loop: Callable[[], None], fatal: Fatal) -> threading.
     thread = threading.Thread(target=guarded, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def die_now(mark: str, where: str) -> NoReturn:
+    """Fault injection (the crash tests, ``saga run --chaos``): write to the
+    file ``mark`` (if one is named) that this process dies ``where``, then end
+    it with SIGKILL: no clean-up, as a crash would."""
+    if mark:
+        Path(mark).write_text(f"{os.getpid()} {where}\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise AssertionError("SIGKILL returned")  # pragma: no cover
 
 
 def _die(name: str) -> NoReturn:

@@ -32,9 +32,7 @@ off and redelivers the batch instead of dead-lettering it.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -96,7 +94,7 @@ class Participant(ABC):
         self.idempotency = IdempotencyService(self.db, clock=clock)
         self._codec = MessageCodec()
         self._lock = threading.Lock()
-        self._die_after_commit = False
+        self._die_after_commit: Callable[[], None] | None = None
         self.load()
 
     @property
@@ -176,15 +174,16 @@ class Participant(ABC):
             raise TransientFault(f"{self.service}: injected transient fault")
         self.idempotency.commit(records, self.write)
         self.adopt()
-        if records and self._die_after_commit:
+        if records and self._die_after_commit is not None:
             # `saga run --chaos`: effects durable, replies never sent.
-            os.kill(os.getpid(), signal.SIGKILL)
+            self._die_after_commit()
         return replies
 
-    def die_after_next_commit(self) -> None:
+    def die_after_next_commit(self, die: Callable[[], None]) -> None:
         """Fault injection for `saga run --chaos`: the next batch that commits
-        an effect ends the process (SIGKILL) before its replies go out."""
-        self._die_after_commit = True
+        an effect calls ``die`` (which ends the process) before its replies go
+        out."""
+        self._die_after_commit = die
 
     def close(self) -> None:
         self.idempotency.close()

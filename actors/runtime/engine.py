@@ -31,7 +31,7 @@ from actors.engine.stats import HostStats
 from actors.errors import EngineStartError
 from actors.runtime.passwords import read_passwords
 from actors.runtime.ray import wait_until
-from events.errors import EventsError
+from events.errors import CertificateRefusedError, EventsError
 from events.transport.admin import TopicAdmin
 from events.transport.partitions import home_partition
 from events.transport.settings import KafkaSettings
@@ -188,6 +188,9 @@ def _identity(kafka: KafkaSettings, deadline: float, wait: float) -> LogIdentity
         try:
             with TopicAdmin(kafka) as admin:
                 return admin.identity(ALL_TOPICS)
+        except CertificateRefusedError as exc:
+            # Not a broker that is down: waiting would only hide the reason.
+            raise EngineStartError(str(exc)) from exc
         except EventsError as exc:
             if time.monotonic() >= deadline:
                 raise EngineStartError(_waited(kafka, wait, "the engine")) from exc

@@ -10,7 +10,13 @@ from typing import Any
 import ray
 
 from actors.engine.router import BROKER_ERRORS
-from actors.engine.workers import Fatal, connect_patiently, poll_until, start_vital
+from actors.engine.workers import (
+    Fatal,
+    connect_patiently,
+    die_now,
+    poll_until,
+    start_vital,
+)
 from actors.participants import PARTICIPANTS, serve
 from actors.runtime.passwords import read_passwords
 from actors.runtime.ray import wait_until
@@ -59,10 +65,13 @@ class ParticipantActor:
     def pid(self) -> int:
         return os.getpid()
 
-    def die_after_next_commit(self) -> None:
+    def die_after_next_commit(self, mark: str = "") -> None:
         """`saga run --chaos`: the next batch whose effects commit ends this
-        process before its replies go out (Ray restarts it)."""
-        self._participant.die_after_next_commit()
+        process before its replies go out (Ray restarts it), once it wrote so
+        to the file ``mark`` if one is named."""
+        self._participant.die_after_next_commit(
+            lambda: die_now(mark, "after its DuckDB commit, before replying")
+        )
 
     def stats(self) -> ServiceStats:
         if self._service is None:  # still connecting

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -14,7 +13,13 @@ import duckdb
 import ray
 
 from actors.engine.router import BROKER_ERRORS
-from actors.engine.workers import Fatal, connect_patiently, poll_until, start_vital
+from actors.engine.workers import (
+    Fatal,
+    connect_patiently,
+    die_now,
+    poll_until,
+    start_vital,
+)
 from actors.runtime.passwords import read_passwords
 from actors.topology import PROJECTION_GROUP
 from events.transport.listener import Delivery, KafkaEventListener
@@ -51,7 +56,8 @@ class ProjectionActor:
         self._writer = ProjectionWriter(self._db)
         self._counts = {"events": 0, "dead_letters": 0, "skipped": 0, "unreadable": 0}
         self._listener: KafkaEventListener | None = None
-        self._die_after_batch = False
+        #: Armed (the file to mark the death in, maybe ""), or not (None).
+        self._die_after_batch: str | None = None
 
         def join() -> KafkaEventListener:
             return KafkaEventListener(
@@ -83,16 +89,17 @@ class ProjectionActor:
         self._counts["skipped"] += report.skipped
         self._counts["unreadable"] += report.unreadable
         self._dirty = self._dirty or bool(report.events or report.dead_letters)
-        if self._die_after_batch:
+        if self._die_after_batch is not None:
             # `saga run --chaos`: the batch is in DuckDB, its offsets not
             # committed: the next incarnation gets it again and skips it.
-            os.kill(os.getpid(), signal.SIGKILL)
+            die_now(self._die_after_batch, "after writing a batch, before committing")
         return deliveries
 
-    def die_after_next_batch(self) -> None:
+    def die_after_next_batch(self, mark: str = "") -> None:
         """`saga run --chaos`: the next batch written ends this process before
-        its offsets are committed (Ray restarts it)."""
-        self._die_after_batch = True
+        its offsets are committed (Ray restarts it), once it wrote so to the
+        file ``mark`` if one is named."""
+        self._die_after_batch = mark
 
     def _publish(self) -> None:
         self._writer.publish(self._publish_dir)

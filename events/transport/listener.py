@@ -24,9 +24,9 @@ import msgspec
 from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
 from kafka.errors import CommitFailedError, KafkaError, NoOffsetForPartitionError
 
-from events.errors import EventsError, MessageDecodeError
+from events.errors import EventsError, LogLostError, MessageDecodeError
 from events.transport.clients import Closing, connect, consumer_options
-from events.transport.positions import LOST, check_positions, lost
+from events.transport.positions import LOST, LossCheck, lost
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP
 from events.wire.messages import Message, MessageCodec
@@ -83,6 +83,10 @@ class KafkaEventListener(Closing):
     ) -> None:
         self._settings = settings
         self._start_at = start_at
+        self._check = LossCheck(settings.consumer.loss_grace_ms)
+        #: What this member committed, per partition: a group that loses it
+        #: (a broker that restarted empty) must not start over unnoticed.
+        self._committed: dict[TP, int] = {}
         self._decode = decode
         self._handler = handler
         self._codec = codec or MessageCodec(settings.max_message_bytes)
@@ -127,7 +131,9 @@ class KafkaEventListener(Closing):
             raise lost(exc) from exc
         except KafkaError as exc:
             raise EventsError(f"polling {self.group_id!r} failed: {exc}") from exc
-        check_positions(self._consumer, self._consumer.assignment())
+        for tp, partition_records in records.items():
+            self._check.reach(TP(*tp), partition_records[-1].offset + 1)
+        self._check.short(self._consumer)
         if not records:
             return 0
         try:
@@ -151,6 +157,16 @@ class KafkaEventListener(Closing):
         """Partitions the group never committed on: from the consumer's own
         record of its position, or by the configured policy."""
         tps = list(partitions)
+        forgotten = sorted(
+            f"{tp.topic}/{tp.partition} (committed {self._committed[TP(*tp)]})"
+            for tp in tps
+            if TP(*tp) in self._committed
+        )
+        if forgotten:
+            raise LogLostError(
+                f"group {self.group_id!r} no longer has the offsets it committed "
+                f"on {', '.join(forgotten)}"
+            )
         known = dict(self._start_at(TP(*tp) for tp in tps)) if self._start_at else {}
         rest = []
         for tp in tps:
@@ -159,6 +175,7 @@ class KafkaEventListener(Closing):
                 rest.append(tp)
             else:
                 self._consumer.seek(tp, offset)
+                self._check.reach(TP(*tp), offset)
         if not rest:
             return
         log.info(
@@ -213,6 +230,8 @@ class KafkaEventListener(Closing):
             return
         try:
             self._consumer.commit(offsets)
+            for tp, meta in offsets.items():
+                self._committed[TP(*tp)] = meta.offset
         except CommitFailedError as exc:
             # The group rebalanced: the new owner gets these records again.
             # Duplicates are harmless by design; losing them is not.

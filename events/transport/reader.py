@@ -18,7 +18,7 @@ from kafka.errors import KafkaError
 
 from events.errors import EventsError
 from events.transport.clients import Closing, connect, consumer_options
-from events.transport.positions import LOST, check_positions, lost
+from events.transport.positions import LOST, LossCheck, lost
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP, Record
 
@@ -29,6 +29,7 @@ _FETCH_BYTES = 16 * 1024 * 1024
 class PartitionReader(Closing):
     def __init__(self, settings: KafkaSettings, timeout_s: float = 30.0) -> None:
         self._timeout_s = timeout_s
+        self._grace_ms = settings.consumer.loss_grace_ms
         options = consumer_options(settings, None) | {
             "max_partition_fetch_bytes": _FETCH_BYTES,
             "fetch_max_bytes": 4 * _FETCH_BYTES,
@@ -49,7 +50,7 @@ class PartitionReader(Closing):
             return {}
         consumer = self._consumer
         try:
-            consumer.assign(tps)
+            _assign_afresh(consumer, tps)
             for tp, offset in consumer.end_offsets(tps).items():
                 consumer.seek(tp, offset)
             deadline = time.monotonic() + self._timeout_s
@@ -80,8 +81,13 @@ class PartitionReader(Closing):
             return
         consumer = self._consumer
         positions = {TopicPartition(*tp): offset for tp, offset in starts.items()}
+        # A start is an offset the caller read before (a snapshot's, say): a
+        # log that now ends below it lost records, never a quiet partition.
+        check = LossCheck(self._grace_ms)
+        for tp, offset in starts.items():
+            check.reach(tp, offset)
         try:
-            consumer.assign(list(positions))
+            _assign_afresh(consumer, list(positions))
             for tp, offset in positions.items():
                 consumer.seek(tp, offset)
             ends: dict[TopicPartition, int] = {}
@@ -90,9 +96,7 @@ class PartitionReader(Closing):
             last_progress = time.monotonic()
             while pending:
                 batches = consumer.poll(timeout_ms=100)
-                # A start past the end is a log that lost records: never an
-                # empty read that looks like a quiet partition.
-                check_positions(consumer, pending)
+                short = check.short(consumer)
                 for tp, records in batches.items():
                     end = ends.get(tp)
                     for record in records:
@@ -101,10 +105,13 @@ class PartitionReader(Closing):
                         ):
                             break
                         yield record_of(record)
+                        check.reach(TP(*tp), record.offset + 1)
                         taken[tp] += 1
                         if limit is not None and taken[tp] >= limit:
                             pending.discard(tp)
                 for tp in list(pending):
+                    if TP(*tp) in short:
+                        continue  # its end is in doubt: wait, or the check says
                     if tp not in ends:
                         highwater = consumer.highwater(tp)
                         if highwater is None:
@@ -113,7 +120,7 @@ class PartitionReader(Closing):
                     if consumer.position(tp) >= ends[tp]:
                         pending.discard(tp)
                 consumer.pause(*(tp for tp in positions if tp not in pending))
-                if batches:
+                if batches or short:
                     last_progress = time.monotonic()
                 elif time.monotonic() - last_progress > self._timeout_s:
                     raise EventsError(
@@ -154,9 +161,11 @@ class PartitionTail(Closing):
         self._consumer = connect(
             KafkaConsumer, settings, consumer_options(settings, None)
         )
+        self._check = LossCheck(settings.consumer.loss_grace_ms)
         self._consumer.assign([TopicPartition(*tp) for tp in starts])
         for tp, offset in starts.items():
             self._consumer.seek(TopicPartition(*tp), offset)
+            self._check.reach(tp, offset)
 
     def poll(self, timeout_ms: int) -> list[Record]:
         """The records that arrived, waiting up to ``timeout_ms`` for the first."""
@@ -166,11 +175,21 @@ class PartitionTail(Closing):
             raise lost(exc) from exc
         except KafkaError as exc:
             raise EventsError(f"following partitions failed: {exc}") from exc
-        check_positions(self._consumer, self._consumer.assignment())
-        return [record_of(r) for records in batches.values() for r in records]
+        found = [record_of(r) for records in batches.values() for r in records]
+        for record in found:
+            self._check.reach(record.tp, record.offset + 1)
+        self._check.short(self._consumer)
+        return found
 
     def close(self) -> None:
         self._consumer.close(autocommit=False)
+
+
+def _assign_afresh(consumer: KafkaConsumer, tps: list[TopicPartition]) -> None:
+    """Assign ``tps`` with no state left from an earlier read: kafka-python
+    keeps a partition's high watermark across an assignment that keeps it."""
+    consumer.assign([])
+    consumer.assign(tps)
 
 
 def record_of(record: ConsumerRecord) -> Record:

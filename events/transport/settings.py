@@ -162,6 +162,10 @@ class ConsumerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     heartbeat_interval_ms: Positive = 3_000
     max_poll_interval_ms: Positive = 300_000
     poll_timeout_ms: Positive = 200
+    #: How long a log may end below an offset already read before that counts
+    #: as lost: a new leader's high watermark can trail the old one's for a
+    #: moment (Kafka's replica.lag.time.max.ms, 30 s by default).
+    loss_grace_ms: NonNegative = 30_000
 
     def __post_init__(self) -> None:
         if self.heartbeat_interval_ms >= self.session_timeout_ms:

@@ -73,9 +73,17 @@ class LogIdentity(NamedTuple):
             found.append(f"cluster id was {self.cluster_id}, now {now.cluster_id}")
         for topic, was in sorted(self.topic_ids.items()):
             current = now.topic_ids.get(topic, "")
-            if was and current and was != current:
+            if _known(was) and _known(current) and was != current:
                 found.append(
                     f"topic {topic} was id {was}, now {current} "
                     "(deleted and created again)"
                 )
         return found
+
+
+#: What some brokers and metadata versions report for "no topic id".
+_NO_TOPIC_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def _known(topic_id: str) -> bool:
+    return bool(topic_id) and topic_id != _NO_TOPIC_ID

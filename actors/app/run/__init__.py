@@ -55,6 +55,7 @@ from actors.app.run.workload import (
     workload,
 )
 from actors.core import DEFINITIONS
+from actors.errors import UsageError
 from actors.participants import PARTICIPANTS
 from actors.runtime.participants import participants_ready
 from events.transport.broker import EmbeddedBroker
@@ -112,11 +113,7 @@ def run(
     run_id = datetime.now(UTC).strftime("run%Y%m%d%H%M%S") + uuid.uuid4().hex[:6]
     load = workload(options.sagas, options.seed, run_id)
     ids = {saga_id for _, _, saga_id in load.requests}
-    faults = chaos_schedule(config, options) if options.chaos else []
-    if options.chaos:
-        say(f"chaos schedule (seed {options.seed}; replay with --seed):")
-        for fault in faults:
-            say(f"  at {fault.at:4.0%} of sagas ended: {fault.describe()}")
+    faults = _announced_schedule(config, options, say) if options.chaos else []
     brokers: list[EmbeddedBroker] = []
 
     def announce(broker: EmbeddedBroker) -> None:
@@ -124,13 +121,7 @@ def run(
         say(f"embedded broker at {broker.bootstrap}")
 
     with ExitStack() as stack:
-        if options.data_dir is None:
-            data_dir = Path(
-                stack.enter_context(tempfile.TemporaryDirectory(prefix="saga-run-"))
-            )
-        else:
-            data_dir = Path(options.data_dir) / run_id
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir = _data_dir(stack, options.data_dir, run_id)
         seed_participants(data_dir, load)
         kafka = stack.enter_context(kafka_for(config, announce, create_topics=True))
         starts = log_ends(kafka)
@@ -152,18 +143,7 @@ def run(
                 ids,
             )
             chaos = (
-                Chaos(
-                    faults,
-                    kafka,
-                    platform.engine.hosts,
-                    platform.engine.routers,
-                    platform.participants,
-                    platform.projection,
-                    brokers[0] if brokers else None,
-                    load.requests,
-                    starts,
-                    say,
-                )
+                Chaos(faults, platform, brokers, load.requests, starts, data_dir, say)
                 if options.chaos
                 else None
             )
@@ -172,6 +152,8 @@ def run(
                     platform, load, follower, chaos, options, say, progress
                 )
             finally:
+                if chaos is not None:
+                    chaos.close()  # nothing left stopped, whatever happened
                 follower.close()
                 if follower.unreadable:
                     say(
@@ -200,11 +182,7 @@ def run(
                 **audit_money(data_dir, outcomes, ids, load),
                 **audit_projection(data_dir, outcomes),
                 "undrained": undrained,
-                **(
-                    {"chaos_unproven": sum(not p.fired for p in proofs)}
-                    if chaos
-                    else {}
-                ),
+                **_unproven(chaos, proofs),
             },
             seed=options.seed,
             elapsed_s=round(elapsed, 2),
@@ -216,6 +194,34 @@ def run(
                 "max": max(lags, default=0.0),
             },
         )
+
+
+def _announced_schedule(
+    config: SagaConfig, options: RunOptions, say: Callable[[str], None]
+) -> list[Fault]:
+    """The chaos schedule, printed before anything starts (to replay a seed)."""
+    if config.ray.address is not None:
+        raise UsageError(
+            "--chaos signals the platform's processes on this machine: run it on "
+            "a local Ray (without ray.address)"
+        )
+    faults = chaos_schedule(config, options)
+    say(f"chaos schedule (seed {options.seed}; replay with --seed):")
+    for fault in faults:
+        say(f"  at {fault.at:4.0%} of sagas ended: {fault.describe()}")
+    return faults
+
+
+def _data_dir(stack: ExitStack, under: str | None, run_id: str) -> Path:
+    """``<under>/<run_id>``, or a temporary directory removed after the run."""
+    if under is None:
+        path = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="saga-run-"))
+        )
+    else:
+        path = Path(under) / run_id
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def _unproven(chaos: Chaos | None, proofs: list[Proof]) -> dict[str, int]:

@@ -10,6 +10,7 @@ drained; a fault that cannot be proved counts against the run's audit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -24,6 +25,7 @@ from ray.exceptions import RayError
 
 from actors.app.chaos import Fault
 from actors.app.client import SagaClient
+from actors.app.platform import Platform
 from actors.app.run.workload import Request
 from events.errors import MessageDecodeError
 from events.transport.broker import EmbeddedBroker
@@ -68,27 +70,29 @@ class Chaos:
     def __init__(
         self,
         faults: Sequence[Fault],
-        kafka: KafkaSettings,
-        hosts: Sequence[Any],
-        routers: Sequence[Any],
-        participants: dict[str, Any],
-        projection: Any,
-        broker: EmbeddedBroker | None,
+        platform: Platform,
+        brokers: Sequence[EmbeddedBroker],
         requests: Sequence[Request],
         dlq_from: Mapping[TP, int],
+        data_dir: Path,
         say: Callable[[str], None],
     ) -> None:
         self._pending = list(faults)
-        self._dlq_from = dict(dlq_from)
-        self._kafka = kafka
-        self._hosts = list(hosts)
-        self._routers = list(routers)
-        self._participants = participants
-        self._projection = projection
-        self._broker = broker
+        self._kafka = platform.kafka
+        self._hosts = list(platform.engine.hosts)
+        self._routers = list(platform.engine.routers)
+        self._participants = platform.participants
+        self._projection = platform.projection
+        self._broker = brokers[0] if brokers else None
         self._requests = requests
+        self._dlq_from = dict(dlq_from)
+        #: Where an actor armed to kill itself writes that it did, first.
+        self._marks = data_dir / "chaos"
+        self._marks.mkdir(exist_ok=True)
         self._say = say
         self._threads: list[threading.Thread] = []
+        #: Processes stopped and not yet sent SIGCONT.
+        self._stopped_pids: set[int] = set()
         #: Per fault struck: a function that proves it (run after the drain).
         self._provers: list[tuple[Fault, Callable[[], Proof]]] = []
         #: What happened, as it happened (the run's summary lists it).
@@ -119,6 +123,13 @@ class Chaos:
     def _stopped(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
 
+    def close(self) -> None:
+        """Let every process a fault stopped run again (a run cut short)."""
+        for pid in list(self._stopped_pids):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGCONT)
+            self._stopped_pids.discard(pid)
+
     def proofs(self) -> list[Proof]:
         return [prove() for _, prove in self._provers]
 
@@ -144,39 +155,53 @@ class Chaos:
         actor = self._actor(fault)
         pid = _pid(actor)
         os.kill(pid, signal.SIGKILL)
-        return lambda: self._restarted(fault, actor, pid)
+        return lambda: self._restarted(fault, actor, pid, None)
 
     def _router_kill(self, fault: Fault) -> Callable[[], Proof]:
-        actor = self._actor(fault)
-        pid = _pid(actor)
-        ray.get(actor.die_after_acks.remote(fault.count))
-        return lambda: self._restarted(fault, actor, pid)
+        return self._armed(fault, "die_after_acks", fault.count)
 
     def _participant_kill(self, fault: Fault) -> Callable[[], Proof]:
-        actor = self._actor(fault)
-        pid = _pid(actor)
-        ray.get(actor.die_after_next_commit.remote())
-        return lambda: self._restarted(fault, actor, pid)
+        return self._armed(fault, "die_after_next_commit")
 
     def _projection_kill(self, fault: Fault) -> Callable[[], Proof]:
+        return self._armed(fault, "die_after_next_batch")
+
+    def _armed(self, fault: Fault, method: str, *args: int) -> Callable[[], Proof]:
+        """Arm an actor to kill itself at its worst moment; it writes ``mark``
+        just before, so that no other death passes for this one."""
         actor = self._actor(fault)
         pid = _pid(actor)
-        ray.get(actor.die_after_next_batch.remote())
-        return lambda: self._restarted(fault, actor, pid)
+        mark = self._marks / f"{len(self._provers)}-{fault.kind}"
+        ray.get(getattr(actor, method).remote(*args, mark=str(mark)))
+        return lambda: self._restarted(fault, actor, pid, mark)
 
-    def _restarted(self, fault: Fault, actor: Any, pid: int) -> Proof:
-        """Fired if the process is gone and Ray runs the actor in another."""
+    def _restarted(
+        self, fault: Fault, actor: Any, pid: int, mark: Path | None
+    ) -> Proof:
+        """Fired if the process is gone, Ray runs the actor in another, and
+        (an armed kill) the process marked that it killed itself there."""
         try:
             now = _pid(actor)
         except RayError as exc:
             return Proof(fault.kind, False, f"{fault.target}: no answer ({exc})")
         gone = not os.path.exists(f"/proc/{pid}") or process_state(pid) == "Z"
+        died = ""
+        if mark is not None:
+            died = mark.read_text().strip() if mark.exists() else ""
+            if died.split(" ", 1)[0] != str(pid):
+                return Proof(
+                    fault.kind,
+                    False,
+                    f"{fault.target}: pid {pid} never marked its death "
+                    f"({died or 'no mark'}); now pid {now}",
+                )
         fired = now != pid and gone
+        where = f" ({died.split(' ', 1)[1]})" if " " in died else ""
         return Proof(
             fault.kind,
             fired,
             f"{fault.target}: pid {pid} "
-            + (f"died, restarted as pid {now}" if fired else "still running"),
+            + (f"died{where}, restarted as pid {now}" if fired else "still running"),
         )
 
     # -- stops -----------------------------------------------------------------
@@ -193,6 +218,7 @@ class Chaos:
         thread, so the run goes on reporting meanwhile."""
         seen: dict[str, float] = {}
         os.kill(pid, signal.SIGSTOP)
+        self._stopped_pids.add(pid)
         stopped_at = time.monotonic()
 
         def thaw() -> None:
@@ -203,6 +229,7 @@ class Chaos:
                     seen["last"] = time.monotonic() - stopped_at
                 time.sleep(min(0.5, left))
             os.kill(pid, signal.SIGCONT)
+            self._stopped_pids.discard(pid)
             time.sleep(0.2)
             seen["after"] = 0.0 if process_state(pid) == "T" else 1.0
 

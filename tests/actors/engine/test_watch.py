@@ -6,6 +6,7 @@ same port it is a broker that restarted empty (row 7 of the fault matrix).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -57,17 +58,22 @@ def restart_empty(broker: EmbeddedBroker, kafka: KafkaSettings) -> LogIdentity:
     return provision(kafka)  # what `saga broker` does: topics created anew
 
 
-def until_stopped(saga_host: SagaHost) -> LogLostError:
-    """Feed the host new starts until it refuses; the first append to the new
-    broker may fail as unknown (the producer's id is gone) before the reload
-    that finds the loss."""
-    for offset in range(10, 14):
+def until_stopped(saga_host: SagaHost, within_s: float = 30.0) -> LogLostError:
+    """Feed the host a new start until it refuses for good. The first append to
+    the new broker may fail as unknown (the producer's id is gone), and a log
+    shorter than what was read is only a suspicion for the grace period (2 s
+    in the tests' settings): meanwhile the host answers "unavailable", and
+    takes nothing."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
         try:
-            saga_host.handle([start(f"new-{offset}", offset)])
+            report = saga_host.handle([start("new-1", 10)])
         except HostUnavailableError:
+            time.sleep(0.2)
             continue
         except LogLostError as exc:
             return exc
+        raise AssertionError(f"the host took input on a log that lost: {report}")
     raise AssertionError("the host kept taking input on a log that lost its past")
 
 
@@ -142,3 +148,27 @@ def test_an_append_acknowledged_without_an_offset_is_no_loss() -> None:
     LogWatch.check_ack(1, part, Ack("saga.events", 1, 1_936))
     with pytest.raises(LogLostError, match="offset 1935, below offset 1936"):
         LogWatch.check_ack(1, part, Ack("saga.events", 1, 1_935))
+
+
+def test_a_shorter_log_is_a_suspicion_until_it_lasts_the_grace_period() -> None:
+    """A new leader's high watermark can trail the old one's for a moment:
+    a reload that finds the log short waits (the host is "unavailable") and
+    calls it lost only once it stayed short for the whole grace period."""
+    now = [100.0]
+    watch = LogWatch(None, grace_ms=30_000, clock=lambda: now[0])
+    part = PartitionBooks(retention=10)
+    part.end = 40
+    with pytest.raises(HostUnavailableError, match="waiting up to 30 s"):
+        watch.check_reloaded({0: 50}, {0: part})
+    now[0] += 29
+    with pytest.raises(HostUnavailableError):
+        watch.check_reloaded({0: 50}, {0: part})
+    part.end = 50  # caught up: the suspicion is gone
+    watch.check_reloaded({0: 50}, {0: part})
+    part.end = 40
+    now[0] += 29
+    with pytest.raises(HostUnavailableError):  # a new suspicion starts afresh
+        watch.check_reloaded({0: 50}, {0: part})
+    now[0] += 30
+    with pytest.raises(LogLostError, match="partition 0 ends at 40, below offset 50"):
+        watch.check_reloaded({0: 50}, {0: part})

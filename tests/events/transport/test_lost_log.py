@@ -115,33 +115,55 @@ def test_a_group_never_committed_starts_where_the_consumer_says() -> None:
         assert seen == [4, 5]
 
 
-def test_a_consumer_whose_log_went_backwards_stops_instead_of_starting_over() -> None:
-    """The projection's case: it records what it consumed, so a log that now
-    ends below that record is a loss, even though the group lost its offsets."""
+def test_a_member_whose_group_lost_its_offsets_stops_instead_of_starting_over() -> None:
+    """A broker restarted empty forgets the group: the member rejoins with no
+    committed offsets, and would start over at the policy's end; it knows what
+    it committed, so it stops instead."""
     with broker_on(free_port()) as broker:
         kafka = settings_for(broker.bootstrap)
         publish(kafka, 5)
-        consumed: dict[TP, int] = {}
+        consumed: list[int] = []
 
         def handle(batch: list[Delivery]) -> list[Delivery]:
-            for d in batch:
-                consumed[TP(d.topic, d.partition)] = d.offset + 1
+            consumed.extend(d.offset for d in batch)
+            return batch
+
+        with KafkaEventListener(kafka, [TOPIC], handle, group_id="g-gone") as listener:
+            for _ in range(50):
+                listener.poll_once(200)
+                if len(consumed) == 5:
+                    break
+            restart_empty(broker)
+            publish(kafka, 2)
+            with pytest.raises(LogLostError, match="no longer has the offsets"):
+                for _ in range(200):
+                    listener.poll_once(200)
+        assert consumed == [0, 1, 2, 3, 4]  # nothing of the new log taken
+
+
+def test_a_consumer_whose_log_went_backwards_stops_instead_of_starting_over() -> None:
+    """The projection's case: it records what it consumed, so a log that now
+    ends below that record is a loss, even for a new member of a group that
+    lost its offsets (its process restarted as the broker did)."""
+    with broker_on(free_port()) as broker:
+        kafka = settings_for(broker.bootstrap)
+        restart_empty(broker)
+        publish(kafka, 2)  # the new log ends at 2, below the 5 consumed before
+        taken: list[int] = []
+
+        def handle(batch: list[Delivery]) -> list[Delivery]:
+            taken.extend(d.offset for d in batch)
             return batch
 
         def start_at(tps: Iterable[TP]) -> dict[TP, int]:
-            return {tp: consumed.get(tp, 0) for tp in tps}
+            return dict.fromkeys(tps, 5)  # what the tables say was consumed
 
-        with KafkaEventListener(
-            kafka, [TOPIC], handle, group_id="g-lost", start_at=start_at
-        ) as listener:
-            for _ in range(50):
+        with (
+            KafkaEventListener(
+                kafka, [TOPIC], handle, group_id="g-lost", start_at=start_at
+            ) as listener,
+            pytest.raises(LogLostError, match=f"{TOPIC} partition 0 ends at 2"),
+        ):
+            for _ in range(200):
                 listener.poll_once(200)
-                if consumed.get(TP(TOPIC, 0)) == 5:
-                    break
-            assert consumed == {TP(TOPIC, 0): 5}
-            restart_empty(broker)
-            publish(kafka, 2)  # the new log ends at 2, below the 5 consumed
-            with pytest.raises(LogLostError, match=f"{TOPIC} partition 0 ends at 2"):
-                for _ in range(200):
-                    listener.poll_once(200)
-        assert consumed == {TP(TOPIC, 0): 5}  # nothing of the new log taken
+        assert taken == []  # nothing of the new log taken
