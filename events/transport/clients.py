@@ -12,7 +12,12 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from kafka.errors import AuthorizationError, KafkaConnectionError, KafkaTimeoutError
+from kafka.errors import (
+    AuthorizationError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+)
 from kafka.net.compat import KafkaNetClient
 from kafka.net.manager import KafkaConnectionManager
 from kafka.net.selector import NetworkSelector
@@ -94,8 +99,15 @@ class _TlsConnectionManager(KafkaConnectionManager):  # type: ignore[misc]
         # Raised once, then forgotten: the next attempt connects again (after
         # the usual backoff), so a broker whose certificate is fixed is used
         # again without a restart. A refused SASL login stays as kafka-python
-        # keeps it.
+        # keeps it. A bootstrap server is given up on only once every one
+        # refused: one broker's bad certificate must not stop a client that
+        # another broker would take.
         if isinstance(self._auth_failures.get(node_id), _CertificateRefused):
+            if self.cluster.is_bootstrap(node_id) and not all(
+                isinstance(self._auth_failures.get(b.node_id), _CertificateRefused)
+                for b in self.cluster.bootstrap_brokers()
+            ):
+                raise NodeNotReadyError(node_id)
             raise self._auth_failures.pop(node_id)
         super().maybe_raise_auth_failure(node_id)
 
