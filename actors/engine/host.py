@@ -273,7 +273,7 @@ class SagaHost:
                 ) from exc
             raise
         # Durable: now the new states become current.
-        for (number, record, _), ack in zip(work.records, acks, strict=False):
+        for (number, record, _), ack in zip(work.records, acks, strict=True):
             part = self._parts[number]
             self._watch.check_ack(number, part, ack)
             part.end = max(part.end, ack.offset + 1)

@@ -3,9 +3,15 @@
 A host runs a batch of inputs through the core one at a time, staging each
 applied decision here (its log record, encoded and checked once; the new state;
 the commands to send after) and each refused record as a dead letter. Then
-:meth:`WriteAhead.append` appends every record, then every letter, and waits
+:meth:`WriteAhead.append` appends every letter, then every record, and waits
 until the broker acknowledged all of them, or raises. Only then does the host
 make the staged states current and send the commands.
+
+Letters go first, acknowledged before any record is sent: a record that
+landed without its letter would lose the letter for good (the saga's log has
+moved on, and a letter about a saga, such as its failure, is staged only when
+the saga gets there). The other way round, the batch is decided again and the
+letter sent twice: a duplicate a person can see, never a loss.
 """
 
 from __future__ import annotations
@@ -204,17 +210,16 @@ class WriteAhead:
         self.dead(batch, where, error, now)
 
     def append(self, batch: Batch) -> list[Ack]:
-        """Append the batch's records, then its letters; all acknowledged or
-        raise. The acknowledgements come in the same order."""
-        return self._publisher.send_all(
-            [
-                Outgoing(SAGA_EVENTS, record.saga_id, raw, partition)
-                for partition, record, raw in batch.records
-            ]
-            + [
+        """Append the batch's letters, then its records; all acknowledged or
+        raise. Returns the records' acknowledgements, in their order."""
+        if batch.letters:
+            self._publisher.send_all(
                 Outgoing(
                     SAGA_DLQ, letter.key, self._letters.encode(letter), letter.partition
                 )
                 for letter in batch.letters
-            ]
+            )
+        return self._publisher.send_all(
+            Outgoing(SAGA_EVENTS, record.saga_id, raw, partition)
+            for partition, record, raw in batch.records
         )
