@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -42,13 +44,19 @@ def settings_for(bootstrap: str, **producer: int) -> KafkaSettings:
 
 
 @contextmanager
-def private_kafka(partitions: int = 6, **fields: object) -> Iterator[KafkaSettings]:
-    """A broker of the test's own with every platform topic, for tests that
-    need empty logs and groups; ``fields`` override top-level settings."""
+def private_broker(
+    partitions: int = 6,
+    *,
+    producer: Mapping[str, int] | None = None,
+    **fields: object,
+) -> Iterator[tuple[EmbeddedBroker, KafkaSettings]]:
+    """A broker of the test's own with every platform topic, and its settings:
+    for tests that need empty logs and groups, or pause or restart the broker.
+    ``producer`` overrides producer settings, ``fields`` top-level ones."""
     from events.wire.topics import ALL_TOPICS
 
     with EmbeddedBroker() as broker:
-        settings = settings_for(broker.bootstrap)
+        settings = settings_for(broker.bootstrap, **(producer or {}))
         settings = msgspec.structs.replace(
             settings,
             topics=msgspec.structs.replace(settings.topics, partitions=partitions),
@@ -56,7 +64,37 @@ def private_kafka(partitions: int = 6, **fields: object) -> Iterator[KafkaSettin
         )
         with TopicAdmin(settings) as admin:
             admin.ensure_topics(ALL_TOPICS, partitions=partitions)
+        yield broker, settings
+
+
+@contextmanager
+def private_kafka(partitions: int = 6, **fields: object) -> Iterator[KafkaSettings]:
+    """:func:`private_broker`'s settings alone."""
+    with private_broker(partitions, **fields) as (_, settings):
         yield settings
+
+
+def restart_empty(broker: EmbeddedBroker) -> None:
+    """A broker that lost its data: stopped for good (proved by its exit
+    status) and a fresh one started on the same port, with no topics."""
+    process = broker._process
+    assert process is not None
+    broker.stop()
+    assert process.poll() is not None  # the broker really ended
+    broker.start()
+
+
+def process_state(pid: int, settle_s: float = 2.0) -> str:
+    """The /proc state letter of ``pid`` (T: stopped), waiting up to
+    ``settle_s`` for a signal just sent to take effect."""
+    deadline = time.monotonic() + settle_s
+    while True:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        # The third field, after the parenthesised name.
+        state = stat.rsplit(")", 1)[1].split()[0]
+        if state == "T" or time.monotonic() >= deadline:
+            return state
+        time.sleep(0.02)
 
 
 @pytest.fixture

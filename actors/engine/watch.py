@@ -10,19 +10,17 @@ and metrics; Ray restarting it would not help, and is not asked to.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from actors.engine.books import PartitionBooks
+from actors.engine.workers import Fatal
 from actors.errors import HostUnavailableError
 from events.errors import LogLostError
 from events.transport.admin import TopicAdmin
 from events.transport.types import Ack, LogIdentity
 from events.wire.topics import SAGA_EVENTS
-
-log = logging.getLogger(__name__)
 
 
 class LogWatch:
@@ -39,8 +37,12 @@ class LogWatch:
         self._clock = clock
         #: Since when a reload has found the log shorter than what was read.
         self._short_since: float | None = None
-        #: What was lost ("" while the log is whole).
-        self.lost = ""
+        self._fatal = Fatal()
+
+    @property
+    def lost(self) -> str:
+        """What was lost ("" while the log is whole)."""
+        return self._fatal.reason
 
     def check_identity(self, admin: TopicAdmin) -> None:
         """The cluster and topics are the ones the engine started on."""
@@ -59,9 +61,7 @@ class LogWatch:
             raise
 
     def stop(self, exc: LogLostError) -> None:
-        if not self.lost:
-            self.lost = exc.what
-            log.critical("saga host stopped: %s", exc)
+        self._fatal.record("saga host", exc)
 
     @staticmethod
     def ends(parts: Mapping[int, PartitionBooks]) -> dict[int, int]:

@@ -64,7 +64,8 @@ def connect_patiently(
 
 
 class Fatal:
-    """Why a component stopped for good ("" while it runs)."""
+    """Why a component stopped for good: what the log lost ("" while it runs).
+    The first loss is kept and logged once; later ones are the same news."""
 
     __slots__ = ("reason",)
 
@@ -73,7 +74,7 @@ class Fatal:
 
     def record(self, what: str, exc: LogLostError) -> None:
         if not self.reason:
-            self.reason = str(exc)
+            self.reason = exc.what
             log.critical("%s stopped: %s", what, exc)
 
 

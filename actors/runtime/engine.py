@@ -10,6 +10,7 @@ CPU of their own (``num_cpus=0``): they are mostly waiting on Kafka, and a
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Mapping
@@ -28,10 +29,11 @@ from actors.engine.router import (
 )
 from actors.engine.settings import EngineSettings
 from actors.engine.stats import HostStats
+from actors.engine.workers import connect_patiently
 from actors.errors import EngineStartError
 from actors.runtime.passwords import read_passwords
 from actors.runtime.ray import wait_until
-from events.errors import CertificateRefusedError, EventsError
+from events.errors import CertificateRefusedError
 from events.transport.admin import TopicAdmin
 from events.transport.partitions import home_partition
 from events.transport.settings import KafkaSettings
@@ -184,15 +186,24 @@ def _waited(kafka: KafkaSettings, wait: float, who: str) -> str:
 def _identity(kafka: KafkaSettings, deadline: float, wait: float) -> LogIdentity:
     """The cluster and topics the engine starts on, waited for until
     ``deadline`` like the hosts' restore."""
-    while True:
-        try:
-            with TopicAdmin(kafka) as admin:
-                return admin.identity(ALL_TOPICS)
-        except CertificateRefusedError as exc:
-            # Not a broker that is down: waiting would only hide the reason.
-            raise EngineStartError(str(exc)) from exc
-        except EventsError as exc:
-            if time.monotonic() >= deadline:
-                raise EngineStartError(_waited(kafka, wait, "the engine")) from exc
-            log.warning("engine start: waiting for Kafka: %s", exc)
-            time.sleep(0.5)
+
+    def read() -> LogIdentity:
+        with TopicAdmin(kafka) as admin:
+            return admin.identity(ALL_TOPICS)
+
+    out_of_time = threading.Event()
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), out_of_time.set)
+    timer.start()
+    try:
+        # A refused certificate is not a broker that is down: waiting would
+        # only hide the reason.
+        found = connect_patiently(
+            out_of_time, read, "engine start", fatal=(CertificateRefusedError,)
+        )
+    except CertificateRefusedError as exc:
+        raise EngineStartError(str(exc)) from exc
+    finally:
+        timer.cancel()
+    if found is None:
+        raise EngineStartError(_waited(kafka, wait, "the engine"))
+    return found

@@ -7,10 +7,8 @@ same port it is a broker that restarted empty (row 7 of the fault matrix).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
-import msgspec
 import pytest
 
 from actors.engine.books import PartitionBooks
@@ -20,42 +18,36 @@ from actors.engine.watch import LogWatch
 from actors.errors import HostUnavailableError
 from events.errors import LogLostError
 from events.transport.admin import TopicAdmin
-from events.transport.broker import EmbeddedBroker, free_port
+from events.transport.broker import EmbeddedBroker
 from events.transport.settings import KafkaSettings
 from events.transport.types import Ack, LogIdentity
 from events.wire.topics import ALL_TOPICS
 from tests.actors.engine.test_host import PARTITIONS, Clock, start
-from tests.conftest import settings_for
+from tests.conftest import private_broker, restart_empty
 
 pytestmark = pytest.mark.broker
 
 
-@contextmanager
-def restartable() -> Iterator[tuple[EmbeddedBroker, KafkaSettings]]:
-    with EmbeddedBroker(port=free_port()) as broker:
-        kafka = settings_for(
-            broker.bootstrap, delivery_timeout_ms=2_000, request_timeout_ms=1_000
-        )
-        kafka = msgspec.structs.replace(
-            kafka, topics=msgspec.structs.replace(kafka.topics, partitions=PARTITIONS)
-        )
-        provision(kafka)
-        yield broker, kafka
+def restartable() -> AbstractContextManager[tuple[EmbeddedBroker, KafkaSettings]]:
+    return private_broker(
+        PARTITIONS, producer={"delivery_timeout_ms": 2_000, "request_timeout_ms": 1_000}
+    )
 
 
-def provision(kafka: KafkaSettings) -> LogIdentity:
+def identity_of(kafka: KafkaSettings) -> LogIdentity:
     with TopicAdmin(kafka) as admin:
-        admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)
         return admin.identity(ALL_TOPICS)
 
 
-def restart_empty(broker: EmbeddedBroker, kafka: KafkaSettings) -> LogIdentity:
-    process = broker._process
-    assert process is not None
-    broker.stop()
-    assert process.poll() is not None  # the broker really ended
-    broker.start()
-    return provision(kafka)  # what `saga broker` does: topics created anew
+def restart_empty_provisioned(
+    broker: EmbeddedBroker, kafka: KafkaSettings
+) -> LogIdentity:
+    """The broker restarted empty, then its topics created anew, as `saga
+    broker` does at start; the new topics' identity."""
+    restart_empty(broker)
+    with TopicAdmin(kafka) as admin:
+        admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)
+    return identity_of(kafka)
 
 
 def until_stopped(saga_host: SagaHost, within_s: float = 30.0) -> LogLostError:
@@ -84,8 +76,7 @@ def test_a_broker_restarted_empty_stops_the_host_with_what_was_lost(
     """With the engine's identity, the new topic ids give it away; without it,
     the log's end below what the host had read does."""
     with restartable() as (broker, kafka):
-        with TopicAdmin(kafka) as admin:
-            identity = admin.identity(ALL_TOPICS) if knows_identity else None
+        identity = identity_of(kafka) if knows_identity else None
         saga_host = SagaHost(
             kafka,
             range(PARTITIONS),
@@ -99,7 +90,7 @@ def test_a_broker_restarted_empty_stops_the_host_with_what_was_lost(
             for i in range(6):
                 assert saga_host.handle([start(f"s-{i}", i)]).applied == 1
             assert saga_host.stats().in_flight == 6
-            fresh = restart_empty(broker, kafka)
+            fresh = restart_empty_provisioned(broker, kafka)
             if identity is not None:
                 assert identity.changes(fresh)  # the loss is real: new topic ids
             lost = until_stopped(saga_host)
@@ -120,9 +111,8 @@ def test_a_broker_restarted_empty_stops_the_host_with_what_was_lost(
 
 def test_a_host_starting_on_a_broker_that_lost_its_topics_stays_up_to_say_so() -> None:
     with restartable() as (broker, kafka):
-        with TopicAdmin(kafka) as admin:
-            identity = admin.identity(ALL_TOPICS)
-        restart_empty(broker, kafka)
+        identity = identity_of(kafka)
+        restart_empty_provisioned(broker, kafka)
         saga_host = SagaHost(
             kafka,
             range(PARTITIONS),

@@ -30,7 +30,7 @@ from events.transport.publisher import KafkaMessagePublisher
 from events.transport.settings import ConsumerSettings, KafkaSettings
 from events.wire.messages import CommandMessage, EventMessage, MessageCodec
 from events.wire.topics import ALL_TOPICS, SAGA_EVENTS
-from tests.conftest import private_kafka, settings_for
+from tests.conftest import private_kafka, process_state, settings_for
 from tests.reading import letters, read, replies
 
 PARTITIONS = 2
@@ -429,17 +429,6 @@ def test_a_database_that_cannot_write_pauses_the_service_without_dead_letters(
     assert payments.db.execute("SELECT count(*) FROM payments").fetchone() == (5,)
     assert payments.wallets["u-1"][0] == 950
     payments.close()
-
-
-def process_state(pid: int) -> str:
-    """The /proc state letter of ``pid`` once it settles (T: stopped)."""
-    deadline = time.monotonic() + 2
-    while True:
-        with open(f"/proc/{pid}/stat") as stat:
-            state = stat.read().rsplit(")", 1)[1].split()[0]
-        if state == "T" or time.monotonic() > deadline:
-            return state
-        time.sleep(0.02)
 
 
 def paused_kafka(broker: EmbeddedBroker) -> KafkaSettings:

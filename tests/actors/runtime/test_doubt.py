@@ -53,7 +53,7 @@ from events.transport.reader import read_to_end
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP
 from events.wire.topics import SAGA_EVENTS
-from tests.conftest import private_kafka
+from tests.conftest import private_kafka, process_state
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("ray_local")]
 
@@ -110,11 +110,6 @@ def wait_for(what: str, ready: Any, timeout_s: float, engine: Engine) -> Any:
             )
         time.sleep(0.25)
     return found
-
-
-def process_state(pid: int) -> str:
-    # The third field of /proc/<pid>/stat, after the parenthesised name.
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def test_a_freeze_of_every_service_past_the_last_retry_creates_no_money(
@@ -197,7 +192,10 @@ def test_a_freeze_of_every_service_past_the_last_retry_creates_no_money(
                 # A signal is delivered asynchronously: wait until it took.
                 wait_for(
                     "the services to stop",
-                    lambda: {process_state(pid) for pid in pids.values()} == {"T"},
+                    lambda: (
+                        {process_state(pid, settle_s=0) for pid in pids.values()}
+                        == {"T"}
+                    ),
                     10,
                     engine,
                 )

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 import ray
 
@@ -36,9 +35,8 @@ from actors.runtime.projection import start_projection
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
 from events.transport.types import TP
-from events.wire.topics import ALL_TOPICS, SAGA_DLQ, SAGA_EVENTS
-from tests.actors.participants.test_services import process_state
-from tests.conftest import settings_for
+from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
+from tests.conftest import private_broker, process_state, settings_for
 
 SEED = 1207
 PARTITIONS = 2
@@ -69,15 +67,7 @@ def test_actors_killed_while_the_broker_is_down_come_back_when_it_returns(
     load = workload(SAGAS, SEED, f"lost{SEED}")
     ids = [saga_id for _, _, saga_id in load.requests]
     seed_participants(tmp_path, load)
-    with EmbeddedBroker() as broker:
-        base = settings_for(broker.bootstrap)
-        kafka = msgspec.structs.replace(
-            base,
-            connect_timeout_ms=CONNECT_MS,
-            topics=msgspec.structs.replace(base.topics, partitions=PARTITIONS),
-        )
-        with TopicAdmin(kafka) as admin:
-            admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)
+    with private_broker(PARTITIONS, connect_timeout_ms=CONNECT_MS) as (broker, kafka):
         engine = Engine(kafka, EngineSettings(hosts=2, routers=1))
         participants = start_participants(kafka, tmp_path)
         projection = start_projection(kafka, tmp_path)
@@ -158,15 +148,7 @@ def test_actors_killed_while_the_broker_is_down_come_back_when_it_returns(
 @pytest.mark.broker
 @pytest.mark.usefixtures("ray_local")
 def test_engine_start_up_gives_up_on_a_broker_that_is_down_saying_so() -> None:
-    with EmbeddedBroker() as broker:
-        base = settings_for(broker.bootstrap)
-        kafka = msgspec.structs.replace(
-            base,
-            connect_timeout_ms=CONNECT_MS,
-            topics=msgspec.structs.replace(base.topics, partitions=PARTITIONS),
-        )
-        with TopicAdmin(kafka) as admin:
-            admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)
+    with private_broker(PARTITIONS, connect_timeout_ms=CONNECT_MS) as (broker, kafka):
         broker.pause()
         try:
             assert process_state(broker.pid) == "T"  # the broker really stopped

@@ -20,7 +20,7 @@ from events.transport.publisher import KafkaMessagePublisher
 from events.transport.reader import PartitionReader
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP, LogIdentity
-from tests.conftest import settings_for
+from tests.conftest import restart_empty, settings_for
 from tests.events.transport.test_publisher import reply
 
 pytestmark = pytest.mark.broker
@@ -41,14 +41,9 @@ def broker_on(port: int) -> Iterator[EmbeddedBroker]:
         yield broker
 
 
-def restart_empty(broker: EmbeddedBroker) -> None:
-    """Stop the broker for good (proved by its exit status) and start a fresh
-    one on the same port, with the topic created again."""
-    process = broker._process
-    assert process is not None
-    broker.stop()
-    assert process.poll() is not None  # the first broker really ended
-    broker.start()
+def restart_empty_with_topic(broker: EmbeddedBroker) -> None:
+    """The broker restarted empty, with the topic created again."""
+    restart_empty(broker)
     with TopicAdmin(settings_for(broker.bootstrap)) as admin:
         admin.ensure_topics([TOPIC], partitions=1)
 
@@ -70,7 +65,7 @@ def test_a_broker_restarted_empty_has_a_new_identity() -> None:
         with TopicAdmin(kafka) as admin:
             before = admin.identity([TOPIC])
         assert before.topic_ids[TOPIC]
-        restart_empty(broker)
+        restart_empty_with_topic(broker)
         with TopicAdmin(kafka) as admin:
             after = admin.identity([TOPIC])
             assert before.changes(after) == [
@@ -133,7 +128,7 @@ def test_a_member_whose_group_lost_its_offsets_stops_instead_of_starting_over() 
                 listener.poll_once(200)
                 if len(consumed) == 5:
                     break
-            restart_empty(broker)
+            restart_empty_with_topic(broker)
             publish(kafka, 2)
             with pytest.raises(LogLostError, match="no longer has the offsets"):
                 for _ in range(200):
@@ -147,7 +142,7 @@ def test_a_consumer_whose_log_went_backwards_stops_instead_of_starting_over() ->
     lost its offsets (its process restarted as the broker did)."""
     with broker_on(free_port()) as broker:
         kafka = settings_for(broker.bootstrap)
-        restart_empty(broker)
+        restart_empty_with_topic(broker)
         publish(kafka, 2)  # the new log ends at 2, below the 5 consumed before
         taken: list[int] = []
 

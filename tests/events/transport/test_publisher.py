@@ -19,7 +19,7 @@ from events.transport.publisher import KafkaMessagePublisher
 from events.transport.settings import KafkaSettings
 from events.transport.types import Ack
 from events.wire.messages import CommandMessage, EventMessage, Message
-from tests.conftest import settings_for
+from tests.conftest import process_state, settings_for
 
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 
@@ -77,17 +77,6 @@ def read_with_confluent(
     finally:
         consumer.close()
     return records
-
-
-def process_state(pid: int) -> str:
-    """The /proc state letter of ``pid`` once it settles (T: stopped)."""
-    deadline = time.monotonic() + 2
-    while True:
-        with open(f"/proc/{pid}/stat") as stat:
-            state = stat.read().rsplit(")", 1)[1].split()[0]
-        if state == "T" or time.monotonic() > deadline:
-            return state
-        time.sleep(0.02)
 
 
 def test_an_independent_client_reads_sagaid_keys_and_camel_case_json(
