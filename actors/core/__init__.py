@@ -10,6 +10,8 @@ saga's log reaches the same state and the same decisions.
   (``evolve``, ``replay``, ``fold``);
 - :mod:`~actors.core.decide`: the decider, ``decide(definition, state, input)
   -> Decision(events, commands)``;
+- :mod:`~actors.core.ownership`: who may write a partition of the log (claims,
+  epochs) and the rule every reader of it applies (``Fence``);
 - :mod:`~actors.core.definitions`: saga types as data (steps, compensations,
   timeouts, retry policies, payload templates);
 - :mod:`~actors.core.catalog`: the saga types this orchestrator runs;
@@ -36,6 +38,7 @@ from actors.core.definitions import (
     Step,
     render,
 )
+from actors.core.ownership import Claim, Fence, LogCodec
 from actors.core.requests import (
     ORCHESTRATOR,
     START_STEP,
@@ -89,12 +92,15 @@ __all__ = [
     "TERMINAL_EVENTS",
     "Action",
     "AnySagaEvent",
+    "Claim",
     "CompensationCommanded",
     "CompensationFailed",
     "CompensationTimedOut",
     "Decision",
+    "Fence",
     "HistoryCodec",
     "Input",
+    "LogCodec",
     "LogRecord",
     "Reply",
     "RetryPolicy",

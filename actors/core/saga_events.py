@@ -180,7 +180,9 @@ class LogRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     """The events of one decision, numbered from ``seq`` (a saga's first event is 1).
 
     ``at`` is the decision's time (epoch ms); ``cause`` says what it reacted to
-    (``topic/partition/offset`` of the input, or ``timer``).
+    (``topic/partition/offset`` of the input, or ``timer``); ``epoch`` is the
+    epoch its writer owned the partition at (see :mod:`actors.core.ownership`:
+    0 before the first claim, as in logs written before claims existed).
     """
 
     saga_id: str
@@ -189,6 +191,7 @@ class LogRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     at: int
     events: list[AnySagaEvent]
     cause: str = ""
+    epoch: int = 0
 
 
 class HistoryCodec:
@@ -201,7 +204,8 @@ class HistoryCodec:
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(LogRecord)
 
-    def encode(self, record: LogRecord) -> bytes:
+    def encode(self, record: msgspec.Struct) -> bytes:
+        """A :class:`LogRecord` (or any log entry: see ``ownership.LogCodec``)."""
         return self._encoder.encode(record)
 
     def decode(self, raw: bytes) -> LogRecord:
