@@ -6,5 +6,6 @@ nothing, so that reading the configuration does not start up Ray.
 - :mod:`~actors.runtime.ray`: connecting to Ray, waiting on actors;
 - :mod:`~actors.runtime.engine`: ``Engine``, the saga hosts and routers;
 - :mod:`~actors.runtime.participants`: the participant services as actors;
-- :mod:`~actors.runtime.projection`: the projection writer as an actor.
+- :mod:`~actors.runtime.projection`: the projection writer as an actor;
+- :mod:`~actors.runtime.placement`: the custom resources that place them.
 """
