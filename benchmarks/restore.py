@@ -5,8 +5,8 @@
 Three figures, each the median of ``--rounds``:
 
 1. Replay: log records of deposit sagas (made by the real core, encoded as they
-   are on ``saga.events``) decoded and folded into state, in saga events per
-   second. Pure CPU, no broker.
+   are on ``saga.events``) decoded, passed through the fence and folded into
+   state, in saga events per second. Pure CPU, no broker.
 2. Host restore: a host (in-process, on the embedded broker) logs
    ``--history`` sagas that end, then takes ``--sagas`` starts and a reply for
    half of them, snapshots, takes a tail of more replies, and goes away; a new
@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from actors.core import (
     DEPOSIT,
+    Fence,
     HistoryCodec,
     LogRecord,
     Reply,
@@ -44,6 +45,7 @@ from actors.core import (
     evolve,
     start_message,
 )
+from actors.engine.claims import own
 from actors.engine.host import SagaHost
 from actors.engine.inbound import Inbound
 from actors.engine.settings import HostSettings
@@ -107,12 +109,13 @@ def log_records(count: int) -> list[bytes]:
 
 
 def replay_rate(records: list[bytes]) -> tuple[float, int]:
-    codec = HistoryCodec()
+    fence = Fence()  # as every reader of the log reads it
     states: dict[str, SagaState] = {}
     events = 0
     started = time.perf_counter()
     for raw in records:
-        record = codec.decode(raw)
+        record = fence.read(0, raw)
+        assert record is not None
         state = states.get(record.saga_id)
         for event in record.events:
             state = evolve(state, event)
@@ -167,12 +170,11 @@ def quiet_host(kafka: KafkaSettings) -> SagaHost:
     """A host of every partition with no timer thread and snapshots only when
     asked for: the benchmark decides what happens when."""
     partitions = kafka.topics.partitions
-    return SagaHost(
-        kafka,
+    return own(
+        SagaHost(
+            kafka, partitions, HostSettings(snapshot_every=10**9), start_timers=False
+        ),
         range(partitions),
-        partitions,
-        HostSettings(snapshot_every=10**9),
-        start_timers=False,
     )
 
 
@@ -212,7 +214,7 @@ def memory_per_saga(kafka: KafkaSettings, sagas: int) -> float:
         f"{time.monotonic_ns():x}-{i:06d}-4b1c-9f0e-2a7d5c3e8b61" for i in range(sagas)
     ]
     starts, verified = driver.starts(ids), driver.verified(ids)
-    host = SagaHost(kafka, range(partitions), partitions, start_timers=False)
+    host = own(SagaHost(kafka, partitions, start_timers=False), range(partitions))
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()

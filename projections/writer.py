@@ -11,12 +11,17 @@ added, never renamed):
   outcome)``; a compensation's step is ``<step>.compensate``.
 - ``dead_letters(message_id, saga_id, topic, partition, offset, error,
   attempts, dead_at, payload)``.
+- ``partition_owners(partition, epoch, owner, engine, claimed_at,
+  claim_offset, fenced_records)``: who owns each partition of the log (see
+  :mod:`projections.owners`).
 
 A batch and the positions it consumed commit in one transaction
 (``projection_offsets``), so a redelivered record is recognised by its
 position and skipped; the primary keys make a replay change nothing either.
 ``sagas`` and ``steps`` are recomputed from ``saga_events`` for the sagas a
-batch touched, so they can never disagree with the history.
+batch touched, so they can never disagree with the history. The log is read
+through the fence every reader of it applies: claims and the records a
+replaced owner appended after its partition was claimed make no rows.
 """
 
 from __future__ import annotations
@@ -38,7 +43,6 @@ from actors.core import (
     CompensationCommanded,
     CompensationFailed,
     CompensationTimedOut,
-    HistoryCodec,
     SagaEvent,
     Status,
     StepCommanded,
@@ -50,6 +54,7 @@ from actors.core import (
 from events.errors import MessageDecodeError
 from events.wire.dead_letters import DeadLetterCodec
 from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
+from projections.owners import BatchFence, Owners
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +154,11 @@ class BatchReport(NamedTuple):
     #: Records that are not a log record or a dead letter: logged and passed
     #: over, since reading them again would fail the same way forever.
     unreadable: int = 0
+    #: Records skipped as a replaced owner's (appended after the claim that
+    #: replaced it).
+    fenced: int = 0
+    #: ``partition_owners`` rows the batch changed.
+    owners: int = 0
 
 
 #: The tables published for readers, and the order their rows are written in.
@@ -158,6 +168,7 @@ PUBLISHED = {
     "steps": "commanded_at",
     "dead_letters": "dead_at",
     "projection_offsets": "topic, partition",
+    "partition_owners": "partition",
 }
 
 
@@ -167,7 +178,7 @@ class ProjectionWriter:
     def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
         self._db = db
         self._db.execute(SCHEMA)
-        self._history = HistoryCodec()
+        self._owners = Owners(db)
         self._letters = DeadLetterCodec()
         #: The newest decision time (epoch ms) applied: how far the tables reach.
         self.newest_at = 0
@@ -207,13 +218,14 @@ class ProjectionWriter:
         letters: list[tuple[Any, ...]] = []
         positions: dict[tuple[str, int], int] = {}
         skipped = unreadable = 0
+        fence = self._fence(batch)
         for item in batch:
             if item.offset < self.next_offset(item.topic, item.partition):
                 skipped += 1  # consumed before: a redelivery
                 continue
             positions[(item.topic, item.partition)] = item.offset + 1
             try:
-                self._read(item, events, letters)
+                self._read(item, fence, events, letters)
             except MessageDecodeError as exc:
                 unreadable += 1
                 log.error(
@@ -262,28 +274,49 @@ class ProjectionWriter:
                     list(positions.values()),
                 ],
             )
+            fence.write(db)
             db.commit()
         except BaseException:
             db.rollback()
             raise
         self._next.update(positions)
+        self._owners.commit(fence)
         for saga_id, row in sagas.items():
             if row[2] in ENDED:
                 self._sagas.pop(saga_id, None)  # ended: its row is final
         for key, row in steps.items():
             if row[4] is not None:
                 self._open_steps.pop(key, None)
-        return BatchReport(len(events), len(letters), skipped, unreadable)
+        return BatchReport(
+            len(events),
+            len(letters),
+            skipped,
+            unreadable,
+            fence.fenced,
+            len(fence.changed),
+        )
+
+    def _fence(self, batch: Sequence[Consumed]) -> BatchFence:
+        """The fence for ``batch``, from the epochs the file committed."""
+        firsts: dict[int, int] = {}
+        for item in batch:
+            if item.topic == SAGA_EVENTS:
+                firsts.setdefault(item.partition, item.offset)
+        known = [p for topic, p in self._next if topic == SAGA_EVENTS]
+        return self._owners.fence(known, firsts)
 
     def _read(
         self,
         item: Consumed,
+        fence: BatchFence,
         events: list[_Event],
         letters: list[tuple[Any, ...]],
     ) -> None:
         """The item's rows onto ``events`` or ``letters``."""
         if item.topic == SAGA_EVENTS:
-            record = self._history.decode(item.value)
+            record = fence.read(item.partition, item.offset, item.value)
+            if record is None:
+                return  # a claim, or a replaced owner's record: no rows
             self.newest_at = max(self.newest_at, record.at)
             for seq, event in enumerate(record.events, record.seq):
                 events.append(

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from actors.core import Claim, LogCodec, LogRecord
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
+from events.transport.publisher import KafkaMessagePublisher
 from events.transport.settings import (
     ConsumerSettings,
     KafkaSettings,
     ProducerSettings,
 )
+from events.transport.types import Ack, Outgoing
+from events.wire.topics import SAGA_EVENTS
 
 
 @pytest.fixture(scope="session")
@@ -72,6 +76,25 @@ def private_kafka(partitions: int = 6, **fields: object) -> Iterator[KafkaSettin
     """:func:`private_broker`'s settings alone."""
     with private_broker(partitions, **fields) as (_, settings):
         yield settings
+
+
+def append_to_log(
+    kafka: KafkaSettings, partition: int, entries: Sequence[LogRecord | Claim]
+) -> list[Ack]:
+    """Append ``entries`` to ``saga.events`` partition ``partition`` as hosts
+    do: records keyed by their sagaId, claims by ``claim/<partition>``; all
+    acknowledged, in order."""
+    codec = LogCodec()
+    with KafkaMessagePublisher(kafka) as publisher:
+        return publisher.send_all(
+            Outgoing(
+                SAGA_EVENTS,
+                f"claim/{partition}" if isinstance(e, Claim) else e.saga_id,
+                codec.encode(e),
+                partition,
+            )
+            for e in entries
+        )
 
 
 def restart_empty(broker: EmbeddedBroker) -> None:

@@ -2,20 +2,21 @@
 
 Starting a saga writes a request to ``saga.requests`` (see
 :mod:`actors.core.requests`) and returns its sagaId once the broker has it. History
-is read from ``saga.events`` itself, and state is the fold of that history: the
-same answer a restarted host would reach, with no Ray needed to ask.
+is read from ``saga.events`` itself, through the fence every reader of it
+applies (:class:`~actors.core.Fence`), and state is the fold of that history:
+the same answer a restarted host would reach, with no Ray needed to ask.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from actors.core import (
     DEFINITIONS,
-    HistoryCodec,
+    Fence,
     LogRecord,
     SagaDefinition,
     SagaState,
@@ -30,7 +31,7 @@ from events.transport.partitions import home_partition
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.reader import read_to_end
 from events.transport.settings import KafkaSettings
-from events.transport.types import TP, Record
+from events.transport.types import TP
 from events.wire.topics import SAGA_EVENTS, SAGA_REQUESTS
 
 
@@ -44,7 +45,6 @@ class SagaClient(Closing):
         self._definitions = definitions
         self._partitions = kafka.topics.partitions
         self._publisher = KafkaMessagePublisher(kafka)
-        self._codec = HistoryCodec()
 
     def start(
         self, saga_type: str, input: Mapping[str, Any], saga_id: str | None = None
@@ -94,12 +94,9 @@ class SagaClient(Closing):
     def history(self, saga_id: str) -> list[LogRecord]:
         """The saga's log records, in order (empty if it never started)."""
         tp = TP(SAGA_EVENTS, home_partition(saga_id, self._partitions))
-        key = saga_id.encode()
-        return [
-            self._decode(record)
-            for record in read_to_end(self._kafka, {tp: 0})
-            if record.key == key
-        ]
+        # The whole partition goes through the fence, not the saga's key
+        # alone: the claims that set the epoch in force are keyed otherwise.
+        return [r for r in self._records({tp: 0}) if r.saga_id == saga_id]
 
     def state(self, saga_id: str) -> SagaState | None:
         """The saga's current state as the log has it (``None`` if unknown)."""
@@ -112,21 +109,26 @@ class SagaClient(Closing):
         """Every saga in the log, folded: for audits and tests, not hot paths."""
         tps = {TP(SAGA_EVENTS, p): 0 for p in range(self._partitions)}
         states: dict[str, SagaState] = {}
-        for raw in read_to_end(self._kafka, tps):
-            record = self._decode(raw)
+        for record in self._records(tps):
             state = replay(states.get(record.saga_id), record)
             assert state is not None
             states[record.saga_id] = state
         return states
 
-    def _decode(self, raw: Record) -> LogRecord:
-        try:
-            return self._codec.decode(raw.value)
-        except MessageDecodeError as exc:
-            raise RestoreError(
-                f"{SAGA_EVENTS} partition {raw.partition} offset {raw.offset} is "
-                f"not a saga log record: {exc}"
-            ) from exc
+    def _records(self, starts: Mapping[TP, int]) -> Iterator[LogRecord]:
+        """The records the fence applies, read from ``starts`` (offset 0 of
+        each partition: where the epoch in force is known to be 0)."""
+        fence = Fence()
+        for raw in read_to_end(self._kafka, starts):
+            where = f"{SAGA_EVENTS} partition {raw.partition} offset {raw.offset}"
+            try:
+                record = fence.read(raw.partition, raw.value, where)
+            except MessageDecodeError as exc:
+                raise RestoreError(
+                    f"{where} is neither a saga log record nor a claim: {exc}"
+                ) from exc
+            if record is not None:
+                yield record
 
     def close(self) -> None:
         self._publisher.close()

@@ -1,4 +1,4 @@
-"""The books a host keeps per owned partition, and which host owns which.
+"""The books a host keeps per owned partition.
 
 Per partition: the live sagas (each the fold of its events), a bounded set of
 ended ones (so a late duplicate for them is dropped instead of dead-lettered),
@@ -13,22 +13,13 @@ from collections import deque
 from actors.core import SagaState
 
 
-def owner_of(partition: int, hosts: int) -> int:
-    """The host number that owns ``partition``: the one ownership rule."""
-    return partition % hosts
-
-
-def owned_partitions(host: int, hosts: int, partitions: int) -> list[int]:
-    """The partitions host number ``host`` of ``hosts`` owns."""
-    return [p for p in range(partitions) if owner_of(p, hosts) == host]
-
-
 class PartitionBooks:
     """One owned partition: its live sagas and the books of ended ones."""
 
     __slots__ = (
         "doubtful",
         "end",
+        "epoch",
         "finished",
         "finished_order",
         "late",
@@ -52,6 +43,8 @@ class PartitionBooks:
         #: restart a copy may be reported once more.
         self.late: set[str] = set()
         self.end = 0  # the log offset after the last record of this partition
+        #: The epoch this host owns the partition at (see actors.core.ownership).
+        self.epoch = 0
         self.since = 0  # events appended since the last snapshot
         self.manifest = -1  # offset of the newest snapshot manifest
 

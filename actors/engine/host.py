@@ -12,13 +12,28 @@ order, and then:
    (:mod:`actors.engine.write_ahead`);
 2. only then makes the new states current and publishes the commands.
 
-If step 1 fails, nothing in memory changed and the caller retries the batch. A
-host that dies loses nothing: on start it restores its partitions from the
-newest snapshot plus the log tail (:mod:`actors.engine.restore`), re-arms every
-deadline (:mod:`actors.engine.timers`) and re-sends every command still
-awaiting an answer (same messageId, so participants see a duplicate). Sagas
-that end leave memory; their ids stay in a bounded set, so a late duplicate
-for them is dropped instead of dead-lettered.
+If step 1 fails, nothing in memory changed and the caller retries the batch.
+
+A host owns no partition until the controller grants it one
+(:mod:`actors.engine.claims`): it appends a claim at the granted epoch,
+restores up to it from the newest snapshot plus the log tail
+(:mod:`actors.engine.restore`), re-arms every deadline
+(:mod:`actors.engine.timers`) and re-sends every command still awaiting an
+answer (same messageId, so participants see a duplicate). A host that dies
+loses nothing: the controller grants its partitions again, to it once Ray
+restarted it or to another host. Records for a partition the host does not
+own are answered "not owned" (the router asks the controller where they go
+now), never dead-lettered.
+
+A host that was replaced (paused past its move, say) must write nothing a
+reader applies and send nothing: each append must land right after the host's
+last record on that partition, and the host checks each partition's end when
+idle. Anything else on its partition means another writer: the batch is not
+made current, no command goes out, and the host rebuilds from the log, where
+a newer claim takes the partition from it (:class:`~actors.core.Fence`).
+
+Sagas that end leave memory; their ids stay in a bounded set, so a late
+duplicate for them is dropped instead of dead-lettered.
 
 The class has no Ray in it: :mod:`actors.runtime` makes it a Ray actor, and
 tests and benchmarks can drive it in-process.
@@ -30,6 +45,7 @@ import logging
 import os
 import random
 import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 
 from actors.core import (
@@ -46,10 +62,12 @@ from actors.core import (
 )
 from actors.engine import restore
 from actors.engine.books import PartitionBooks
+from actors.engine.claims import Incarnation, Ownership, Taken, foreign_writes, take
 from actors.engine.clock import SteadyClock
 from actors.engine.inbound import (
     Inbound,
     Refused,
+    home_of,
     misrouted,
     read_message,
     to_input,
@@ -59,7 +77,7 @@ from actors.engine.settings import HostSettings
 from actors.engine.snapshots import SnapshotStore
 from actors.engine.stats import HandleReport, HostMetrics, HostStats, host_stats
 from actors.engine.timers import ResendQueue, Timers
-from actors.engine.watch import LogWatch
+from actors.engine.watch import FenceCheck, LogWatch
 from actors.engine.write_ahead import Batch, WriteAhead
 from actors.errors import HostUnavailableError
 from events.errors import EventsError, LogLostError
@@ -67,9 +85,9 @@ from events.transport.admin import TopicAdmin
 from events.transport.partitions import home_partition
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.settings import KafkaSettings
-from events.transport.types import LogIdentity
+from events.transport.types import Ack, LogIdentity
 from events.wire.messages import MessageCodec
-from events.wire.topics import ALL_TOPICS
+from events.wire.topics import ALL_TOPICS, SAGA_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -89,16 +107,21 @@ _COUNTERS = (
 
 
 class SagaHost:
-    """Hosts the sagas of ``partitions`` (of ``partition_count`` in all)."""
+    """Hosts the sagas of the partitions (of ``partition_count``) it is granted.
+
+    ``name`` and ``engine`` go into its claims (the Ray actor's name, and its
+    engine's id); ``node`` is where it runs, for people."""
 
     def __init__(
         self,
         kafka: KafkaSettings,
-        partitions: Sequence[int],
         partition_count: int,
         settings: HostSettings | None = None,
         definitions: Mapping[str, SagaDefinition] = DEFINITIONS,
         *,
+        name: str = "saga-host",
+        engine: str = "",
+        node: str = "",
         clock: Callable[[], float] | None = None,
         start_timers: bool = True,
         identity: LogIdentity | None = None,
@@ -111,9 +134,10 @@ class SagaHost:
         self._random = random.Random()
         self._lock = threading.RLock()
         self._codec = MessageCodec(kafka.max_message_bytes)
-        self._owned = sorted(set(partitions))
+        self._me = Incarnation(name, engine, node, uuid.uuid4().hex[:12], os.getpid())
+        #: The partitions owned, and those lost to a newer claim since.
         self._parts: dict[int, PartitionBooks] = {}
-        self._reset_books()
+        self._fenced: dict[int, Taken] = {}
         self._timers = Timers()
         self._resend = ResendQueue()
         self._counters = dict.fromkeys(_COUNTERS, 0)
@@ -126,7 +150,10 @@ class SagaHost:
         # Ray actor whose constructor raises is dead for good.
         self._publisher = KafkaMessagePublisher(kafka, connect=False)
         self._write_ahead = WriteAhead(self._publisher, kafka.max_message_bytes)
-        self._snapshots = SnapshotStore(kafka, self._publisher)
+        self._snapshots = SnapshotStore(
+            kafka, self._publisher, writer=self._me.incarnation
+        )
+        self._fence_check = FenceCheck(kafka, self._settings.fence_check_ms)
 
         def check_topics() -> None:
             with TopicAdmin(kafka) as admin:
@@ -134,7 +161,7 @@ class SagaHost:
                 self._watch.check_identity(admin)
 
         try:
-            restore.patiently(check_topics, self._restore, again=self._reset_books)
+            restore.patiently(check_topics, again=lambda: None)
         except LogLostError as exc:
             # Stay up to say so: a restart would meet the same loss.
             self._watch.stop(exc)
@@ -151,7 +178,8 @@ class SagaHost:
     def handle(self, batch: Sequence[Inbound]) -> HandleReport:
         """Apply a batch of consumed records. Returns once every resulting saga
         event and dead letter is durable; raises :class:`HostUnavailableError`
-        (having changed nothing) if they could not be made so."""
+        (having changed nothing) if they could not be made so. Records of
+        partitions not owned here are left alone and reported ``not_owned``."""
         with self._lock, self._watch.guard():
             if self._stale:
                 self._reload()
@@ -159,6 +187,10 @@ class SagaHost:
             work = Batch()
             for raw in batch:
                 inbound = Inbound(*raw)
+                routed = home_of(inbound, self._count)
+                if routed not in self._parts:
+                    work.not_owned.add(routed)
+                    continue
                 try:
                     self._apply(work, inbound, now)
                 except Exception as exc:
@@ -169,7 +201,71 @@ class SagaHost:
                         work, inbound, f"internal error: {exc!r}", now
                     )
             self._commit(work)
-            return HandleReport(**work.report)
+            return HandleReport(**work.report, not_owned=sorted(work.not_owned))
+
+    # -- ownership, as the controller grants it ------------------------------
+
+    def acquire(self, grants: Mapping[int, int]) -> list[Taken]:
+        """Claim each partition of ``grants`` at its epoch, restored up to the
+        claim (:func:`actors.engine.claims.take`); says what became of each."""
+        with self._lock, self._watch.guard():
+            if self._stale:
+                self._reload()
+            mine = {n: e for n, e in grants.items() if n not in self._parts}
+            takeover = take(
+                self._kafka,
+                self._snapshots,
+                self._publisher,
+                mine,
+                (self._me.name, self._me.engine),
+                self._settings.finished_retention,
+                self._now(),
+            )
+            for number, part in takeover.books.items():
+                self._parts[number] = part
+                self._fenced.pop(number, None)
+            restore.rearm(
+                takeover.books,
+                self._timers,
+                self._resend,
+                takeover.touched,
+                self._now() + self._settings.restore_grace_ms,
+            )
+            self._restored = restore.report(
+                takeover.books, takeover.counts, self._resend
+            )
+            held = [
+                Taken(partition=n, epoch=self._parts[n].epoch, won=True)
+                for n in grants
+                if n not in mine
+            ]
+            return [*held, *takeover.taken]
+
+    def release(self, partitions: Sequence[int]) -> None:
+        """Give partitions up (to be granted elsewhere): a last snapshot each,
+        so the next owner's restore is short, then their books go."""
+        with self._lock, self._watch.guard():
+            if self._stale:
+                self._reload()
+            for number in partitions:
+                if number not in self._parts:
+                    continue
+                try:
+                    self._snapshot(number)
+                except Exception:
+                    log.exception("the last snapshot of partition %d failed", number)
+                del self._parts[number]
+            log.info("released partitions %s", sorted(partitions))
+
+    def ownership(self) -> Ownership:
+        """What this host owns, at which epochs, and what it lost since."""
+        with self._lock:
+            return Ownership(
+                host=self._me,
+                owned={n: part.epoch for n, part in self._parts.items()},
+                fenced=dict(self._fenced),
+                log_lost=self._watch.lost,
+            )
 
     def state(self, saga_id: str) -> SagaState | None:
         """The live state of an in-flight saga hosted here (``None`` otherwise)."""
@@ -204,6 +300,7 @@ class SagaHost:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._publisher.close()
+        self._fence_check.close()
 
     # -- applying inputs ---------------------------------------------------
 
@@ -219,7 +316,7 @@ class SagaHost:
         number = home_partition(saga_id, self._count)
         part = self._parts.get(number)
         if part is None:
-            reason = misrouted(saga_id, number, self._owned)
+            reason = misrouted(saga_id, number, sorted(self._parts))
             self._write_ahead.dead(work, inbound, reason, now, message)
             return
         item = to_input(inbound, message, self._definitions, now, self._random.random())
@@ -250,7 +347,7 @@ class SagaHost:
             self._write_ahead.dead(work, inbound, decision.reason, now, message)
             return
         refused = self._write_ahead.stage(
-            work, (number, part.end), state, decision, now, str(inbound)
+            work, (number, part.end), state, decision, now, str(inbound), part.epoch
         )
         if refused:
             self._write_ahead.dead(work, inbound, refused, now, message)
@@ -261,6 +358,7 @@ class SagaHost:
         if work.empty:
             self._counters["duplicates"] += work.report["duplicates"]
             return
+        ends = {number: self._parts[number].end for number, _, _ in work.records}
         try:
             acks = self._write_ahead.append(work)
         except BaseException as exc:
@@ -272,10 +370,11 @@ class SagaHost:
                     f"saga events not acknowledged: {exc}"
                 ) from exc
             raise
-        # Durable: now the new states become current.
+        self._check_landed(work, acks, ends)
+        # Durable, and after this host's own records: the new states become
+        # current.
         for (number, record, _), ack in zip(work.records, acks, strict=True):
             part = self._parts[number]
-            self._watch.check_ack(number, part, ack)
             part.end = max(part.end, ack.offset + 1)
             part.since += len(record.events)
         for number, saga_id in work.late:
@@ -298,6 +397,35 @@ class SagaHost:
                     log.exception("snapshot of partition %d failed", number)
                     part.since = self._settings.snapshot_every // 2
 
+    def _check_landed(self, work: Batch, acks: list[Ack], ends: dict[int, int]) -> None:
+        """Each record landed right after the one before it on its partition,
+        or with only a replaced owner's records between: else another writer
+        appended there (a newer owner, most likely), and nothing of the batch
+        may be made current or sent until the log says whose it is."""
+        ours: dict[int, set[int]] = {}
+        gaps: dict[int, int] = {}
+        for (number, _, _), ack in zip(work.records, acks, strict=True):
+            self._watch.check_ack(number, self._parts[number], ack)
+            ours.setdefault(number, set()).add(ack.offset)
+            if ack.offset != ends[number]:
+                gaps.setdefault(number, self._parts[number].end)
+            ends[number] = ack.offset + 1
+        apart = {
+            number: why
+            for number, start in gaps.items()
+            if (
+                why := foreign_writes(
+                    self._kafka, number, start, ours[number], self._parts[number].epoch
+                )
+            )
+        }
+        if apart:
+            self._stale = True
+            raise HostUnavailableError(
+                f"on {SAGA_EVENTS}, {'; '.join(apart.values())}: rebuilding from "
+                "the log before the next input"
+            )
+
     def _send(self, number: int, send: Send) -> None:
         """Publish a command whose saga events are durable. A send that fails is
         not retried here: the saga's deadline re-sends it as the next attempt."""
@@ -317,6 +445,7 @@ class SagaHost:
             list(part.finished_order),
             dict(part.doubtful),
             part.manifest,
+            part.epoch,
         )
         part.since = 0
         self._counters["snapshots"] += 1
@@ -327,6 +456,7 @@ class SagaHost:
         interval = self._settings.tick_ms / 1000
         while not self._stopping.wait(interval):
             try:
+                self._check_fence()
                 self.fire_timers()
             except LogLostError:
                 pass  # stopped, and said so once
@@ -347,7 +477,9 @@ class SagaHost:
             work = Batch()
             fired = 0
             for timer in due:
-                part = self._parts[timer.partition]
+                part = self._parts.get(timer.partition)
+                if part is None:
+                    continue  # released, or taken by a newer owner
                 state = part.sagas.get(timer.saga_id)
                 if state is None or state.deadline != timer.deadline:
                     continue  # ended, or re-armed since: a stale entry
@@ -357,7 +489,13 @@ class SagaHost:
                 try:
                     decision = decide(self._definitions[state.saga_type], state, tick)
                     refused = self._write_ahead.stage(
-                        work, (timer.partition, part.end), state, decision, now, "timer"
+                        work,
+                        (timer.partition, part.end),
+                        state,
+                        decision,
+                        now,
+                        "timer",
+                        part.epoch,
                     )
                 except Exception as exc:
                     # One saga's bug must not cost the others their timers. This
@@ -386,7 +524,8 @@ class SagaHost:
         sent = 0
         while self._resend and (limit is None or sent < limit):
             number, saga_id, seq = self._resend.pop()
-            state = self._parts[number].sagas.get(saga_id)
+            part = self._parts.get(number)
+            state = None if part is None else part.sagas.get(saga_id)
             if state is None or state.seq != seq:
                 continue
             send = pending_command(self._definitions[state.saga_type], state, now)
@@ -397,43 +536,68 @@ class SagaHost:
             self._publisher.flush()
         self._counters["resent"] += sent
 
-    # -- restore --------------------------------------------------------------
-
-    def _reset_books(self) -> None:
-        retention = self._settings.finished_retention
-        self._parts = {p: PartitionBooks(retention) for p in self._owned}
+    # -- rebuilding from the log ----------------------------------------------
 
     def _reload(self) -> None:
         """Forget memory and rebuild it from the log: after an append of unknown
         outcome, the log is the truth and memory may disagree with it (the
         publisher has replaced its producer already: see
-        :meth:`KafkaMessagePublisher.send_all`)."""
-        log.warning("rebuilding partitions %s from the log", self._owned)
+        :meth:`KafkaMessagePublisher.send_all`). A partition the log shows
+        claimed since at a higher epoch is this host's no more."""
         kept = self._parts
+        log.warning("rebuilding partitions %s from the log", sorted(kept))
         with TopicAdmin(self._kafka) as admin:
             self._watch.check_identity(admin)
-        self._reset_books()
+        retention = self._settings.finished_retention
+        self._parts = {number: PartitionBooks(retention) for number in kept}
         self._timers.clear()
         self._resend.clear()
         try:
-            self._restore()
+            self._restored, fence = restore.restore(
+                self._kafka,
+                self._snapshots,
+                self._parts,
+                self._timers,
+                self._resend,
+                self._now() + self._settings.restore_grace_ms,
+            )
             self._watch.check_reloaded(self._watch.ends(kept), self._parts)
         except BaseException:
             # What the host knew: the next reload compares against it, and a
             # person sees it if the log was lost.
             self._parts = kept
             raise
+        for number, part in kept.items():
+            self._parts[number].epoch = part.epoch
+            claim = fence.claim(number)
+            if fence.epoch(number) > part.epoch and claim is not None:
+                self._fenced[number] = Taken(
+                    number, claim.epoch, False, claim.owner, claim.engine
+                )
+                del self._parts[number]
+                log.warning(
+                    "partition %d was claimed by %s at epoch %d (this host had "
+                    "epoch %d): dropped",
+                    number,
+                    claim.owner,
+                    claim.epoch,
+                    part.epoch,
+                )
         self._stale = False
 
-    def _restore(self) -> None:
-        self._restored = restore.restore(
-            self._kafka,
-            self._snapshots,
-            self._parts,
-            self._timers,
-            self._resend,
-            self._now() + self._settings.restore_grace_ms,
-        )
+    def _check_fence(self) -> None:
+        """When due, each owned partition still ends where this host's last
+        record did: a longer log means another writer (see the module)."""
+        with self._lock:
+            owned = dict(self._parts)
+        ends = self._fence_check.ends_if_due(owned)
+        with self._lock:
+            if any(
+                ends.get(number, 0) > part.end
+                for number, part in self._parts.items()
+                if owned.get(number) is part
+            ):
+                self._stale = True
 
 
 def _reply_to_ended(

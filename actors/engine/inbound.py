@@ -10,13 +10,23 @@ since only its books know which sagas ended.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Final, NamedTuple
+
+import msgspec
 
 from actors.core import Reply, SagaDefinition, Start, parse_start
 from actors.errors import SagaError
 from events.errors import MessageDecodeError
-from events.wire.messages import EventMessage, Message, MessageCodec
+from events.transport.partitions import home_partition
+from events.wire.messages import EventMessage, Message, MessageCodec, decode_json
 from events.wire.topics import SAGA_REQUESTS
+
+
+class _SagaIdOnly(msgspec.Struct, rename="camel"):
+    saga_id: str = ""
+
+
+_SAGA_ID_ONLY: Final = msgspec.json.Decoder(_SagaIdOnly)
 
 
 class Inbound(NamedTuple):
@@ -94,6 +104,21 @@ def to_input(
         jitter=jitter,
         command_id=message.command_id,
     )
+
+
+def home_of(inbound: Inbound, partition_count: int) -> int:
+    """The partition whose owner takes ``inbound``: its saga's home partition,
+    by its key, or else by the sagaId in its value. With neither, the record's
+    own partition: that partition's owner dead-letters it. Never raises."""
+    saga_id = inbound.key
+    if saga_id is None:
+        try:
+            saga_id = decode_json(_SAGA_ID_ONLY, inbound.value).saga_id
+        except MessageDecodeError:
+            saga_id = ""
+    if not saga_id:
+        return inbound.partition
+    return home_partition(saga_id, partition_count)
 
 
 def misrouted(saga_id: str, partition: int, owned: list[int]) -> str:

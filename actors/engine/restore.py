@@ -3,6 +3,8 @@
 The log is the truth: a snapshot only saves reading all of it. After the
 books are back, deadlines are re-armed and the commands the log tail issued
 are queued to be sent again (the crash may have come before they went out).
+The log is read through the ownership fence (:class:`~actors.core.Fence`),
+starting at each snapshot's epoch: a replaced owner's records are skipped.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
-from actors.core import HistoryCodec, replay
+from actors.core import Fence, LogRecord, replay
 from actors.engine.books import PartitionBooks
 from actors.engine.snapshots import SnapshotStore
 from actors.engine.timers import ResendQueue, Timers
@@ -47,13 +49,21 @@ def restore(
     timers: Timers,
     resend: ResendQueue,
     not_before: int,
-) -> Restored:
-    """Fresh ``books`` loaded (:func:`load`) and re-armed (:func:`rearm`)."""
+) -> tuple[Restored, Fence]:
+    """Fresh ``books`` loaded (:func:`load`) and re-armed (:func:`rearm`);
+    returns the counts and the fence as it stands at the log's end."""
     started = time.perf_counter()
     with PartitionReader(kafka) as reader:
-        touched, counts = load(reader, snapshots, books, HistoryCodec())
+        touched, counts, fence = load(reader, snapshots, books)
     rearm(books, timers, resend, touched, not_before)
-    counts = counts._replace(seconds=time.perf_counter() - started)
+    report(books, counts._replace(seconds=time.perf_counter() - started), resend)
+    return counts, fence
+
+
+def report(
+    books: Mapping[int, PartitionBooks], counts: Restored, resend: ResendQueue
+) -> Restored:
+    """Log what a restore did; returns ``counts``."""
     log.info(
         "restored partitions %s: %d sagas from snapshots, %d log records, "
         "%d commands to re-send, in %.2f s",
@@ -70,13 +80,13 @@ def load(
     reader: PartitionReader,
     snapshots: SnapshotStore,
     books: Mapping[int, PartitionBooks],
-    codec: HistoryCodec,
-) -> tuple[set[str], Restored]:
+) -> tuple[set[str], Restored, Fence]:
     """Newest snapshot + log tail into ``books`` (fresh ones); returns the
     sagaIds the tail moved (their latest commands may not have gone out before
-    the crash) and the counts (seconds left at 0 for the caller to time)."""
+    the crash), the counts (seconds left at 0 for the caller to time) and the
+    fence at the end of what was read."""
     found = snapshots.latest(reader, books)
-    sagas = records = 0
+    sagas = 0
     for number, snapshot in found.items():
         part = books[number]
         part.sagas = {s.saga_id: s for s in snapshot.sagas}
@@ -85,26 +95,44 @@ def load(
         part.end = snapshot.log_offset
         part.manifest = snapshot.manifest_offset
         sagas += len(snapshot.sagas)
-    starts = {
-        TP(SAGA_EVENTS, number): snapshot.log_offset
-        for number, snapshot in found.items()
-    }
+    fence = Fence({number: snapshot.epoch for number, snapshot in found.items()})
     touched: set[str] = set()
-    for record in reader.read(starts):
-        part = books[record.partition]
-        touched.add(_replay(part, record, codec))
-        part.end = record.offset + 1
-        part.since += 1
-        records += 1
-    return touched, Restored(sagas, records, 0.0)
+    records = read_on(reader, books, fence, touched)
+    return touched, Restored(sagas, records, 0.0), fence
 
 
-def _replay(part: PartitionBooks, raw: Record, codec: HistoryCodec) -> str:
+def read_on(
+    reader: PartitionReader,
+    books: Mapping[int, PartitionBooks],
+    fence: Fence,
+    touched: set[str],
+) -> int:
+    """Read each partition of ``books`` on from its ``end`` to the log's end,
+    through ``fence``; adds the sagaIds moved to ``touched``, returns how many
+    saga records were applied."""
+    starts = {TP(SAGA_EVENTS, number): part.end for number, part in books.items()}
+    records = 0
+    for raw in reader.read(starts):
+        part = books[raw.partition]
+        record = _admitted(fence, raw)
+        if record is not None:
+            touched.add(_replay(part, record, raw))
+            part.since += 1
+            records += 1
+        part.end = raw.offset + 1
+    return records
+
+
+def _admitted(fence: Fence, raw: Record) -> LogRecord | None:
     where = f"{SAGA_EVENTS} partition {raw.partition} offset {raw.offset}"
     try:
-        record = codec.decode(raw.value)
+        return fence.read(raw.partition, raw.value, where)
     except MessageDecodeError as exc:
         raise RestoreError(f"{where} is not a saga log record: {exc}") from exc
+
+
+def _replay(part: PartitionBooks, record: LogRecord, raw: Record) -> str:
+    where = f"{SAGA_EVENTS} partition {raw.partition} offset {raw.offset}"
     if record.saga_id in part.finished:
         return record.saga_id
     try:

@@ -3,10 +3,13 @@
 A router is a member of the orchestrator's consumer group over ``saga.requests``
 and every reply topic the saga definitions listen on. It does not decode
 messages: it reads each record's key (the sagaId), finds the saga's home
-partition and so its host, and sends each host its share of the batch in one
-Ray call, all hosts in parallel. An offset is committed only after the host
-reported the batch durable; a host that failed or timed out leaves its records
-uncommitted, and they come back on the next poll.
+partition and, from the controller's routes, the host that owns it, and sends
+each host its share of the batch in one Ray call, all hosts in parallel. An
+offset is committed only after the host reported the batch durable; a host
+that failed or timed out, or answered that it does not own a partition (it
+moved), leaves those records uncommitted: the router fetches the routes again
+and the records come back on the next poll. A move stalls a partition for the
+time its new owner restores; nothing is dead-lettered for it.
 
 More routers share the group: scale them like any consumer. Routing does not
 depend on which router got which partition.
@@ -26,7 +29,8 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError
 
 from actors.core import SagaDefinition
-from actors.engine.inbound import Inbound
+from actors.engine.controller import Routes
+from actors.engine.inbound import Inbound, home_of
 from actors.engine.stats import HandleReport
 from actors.engine.workers import (
     Fatal,
@@ -35,16 +39,17 @@ from actors.engine.workers import (
     poll_until,
     start_vital,
 )
-from events.errors import EventsError, LogLostError, MessageDecodeError
+from events.errors import EventsError, LogLostError
 from events.transport.admin import TopicAdmin
 from events.transport.listener import Delivery, KafkaEventListener
-from events.transport.partitions import home_partition
 from events.transport.settings import KafkaSettings
 from events.transport.types import LogIdentity
-from events.wire.messages import decode_json
 from events.wire.topics import SAGA_REQUESTS
 
 log = logging.getLogger(__name__)
+
+#: How old the routes may get before a router reads them again.
+_ROUTES_EVERY_S: Final = 1.0
 
 #: What a consumer loop retries in place: the broker and the network (the
 #: transport raises nothing else for them).
@@ -62,28 +67,6 @@ def listened_topics(definitions: Mapping[str, SagaDefinition]) -> list[str]:
     return sorted(topics)
 
 
-class _SagaIdOnly(msgspec.Struct, rename="camel"):
-    saga_id: str = ""
-
-
-_SAGA_ID_ONLY: Final = msgspec.json.Decoder(_SagaIdOnly)
-
-
-def home_of(delivery: Delivery, partition_count: int) -> int:
-    """The partition whose host takes ``delivery``: its saga's home partition,
-    by its key, or else by the sagaId in its value. With neither, the record's
-    own partition: that host dead-letters it. Never raises for any record."""
-    saga_id = delivery.key
-    if saga_id is None:
-        try:
-            saga_id = decode_json(_SAGA_ID_ONLY, delivery.value).saga_id
-        except MessageDecodeError:
-            saga_id = ""
-    if not saga_id:
-        return delivery.partition
-    return home_partition(saga_id, partition_count)
-
-
 class RouterStats(msgspec.Struct, frozen=True):
     batches: int
     routed: int
@@ -95,34 +78,39 @@ class RouterStats(msgspec.Struct, frozen=True):
     #: Why the router stopped for good ("" while it runs): a lost log.
     fatal: str = ""
     #: Hosts that refuse work because their log lost records, and why.
-    fatal_hosts: dict[int, str] = {}
+    fatal_hosts: dict[str, str] = {}
+    #: Records a host answered it did not own (moved), sent again later.
+    not_owned: int = 0
+    #: The version of the controller's routes in use.
+    routes_version: int = -1
 
 
 class RouterActor:
-    """Routes consumed records to the :class:`~actors.engine.host.SagaHost` owning them.
+    """Routes consumed records to the :class:`~actors.engine.host.SagaHost`
+    owning them, as the controller named ``controller`` says.
 
-    ``hosts`` are the Ray actor names of the hosts; ``owners`` maps each
-    partition number to an index into them. ``identity`` is the cluster and
-    topics the engine started on: a router (re)joining any other refuses to
-    consume, rather than start over on a log that lost what was committed.
+    ``identity`` is the cluster and topics the engine started on: a router
+    (re)joining any other refuses to consume, rather than start over on a log
+    that lost what was committed.
     """
 
     def __init__(
         self,
         kafka: KafkaSettings,
-        hosts: Sequence[str],
-        owners: Mapping[int, int],
+        controller: str,
         partition_count: int,
         topics: Sequence[str],
         *,
         group_id: str | None = None,
-        call_timeout_s: float = 120.0,
+        call_timeout_s: float = 30.0,
         identity: LogIdentity | None = None,
     ) -> None:
-        # Hosts by name, not by handle: a handle in the constructor's arguments
+        # By name, not by handle: a handle in the constructor's arguments
         # lives in the object store, and a restart needs it still there.
-        self._hosts: list[Any] = [ray.get_actor(name) for name in hosts]
-        self._owners = dict(owners)
+        self._controller: Any = ray.get_actor(controller)
+        self._routes = Routes(-1, {})
+        self._routes_at = 0.0
+        self._handles: dict[str, Any] = {}
         self._count = partition_count
         self._timeout = call_timeout_s
         self._die_after: int | None = None
@@ -131,12 +119,13 @@ class RouterActor:
         self._batches = 0
         self._routed = 0
         self._failures = 0
+        self._not_owned = 0
         self._duplicates = 0
         self._consumed: dict[str, int] = {}
         self._dead_letters = 0
         self._failed_recently = False
         self._assigned: list[tuple[str, int]] = []
-        self._fatal_hosts: dict[int, str] = {}
+        self._fatal_hosts: dict[str, str] = {}
 
         def join() -> KafkaEventListener:
             if identity is not None:
@@ -176,45 +165,85 @@ class RouterActor:
             time.sleep(0.5)
 
     def _dispatch(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        groups: dict[int, list[Delivery]] = {}
+        self._refresh(force=False)
+        groups: dict[str, list[tuple[int, Delivery]]] = {}
         for delivery in deliveries:
-            home = home_of(delivery, self._count)
-            groups.setdefault(self._owners[home], []).append(delivery)
-        calls = {
-            host: self._hosts[host].handle.remote([_inbound(d) for d in group])
-            for host, group in groups.items()
-        }
+            home = home_of(_inbound(delivery), self._count)
+            owner = self._routes.owners.get(home)
+            if owner is None:
+                self._failed_recently = True  # moving: it comes back
+                continue
+            groups.setdefault(owner, []).append((home, delivery))
+        calls = {}
+        for owner, group in groups.items():
+            handle = self._handle(owner)
+            if handle is not None:
+                inbound = [_inbound(d) for _, d in group]
+                calls[owner] = handle.handle.remote(inbound)
         done: list[Delivery] = []
-        for host, ref in calls.items():
-            try:
-                report: HandleReport = ray.get(ref, timeout=self._timeout)
-            except LogLostError as exc:
-                # The host refuses until a person acts: keep its records
-                # uncommitted, and say so once, not at every poll.
-                self._failures += 1
-                self._failed_recently = True
-                if host not in self._fatal_hosts:
-                    self._fatal_hosts[host] = exc.what
-                    log.error("host %d stopped: %s", host, exc.what)
+        for owner, ref in calls.items():
+            report = self._report(owner, ref, len(groups[owner]))
+            if report is None:
                 continue
-            except (RayError, GetTimeoutError) as exc:
-                self._failures += 1
+            moved = set(report.not_owned)
+            if moved:
+                # It moved since the routes were read: ask where it is now.
+                self._not_owned += sum(1 for h, _ in groups[owner] if h in moved)
                 self._failed_recently = True
-                log.warning(
-                    "host %d did not take %d records: %s", host, len(groups[host]), exc
-                )
-                continue
-            done.extend(groups[host])
+            done.extend(d for h, d in groups[owner] if h not in moved)
             self._duplicates += report.duplicates
             self._dead_letters += report.dead_letters
             self._acks += 1
             if self._die_after is not None and self._acks >= self._die_after:
                 die_now(self._mark, f"after {self._acks} host acks, before committing")
+        if self._failed_recently:
+            self._refresh(force=True)
         self._batches += 1
         self._routed += len(done)
         for delivery in done:
             self._consumed[delivery.topic] = self._consumed.get(delivery.topic, 0) + 1
         return done
+
+    def _report(self, owner: str, ref: Any, records: int) -> HandleReport | None:
+        """The host's report on its share, or ``None`` (records left alone)."""
+        try:
+            report: HandleReport = ray.get(ref, timeout=self._timeout)
+            return report
+        except LogLostError as exc:
+            # The host refuses until a person acts: keep its records
+            # uncommitted, and say so once, not at every poll.
+            self._failures += 1
+            self._failed_recently = True
+            if owner not in self._fatal_hosts:
+                self._fatal_hosts[owner] = exc.what
+                log.error("host %s stopped: %s", owner, exc.what)
+        except (RayError, GetTimeoutError) as exc:
+            self._failures += 1
+            self._failed_recently = True
+            self._handles.pop(owner, None)
+            log.warning("host %s did not take %d records: %s", owner, records, exc)
+        return None
+
+    def _refresh(self, *, force: bool) -> None:
+        """The controller's routes, read again when forced or a second old."""
+        now = time.monotonic()
+        if not force and now - self._routes_at < _ROUTES_EVERY_S:
+            return
+        try:
+            self._routes = ray.get(self._controller.routes.remote(), timeout=10)
+            self._routes_at = now
+        except (RayError, GetTimeoutError) as exc:
+            log.warning("the controller did not answer for routes: %s", exc)
+
+    def _handle(self, name: str) -> Any:
+        handle = self._handles.get(name)
+        if handle is None:
+            try:
+                handle = self._handles[name] = ray.get_actor(name)
+            except ValueError:
+                log.warning("no host %s (removed?): its records wait", name)
+                self._failed_recently = True
+        return handle
 
     # -- called through Ray ------------------------------------------------
 
@@ -240,6 +269,8 @@ class RouterActor:
             assigned=self._assigned,
             fatal=self._fatal.reason,
             fatal_hosts=dict(self._fatal_hosts),
+            not_owned=self._not_owned,
+            routes_version=self._routes.version,
         )
 
     def stop(self) -> None:

@@ -22,6 +22,9 @@ class HostSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: After a restore, deadlines that passed while the host was down wait this
     #: long for replies already on their way.
     restore_grace_ms: Positive = 5_000
+    #: How often an idle owner checks that no one else wrote its partitions
+    #: (a newer owner's claim), in milliseconds.
+    fence_check_ms: Positive = 2_000
 
 
 class EngineSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -33,3 +36,6 @@ class EngineSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: How long start-up waits for the hosts to restore: they wait out a
     #: broker that is down, and start-up says so after this long.
     start_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 120.0
+    #: A host that does not answer the controller this long has its partitions
+    #: granted to other hosts (its node died, or it hangs).
+    host_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0

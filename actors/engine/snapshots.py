@@ -12,12 +12,20 @@ the topic from its start and without relying on compaction.
 Besides the in-flight sagas, a snapshot keeps the partition's recently finished
 sagaIds, so a late duplicate for a saga that ended is still recognised after a
 restart.
+
+A snapshot carries the epoch its writer owned the log at, where a restore
+starts its fence (:mod:`actors.core.ownership`). Any complete snapshot is a
+valid start, even one a replaced owner wrote late: an owner makes a batch
+current only once it knows its records landed before any newer claim, so its
+books never run past one. Two writers (the owner, and one it replaced) can
+interleave their chunks, so each chunk names its writer, and a manifest's
+chunks are those of its writer between its first chunk and itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Final, Generic, TypeAlias, TypeVar
+from typing import Any, Final, Generic, TypeAlias, TypeVar
 
 import msgspec
 
@@ -33,7 +41,7 @@ from events.wire.topics import SAGA_SNAPSHOTS
 
 #: Bump when the snapshot layout changes: an old snapshot is then skipped and
 #: the log replayed from its start, never misread.
-FORMAT: Final = 1
+FORMAT: Final = 2
 S = TypeVar("S")
 _NO_MANIFEST: Final = -1
 
@@ -55,6 +63,7 @@ class _Chunk(
     index: int
     total: int
     previous: int
+    writer: str = ""
     sagas: list[S] = []
     finished: list[str] = []
     #: Those of ``finished`` that compensated a step in doubt, and that step.
@@ -72,6 +81,8 @@ class _Manifest(
     sagas: int
     finished: int
     previous: int
+    epoch: int = 0
+    writer: str = ""
 
 
 _Record: TypeAlias = _Chunk[SagaState] | _Manifest
@@ -87,6 +98,8 @@ class Snapshot(msgspec.Struct):
     #: Offset of the manifest on saga.snapshots (-1: none; start from the log).
     manifest_offset: int = _NO_MANIFEST
     doubtful: dict[str, str] = {}
+    #: The epoch in force at ``log_offset``: the writer's.
+    epoch: int = 0
 
 
 class SnapshotStore:
@@ -97,6 +110,7 @@ class SnapshotStore:
         settings: KafkaSettings,
         publisher: KafkaMessagePublisher,
         chunk_bytes: int | None = None,
+        writer: str = "",
     ) -> None:
         if chunk_bytes is None:
             # Well under the record limit, which the chunk's framing adds to.
@@ -105,6 +119,8 @@ class SnapshotStore:
             raise ValueError("chunk_bytes must be below kafka.max_message_bytes")
         self._settings = settings
         self._publisher = publisher
+        #: Names this store's chunks apart from another writer's.
+        self._writer = writer
         self._chunk_bytes = chunk_bytes
         self._encoder = msgspec.json.Encoder()
         self._decoder = msgspec.json.Decoder(_Record)
@@ -117,15 +133,17 @@ class SnapshotStore:
         finished: Iterable[str],
         doubtful: dict[str, str],
         previous: int,
+        epoch: int = 0,
     ) -> int:
         """Write a snapshot; returns its manifest's offset."""
         chunks = list(self._pack(sagas, finished, doubtful))
-        header = {
+        header: dict[str, Any] = {
             "format": FORMAT,
             "partition": partition,
             "log_offset": log_offset,
             "total": len(chunks),
             "previous": previous,
+            "writer": self._writer,
         }
         acks = self._publisher.send_all(
             self._record(
@@ -144,6 +162,8 @@ class SnapshotStore:
             sagas=sum(len(s) for s, _, _ in chunks),
             finished=sum(len(f) for _, f, _ in chunks),
             previous=previous,
+            epoch=epoch,
+            writer=self._writer,
         )
         [ack] = self._publisher.send_all([self._record(partition, manifest)])
         return ack.offset
@@ -215,10 +235,13 @@ class SnapshotStore:
             manifest_offset, manifest = end - 1, last
         if not isinstance(manifest, _Manifest) or manifest.format != FORMAT:
             return empty  # an unknown layout: replay the whole log instead
+        span = manifest_offset - manifest.first_offset
         chunks = [
             r
-            for r in self._read(reader, tp, manifest.first_offset, manifest.chunks)
-            if isinstance(r, _Chunk) and r.log_offset == manifest.log_offset
+            for r in self._read(reader, tp, manifest.first_offset, span)
+            if isinstance(r, _Chunk)
+            and r.log_offset == manifest.log_offset
+            and r.writer == manifest.writer
         ]
         if sorted(c.index for c in chunks) != list(range(manifest.chunks)):
             raise RestoreError(
@@ -234,6 +257,7 @@ class SnapshotStore:
             finished=[f for c in chunks for f in c.finished],
             manifest_offset=manifest_offset,
             doubtful={k: v for c in chunks for k, v in c.doubtful.items()},
+            epoch=manifest.epoch,
         )
 
     def _read(

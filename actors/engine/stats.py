@@ -21,6 +21,9 @@ class HandleReport(msgspec.Struct, frozen=True):
     dead_letters: int = 0
     #: Late successes of steps given up on in doubt (dead-lettered too).
     late_replies: int = 0
+    #: Partitions the batch had records of that the host does not own (now):
+    #: those records were left alone, for the router to send to their owner.
+    not_owned: list[int] = []
 
 
 class HostStats(msgspec.Struct, frozen=True):

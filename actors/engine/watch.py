@@ -10,6 +10,7 @@ and metrics; Ray restarting it would not help, and is not asked to.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -17,10 +18,14 @@ from contextlib import contextmanager
 from actors.engine.books import PartitionBooks
 from actors.engine.workers import Fatal
 from actors.errors import HostUnavailableError
-from events.errors import LogLostError
+from events.errors import EventsError, LogLostError
 from events.transport.admin import TopicAdmin
-from events.transport.types import Ack, LogIdentity
+from events.transport.reader import PartitionReader
+from events.transport.settings import KafkaSettings
+from events.transport.types import TP, Ack, LogIdentity
 from events.wire.topics import SAGA_EVENTS
+
+log = logging.getLogger(__name__)
 
 
 class LogWatch:
@@ -107,3 +112,46 @@ class LogWatch:
                 f"{SAGA_EVENTS} partition {number} took an append at offset "
                 f"{ack.offset}, below offset {part.end} this host had read"
             )
+
+
+class FenceCheck:
+    """Reads the ends of a host's partitions of ``saga.events`` at most every
+    ``interval_ms``: an owner is the only writer there, so a partition that
+    ends past the host's last record was written by another (a newer owner).
+    Its reader connects when first needed and again after a failure."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        interval_ms: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._kafka = kafka
+        self._interval_s = interval_ms / 1000
+        self._clock = clock
+        self._next = 0.0
+        self._reader: PartitionReader | None = None
+
+    def ends_if_due(self, parts: Mapping[int, PartitionBooks]) -> dict[int, int]:
+        """Each partition's end, if a check is due (else nothing)."""
+        now = self._clock()
+        if not parts or now < self._next:
+            return {}
+        self._next = now + self._interval_s
+        try:
+            if self._reader is None:
+                self._reader = PartitionReader(self._kafka)
+            ends = self._reader.ends(TP(SAGA_EVENTS, number) for number in parts)
+        except EventsError as exc:
+            # The next check tries again; an append would find a writer too.
+            log.warning(
+                "checking the ends of partitions %s failed: %s", list(parts), exc
+            )
+            self.close()
+            return {}
+        return {tp.partition: end for tp, end in ends.items()}
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None

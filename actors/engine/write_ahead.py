@@ -44,7 +44,15 @@ _STATE_ENCODER = msgspec.json.Encoder()
 class Batch:
     """What one batch of inputs decided, not yet durable."""
 
-    __slots__ = ("late", "letters", "records", "report", "sends", "staged")
+    __slots__ = (
+        "late",
+        "letters",
+        "not_owned",
+        "records",
+        "report",
+        "sends",
+        "staged",
+    )
 
     def __init__(self) -> None:
         #: sagaId -> (partition, its newest state in this batch)
@@ -55,6 +63,8 @@ class Batch:
         self.sends: list[tuple[int, Send]] = []
         #: (partition, sagaId) whose late success this batch reports.
         self.late: set[tuple[int, str]] = set()
+        #: Partitions the inputs were for that the host does not own.
+        self.not_owned: set[int] = set()
         self.report = dict.fromkeys(
             ("applied", "duplicates", "dead_letters", "late_replies"), 0
         )
@@ -88,10 +98,11 @@ class WriteAhead:
         decision: Decision,
         now: int,
         cause: str,
+        epoch: int = 0,
     ) -> str:
         """Stage an applied decision on the partition of ``log_end`` (the
-        partition and its log's end); returns why it cannot be logged ("" if
-        it can), in which case nothing of it is staged.
+        partition and its log's end), owned at ``epoch``; returns why it
+        cannot be logged ("" if it can), in which case nothing of it is staged.
 
         A saga that ends ``failed`` has a dead letter staged with it: its
         compensation could not be done, and a person must settle the money."""
@@ -110,6 +121,7 @@ class WriteAhead:
             at=now,
             events=decision.events,
             cause=cause,
+            epoch=epoch,
         )
         raw, refused = self._encoded(record)
         if refused:

@@ -1,10 +1,13 @@
-"""The engine on Ray: saga hosts and routers started, watched and stopped.
+"""The engine on Ray: its controller, saga hosts and routers, started,
+scaled and stopped.
 
 Hosts are Ray actors that Ray restarts when their process dies
-(``max_restarts=-1``); a restarted host restores its partitions from the log.
-Routers restart the same way and rejoin the consumer group. Actors ask for no
-CPU of their own (``num_cpus=0``): they are mostly waiting on Kafka, and a
-2-core machine must fit several.
+(``max_restarts=-1``); a restarted host owns nothing until the controller
+grants its partitions again (:mod:`actors.engine.controller`), and a host that
+stays away (its node died) has them granted to others. Routers restart the
+same way and rejoin the consumer group. Actors ask for no CPU of their own
+(``num_cpus=0``): they are mostly waiting on Kafka, and a 2-core machine must
+fit several.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors.core import DEFINITIONS, SagaDefinition, SagaState
-from actors.engine.books import owned_partitions, owner_of
+from actors.engine.controller import Controller, PartitionOwner, host_prefix
 from actors.engine.host import SagaHost
 from actors.engine.router import (
     RouterActor,
@@ -30,7 +33,7 @@ from actors.engine.router import (
 from actors.engine.settings import EngineSettings
 from actors.engine.stats import HostStats
 from actors.engine.workers import connect_patiently
-from actors.errors import EngineStartError
+from actors.errors import EngineStartError, SagaError
 from actors.runtime.passwords import read_passwords
 from actors.runtime.ray import wait_until
 from events.errors import CertificateRefusedError
@@ -45,10 +48,13 @@ log = logging.getLogger(__name__)
 
 class HostOnRay(SagaHost):
     """A :class:`SagaHost` as Ray starts it: its Kafka passwords, withheld from
-    its arguments, read back first (:mod:`actors.runtime.passwords`)."""
+    its arguments, read back first (:mod:`actors.runtime.passwords`), and the
+    node it runs on named in its reports."""
 
     def __init__(self, kafka: KafkaSettings, *args: Any, **kwargs: Any) -> None:
-        super().__init__(read_passwords(kafka), *args, **kwargs)
+        kafka = read_passwords(kafka)
+        node = ray.get_runtime_context().get_node_id()
+        super().__init__(kafka, *args, node=node, **kwargs)
 
 
 class RouterOnRay(RouterActor):
@@ -59,7 +65,7 @@ class RouterOnRay(RouterActor):
 
 
 class Engine:
-    """The hosts and routers of one orchestrator."""
+    """The controller, hosts and routers of one orchestrator."""
 
     def __init__(
         self,
@@ -72,70 +78,137 @@ class Engine:
         self.kafka = kafka
         self.settings = settings or EngineSettings()
         self.partitions = kafka.topics.partitions
-        count = self.settings.hosts
+        self.id = uuid.uuid4().hex[:8]
+        self._definitions = definitions
+        self._hosts: dict[str, Any] = {}
+        self._made = 0
         wait = self.settings.start_timeout_s
         deadline = time.monotonic() + wait
         # What every host and router checks the log against, at each (re)start
         # and reload: a broker that lost it must not be taken for a new one.
-        identity = _identity(kafka, deadline, wait)
-        names = [f"saga-host-{uuid.uuid4().hex[:8]}-{i}" for i in range(count)]
-        self.hosts: list[Any] = [
-            ray.remote(HostOnRay)
-            .options(name=names[i], max_restarts=-1, max_task_retries=0, num_cpus=0)
+        self._identity = _identity(kafka, deadline, wait)
+        self.controller: Any = (
+            ray.remote(Controller)
+            .options(
+                name=f"saga-controller-{self.id}",
+                max_restarts=-1,
+                max_task_retries=0,
+                max_concurrency=8,
+                num_cpus=0,
+            )
             .remote(
-                kafka,
-                owned_partitions(i, count, self.partitions),
+                self.id,
                 self.partitions,
-                self.settings.host,
-                definitions,
-                identity=identity,
+                host_timeout_s=self.settings.host_timeout_s,
             )
-            for i in range(count)
-        ]
-        owners = {p: owner_of(p, count) for p in range(self.partitions)}
-        # Wait for every host to restore before any router hands it work.
+        )
+        self.routers: list[Any] = []
         try:
-            ray.get(
-                [host.pid.remote() for host in self.hosts],
-                timeout=max(0.0, deadline - time.monotonic()),
-            )
-        except GetTimeoutError:
-            self._kill(self.hosts)
-            raise EngineStartError(_waited(kafka, wait, "the saga hosts")) from None
-        except RayActorError as exc:
-            # A constructor that raised (a missing topic, a password the node
-            # lacks): Ray does not restart it, and says why only deep inside.
-            self._kill(self.hosts)
-            raise EngineStartError(f"a saga host could not start: {exc}") from None
-        lost = [s.log_lost for s in self.host_stats() if s.log_lost]
-        if lost:
-            self._kill(self.hosts)
-            raise EngineStartError(f"a saga host cannot start: {lost[0]}")
+            self._add_hosts(self.settings.hosts, deadline)
+            self._wait_settled(deadline, wait)
+        except BaseException:
+            self._kill([*self._hosts.values(), self.controller])
+            raise
         router_actor: Any = ray.remote(RouterOnRay).options(
             max_restarts=-1, max_task_retries=0, num_cpus=0
         )
         topics = listened_topics(definitions)
-        self.routers: list[Any] = [
+        self.routers = [
             router_actor.remote(
                 kafka,
-                names,
-                owners,
+                f"saga-controller-{self.id}",
                 self.partitions,
                 topics,
                 group_id=group_id,
-                identity=identity,
+                identity=self._identity,
             )
-            for i in range(self.settings.routers)
+            for _ in range(self.settings.routers)
         ]
         try:
             ray.get([router.pid.remote() for router in self.routers])
         except RayActorError as exc:
-            self._kill([*self.routers, *self.hosts])
+            self._kill([*self.routers, *self._hosts.values(), self.controller])
             raise EngineStartError(f"a router could not start: {exc}") from None
+
+    @property
+    def hosts(self) -> list[Any]:
+        return list(self._hosts.values())
+
+    def _add_hosts(self, count: int, deadline: float) -> None:
+        """Start ``count`` more hosts; the controller finds them by name."""
+        made: dict[str, Any] = {}
+        for _ in range(count):
+            name = f"{host_prefix(self.id)}{self._made}"
+            self._made += 1
+            made[name] = (
+                ray.remote(HostOnRay)
+                .options(name=name, max_restarts=-1, max_task_retries=0, num_cpus=0)
+                .remote(
+                    self.kafka,
+                    self.partitions,
+                    self.settings.host,
+                    self._definitions,
+                    name=name,
+                    engine=self.id,
+                    identity=self._identity,
+                )
+            )
+        self._hosts.update(made)
+        try:
+            ray.get(
+                [host.pid.remote() for host in made.values()],
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+        except GetTimeoutError:
+            raise EngineStartError(
+                _waited(self.kafka, self.settings.start_timeout_s, "the saga hosts")
+            ) from None
+        except RayActorError as exc:
+            # A constructor that raised (a missing topic, a password the node
+            # lacks): Ray does not restart it, and says why only deep inside.
+            raise EngineStartError(f"a saga host could not start: {exc}") from None
+        lost = [s.log_lost for s in self.host_stats() if s.log_lost]
+        if lost:
+            raise EngineStartError(f"a saga host cannot start: {lost[0]}")
+
+    def _wait_settled(self, deadline: float, wait: float) -> None:
+        while not ray.get(self.controller.settled.remote()):
+            if time.monotonic() > deadline:
+                raise EngineStartError(
+                    _waited(self.kafka, wait, "the saga hosts' partitions")
+                )
+            time.sleep(0.1)
+
+    def scale(self, hosts: int, timeout_s: float | None = None) -> None:
+        """Run ``hosts`` hosts: new ones take partitions from the others; the
+        newest ones go after their partitions moved away. Sagas in flight
+        carry on (a moving partition waits for its new owner's restore)."""
+        if hosts < 1:
+            raise SagaError(f"an engine needs at least one host, not {hosts}")
+        wait = timeout_s or self.settings.start_timeout_s
+        deadline = time.monotonic() + wait
+        if hosts > len(self._hosts):
+            self._add_hosts(hosts - len(self._hosts), deadline)
+        elif hosts < len(self._hosts):
+            leaving = list(self._hosts)[hosts:]
+            ray.get(self.controller.drain.remote(leaving))
+            wait_until(
+                lambda: bool(ray.get(self.controller.drained.remote(leaving))),
+                max(0.0, deadline - time.monotonic()),
+                f"hosts {leaving} to hand their partitions over",
+            )
+            self._close([self._hosts[name] for name in leaving])
+            self._kill([self._hosts.pop(name) for name in leaving])
+        self._wait_settled(deadline, wait)
+
+    def owners(self) -> list[PartitionOwner]:
+        """Each partition's owning host, epoch and node (``saga status``)."""
+        return list(ray.get(self.controller.owners.remote()))
 
     def host_of(self, saga_id: str) -> Any:
         home = home_partition(saga_id, self.partitions)
-        return self.hosts[owner_of(home, len(self.hosts))]
+        name = ray.get(self.controller.routes.remote()).owners[home]
+        return self._hosts.get(name) or ray.get_actor(name)
 
     def state(self, saga_id: str) -> SagaState | None:
         """The live state of an in-flight saga (``None`` once it ended)."""
@@ -143,7 +216,7 @@ class Engine:
         return result
 
     def host_stats(self) -> list[HostStats]:
-        return list(ray.get([host.stats.remote() for host in self.hosts]))
+        return list(ray.get([host.stats.remote() for host in self._hosts.values()]))
 
     def router_stats(self) -> list[RouterStats]:
         return list(ray.get([router.stats.remote() for router in self.routers]))
@@ -163,11 +236,19 @@ class Engine:
         except ray.exceptions.RayError as exc:
             log.warning("a router did not stop cleanly: %s", exc)
         try:
+            ray.get(self.controller.stop.remote(), timeout=30)
+        except ray.exceptions.RayError as exc:
+            log.warning("the controller did not stop cleanly: %s", exc)
+        self._close(self.hosts)
+        self._kill([*self.routers, *self.hosts, self.controller])
+
+    @staticmethod
+    def _close(hosts: list[Any]) -> None:
+        try:
             # Flushes the commands still queued in each host's producer.
-            ray.get([host.close.remote() for host in self.hosts], timeout=30)
+            ray.get([host.close.remote() for host in hosts], timeout=30)
         except ray.exceptions.RayError as exc:
             log.warning("a host did not close cleanly: %s", exc)
-        self._kill([*self.routers, *self.hosts])
 
     @staticmethod
     def _kill(handles: list[Any]) -> None:

@@ -54,7 +54,9 @@ class ProjectionActor:
         self._dirty = True
         self._db = open_store(path)
         self._writer = ProjectionWriter(self._db)
-        self._counts = {"events": 0, "dead_letters": 0, "skipped": 0, "unreadable": 0}
+        self._counts = dict.fromkeys(
+            ("events", "dead_letters", "skipped", "unreadable", "fenced"), 0
+        )
         self._listener: KafkaEventListener | None = None
         #: Armed (the file to mark the death in, maybe ""), or not (None).
         self._die_after_batch: str | None = None
@@ -88,7 +90,9 @@ class ProjectionActor:
         self._counts["dead_letters"] += report.dead_letters
         self._counts["skipped"] += report.skipped
         self._counts["unreadable"] += report.unreadable
-        self._dirty = self._dirty or bool(report.events or report.dead_letters)
+        self._counts["fenced"] += report.fenced
+        changed = report.events or report.dead_letters or report.owners
+        self._dirty = self._dirty or bool(changed)
         if self._die_after_batch is not None:
             # `saga run --chaos`: the batch is in DuckDB, its offsets not
             # committed: the next incarnation gets it again and skips it.

@@ -158,7 +158,8 @@ def run(
                 if follower.unreadable:
                     say(
                         f"warning: {follower.unreadable} records on {SAGA_EVENTS} "
-                        "are not saga log records; passed over"
+                        "are not saga log records or claims, or came above the "
+                        "epoch in force (a claim lost); passed over"
                     )
                 catch_up(kafka, platform.projection, options.stall_timeout_s, say)
             # While the actors still run: a kill is proved by its new pid.

@@ -11,7 +11,8 @@ from typing import Any
 import ray
 from ray.exceptions import RayError
 
-from actors.core import OUTCOMES, HistoryCodec
+from actors.core import OUTCOMES, Fence
+from actors.errors import RestoreError
 from events.errors import MessageDecodeError
 from events.transport.reader import PartitionTail
 from events.transport.settings import KafkaSettings
@@ -19,16 +20,23 @@ from events.transport.types import TP
 
 
 class Follower:
-    """Tails saga.events from given offsets; counts this run's outcomes."""
+    """Tails saga.events from given offsets; counts this run's outcomes.
+
+    It reads through the fence every reader of the log applies, joining the log
+    where the run starts: a replaced owner's records (appended after the claim
+    that replaced it) count for nothing, and claims are no records."""
 
     def __init__(self, kafka: KafkaSettings, starts: dict[TP, int], ids: set[str]):
         self._ids = ids
-        self._codec = HistoryCodec()
+        # Joined: the run starts at the log's end, not knowing the epochs there.
+        self._fence = Fence(joined=True)
         self.started: dict[str, int] = {}
         self.newest_at = 0
         self.first_at = 0
         self.ended: dict[str, tuple[str, int]] = {}
-        #: Records that are not saga log records: counted and passed over.
+        #: Records that are not saga log records or claims, or that the fence
+        #: refuses (above the epoch in force: a claim lost): counted and
+        #: passed over.
         self.unreadable = 0
         self._tail = PartitionTail(kafka, starts)
         self._stop = threading.Event()
@@ -40,10 +48,14 @@ class Follower:
         while not self._stop.is_set():
             for raw in self._tail.poll(timeout_ms=200):
                 try:
-                    record = self._codec.decode(raw.value)
-                except MessageDecodeError:
+                    record = self._fence.read(raw.partition, raw.value)
+                except (MessageDecodeError, RestoreError):
+                    # Counting the run matters more than this record: the
+                    # run's summary warns of it.
                     self.unreadable += 1
                     continue
+                if record is None:
+                    continue  # a claim, or a replaced owner's record
                 self.newest_at = max(self.newest_at, record.at)
                 self.first_at = self.first_at or record.at
                 if record.saga_id not in self._ids:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from actors.core import (
     DEFINITIONS,
+    Claim,
     Decision,
     HistoryCodec,
     LogRecord,
@@ -84,3 +87,68 @@ class Run:
 
     def records(self) -> list[LogRecord]:
         return [CODEC.decode(raw) for raw in self.log]
+
+
+def claim(epoch: int, owner: str = "host-b", partition: int = 0) -> Claim:
+    return Claim(partition=partition, epoch=epoch, owner=owner, engine="engine-1")
+
+
+def at(record: LogRecord, epoch: int) -> LogRecord:
+    """``record`` as written by an owner at ``epoch``."""
+    return msgspec.structs.replace(record, epoch=epoch)
+
+
+class Handover:
+    """A partition changing hands under a saga, with the old owner not knowing.
+
+    Owner A (host-a, epoch 1) starts a saga; B (host-b) claims the partition
+    (epoch 2); A, not knowing, appends the verification's success as the
+    saga's second record; B, restored up to its claim, appends the
+    verification's timeout as its second record. ``entries`` is that log;
+    ``owner`` and ``zombie`` are the sagas as B and A have them."""
+
+    def __init__(self, partition: int = 0, saga_id: str = "s-1") -> None:
+        self.partition = partition
+        self.owner = Run(saga_id)
+        self.owner.start(now=1_000)
+        self.zombie = Run(saga_id)
+        self.zombie.start(now=1_000)
+        [send] = self.owner.sent
+        self.zombie.feed(reply_to(send, now=1_500))
+        deadline = self.owner.decisions[0].events[-1].deadline  # type: ignore[attr-defined]
+        self.owner.feed(Tick(saga_id=saga_id, now=deadline + 1, jitter=0.0))
+        started, timed_out = self.owner.records()
+        _, succeeded = self.zombie.records()
+        self.entries: list[LogRecord | Claim] = [
+            claim(1, owner="host-a", partition=partition),
+            at(started, 1),
+            claim(2, partition=partition),
+            at(succeeded, 1),
+            at(timed_out, 2),
+        ]
+
+    def owner_rejects(self) -> LogRecord:
+        """B's next record, at epoch 2: the verification, answered late,
+        failed; the saga is rejected."""
+        [send] = self.owner.sent
+        self.owner.feed(
+            reply_to(send, now=self.owner.records()[-1].at + 100, success=False)
+        )
+        return at(self.owner.records()[-1], 2)
+
+    def zombie_goes_on(self) -> list[LogRecord]:
+        """A's next two records, at epoch 1: the payment and the deposit
+        succeed; as A has it, the saga is completed."""
+        for payload in ({"paymentId": "p-1"}, {}):
+            send = self.zombie.sent[-1]
+            now = self.zombie.records()[-1].at + 100
+            self.zombie.feed(reply_to(send, now=now, **payload))
+        return [at(record, 1) for record in self.zombie.records()[-2:]]
+
+
+def handed_over() -> tuple[list[LogRecord | Claim], SagaState, SagaState]:
+    """:class:`Handover`'s log, and the states of B's and A's histories."""
+    handover = Handover()
+    owner, zombie = handover.owner.state, handover.zombie.state
+    assert owner is not None and zombie is not None
+    return handover.entries, owner, zombie

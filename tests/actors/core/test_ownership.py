@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import msgspec
 import pytest
 
 from actors.core import (
@@ -15,48 +14,13 @@ from actors.core import (
     LogRecord,
     SagaState,
     Status,
-    Tick,
     replay,
 )
 from actors.errors import RestoreError
-from tests.actors.core.sagas import Run, reply_to
+from tests.actors.core.sagas import Run, at, claim, handed_over
 
 GOLDEN = Path(__file__).parent / "golden"
 CODEC = LogCodec()
-
-
-def claim(epoch: int, owner: str = "host-b", partition: int = 0) -> Claim:
-    return Claim(partition=partition, epoch=epoch, owner=owner, engine="engine-1")
-
-
-def at(record: LogRecord, epoch: int) -> LogRecord:
-    return msgspec.structs.replace(record, epoch=epoch)
-
-
-def handed_over() -> tuple[list[LogRecord | Claim], SagaState, SagaState]:
-    """Owner A (epoch 1) starts a saga; B claims the partition (epoch 2); A, not
-    knowing, appends the verification's success as event 2; B, restored up to
-    its claim, appends the verification's timeout as event 2. Returns the log
-    and the states of B's and A's histories."""
-    owner = Run()
-    owner.start(now=1_000)
-    zombie = Run()
-    zombie.start(now=1_000)
-    [send] = owner.sent
-    zombie.feed(reply_to(send, now=1_500))
-    deadline = owner.decisions[0].events[-1].deadline  # type: ignore[attr-defined]
-    owner.feed(Tick(saga_id=owner.saga_id, now=deadline + 1, jitter=0.0))
-    started, timed_out = owner.records()
-    _, succeeded = zombie.records()
-    entries: list[LogRecord | Claim] = [
-        claim(1, owner="host-a"),
-        at(started, 1),
-        claim(2),
-        at(succeeded, 1),
-        at(timed_out, 2),
-    ]
-    assert owner.state is not None and zombie.state is not None
-    return entries, owner.state, zombie.state
 
 
 def fold_fenced(

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from actors.engine.claims import own
 from actors.engine.clock import SteadyClock
 from actors.engine.host import SagaHost
 from actors.engine.settings import HostSettings
@@ -54,13 +55,9 @@ def kafka() -> Iterator[KafkaSettings]:
 
 def waiting_host(kafka: KafkaSettings, clock: Dial | SteadyClock) -> SagaHost:
     """A host with one saga waiting on its first reply (10 s timeout)."""
-    saga_host = SagaHost(
-        kafka,
+    saga_host = own(
+        SagaHost(kafka, PARTITIONS, HostSettings(), clock=clock, start_timers=False),
         range(PARTITIONS),
-        PARTITIONS,
-        HostSettings(),
-        clock=clock,
-        start_timers=False,
     )
     assert saga_host.handle([start("s-1")]).applied == 1
     return saga_host

@@ -28,12 +28,11 @@ from actors.core import (
     parse_start,
     start_message,
 )
-from actors.engine.router import home_of
+from actors.engine.inbound import Inbound, home_of
 from actors.engine.snapshots import SnapshotStore, _Chunk, _Manifest
 from actors.errors import RestoreError, SagaError
 from events.errors import MessageDecodeError
 from events.transport.broker import EmbeddedBroker
-from events.transport.listener import Delivery
 from events.transport.partitions import home_partition
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.types import TP, Record
@@ -160,8 +159,7 @@ def test_snapshot_decoder_raises_only_restore_errors(
 def test_the_router_finds_a_home_for_any_unkeyed_record(
     raw: bytes, partition: int
 ) -> None:
-    delivery = Delivery("saga.requests", partition, 9, None, raw, None)
-    home = home_of(delivery, PARTITIONS)
+    home = home_of(Inbound("saga.requests", partition, 9, None, raw), PARTITIONS)
     assert 0 <= home < PARTITIONS
     # Without a sagaId to be had, its own partition's host dead-letters it.
     assert home == partition or b'"sagaId"' in raw
@@ -169,8 +167,8 @@ def test_the_router_finds_a_home_for_any_unkeyed_record(
 
 def test_a_deep_unkeyed_record_stays_on_its_partition() -> None:
     deep = b'{"x":' + b"[" * 5_000 + b"]" * 5_000 + b', "sagaId": "s-9"}'
-    assert home_of(Delivery("saga.requests", 4, 0, None, deep, None), 6) == 4
-    keyed = Delivery("saga.requests", 4, 0, "s-9", deep, None)
+    assert home_of(Inbound("saga.requests", 4, 0, None, deep), 6) == 4
+    keyed = Inbound("saga.requests", 4, 0, "s-9", deep)
     assert home_of(keyed, 6) == home_partition("s-9", 6)
 
 

@@ -22,6 +22,7 @@ from actors.core import (
     Step,
     start_message,
 )
+from actors.engine.claims import own
 from actors.engine.host import SagaHost
 from actors.engine.inbound import Inbound
 from actors.engine.settings import HostSettings
@@ -60,13 +61,11 @@ def kafka() -> Iterator[KafkaSettings]:
 
 
 def host(kafka: KafkaSettings, clock: Clock, **settings: int) -> SagaHost:
-    return SagaHost(
-        kafka,
+    return own(
+        SagaHost(
+            kafka, PARTITIONS, HostSettings(**settings), clock=clock, start_timers=False
+        ),
         range(PARTITIONS),
-        PARTITIONS,
-        HostSettings(**settings),
-        clock=clock,
-        start_timers=False,
     )
 
 
@@ -353,14 +352,16 @@ def test_a_deadline_whose_decision_raises_is_dead_lettered_not_dropped(
 ) -> None:
     clock = Clock()
     broken = msgspec.convert(msgspec.to_builtins(DEPOSIT), _BrokenOnTimeout)
-    saga_host = SagaHost(
-        kafka,
+    saga_host = own(
+        SagaHost(
+            kafka,
+            PARTITIONS,
+            HostSettings(),
+            {"deposit": broken},
+            clock=clock,
+            start_timers=False,
+        ),
         range(PARTITIONS),
-        PARTITIONS,
-        HostSettings(),
-        {"deposit": broken},
-        clock=clock,
-        start_timers=False,
     )
     try:
         saga_host.handle([start("s-1")])
@@ -380,8 +381,9 @@ def test_an_input_too_big_for_the_log_is_dead_lettered_before_it_is_appended() -
     """The log wraps what a message carried: capped at half the record limit,
     so an append can never be one the broker always refuses."""
     with private_kafka(PARTITIONS, max_message_bytes=64 * 1024) as small:
-        saga_host = SagaHost(
-            small, range(PARTITIONS), PARTITIONS, HostSettings(), start_timers=False
+        saga_host = own(
+            SagaHost(small, PARTITIONS, HostSettings(), start_timers=False),
+            range(PARTITIONS),
         )
         try:
             big = {**INPUT, "note": "x" * 40_000}  # fits a message, not the cap

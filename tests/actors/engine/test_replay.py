@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from actors.core import DEFINITIONS, HistoryCodec, SagaCompleted
+from actors.engine.claims import own
 from actors.engine.host import SagaHost
 from actors.engine.inbound import Inbound
 from events.transport.partitions import home_partition
@@ -40,13 +41,9 @@ def test_a_start_dead_lettered_before_its_type_was_deployed_completes_on_replay(
     kafka: KafkaSettings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     clock = Clock()
-    old = SagaHost(
-        kafka,
+    old = own(
+        SagaHost(kafka, PARTITIONS, definitions={}, clock=clock, start_timers=False),
         range(PARTITIONS),
-        PARTITIONS,
-        definitions={},
-        clock=clock,
-        start_timers=False,
     )
     try:
         assert old.handle([start("s-1", 41)]).dead_letters == 1
@@ -57,13 +54,11 @@ def test_a_start_dead_lettered_before_its_type_was_deployed_completes_on_replay(
     assert (letter.topic, letter.offset, letter.saga_id) == (SAGA_REQUESTS, 41, "s-1")
     assert "deposit" in letter.error  # the reason names the unknown type
 
-    new = SagaHost(
-        kafka,
+    new = own(
+        SagaHost(
+            kafka, PARTITIONS, definitions=DEFINITIONS, clock=clock, start_timers=False
+        ),
         range(PARTITIONS),
-        PARTITIONS,
-        definitions=DEFINITIONS,
-        clock=clock,
-        start_timers=False,
     )
     try:
         code, out, err = cli(

@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager
 import pytest
 
 from actors.engine.books import PartitionBooks
+from actors.engine.claims import own
 from actors.engine.host import SagaHost
 from actors.engine.settings import HostSettings
 from actors.engine.watch import LogWatch
@@ -77,14 +78,16 @@ def test_a_broker_restarted_empty_stops_the_host_with_what_was_lost(
     the log's end below what the host had read does."""
     with restartable() as (broker, kafka):
         identity = identity_of(kafka) if knows_identity else None
-        saga_host = SagaHost(
-            kafka,
+        saga_host = own(
+            SagaHost(
+                kafka,
+                PARTITIONS,
+                HostSettings(),
+                clock=Clock(),
+                start_timers=False,
+                identity=identity,
+            ),
             range(PARTITIONS),
-            PARTITIONS,
-            HostSettings(),
-            clock=Clock(),
-            start_timers=False,
-            identity=identity,
         )
         try:
             for i in range(6):
@@ -114,14 +117,11 @@ def test_a_host_starting_on_a_broker_that_lost_its_topics_stays_up_to_say_so() -
         identity = identity_of(kafka)
         restart_empty_provisioned(broker, kafka)
         saga_host = SagaHost(
-            kafka,
-            range(PARTITIONS),
-            PARTITIONS,
-            clock=Clock(),
-            start_timers=False,
-            identity=identity,
+            kafka, PARTITIONS, clock=Clock(), start_timers=False, identity=identity
         )
         try:
+            with pytest.raises(LogLostError):
+                saga_host.acquire(dict.fromkeys(range(PARTITIONS), 1))
             assert "saga.events" in saga_host.stats().log_lost
             with pytest.raises(LogLostError, match="the broker lost saga data"):
                 saga_host.handle([start("s-1")])

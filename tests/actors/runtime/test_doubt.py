@@ -35,7 +35,7 @@ from actors.app.run import (
 )
 from actors.core import (
     DEPOSIT,
-    HistoryCodec,
+    Fence,
     LogRecord,
     RetryPolicy,
     SagaCompleted,
@@ -85,9 +85,14 @@ DEFINITIONS = {"deposit": quick(DEPOSIT)}
 
 
 def log_records(kafka: KafkaSettings) -> list[LogRecord]:
-    codec = HistoryCodec()
+    """The records of the log as every reader applies them (claims and a
+    replaced owner's records left out)."""
+    fence = Fence()
     starts = {TP(SAGA_EVENTS, p): 0 for p in range(PARTITIONS)}
-    return [codec.decode(raw.value) for raw in read_to_end(kafka, starts)]
+    records = (
+        fence.read(raw.partition, raw.value) for raw in read_to_end(kafka, starts)
+    )
+    return [record for record in records if record is not None]
 
 
 def states_as_of(records: list[LogRecord], at_ms: int) -> dict[str, SagaState]:

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -78,8 +79,9 @@ class Platform:
         )
 
 
-@pytest.fixture
-def platform() -> Iterator[Platform]:
+@contextmanager
+def running_platform() -> Iterator[Platform]:
+    """A broker of its own with the topics, a responder and a client."""
     with EmbeddedBroker() as broker:
         kafka = settings_for(broker.bootstrap)
         with TopicAdmin(kafka) as admin:
@@ -88,6 +90,12 @@ def platform() -> Iterator[Platform]:
         with SagaClient(kafka, DEFINITIONS) as client:
             yield Platform(kafka, client, responder)
         responder.close()
+
+
+@pytest.fixture
+def platform() -> Iterator[Platform]:
+    with running_platform() as running:
+        yield running
 
 
 Request = tuple[str, dict[str, object], str | None]

@@ -139,8 +139,8 @@ def test_every_actor_of_the_runtime_reads_its_passwords_first(
     monkeypatch.delenv(SASL_ENV, raising=False)
     received = unpickled(kafka())
     starts = {
-        "host": lambda: HostOnRay(received, [0], 1),
-        "router": lambda: RouterOnRay(received, [], {}, 1, []),
+        "host": lambda: HostOnRay(received, 1),
+        "router": lambda: RouterOnRay(received, "saga-controller", 1, []),
         "participant": lambda: ParticipantActor(
             received, "user", str(tmp_path / "user.duckdb")
         ),

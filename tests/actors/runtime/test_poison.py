@@ -26,6 +26,7 @@ import ray
 from actors.app.client import SagaClient
 from actors.app.run import Follower, seed_participants, workload
 from actors.core import DEFINITIONS, start_message
+from actors.engine.claims import own
 from actors.engine.host import SagaHost
 from actors.engine.router import listened_topics
 from actors.engine.settings import EngineSettings, HostSettings
@@ -116,7 +117,7 @@ def nested_start(saga_id: str, depth: int) -> bytes:
 
 
 def restoring_host(kafka: KafkaSettings) -> SagaHost:
-    return SagaHost(kafka, range(2), 2, HostSettings(), start_timers=False)
+    return own(SagaHost(kafka, 2, HostSettings(), start_timers=False), range(2))
 
 
 @pytest.mark.broker
