@@ -47,13 +47,15 @@ class Claim(
     tag="claim",
 ):
     """``owner`` (a host's name, in ``engine``) writes ``partition`` from here
-    on, at ``epoch``. ``at`` (epoch ms) is for people reading the log."""
+    on, at ``epoch``. ``at`` (epoch ms) and ``node`` (the Ray node the owner
+    runs on) are for people reading the log."""
 
     partition: int
     epoch: int
     owner: str
     engine: str
     at: int = 0
+    node: str = ""
 
 
 #: How a claim's encoding starts: the tag comes first, and only claims have

@@ -93,20 +93,24 @@ def take(
     snapshots: SnapshotStore,
     publisher: KafkaMessagePublisher,
     grants: Mapping[int, int],
-    claimant: tuple[str, str],
+    claimant: Incarnation,
     retention: int,
     now: int,
 ) -> Takeover:
-    """Claim each partition of ``grants`` at its epoch for ``claimant`` (the
-    host's name and its engine's), restored up to the claim (see the module)."""
+    """Claim each partition of ``grants`` at its epoch for ``claimant``,
+    restored up to the claim (see the module)."""
     started = time.perf_counter()
-    owner, engine = claimant
     books = {number: PartitionBooks(retention) for number in grants}
     with PartitionReader(kafka) as reader:
         touched, counts, fence = load(reader, snapshots, books)
         claims = {
             number: Claim(
-                partition=number, epoch=epoch, owner=owner, engine=engine, at=now
+                partition=number,
+                epoch=epoch,
+                owner=claimant.name,
+                engine=claimant.engine,
+                at=now,
+                node=claimant.node,
             )
             for number, epoch in grants.items()
             if epoch > fence.epoch(number)

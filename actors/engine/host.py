@@ -217,7 +217,7 @@ class SagaHost:
                 self._snapshots,
                 self._publisher,
                 mine,
-                (self._me.name, self._me.engine),
+                self._me,
                 self._settings.finished_retention,
                 self._now(),
             )
