@@ -14,23 +14,10 @@ order, and then:
 
 If step 1 fails, nothing in memory changed and the caller retries the batch.
 
-A host owns no partition until the controller grants it one
-(:mod:`actors.engine.claims`): it appends a claim at the granted epoch,
-restores up to it from the newest snapshot plus the log tail
-(:mod:`actors.engine.restore`), re-arms every deadline
-(:mod:`actors.engine.timers`) and re-sends every command still awaiting an
-answer (same messageId, so participants see a duplicate). A host that dies
-loses nothing: the controller grants its partitions again, to it once Ray
-restarted it or to another host. Records for a partition the host does not
+Which partitions a host owns, and how it takes, gives up and is fenced off
+them, is :mod:`actors.engine.owner`. Records for a partition the host does not
 own are answered "not owned" (the router asks the controller where they go
 now), never dead-lettered.
-
-A host that was replaced (paused past its move, say) must write nothing a
-reader applies and send nothing: each append must land right after the host's
-last record on that partition, and the host checks each partition's end when
-idle. Anything else on its partition means another writer: the batch is not
-made current, no command goes out, and the host rebuilds from the log, where
-a newer claim takes the partition from it (:class:`~actors.core.Fence`).
 
 Sagas that end leave memory; their ids stay in a bounded set, so a late
 duplicate for them is dropped instead of dead-lettered.
@@ -45,7 +32,6 @@ import logging
 import os
 import random
 import threading
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 
 from actors.core import (
@@ -53,16 +39,12 @@ from actors.core import (
     Reply,
     SagaDefinition,
     SagaState,
-    Send,
     Tick,
     Verdict,
     decide,
     late_reason,
-    pending_command,
 )
-from actors.engine import restore
 from actors.engine.books import PartitionBooks
-from actors.engine.claims import Incarnation, Ownership, Taken, foreign_writes, take
 from actors.engine.clock import SteadyClock
 from actors.engine.inbound import (
     Inbound,
@@ -73,21 +55,16 @@ from actors.engine.inbound import (
     to_input,
     unknown_saga,
 )
+from actors.engine.owner import PartitionOwner
 from actors.engine.settings import HostSettings
-from actors.engine.snapshots import SnapshotStore
 from actors.engine.stats import HandleReport, HostMetrics, HostStats, host_stats
-from actors.engine.timers import ResendQueue, Timers
-from actors.engine.watch import FenceCheck, LogWatch
 from actors.engine.write_ahead import Batch, WriteAhead
 from actors.errors import HostUnavailableError
 from events.errors import EventsError, LogLostError
-from events.transport.admin import TopicAdmin
 from events.transport.partitions import home_partition
-from events.transport.publisher import KafkaMessagePublisher
 from events.transport.settings import KafkaSettings
-from events.transport.types import Ack, LogIdentity
+from events.transport.types import LogIdentity
 from events.wire.messages import MessageCodec
-from events.wire.topics import ALL_TOPICS, SAGA_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -95,22 +72,10 @@ log = logging.getLogger(__name__)
 #: hold the host's lock for long.
 _RESEND_PER_TICK = 2_000
 
-_COUNTERS = (
-    "applied",
-    "duplicates",
-    "dead_letters",
-    "late_replies",
-    "timers",
-    "snapshots",
-    "resent",
-)
 
-
-class SagaHost:
-    """Hosts the sagas of the partitions (of ``partition_count``) it is granted.
-
-    ``name`` and ``engine`` go into its claims (the Ray actor's name, and its
-    engine's id); ``node`` is where it runs, for people."""
+class SagaHost(PartitionOwner):
+    """Hosts the sagas of the partitions (of ``partition_count``) it is granted
+    (:class:`~actors.engine.owner.PartitionOwner`)."""
 
     def __init__(
         self,
@@ -126,45 +91,21 @@ class SagaHost:
         start_timers: bool = True,
         identity: LogIdentity | None = None,
     ) -> None:
-        self._kafka = kafka
-        self._settings = settings or HostSettings()
-        self._definitions = definitions
-        self._count = partition_count
-        self._clock = clock or SteadyClock()
-        self._random = random.Random()
-        self._lock = threading.RLock()
-        self._codec = MessageCodec(kafka.max_message_bytes)
-        self._me = Incarnation(name, engine, node, uuid.uuid4().hex[:12], os.getpid())
-        #: The partitions owned, and those lost to a newer claim since.
-        self._parts: dict[int, PartitionBooks] = {}
-        self._fenced: dict[int, Taken] = {}
-        self._timers = Timers()
-        self._resend = ResendQueue()
-        self._counters = dict.fromkeys(_COUNTERS, 0)
-        self._metrics = HostMetrics()
-        self._restored = restore.Restored(0, 0, 0.0)
-        self._stale = False
-        self._watch = LogWatch(identity, kafka.consumer.loss_grace_ms)
-        # The producer connects on its first send; the topics are checked and
-        # the books restored patiently. A broker that is down is waited out: a
-        # Ray actor whose constructor raises is dead for good.
-        self._publisher = KafkaMessagePublisher(kafka, connect=False)
-        self._write_ahead = WriteAhead(self._publisher, kafka.max_message_bytes)
-        self._snapshots = SnapshotStore(
-            kafka, self._publisher, writer=self._me.incarnation
+        super().__init__(
+            kafka,
+            partition_count,
+            settings or HostSettings(),
+            definitions,
+            clock or SteadyClock(),
+            name=name,
+            engine=engine,
+            node=node,
+            identity=identity,
         )
-        self._fence_check = FenceCheck(kafka, self._settings.fence_check_ms)
-
-        def check_topics() -> None:
-            with TopicAdmin(kafka) as admin:
-                admin.check_topics(ALL_TOPICS, partition_count)
-                self._watch.check_identity(admin)
-
-        try:
-            restore.patiently(check_topics, again=lambda: None)
-        except LogLostError as exc:
-            # Stay up to say so: a restart would meet the same loss.
-            self._watch.stop(exc)
+        self._random = random.Random()
+        self._codec = MessageCodec(kafka.max_message_bytes)
+        self._metrics = HostMetrics()
+        self._write_ahead = WriteAhead(self._publisher, kafka.max_message_bytes)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         if start_timers:
@@ -203,70 +144,6 @@ class SagaHost:
             self._commit(work)
             return HandleReport(**work.report, not_owned=sorted(work.not_owned))
 
-    # -- ownership, as the controller grants it ------------------------------
-
-    def acquire(self, grants: Mapping[int, int]) -> list[Taken]:
-        """Claim each partition of ``grants`` at its epoch, restored up to the
-        claim (:func:`actors.engine.claims.take`); says what became of each."""
-        with self._lock, self._watch.guard():
-            if self._stale:
-                self._reload()
-            mine = {n: e for n, e in grants.items() if n not in self._parts}
-            takeover = take(
-                self._kafka,
-                self._snapshots,
-                self._publisher,
-                mine,
-                self._me,
-                self._settings.finished_retention,
-                self._now(),
-            )
-            for number, part in takeover.books.items():
-                self._parts[number] = part
-                self._fenced.pop(number, None)
-            restore.rearm(
-                takeover.books,
-                self._timers,
-                self._resend,
-                takeover.touched,
-                self._now() + self._settings.restore_grace_ms,
-            )
-            self._restored = restore.report(
-                takeover.books, takeover.counts, self._resend
-            )
-            held = [
-                Taken(partition=n, epoch=self._parts[n].epoch, won=True)
-                for n in grants
-                if n not in mine
-            ]
-            return [*held, *takeover.taken]
-
-    def release(self, partitions: Sequence[int]) -> None:
-        """Give partitions up (to be granted elsewhere): a last snapshot each,
-        so the next owner's restore is short, then their books go."""
-        with self._lock, self._watch.guard():
-            if self._stale:
-                self._reload()
-            for number in partitions:
-                if number not in self._parts:
-                    continue
-                try:
-                    self._snapshot(number)
-                except Exception:
-                    log.exception("the last snapshot of partition %d failed", number)
-                del self._parts[number]
-            log.info("released partitions %s", sorted(partitions))
-
-    def ownership(self) -> Ownership:
-        """What this host owns, at which epochs, and what it lost since."""
-        with self._lock:
-            return Ownership(
-                host=self._me,
-                owned={n: part.epoch for n, part in self._parts.items()},
-                fenced=dict(self._fenced),
-                log_lost=self._watch.lost,
-            )
-
     def state(self, saga_id: str) -> SagaState | None:
         """The live state of an in-flight saga hosted here (``None`` otherwise)."""
         part = self._parts.get(home_partition(saga_id, self._count))
@@ -289,23 +166,13 @@ class SagaHost:
         with self._lock:
             return self._metrics.now(self._parts, self._counters, self._watch.lost)
 
-    def snapshot(self) -> None:
-        """Snapshot every owned partition now (also done every N events)."""
-        with self._lock, self._watch.guard():
-            for number in self._parts:
-                self._snapshot(number)
-
     def close(self) -> None:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self._publisher.close()
-        self._fence_check.close()
+        super().close()
 
     # -- applying inputs ---------------------------------------------------
-
-    def _now(self) -> int:
-        return int(self._clock() * 1000)
 
     def _apply(self, work: Batch, inbound: Inbound, now: int) -> None:
         message = read_message(self._codec, inbound)
@@ -397,59 +264,6 @@ class SagaHost:
                     log.exception("snapshot of partition %d failed", number)
                     part.since = self._settings.snapshot_every // 2
 
-    def _check_landed(self, work: Batch, acks: list[Ack], ends: dict[int, int]) -> None:
-        """Each record landed right after the one before it on its partition,
-        or with only a replaced owner's records between: else another writer
-        appended there (a newer owner, most likely), and nothing of the batch
-        may be made current or sent until the log says whose it is."""
-        ours: dict[int, set[int]] = {}
-        gaps: dict[int, int] = {}
-        for (number, _, _), ack in zip(work.records, acks, strict=True):
-            self._watch.check_ack(number, self._parts[number], ack)
-            ours.setdefault(number, set()).add(ack.offset)
-            if ack.offset != ends[number]:
-                gaps.setdefault(number, self._parts[number].end)
-            ends[number] = ack.offset + 1
-        apart = {
-            number: why
-            for number, start in gaps.items()
-            if (
-                why := foreign_writes(
-                    self._kafka, number, start, ours[number], self._parts[number].epoch
-                )
-            )
-        }
-        if apart:
-            self._stale = True
-            raise HostUnavailableError(
-                f"on {SAGA_EVENTS}, {'; '.join(apart.values())}: rebuilding from "
-                "the log before the next input"
-            )
-
-    def _send(self, number: int, send: Send) -> None:
-        """Publish a command whose saga events are durable. A send that fails is
-        not retried here: the saga's deadline re-sends it as the next attempt."""
-        try:
-            self._publisher.publish(send.topic, send.message, partition=number)
-        except Exception:
-            log.exception("sending %s failed", send.message.message_id)
-
-    def _snapshot(self, number: int) -> None:
-        # A snapshot vouches that its sagas' commands went out (see rearm).
-        self._send_again(None)
-        part = self._parts[number]
-        part.manifest = self._snapshots.write(
-            number,
-            part.end,
-            list(part.sagas.values()),
-            list(part.finished_order),
-            dict(part.doubtful),
-            part.manifest,
-            part.epoch,
-        )
-        part.since = 0
-        self._counters["snapshots"] += 1
-
     # -- timers ---------------------------------------------------------------
 
     def _run_timers(self) -> None:
@@ -516,88 +330,6 @@ class SagaHost:
                 raise
             self._counters["timers"] += fired
             return fired
-
-    def _send_again(self, limit: int | None) -> None:
-        """Re-send up to ``limit`` queued commands (all for ``None``), skipping
-        sagas that have moved on since: their newer command went out already."""
-        now = self._now()
-        sent = 0
-        while self._resend and (limit is None or sent < limit):
-            number, saga_id, seq = self._resend.pop()
-            part = self._parts.get(number)
-            state = None if part is None else part.sagas.get(saga_id)
-            if state is None or state.seq != seq:
-                continue
-            send = pending_command(self._definitions[state.saga_type], state, now)
-            if send is not None:
-                self._send(number, send)
-                sent += 1
-        if sent:
-            self._publisher.flush()
-        self._counters["resent"] += sent
-
-    # -- rebuilding from the log ----------------------------------------------
-
-    def _reload(self) -> None:
-        """Forget memory and rebuild it from the log: after an append of unknown
-        outcome, the log is the truth and memory may disagree with it (the
-        publisher has replaced its producer already: see
-        :meth:`KafkaMessagePublisher.send_all`). A partition the log shows
-        claimed since at a higher epoch is this host's no more."""
-        kept = self._parts
-        log.warning("rebuilding partitions %s from the log", sorted(kept))
-        with TopicAdmin(self._kafka) as admin:
-            self._watch.check_identity(admin)
-        retention = self._settings.finished_retention
-        self._parts = {number: PartitionBooks(retention) for number in kept}
-        self._timers.clear()
-        self._resend.clear()
-        try:
-            self._restored, fence = restore.restore(
-                self._kafka,
-                self._snapshots,
-                self._parts,
-                self._timers,
-                self._resend,
-                self._now() + self._settings.restore_grace_ms,
-            )
-            self._watch.check_reloaded(self._watch.ends(kept), self._parts)
-        except BaseException:
-            # What the host knew: the next reload compares against it, and a
-            # person sees it if the log was lost.
-            self._parts = kept
-            raise
-        for number, part in kept.items():
-            self._parts[number].epoch = part.epoch
-            claim = fence.claim(number)
-            if fence.epoch(number) > part.epoch and claim is not None:
-                self._fenced[number] = Taken(
-                    number, claim.epoch, False, claim.owner, claim.engine
-                )
-                del self._parts[number]
-                log.warning(
-                    "partition %d was claimed by %s at epoch %d (this host had "
-                    "epoch %d): dropped",
-                    number,
-                    claim.owner,
-                    claim.epoch,
-                    part.epoch,
-                )
-        self._stale = False
-
-    def _check_fence(self) -> None:
-        """When due, each owned partition still ends where this host's last
-        record did: a longer log means another writer (see the module)."""
-        with self._lock:
-            owned = dict(self._parts)
-        ends = self._fence_check.ends_if_due(owned)
-        with self._lock:
-            if any(
-                ends.get(number, 0) > part.end
-                for number, part in self._parts.items()
-                if owned.get(number) is part
-            ):
-                self._stale = True
 
 
 def _reply_to_ended(
