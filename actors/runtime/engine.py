@@ -35,6 +35,7 @@ from actors.engine.stats import HostStats
 from actors.engine.workers import connect_patiently
 from actors.errors import EngineStartError, SagaError
 from actors.runtime.passwords import read_passwords
+from actors.runtime.placement import advertised, slot_options
 from actors.runtime.ray import wait_until
 from events.errors import CertificateRefusedError
 from events.transport.admin import TopicAdmin
@@ -82,6 +83,8 @@ class Engine:
         self._definitions = definitions
         self._hosts: dict[str, Any] = {}
         self._made = 0
+        # Where the cluster says: on slots of the worker nodes, if it has them.
+        self._slot = slot_options(advertised())
         wait = self.settings.start_timeout_s
         deadline = time.monotonic() + wait
         # What every host and router checks the log against, at each (re)start
@@ -95,6 +98,7 @@ class Engine:
                 max_task_retries=0,
                 max_concurrency=8,
                 num_cpus=0,
+                **self._slot,
             )
             .remote(
                 self.id,
@@ -110,7 +114,7 @@ class Engine:
             self._kill([*self._hosts.values(), self.controller])
             raise
         router_actor: Any = ray.remote(RouterOnRay).options(
-            max_restarts=-1, max_task_retries=0, num_cpus=0
+            max_restarts=-1, max_task_retries=0, num_cpus=0, **self._slot
         )
         topics = listened_topics(definitions)
         self.routers = [
@@ -142,7 +146,13 @@ class Engine:
             self._made += 1
             made[name] = (
                 ray.remote(HostOnRay)
-                .options(name=name, max_restarts=-1, max_task_retries=0, num_cpus=0)
+                .options(
+                    name=name,
+                    max_restarts=-1,
+                    max_task_retries=0,
+                    num_cpus=0,
+                    **self._slot,
+                )
                 .remote(
                     self.kafka,
                     self.partitions,

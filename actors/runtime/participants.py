@@ -19,6 +19,7 @@ from actors.engine.workers import (
 )
 from actors.participants import PARTICIPANTS, serve
 from actors.runtime.passwords import read_passwords
+from actors.runtime.placement import advertised, state_options
 from actors.runtime.ray import wait_until
 from actors.topology import service_group
 from events.service import CommandService, RetrySettings, ServiceStats
@@ -104,7 +105,10 @@ def start_participants(
 ) -> dict[str, Any]:
     """One participant actor per service, each with ``<data_dir>/<service>.duckdb``."""
     actor: Any = ray.remote(ParticipantActor).options(
-        max_restarts=-1, max_task_retries=0, num_cpus=0
+        max_restarts=-1,
+        max_task_retries=0,
+        num_cpus=0,
+        **state_options(advertised()),
     )
     handles = {
         name: actor.remote(kafka, name, str(data_dir / f"{name}.duckdb"), retry, faults)

@@ -21,6 +21,7 @@ from actors.engine.workers import (
     start_vital,
 )
 from actors.runtime.passwords import read_passwords
+from actors.runtime.placement import advertised, state_options
 from actors.topology import PROJECTION_GROUP
 from events.transport.listener import Delivery, KafkaEventListener
 from events.transport.settings import KafkaSettings
@@ -167,7 +168,10 @@ def start_projection(kafka: KafkaSettings, data_dir: Path) -> Any:
     """The projection writer on ``<data_dir>/projections.duckdb``, publishing
     for readers into ``<data_dir>/projections/``."""
     actor: Any = ray.remote(ProjectionActor).options(
-        max_restarts=-1, max_task_retries=0, num_cpus=0
+        max_restarts=-1,
+        max_task_retries=0,
+        num_cpus=0,
+        **state_options(advertised()),
     )
     handle = actor.remote(
         kafka, str(data_dir / "projections.duckdb"), str(data_dir / "projections")
