@@ -51,6 +51,8 @@ class Taken(msgspec.Struct, frozen=True):
     won: bool
     owner: str = ""
     engine: str = ""
+    #: When the claim in force was made (epoch ms, the claimant's clock).
+    at: int = 0
 
 
 class Incarnation(msgspec.Struct, frozen=True):
@@ -64,7 +66,8 @@ class Incarnation(msgspec.Struct, frozen=True):
 
 
 class Ownership(msgspec.Struct, frozen=True):
-    """What a host owns (partition -> epoch) and what it lost to newer claims;
+    """What a host owns (partition -> epoch) and what it lost to newer claims
+    (the last loss of each partition, kept if it is granted back later);
     ``log_lost`` if its log lost records (it then refuses all work)."""
 
     host: Incarnation
@@ -146,6 +149,7 @@ def take(
                 won=number in won,
                 owner=in_force.owner if in_force else "",
                 engine=in_force.engine if in_force else "",
+                at=in_force.at if in_force else 0,
             )
         )
     ours = {s for part in won.values() for s in part.sagas}
@@ -158,18 +162,23 @@ def take(
 
 
 def foreign_writes(
-    kafka: KafkaSettings, partition: int, start: int, ours: set[int], epoch: int
+    kafka: KafkaSettings,
+    partition: int,
+    span: tuple[int, int],
+    ours: set[int],
+    epoch: int,
 ) -> str:
-    """Why the records of partition from ``start`` to the last of ``ours``
-    (this owner's appends, at ``epoch``) are not all its own or a replaced
-    owner's ("" if they are): a newer claim, or a record of this epoch that
-    is not one of ours (a duplicate of the owner's own, say)."""
+    """Why the records of ``partition`` in ``span`` (first and last offset)
+    are not all this owner's own appends (``ours``, at ``epoch``) or a
+    replaced owner's ("" if they are): a newer claim, or a record of this
+    epoch that is not one of ours (a duplicate of the owner's own, say)."""
     if -1 in ours:
         return f"partition {partition} took an append the broker gave no offset for"
+    start, last = span
     fence = Fence({partition: epoch})
     with PartitionReader(kafka) as reader:
         for raw in reader.read({TP(SAGA_EVENTS, partition): start}):
-            if raw.offset > max(ours):
+            if raw.offset > last:
                 break
             entry = _CODEC.decode(raw.value)
             fence.admit(partition, entry)

@@ -85,6 +85,7 @@ class Controller:
         self,
         engine: str,
         partitions: int,
+        started: int = 0,
         *,
         host_timeout_s: float = 10.0,
         call_timeout_s: float = 120.0,
@@ -93,6 +94,9 @@ class Controller:
     ) -> None:
         self._engine = engine
         self._partitions = partitions
+        #: When the engine started (epoch ms): a claim by another engine made
+        #: since is a newer engine's (a rolling deploy), and it is left to it.
+        self._started = started
         self._host_timeout_s = host_timeout_s
         self._call_timeout_s = call_timeout_s
         self._tick_s = tick_s
@@ -250,6 +254,17 @@ class Controller:
             owners.pop(number, None)
         self._owners = owners
 
+    def _newer_engine(self, taken: Taken) -> bool:
+        """A grant lost to a claim another engine made after this one
+        started: that engine is the newer, and keeping on would only take
+        the partition back and forth (older engines' claims are taken over)."""
+        return (
+            not taken.won
+            and bool(taken.engine)
+            and taken.engine != self._engine
+            and taken.at >= self._started
+        )
+
     def _learn(self, number: int, epoch: int) -> None:
         self._epochs[number] = max(self._epochs.get(number, 0), epoch)
 
@@ -283,7 +298,9 @@ class Controller:
                     continue
                 for taken in result:
                     self._learn(taken.partition, taken.epoch)
-                    if not taken.won:
+                    if self._newer_engine(taken):
+                        self._foreign[taken.partition] = taken
+                    elif not taken.won:
                         log.info(
                             "partition %d is held at epoch %d by %s: granting it "
                             "again above that",

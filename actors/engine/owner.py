@@ -137,7 +137,6 @@ class PartitionOwner:
             )
             for number, part in takeover.books.items():
                 self._parts[number] = part
-                self._fenced.pop(number, None)
             restore.rearm(
                 takeover.books,
                 self._timers,
@@ -267,7 +266,7 @@ class PartitionOwner:
             claim = fence.claim(number)
             if fence.epoch(number) > part.epoch and claim is not None:
                 self._fenced[number] = Taken(
-                    number, claim.epoch, False, claim.owner, claim.engine
+                    number, claim.epoch, False, claim.owner, claim.engine, claim.at
                 )
                 del self._parts[number]
                 log.warning(
@@ -282,17 +281,29 @@ class PartitionOwner:
 
     def _check_fence(self) -> None:
         """When due, each owned partition still ends where this host's last
-        record did: a longer log means another writer (see the module)."""
+        record did, or holds only a replaced owner's records after it (read
+        past, as every reader skips them): anything else means another writer
+        (see the module), and the host rebuilds from the log."""
         with self._lock:
-            owned = dict(self._parts)
-        ends = self._fence_check.ends_if_due(owned)
+            owned = {n: (part, part.end, part.epoch) for n, part in self._parts.items()}
+        ends = self._fence_check.ends_if_due({n: p for n, (p, _, _) in owned.items()})
+        verdicts = {
+            number: foreign_writes(
+                self._kafka, number, (end, ends[number] - 1), set(), epoch
+            )
+            for number, (_, end, epoch) in owned.items()
+            if ends.get(number, 0) > end
+        }
         with self._lock:
-            if any(
-                ends.get(number, 0) > part.end
-                for number, part in self._parts.items()
-                if owned.get(number) is part
-            ):
-                self._stale = True
+            for number, why in verdicts.items():
+                part, end, _ = owned[number]
+                if self._parts.get(number) is not part or part.end != end:
+                    continue  # it moved on meanwhile: the next check looks again
+                if why:
+                    log.warning("%s: rebuilding from the log", why)
+                    self._stale = True
+                else:
+                    part.end = ends[number]
 
     def _check_landed(self, work: Batch, acks: list[Ack], ends: dict[int, int]) -> None:
         """Each record landed right after the one before it on its partition,
@@ -312,7 +323,11 @@ class PartitionOwner:
             for number, start in gaps.items()
             if (
                 why := foreign_writes(
-                    self._kafka, number, start, ours[number], self._parts[number].epoch
+                    self._kafka,
+                    number,
+                    (start, max(ours[number])),
+                    ours[number],
+                    self._parts[number].epoch,
                 )
             )
         }

@@ -103,6 +103,7 @@ class Engine:
             .remote(
                 self.id,
                 self.partitions,
+                int(time.time() * 1000),
                 host_timeout_s=self.settings.host_timeout_s,
             )
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 import ray
 
-from actors.core import LogCodec, LogRecord
+from actors.core import Fence, LogCodec, LogRecord
 from actors.engine.settings import EngineSettings
 from actors.runtime.engine import Engine
 from events.transport.reader import read_to_end
@@ -34,6 +35,7 @@ from tests.actors.runtime.test_engine import (
     running_platform,
     wait_terminal,
 )
+from tests.conftest import process_state
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("ray_local")]
 
@@ -44,13 +46,18 @@ def platform() -> Iterator[Platform]:
         yield running
 
 
-def driven_twice(kafka: KafkaSettings) -> dict[tuple[str, int], int]:
-    """``(sagaId, seq)`` with more than one distinct record in the raw log."""
+def driven_twice(
+    kafka: KafkaSettings, *, fence: Fence | None = None
+) -> dict[tuple[str, int], int]:
+    """``(sagaId, seq)`` with more than one distinct record in the log: every
+    record, or (with a ``fence``) those a reader applies."""
     codec = LogCodec()
     seen: dict[tuple[str, int], set[bytes]] = defaultdict(set)
     tps = {TP(SAGA_EVENTS, p): 0 for p in range(PARTITIONS)}
     for raw in read_to_end(kafka, tps):
         entry = codec.decode(raw.value)
+        if fence is not None and not fence.admit(raw.partition, entry):
+            continue
         if isinstance(entry, LogRecord):
             seen[(entry.saga_id, entry.seq)].add(codec.encode(entry.events))
     return {key: len(v) for key, v in seen.items() if len(v) > 1}
@@ -150,5 +157,54 @@ def test_status_of_every_partition_names_its_owner(platform: Platform) -> None:
         assert [o.partition for o in owners] == list(range(PARTITIONS))
         assert all(o.state == "owned" and o.epoch >= 1 and o.node for o in owners)
         assert {o.host for o in owners} == _names(engine)
+    finally:
+        engine.stop()
+
+
+def test_a_paused_host_that_wakes_after_its_partitions_moved_is_fenced(
+    platform: Platform,
+) -> None:
+    """SIGSTOP a host past the controller's timeout: its partitions are granted
+    to the other host, sagas go on; woken, it finds the newer claims and drops
+    what it held, and nothing it might write is applied."""
+    seed = int(os.environ.get("SAGA_TEST_SEED", random.randrange(2**32)))
+    print(f"seed={seed}")
+    engine = Engine(
+        platform.kafka,
+        EngineSettings(hosts=2, routers=1, host_timeout_s=3),
+        DEFINITIONS,
+    )
+    try:
+        requests, expected = mixed_requests(600, seed=seed)
+        victim = engine.hosts[random.Random(seed).randrange(2)]
+        held = ray.get(victim.ownership.remote())
+        ids = platform.client.start_many(requests)
+        wait_finished(engine, 50)
+        os.kill(held.host.pid, signal.SIGSTOP)
+        try:
+            assert process_state(held.host.pid) == "T", "the host did not stop"
+            deadline = time.monotonic() + 60
+            while any(
+                o.host == held.host.name or o.state != "owned" for o in engine.owners()
+            ):
+                assert time.monotonic() < deadline, "its partitions never moved"
+                time.sleep(0.2)
+            moved = {o.partition: o.epoch for o in engine.owners()}
+        finally:
+            os.kill(held.host.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 60
+        while set(ray.get(victim.ownership.remote()).fenced) != set(held.owned):
+            assert time.monotonic() < deadline, "the woken host never saw the claims"
+            time.sleep(0.2)
+        fenced = ray.get(victim.ownership.remote()).fenced
+        assert all(fenced[p].epoch >= moved[p] > held.owned[p] for p in held.owned)
+        states = wait_terminal(platform.client, ids, timeout_s=180)
+        assert Counter(states[i].status for i in ids) == expected
+        audit(platform, states, ids)
+        # What it appended after the claims (a batch queued while it slept)
+        # is in the log, and skipped by every reader.
+        fence = Fence()
+        assert not driven_twice(platform.kafka, fence=fence)
+        print(f"records of the woken host skipped: {fence.skipped}")
     finally:
         engine.stop()
