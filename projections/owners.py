@@ -9,11 +9,12 @@ in the same transaction as the batch's positions: a restarted writer goes on
 with the epoch its file last committed, never the one before a claim.
 
 ``partition_owners("partition", epoch, owner, engine, claimed_at,
-claim_offset, fenced_records)``: one row per partition that met a claim (or
-skipped a record); ``owner``, ``engine``, ``claimed_at`` and ``claim_offset``
-are those of the claim in force, ``fenced_records`` counts the records
-skipped on the partition. A partition without a row is at epoch 0, as logs
-from before claims are.
+claim_offset, fenced_records, node)``: one row per partition that met a claim
+(or skipped a record); ``owner``, ``engine``, ``claimed_at``,
+``claim_offset`` and ``node`` (the Ray node the owner ran on) are those of the
+claim in force, ``fenced_records`` counts the records skipped on the
+partition. A partition without a row is at epoch 0, as logs from before claims
+are.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS partition_owners (
     "partition" INTEGER PRIMARY KEY, epoch BIGINT NOT NULL, owner VARCHAR,
     engine VARCHAR, claimed_at TIMESTAMPTZ, claim_offset BIGINT,
-    fenced_records BIGINT NOT NULL);
+    fenced_records BIGINT NOT NULL, node VARCHAR);
+-- A file written before claims named their node has no such column: added
+-- last, it sits where a new file has it, so every file publishes alike.
+ALTER TABLE partition_owners ADD COLUMN IF NOT EXISTS node VARCHAR;
 """
 
 
@@ -47,6 +51,7 @@ class Owner(NamedTuple):
     claimed_at: int | None = None
     claim_offset: int | None = None
     fenced_records: int = 0
+    node: str | None = None
 
 
 class BatchFence:
@@ -91,6 +96,7 @@ class BatchFence:
                     engine=entry.engine,
                     claimed_at=entry.at or None,  # 0: the claimant gave no time
                     claim_offset=offset,
+                    node=entry.node or None,  # "": a claim from before nodes
                 )
             return None
         if not applied:
@@ -113,9 +119,10 @@ class BatchFence:
         rows: list[tuple[Any, ...]] = [(p, *o) for p, o in self.changed.items()]
         columns = [list(c) for c in zip(*rows, strict=True)]
         db.execute(
-            "INSERT OR REPLACE INTO partition_owners SELECT unnest(?), unnest(?), "
-            "unnest(?), unnest(?), to_timestamp(unnest(?) / 1000), unnest(?), "
-            "unnest(?)",
+            'INSERT OR REPLACE INTO partition_owners ("partition", epoch, owner, '
+            "engine, claimed_at, claim_offset, fenced_records, node) "
+            "SELECT unnest(?), unnest(?), unnest(?), unnest(?), "
+            "to_timestamp(unnest(?) / 1000), unnest(?), unnest(?), unnest(?)",
             columns,
         )
 
@@ -130,7 +137,7 @@ class Owners:
             row[0]: Owner(*row[1:])
             for row in db.execute(
                 'SELECT "partition", epoch, owner, engine, epoch_ms(claimed_at), '
-                "claim_offset, fenced_records FROM partition_owners"
+                "claim_offset, fenced_records, node FROM partition_owners"
             ).fetchall()
         }
 

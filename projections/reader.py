@@ -19,17 +19,25 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Final
 
 import duckdb
 
 from projections.errors import ProjectionError
 from projections.writer import PUBLISHED
 
+#: Tables published since the first release: a directory an older writer
+#: published lacks them (as does one a newer writer is publishing for the
+#: first time, its files renamed into place one by one). It still opens,
+#: without their views (:func:`columns_of` finds none).
+ADDED_LATER: Final = frozenset({"partition_owners"})
+
 
 def open_projections(directory: str | Path) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with a view per published table."""
     directory = Path(directory)
-    missing = [t for t in PUBLISHED if not (directory / f"{t}.parquet").exists()]
+    present = [t for t in PUBLISHED if (directory / f"{t}.parquet").exists()]
+    missing = [t for t in PUBLISHED if t not in present and t not in ADDED_LATER]
     if missing:
         raise ProjectionError(
             f"{directory} holds no published projections ({', '.join(missing)} "
@@ -37,10 +45,20 @@ def open_projections(directory: str | Path) -> duckdb.DuckDBPyConnection:
             "(`saga serve` or `saga run --data-dir`)?"
         )
     db = duckdb.connect(":memory:")
-    for table in PUBLISHED:
+    for table in present:
         path = str(directory / f"{table}.parquet").replace("'", "''")
         db.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path}')")
     return db
+
+
+def columns_of(db: duckdb.DuckDBPyConnection, table: str) -> frozenset[str]:
+    """The columns ``table`` has in ``db``; none when it has no such table (one
+    of :data:`ADDED_LATER` an older writer did not publish)."""
+    rows = db.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+        [table],
+    ).fetchall()
+    return frozenset(name for (name,) in rows)
 
 
 def published_age_s(directory: str | Path) -> float:

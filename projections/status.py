@@ -6,13 +6,15 @@ from typing import Any
 
 import duckdb
 
+from projections.reader import columns_of
 from projections.writer import ENDED
 
 _ENDED = "(" + ", ".join(f"'{status}'" for status in ENDED) + ")"
 
 
 def status(db: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """Sagas per status and type, throughput, latencies, rates, dead letters."""
+    """Sagas per status and type, throughput, latencies, rates, dead letters,
+    the partitions' owners."""
     by_status = db.execute(
         "SELECT saga_type, status, count(*) FROM sagas GROUP BY ALL ORDER BY ALL"
     ).fetchall()
@@ -46,6 +48,54 @@ def status(db: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "error_rate": window[5],
         "compensation_rate": window[6],
         "dead_letters": dead,
+        "owners": owners(db),
+    }
+
+
+def owners(db: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """Who owns the partitions of ``saga.events`` as the claims the projection
+    read say: per owner (a host's Ray name; ``None`` for partitions whose
+    epoch the projection took from a record, the claim unread), the node of
+    its newest claim, its partitions, their epochs and its newest claim's
+    time; and the replaced owners' records fenced. No hosts before any claim
+    (a log from before claims, a fresh platform)."""
+    columns = columns_of(db, "partition_owners")
+    if not columns:
+        return {
+            "hosts": [],
+            "fenced_records": 0,
+            "note": "not published (a projection writer from before ownership claims)",
+        }
+    # A table published before claims named their node has no such column.
+    table = (
+        "partition_owners"
+        if "node" in columns
+        else "(SELECT *, NULL::VARCHAR AS node FROM partition_owners)"
+    )
+    rows = db.execute(
+        f"""
+        SELECT owner, coalesce(arg_max(node, claimed_at), any_value(node)),
+               list("partition" ORDER BY "partition"), min(epoch), max(epoch),
+               max(claimed_at)
+        FROM {table} GROUP BY owner ORDER BY owner NULLS LAST
+        """
+    ).fetchall()
+    (fenced,) = db.execute(
+        f"SELECT coalesce(sum(fenced_records), 0) FROM {table}"
+    ).fetchone() or (0,)
+    return {
+        "hosts": [
+            {
+                "owner": owner,
+                "node": node,
+                "partitions": partitions,
+                "min_epoch": low,
+                "max_epoch": high,
+                "claimed_at": None if newest is None else newest.isoformat(),
+            }
+            for owner, node, partitions, low, high, newest in rows
+        ],
+        "fenced_records": int(fenced),
     }
 
 

@@ -12,8 +12,8 @@ added, never renamed):
 - ``dead_letters(message_id, saga_id, topic, partition, offset, error,
   attempts, dead_at, payload)``.
 - ``partition_owners(partition, epoch, owner, engine, claimed_at,
-  claim_offset, fenced_records)``: who owns each partition of the log (see
-  :mod:`projections.owners`).
+  claim_offset, fenced_records, node)``: who owns each partition of the log
+  (see :mod:`projections.owners`).
 
 A batch and the positions it consumed commit in one transaction
 (``projection_offsets``), so a redelivered record is recognised by its

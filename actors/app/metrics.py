@@ -22,6 +22,13 @@ Metric names and labels:
   lost records it had read (``host-N``, ``router-N``, a service, ``projection``)
 - ``saga_consumer_lag{group,topic,partition}``: records behind, from Kafka
 - ``saga_projection_lag_records``, ``saga_projection_lag_seconds``
+- ``saga_partition_epoch{partition,host,node}``: each partition's epoch,
+  host and Ray node as the engine's controller reports them
+  (:class:`~actors.engine.controller.PartitionOwner`; the host of a moving
+  partition is the one restoring it)
+- ``saga_partition_owned{host}``: partitions each host owns
+- ``saga_partitions_moving``: partitions granted to a host that is restoring
+  them right now
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from actors.engine.controller import PartitionOwner
 from actors.engine.router import RouterStats
 from actors.engine.stats import HostMetrics
 from actors.topology import PROJECTION_GROUP, SAGA_HOST, service_group
@@ -74,6 +82,9 @@ SAMPLE_NAMES: Final = frozenset(
         "saga_consumer_lag",
         "saga_projection_lag_records",
         "saga_projection_lag_seconds",
+        "saga_partition_epoch",
+        "saga_partition_owned",
+        "saga_partitions_moving",
     }
 )
 
@@ -90,10 +101,13 @@ class PlatformCollector(Collector):
         services: dict[str, Any],
         projection: Any,
         groups: Sequence[str],
+        controller: Any,
     ) -> None:
         self._kafka = kafka
         self._hosts = list(hosts)
         self._routers = list(routers)
+        # The engine's controller (Ray restarts it under the same handle).
+        self._controller = controller
         self._services = dict(services)
         self._projection = projection
         self._groups = list(groups)
@@ -139,11 +153,12 @@ class PlatformCollector(Collector):
         answers = self._ask([self._services[n].stats.remote() for n in names])
         services = {n: s for n, s in zip(names, answers, strict=True) if s}
         fatal = self._ask([self._services[n].fatal.remote() for n in names])
-        latencies, staleness, fatal_projection = self._ask(
+        latencies, staleness, fatal_projection, owners = self._ask(
             [
                 self._projection.step_latencies.remote(),
                 self._projection.published_age_s.remote(),
                 self._projection.fatal.remote(),
+                self._controller.owners.remote(),
             ]
         )
         stopped = {f"host-{i}": h.log_lost for i, h in enumerate(each_host) if h}
@@ -160,6 +175,7 @@ class PlatformCollector(Collector):
         yield from _fault_metrics(hosts, services)
         yield _log_lost(stopped)
         yield from _lag_metrics(self._consumer_lag(), staleness)
+        yield from ownership_metrics(owners)
 
 
 def _saga_metrics(
@@ -293,6 +309,36 @@ def _lag_metrics(
             "How far the published projections trail what the writer has",
             value=staleness,
         )
+
+
+def ownership_metrics(owners: Sequence[PartitionOwner] | None) -> Iterator[Metric]:
+    """Each partition's epoch, host and node; partitions per host; restores in
+    progress. Nothing when the controller did not answer: a gap in the graph,
+    not a false zero."""
+    if owners is None:
+        return
+    epoch = GaugeMetricFamily(
+        "saga_partition_epoch",
+        "The epoch of each partition's owner, with its host and Ray node",
+        labels=["partition", "host", "node"],
+    )
+    owned: Counter[str] = Counter()
+    for owner in owners:
+        epoch.add_metric([str(owner.partition), owner.host, owner.node], owner.epoch)
+        if owner.state == "owned":
+            owned[owner.host] += 1
+    yield epoch
+    per_host = GaugeMetricFamily(
+        "saga_partition_owned", "Partitions each host owns", labels=["host"]
+    )
+    for host, n in sorted(owned.items()):
+        per_host.add_metric([host], n)
+    yield per_host
+    yield GaugeMetricFamily(
+        "saga_partitions_moving",
+        "Partitions granted to a host that is restoring them",
+        value=sum(1 for o in owners if o.state == "moving"),
+    )
 
 
 def _sum(dicts: Any) -> Counter[str]:

@@ -129,6 +129,7 @@ def running_platform(
                     participants,
                     platform.projection,
                     consumer_groups(config.kafka.consumer.group_id),
+                    engine.controller,
                 ),
                 addr=metrics_addr,
             )

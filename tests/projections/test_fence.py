@@ -209,3 +209,40 @@ def test_a_writer_joining_the_log_part_way_takes_the_epoch_it_meets(
         "SELECT epoch, owner, fenced_records FROM partition_owners"
     ).fetchall() == [(2, None, 1)]
     db.close()
+
+
+def test_a_file_from_before_claims_named_their_node_opens_and_keeps_it(
+    tmp_path: Path,
+) -> None:
+    """The writer before claims named their node made ``partition_owners``
+    without ``node``: its file opens, its rows stay, the next claim's node is
+    kept, and the table publishes as a new file's does."""
+    path = tmp_path / "projections.duckdb"
+    db = open_store(path)
+    db.execute(
+        """
+        CREATE TABLE partition_owners (
+            "partition" INTEGER PRIMARY KEY, epoch BIGINT NOT NULL, owner VARCHAR,
+            engine VARCHAR, claimed_at TIMESTAMPTZ, claim_offset BIGINT,
+            fenced_records BIGINT NOT NULL);
+        INSERT INTO partition_owners VALUES (1, 1, 'host-a', 'engine-1', NULL, 0, 0);
+        """
+    )
+    db.close()
+    claim = Claim(partition=0, epoch=1, owner="host-b", engine="engine-1", node="n-b")
+    for _ in range(2):  # the column added once, then found
+        db = open_store(path)
+        writer = ProjectionWriter(db)
+        writer.apply(consumed([claim]))
+        writer.publish(tmp_path / "projections")
+        db.close()
+    published = open_projections(tmp_path / "projections")
+    assert published.sql(
+        'SELECT "partition", epoch, owner, node FROM partition_owners'
+    ).fetchall() == [(0, 1, "host-b", "n-b"), (1, 1, "host-a", None)]
+    with duckdb.connect() as fresh:
+        ProjectionWriter(fresh)
+        new = fresh.sql("DESCRIBE partition_owners").fetchall()
+    old = published.sql("DESCRIBE partition_owners").fetchall()
+    assert [c[:2] for c in old] == [c[:2] for c in new]  # names and types
+    assert old[-1][:2] == ("node", "VARCHAR")

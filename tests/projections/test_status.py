@@ -7,20 +7,60 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import duckdb
+
+from actors.app.cli.status import status_text
+from actors.core import Claim, LogCodec, LogRecord
 from projections.store import open_store
-from projections.writer import ProjectionWriter
+from projections.writer import Consumed, ProjectionWriter
+from tests.actors.core.sagas import Run, at
 from tests.projections.test_writer import golden_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 SAGA = [sys.executable, "-m", "actors.app.cli"]
+#: Ray node ids, as long as real ones.
+NODE_A, NODE_B = "4f3a" * 14, "9c0d" * 14
 
 
-def published(tmp_path: Path) -> Path:
+def claims() -> list[Consumed]:
+    """Partitions 1 to 4 of ``saga.events`` claimed by two hosts: host 0 on
+    node A at epochs 1 to 3 (only the claim of partition 4 gave its time);
+    host 1 on node B, whose partition its replaced owner appended to after the
+    claim (a record of epoch 1 after the claim of epoch 2)."""
+    zombie = Run("zombie")
+    zombie.start(now=1_000)
+    [started] = zombie.records()
+
+    def claim(partition: int, epoch: int, host: int, node: str) -> Claim:
+        time = 1_764_072_000_000 if partition == 4 else 0  # 2025-11-25 12:00 UTC
+        owner = f"saga-host-ab12-{host}"
+        return Claim(
+            partition=partition, epoch=epoch, owner=owner, engine="ab12", at=time,
+            node=node,
+        )  # fmt: skip
+
+    entries: dict[int, list[Claim | LogRecord]] = {
+        1: [claim(1, 1, 0, NODE_A)],
+        2: [claim(2, 2, 1, NODE_B), at(started, 1)],
+        3: [claim(3, 3, 0, NODE_A)],
+        4: [claim(4, 2, 0, NODE_A)],
+    }
+    codec = LogCodec()
+    return [
+        Consumed("saga.events", partition, offset, codec.encode(entry))
+        for partition, log in entries.items()
+        for offset, entry in enumerate(log)
+    ]
+
+
+def published(tmp_path: Path, *, claimed: bool = False) -> Path:
     db = open_store(tmp_path / "projections.duckdb")
     writer = ProjectionWriter(db)
-    writer.apply(golden_batch())
+    writer.apply(golden_batch() + (claims() if claimed else []))
     writer.publish(tmp_path / "projections")
     db.close()
     return tmp_path
@@ -42,8 +82,111 @@ def test_status_reports_counts_latencies_rates_and_dead_letters(tmp_path: Path) 
     assert report["saga_latency_ms"]["p50"] > 0
     assert report["step_latency_ms"]["p99"] >= report["step_latency_ms"]["p50"]
     assert "consumer_lag" not in report  # no Kafka configured: nothing to ask
+    # A log from before claims: nobody owns anything, and nothing says so.
+    assert report["owners"] == {"hosts": [], "fenced_records": 0}
     text = saga("status", "--data-dir", str(data)).stdout
     assert "deposit      completed" in text and "dead letters 1" in text
+    assert "owners" not in text and "fenced" not in text
+
+
+def test_status_shows_each_hosts_partitions_node_and_epochs(tmp_path: Path) -> None:
+    data = published(tmp_path, claimed=True)
+    result = saga("status", "--json", "--data-dir", str(data))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    # The replaced owner's record made no saga.
+    assert sum(row["count"] for row in report["sagas"]) == 5
+    owners = report["owners"]
+    assert owners["fenced_records"] == 1
+    first, second = owners["hosts"]
+    claimed_at = first.pop("claimed_at")
+    assert datetime.fromisoformat(claimed_at) == datetime(2025, 11, 25, 12, tzinfo=UTC)
+    assert first == {
+        "owner": "saga-host-ab12-0",
+        "node": NODE_A,
+        "partitions": [1, 3, 4],
+        "min_epoch": 1,
+        "max_epoch": 3,
+    }
+    assert second == {
+        "owner": "saga-host-ab12-1",
+        "node": NODE_B,
+        "partitions": [2],
+        "min_epoch": 2,
+        "max_epoch": 2,
+        "claimed_at": None,  # its claim gave no time
+    }
+    text = saga("status", "--data-dir", str(data)).stdout.splitlines()
+    after = text.index("dead letters 1") + 1
+    assert text[after : after + 3] == [
+        "owners       saga-host-ab12-0 on node 4f3a4f3a...: partitions 1,3,4 "
+        "(epochs 1-3)",
+        "owners       saga-host-ab12-1 on node 9c0d9c0d...: partitions 2 (epoch 2)",
+        "fenced       1 record of replaced owners skipped",
+    ]
+
+
+def test_status_reads_what_an_older_writer_published(tmp_path: Path) -> None:
+    """A directory published before claims named their node (no ``node``
+    column), or before ``partition_owners`` (no file): status says what it
+    can, and what is missing."""
+    data = published(tmp_path, claimed=True)
+    owners = data / "projections" / "partition_owners.parquet"
+    old = owners.with_name("old.parquet")
+    with duckdb.connect() as db:
+        db.execute(
+            f"COPY (SELECT * EXCLUDE (node) FROM '{owners}') TO '{old}' "
+            "(FORMAT parquet)"
+        )
+    old.replace(owners)
+    result = saga("status", "--data-dir", str(data))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "owners       saga-host-ab12-1: partitions 2 (epoch 2)"
+        in result.stdout.splitlines()
+    )
+
+    owners.unlink()
+    result = saga("status", "--data-dir", str(data))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "owners       not published (a projection writer from before ownership "
+        "claims)" in result.stdout.splitlines()
+    )
+    assert "dead letters 1" in result.stdout
+    report = json.loads(saga("status", "--json", "--data-dir", str(data)).stdout)
+    assert report["owners"]["hosts"] == [] and "note" in report["owners"]
+    history = saga("history", "g-compensated", "--data-dir", str(data))
+    assert history.returncode == 0, history.stderr
+
+
+def test_owner_lines_shorten_runs_and_name_what_is_unknown() -> None:
+    """Partitions in runs, an owner whose claim the projection never read (it
+    joined the log after it), a claim that named no node."""
+    hosts = [
+        {"owner": "saga-host-ab12-0", "node": None, "partitions": [*range(4), 5, 7, 8]},
+        {"owner": None, "node": "", "partitions": [9]},
+    ]
+    report: dict[str, Any] = {
+        "sagas": [],
+        "throughput_per_s": {"1m": None, "5m": None},
+        "saga_latency_ms": {"p50": None},
+        "step_latency_ms": {"p50": None},
+        "error_rate": None,
+        "compensation_rate": None,
+        "dead_letters": 0,
+        "owners": {
+            "hosts": [h | {"min_epoch": 4, "max_epoch": 4} for h in hosts],
+            "fenced_records": 1_200,
+        },
+        "projection": {"published_age_s": 0.5},
+    }
+    lines = status_text(report).splitlines()
+    assert lines[-4:-1] == [
+        "owners       saga-host-ab12-0: partitions 0-3,5,7,8 (epoch 4)",
+        "owners       (claim not read): partitions 9 (epoch 4)",
+        "fenced       1,200 records of replaced owners skipped",
+    ]
 
 
 def test_history_lists_events_with_timings(tmp_path: Path) -> None:
@@ -62,7 +205,7 @@ def test_history_lists_events_with_timings(tmp_path: Path) -> None:
 
 
 def test_top_refreshes_until_interrupted(tmp_path: Path) -> None:
-    data = published(tmp_path)
+    data = published(tmp_path, claimed=True)
     screen = tmp_path / "screen.txt"
     with screen.open("w") as sink:
         top = subprocess.Popen(
@@ -79,3 +222,4 @@ def test_top_refreshes_until_interrupted(tmp_path: Path) -> None:
     assert top.returncode == 0
     assert out.count("saga top (Ctrl-C quits)") >= 2
     assert "\x1b[2J" in out
+    assert out.count("owners       saga-host-ab12-1 on node 9c0d9c0d...") >= 2

@@ -19,7 +19,7 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
     status = commands.add_parser(
         "status",
         parents=[common],
-        help="sagas per status, throughput, latencies, rates, lag",
+        help="sagas per status, throughput, latencies, rates, owners, lag",
         description="Read the published projections under DATA_DIR/projections "
         "(while the platform runs: no lock is taken) and, when Kafka is "
         "configured, the consumer lag of every group from Kafka itself.",
@@ -116,6 +116,7 @@ def status_text(report: dict[str, Any]) -> str:
         f"compensations {report['compensation_rate'] or 0:.1%}"
     )
     lines.append(f"dead letters {report['dead_letters']:,}")
+    lines.extend(_owner_lines(report["owners"]))
     for lag in report.get("consumer_lag", []):
         if lag["lag"]:
             lines.append(
@@ -129,3 +130,40 @@ def status_text(report: dict[str, Any]) -> str:
         + ("" if behind is None else f", {behind:,} records behind")
     )
     return "\n".join(lines)
+
+
+def _owner_lines(owners: dict[str, Any]) -> list[str]:
+    """A line per host owning partitions, and one for the records fenced;
+    nothing before any claim."""
+    lines = [f"owners       {owners['note']}"] if "note" in owners else []
+    for host in owners["hosts"]:
+        node = host["node"] or ""
+        # A Ray node id is 56 hex digits: a prefix tells nodes apart.
+        where = f" on node {node[:8]}{'...' if len(node) > 8 else ''}"
+        low, high = host["min_epoch"], host["max_epoch"]
+        epochs = f"epoch {low}" if low == high else f"epochs {low}-{high}"
+        lines.append(
+            f"owners       {host['owner'] or '(claim not read)'}"
+            f"{where if node else ''}: "
+            f"partitions {_spans(host['partitions'])} ({epochs})"
+        )
+    fenced = owners["fenced_records"]
+    if fenced:
+        lines.append(
+            f"fenced       {fenced:,} record{'s' if fenced > 1 else ''} of "
+            "replaced owners skipped"
+        )
+    return lines
+
+
+def _spans(numbers: list[int]) -> str:
+    """Sorted ``numbers`` with runs of three or more as ``first-last``."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    return ",".join(
+        f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs
+    )

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from actors.app.metrics import SAMPLE_NAMES
+from actors.app.metrics import SAMPLE_NAMES, ownership_metrics
+from actors.engine.controller import PartitionOwner
 from events.transport.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -111,3 +112,33 @@ def test_the_grafana_dashboard_uses_only_exposed_metrics() -> None:
     # Every family has a panel.
     families = {re.sub(r"_(bucket|count|sum)$", "", n) for n in SAMPLE_NAMES}
     assert {re.sub(r"_(bucket|count|sum)$", "", n) for n in used} == families
+
+
+def test_ownership_gauges_show_epochs_hosts_and_restores_in_progress() -> None:
+    """From the controller's answer: every partition's epoch with its host and
+    node, partitions per host, and the restores under way; nothing at all when
+    the controller did not answer (a gap, not a false zero)."""
+    a, b = "saga-host-ab12-0", "saga-host-ab12-1"
+    owners = [
+        PartitionOwner(0, a, 3, "node-1"),
+        PartitionOwner(1, b, 2, "node-2"),
+        PartitionOwner(2, a, 1, "node-1"),
+        PartitionOwner(3, b, 4, "node-2", state="moving"),
+        PartitionOwner(4, "", 1, state="none"),
+    ]
+    samples = {
+        f.name: [(s.labels, s.value) for s in f.samples]
+        for f in ownership_metrics(owners)
+    }
+    assert samples["saga_partition_epoch"] == [
+        ({"partition": "0", "host": a, "node": "node-1"}, 3),
+        ({"partition": "1", "host": b, "node": "node-2"}, 2),
+        ({"partition": "2", "host": a, "node": "node-1"}, 1),
+        ({"partition": "3", "host": b, "node": "node-2"}, 4),
+        ({"partition": "4", "host": "", "node": ""}, 1),
+    ]
+    assert samples["saga_partition_owned"] == [({"host": a}, 2), ({"host": b}, 1)]
+    assert samples["saga_partitions_moving"] == [({}, 1)]
+    names = {s.name for f in ownership_metrics(owners) for s in f.samples}
+    assert names <= SAMPLE_NAMES
+    assert list(ownership_metrics(None)) == []
