@@ -129,14 +129,15 @@ class Controller:
                 name, epoch = self._owners.get(
                     number, ("", self._epochs.get(number, 0))
                 )
-                report = self._hosts[name].report if name in self._hosts else None
-                node = report.host.node if report else ""
                 state = "owned" if name else "none"
                 if number in self._moving:
+                    # The epoch it is being granted at is one above this one.
                     name, state = self._moving[number], "moving"
                 elif number in self._foreign:
                     taken = self._foreign[number]
                     name, epoch, state = taken.owner, taken.epoch, "other engine"
+                report = self._hosts[name].report if name in self._hosts else None
+                node = report.host.node if report else ""
                 out.append(PartitionOwner(number, name, epoch, node, state))
             return out
 
