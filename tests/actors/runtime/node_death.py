@@ -1,0 +1,185 @@
+"""A worker node killed while sagas are in flight, on a three-node Ray cluster.
+
+Run as a process of its own (``python -m tests.actors.runtime.node_death``,
+from the repository root): it starts its own Ray cluster (a head and two
+worker nodes, ``ray.cluster_utils.Cluster``), which a pytest process already
+connected to a local Ray cannot. Prints one JSON report; the test in
+``test_node_death.py`` reads it.
+
+The head advertises no saga slot, so hosts, routers and the controller land on
+the two workers (``actors.runtime.placement``); the stand-in participant
+services run in this process. The node that holds host 0 is removed without a
+graceful stop, mid-run; Ray marks it dead after its health checks (set short
+here), and the controller grants the dead hosts' partitions to the live ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+from collections import Counter
+from typing import Any
+
+os.environ["RAY_AUTH_MODE"] = "disabled"  # explicit, for every node started here
+
+import ray
+from ray.cluster_utils import Cluster
+
+from actors.app.client import SagaClient
+from actors.core import Fence, LogRecord
+from actors.engine.settings import EngineSettings
+from actors.runtime.engine import Engine
+from actors.runtime.placement import SLOT_RESOURCE
+from events.transport.admin import TopicAdmin
+from events.transport.broker import EmbeddedBroker
+from events.transport.reader import PartitionReader, read_to_end
+from events.transport.types import TP
+from events.wire.topics import ALL_TOPICS, SAGA_EVENTS
+from tests.actors.runtime.responders import Responder
+from tests.actors.runtime.test_engine import (
+    DEFINITIONS,
+    PARTITIONS,
+    Platform,
+    audit,
+    mixed_requests,
+    wait_terminal,
+)
+from tests.conftest import settings_for
+
+#: Ray's node health checks, short: a dead node is noticed in about 2 s.
+HEALTH = {
+    "health_check_initial_delay_ms": 0,
+    "health_check_period_ms": 300,
+    "health_check_timeout_ms": 500,
+    "health_check_failure_threshold": 4,
+}
+
+
+def resumed_after(
+    platform: Platform, ends: dict[TP, int], epochs: dict[int, int], death: float
+) -> float:
+    """Seconds from ``death`` to the first saga record a new owner appended on
+    each partition the dead node held; the largest."""
+    latest = 0.0
+    fence = Fence(epochs)
+    firsts: dict[int, int] = {}
+    for raw in read_to_end(platform.kafka, ends):
+        record = fence.read(raw.partition, raw.value)
+        if isinstance(record, LogRecord) and record.epoch > epochs[raw.partition]:
+            firsts.setdefault(raw.partition, record.at)
+    assert set(firsts) == set(epochs), (
+        f"no new owner wrote on {set(epochs) - set(firsts)}"
+    )
+    for at in firsts.values():
+        latest = max(latest, at / 1000 - death)
+    return latest
+
+
+def run(seed: int, sagas: int) -> dict[str, Any]:
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "_system_config": HEALTH},
+    )
+    workers = [
+        cluster.add_node(num_cpus=1, resources={SLOT_RESOURCE: 8}) for _ in range(2)
+    ]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+    with EmbeddedBroker() as broker:
+        kafka = settings_for(broker.bootstrap)
+        with TopicAdmin(kafka) as admin:
+            admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)
+        responder = Responder(kafka, PARTITIONS)
+        with SagaClient(kafka, DEFINITIONS) as client:
+            platform = Platform(kafka, client, responder)
+            engine = Engine(
+                kafka,
+                EngineSettings(hosts=2, routers=2, host_timeout_s=4),
+                DEFINITIONS,
+            )
+            try:
+                report = _kill_a_node(platform, engine, cluster, workers, seed, sagas)
+            finally:
+                engine.stop()
+        responder.close()
+    ray.shutdown()
+    cluster.shutdown()
+    return report
+
+
+def _kill_a_node(
+    platform: Platform,
+    engine: Engine,
+    cluster: Cluster,
+    workers: list[Any],
+    seed: int,
+    sagas: int,
+) -> dict[str, Any]:
+    hosts = {
+        r.host.name: r for r in ray.get([h.ownership.remote() for h in engine.hosts])
+    }
+    on_workers = {w.unique_id for w in workers}
+    placed = {name: r.host.node for name, r in hosts.items()}
+    victim_node = next(n for n in (r.host.node for r in hosts.values()))
+    victim = next(w for w in workers if w.unique_id == victim_node)
+    lost = {
+        p: e
+        for r in hosts.values()
+        if r.host.node == victim_node
+        for p, e in r.owned.items()
+    }
+    requests, expected = mixed_requests(sagas, seed=seed)
+    ids = platform.client.start_many(requests)
+    deadline = time.monotonic() + 60
+    while sum(s.finished for s in engine.host_stats()) < sagas // 10:
+        assert time.monotonic() < deadline, "sagas never got going"
+        time.sleep(0.05)
+    with PartitionReader(platform.kafka) as reader:
+        ends = reader.ends([TP(SAGA_EVENTS, p) for p in lost])
+    in_flight = sum(
+        r.in_flight for r in ray.get([h.stats.remote() for h in engine.hosts])
+    )
+    death = time.time()
+    cluster.remove_node(victim, allow_graceful=False)
+    started = time.monotonic()
+    while True:
+        owners = engine.owners()
+        if all(o.state == "owned" and o.node != victim_node for o in owners):
+            break
+        assert time.monotonic() - started < 120, f"partitions never moved: {owners}"
+        time.sleep(0.1)
+    moved_s = time.monotonic() - started
+    states = wait_terminal(platform.client, ids, timeout_s=240)
+    outcomes = Counter(states[i].status for i in ids)
+    assert outcomes == expected, (outcomes, expected)
+    audit(platform, states, ids)
+    return {
+        "seed": seed,
+        "sagas": sagas,
+        "placed_on_workers": all(node in on_workers for node in placed.values()),
+        "victim_node": victim_node,
+        "partitions_lost": sorted(lost),
+        "in_flight_at_death": in_flight,
+        "node_dead": victim_node
+        not in {n["NodeID"] for n in ray.nodes() if n["Alive"]},
+        "owners_after": [[o.partition, o.host, o.epoch] for o in engine.owners()],
+        "moved_s": round(moved_s, 2),
+        "resumed_s": round(resumed_after(platform, ends, lost, death), 2),
+        "outcomes": {s.value: n for s, n in outcomes.items()},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seed", type=int, default=random.randrange(2**32))
+    parser.add_argument("--sagas", type=int, default=600)
+    args = parser.parse_args()
+    print(f"seed={args.seed}", flush=True)
+    print(json.dumps(run(args.seed, args.sagas)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
