@@ -164,6 +164,23 @@ class Controller:
                 for number in range(self._partitions)
             )
 
+    def balanced(self) -> bool:
+        """Settled, and with no move left to make (a scale has finished)."""
+        if not self.settled():
+            return False
+        with self._lock:
+            live = sorted(h for h in self._hosts if self._alive(h))
+            owners = {n: h for n, (h, _) in self._owners.items()}
+            return not self._moving and not plan(
+                self._partitions,
+                owners,
+                live,
+                last=self._last,
+                draining=self._draining,
+                foreign=self._foreign,
+                limit=self._limit,
+            )
+
     def stop(self) -> None:
         self._stopping.set()
         self._thread.join(timeout=30)

@@ -30,6 +30,13 @@ class HostSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class EngineSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How many actors run the sagas."""
 
+    #: A named engine's actors are detached and named after it: they outlive
+    #: the process that started them, a ``saga serve`` started again with the
+    #: same name goes on with them, and ``saga scale`` finds them. Unnamed (the
+    #: default), each start is a new engine whose actors end with its process.
+    name: Annotated[str, msgspec.Meta(pattern="^[a-z0-9][a-z0-9-]{0,30}$")] | None = (
+        None
+    )
     hosts: Positive = 2
     routers: Positive = 1
     host: HostSettings = HostSettings()

@@ -75,14 +75,29 @@ class Engine:
         definitions: Mapping[str, SagaDefinition] = DEFINITIONS,
         *,
         group_id: str | None = None,
+        attach: bool = False,
     ) -> None:
+        """Start an engine, or go on with the named one already running (its
+        actors as they are). ``attach``: only go on with a running one."""
         self.kafka = kafka
         self.settings = settings or EngineSettings()
         self.partitions = kafka.topics.partitions
-        self.id = uuid.uuid4().hex[:8]
+        self.id = self.settings.name or uuid.uuid4().hex[:8]
         self._definitions = definitions
-        self._hosts: dict[str, Any] = {}
-        self._made = 0
+        self._group_id = group_id
+        running = f"saga-controller-{self.id}" in ray.util.list_named_actors()
+        if attach and not running:
+            raise EngineStartError(
+                f"no engine named {self.id!r} runs in this Ray namespace: start "
+                f"one with saga serve --set engine.name={self.id}"
+            )
+        # A named engine's actors outlive the process that started them.
+        self._lifetime = {"lifetime": "detached"} if self.settings.name else {}
+        self._hosts = _named(host_prefix(self.id))
+        self._routers = _named(f"saga-router-{self.id}-")
+        self._made = 1 + max(
+            (_number(n) for n in [*self._hosts, *self._routers]), default=-1
+        )
         # Where the cluster says: on slots of the worker nodes, if it has them.
         self._slot = slot_options(advertised())
         wait = self.settings.start_timeout_s
@@ -94,11 +109,13 @@ class Engine:
             ray.remote(Controller)
             .options(
                 name=f"saga-controller-{self.id}",
+                get_if_exists=True,
                 max_restarts=-1,
                 max_task_retries=0,
                 max_concurrency=8,
                 num_cpus=0,
                 **self._slot,
+                **self._lifetime,
             )
             .remote(
                 self.id,
@@ -107,32 +124,48 @@ class Engine:
                 host_timeout_s=self.settings.host_timeout_s,
             )
         )
-        self.routers: list[Any] = []
+        if running:
+            return  # its hosts and routers run: go on with them as they are
         try:
             self._add_hosts(self.settings.hosts, deadline)
             self._wait_settled(deadline, wait)
+            self._add_routers(self.settings.routers)
         except BaseException:
-            self._kill([*self._hosts.values(), self.controller])
+            self._kill([*self.routers, *self.hosts, self.controller])
             raise
-        router_actor: Any = ray.remote(RouterOnRay).options(
-            max_restarts=-1, max_task_retries=0, num_cpus=0, **self._slot
-        )
-        topics = listened_topics(definitions)
-        self.routers = [
-            router_actor.remote(
-                kafka,
-                f"saga-controller-{self.id}",
-                self.partitions,
-                topics,
-                group_id=group_id,
-                identity=self._identity,
+
+    @property
+    def routers(self) -> list[Any]:
+        return list(self._routers.values())
+
+    def _add_routers(self, count: int) -> None:
+        made: dict[str, Any] = {}
+        for _ in range(count):
+            name = f"saga-router-{self.id}-{self._made}"
+            self._made += 1
+            made[name] = (
+                ray.remote(RouterOnRay)
+                .options(
+                    name=name,
+                    max_restarts=-1,
+                    max_task_retries=0,
+                    num_cpus=0,
+                    **self._slot,
+                    **self._lifetime,
+                )
+                .remote(
+                    self.kafka,
+                    f"saga-controller-{self.id}",
+                    self.partitions,
+                    listened_topics(self._definitions),
+                    group_id=self._group_id,
+                    identity=self._identity,
+                )
             )
-            for _ in range(self.settings.routers)
-        ]
+        self._routers.update(made)
         try:
-            ray.get([router.pid.remote() for router in self.routers])
+            ray.get([router.pid.remote() for router in made.values()])
         except RayActorError as exc:
-            self._kill([*self.routers, *self._hosts.values(), self.controller])
             raise EngineStartError(f"a router could not start: {exc}") from None
 
     @property
@@ -153,6 +186,7 @@ class Engine:
                     max_task_retries=0,
                     num_cpus=0,
                     **self._slot,
+                    **self._lifetime,
                 )
                 .remote(
                     self.kafka,
@@ -182,25 +216,38 @@ class Engine:
         if lost:
             raise EngineStartError(f"a saga host cannot start: {lost[0]}")
 
-    def _wait_settled(self, deadline: float, wait: float) -> None:
-        while not ray.get(self.controller.settled.remote()):
+    def _wait_settled(
+        self, deadline: float, wait: float, *, balanced: bool = False
+    ) -> None:
+        """Until every partition has an owner (and, ``balanced``, no move is
+        left to make)."""
+        check = self.controller.balanced if balanced else self.controller.settled
+        while not ray.get(check.remote()):
             if time.monotonic() > deadline:
                 raise EngineStartError(
                     _waited(self.kafka, wait, "the saga hosts' partitions")
                 )
             time.sleep(0.1)
 
-    def scale(self, hosts: int, timeout_s: float | None = None) -> None:
-        """Run ``hosts`` hosts: new ones take partitions from the others; the
-        newest ones go after their partitions moved away. Sagas in flight
-        carry on (a moving partition waits for its new owner's restore)."""
-        if hosts < 1:
-            raise SagaError(f"an engine needs at least one host, not {hosts}")
+    def scale(
+        self,
+        hosts: int | None = None,
+        routers: int | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        """Run ``hosts`` hosts and ``routers`` routers (``None``: as many as
+        now). New hosts take partitions from the others; the newest hosts go
+        after their partitions moved away. Sagas in flight carry on: a moving
+        partition waits for its new owner's restore, and a router that leaves
+        the consumer group hands its topic partitions to the others."""
+        for count, what in ((hosts, "host"), (routers, "router")):
+            if count is not None and count < 1:
+                raise SagaError(f"an engine needs at least one {what}, not {count}")
         wait = timeout_s or self.settings.start_timeout_s
         deadline = time.monotonic() + wait
-        if hosts > len(self._hosts):
+        if hosts is not None and hosts > len(self._hosts):
             self._add_hosts(hosts - len(self._hosts), deadline)
-        elif hosts < len(self._hosts):
+        elif hosts is not None and hosts < len(self._hosts):
             leaving = list(self._hosts)[hosts:]
             ray.get(self.controller.drain.remote(leaving))
             wait_until(
@@ -210,7 +257,13 @@ class Engine:
             )
             self._close([self._hosts[name] for name in leaving])
             self._kill([self._hosts.pop(name) for name in leaving])
-        self._wait_settled(deadline, wait)
+        self._wait_settled(deadline, wait, balanced=True)
+        if routers is not None and routers > len(self._routers):
+            self._add_routers(routers - len(self._routers))
+        elif routers is not None and routers < len(self._routers):
+            leaving = list(self._routers)[routers:]
+            self._stop_routers([self._routers[name] for name in leaving])
+            self._kill([self._routers.pop(name) for name in leaving])
 
     def owners(self) -> list[PartitionOwner]:
         """Each partition's owning host, epoch and node (``saga status``)."""
@@ -241,17 +294,22 @@ class Engine:
         )
 
     def stop(self) -> None:
-        """Routers leave the group cleanly, then every actor is removed."""
-        try:
-            ray.get([router.stop.remote() for router in self.routers], timeout=60)
-        except ray.exceptions.RayError as exc:
-            log.warning("a router did not stop cleanly: %s", exc)
+        """Routers leave the group cleanly, then every actor is removed (a
+        named engine's too: stopping is not a driver that went away)."""
+        self._stop_routers(self.routers)
         try:
             ray.get(self.controller.stop.remote(), timeout=30)
         except ray.exceptions.RayError as exc:
             log.warning("the controller did not stop cleanly: %s", exc)
         self._close(self.hosts)
         self._kill([*self.routers, *self.hosts, self.controller])
+
+    @staticmethod
+    def _stop_routers(routers: list[Any]) -> None:
+        try:
+            ray.get([router.stop.remote() for router in routers], timeout=60)
+        except ray.exceptions.RayError as exc:
+            log.warning("a router did not stop cleanly: %s", exc)
 
     @staticmethod
     def _close(hosts: list[Any]) -> None:
@@ -265,6 +323,19 @@ class Engine:
     def _kill(handles: list[Any]) -> None:
         for handle in handles:
             ray.kill(handle, no_restart=True)
+
+
+def _named(prefix: str) -> dict[str, Any]:
+    """The running actors of this namespace whose names start with
+    ``prefix``, in the order they were made."""
+    names = [n for n in ray.util.list_named_actors() if n.startswith(prefix)]
+    return {name: ray.get_actor(name) for name in sorted(names, key=_number)}
+
+
+def _number(name: str) -> int:
+    """The number an engine's actor name ends with (its making order)."""
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
 
 
 def _waited(kafka: KafkaSettings, wait: float, who: str) -> str:

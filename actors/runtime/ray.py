@@ -25,6 +25,7 @@ def ensure_ray(settings: RaySettings, *, quiet: bool = False) -> None:
         "include_dashboard": False,
         "logging_level": logging.WARNING,
         "log_to_driver": not quiet,
+        "namespace": settings.namespace,
     }
     if settings.address:
         ray.init(address=settings.address, **options)

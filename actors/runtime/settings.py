@@ -16,3 +16,6 @@ class RaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     address: str | None = None
     num_cpus: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    #: The Ray namespace the platform's named actors live in: ``saga scale``
+    #: and a restarted ``saga serve`` find a named engine there.
+    namespace: str = "saga"

@@ -6,14 +6,15 @@ group, and :func:`main`, which runs the chosen command's handler.
 - :mod:`~actors.app.cli.broker`: ``saga broker``, ``saga topics create|list``;
 - :mod:`~actors.app.cli.run`: ``saga run``;
 - :mod:`~actors.app.cli.serve`: ``saga serve``;
+- :mod:`~actors.app.cli.scale`: ``saga scale``;
 - :mod:`~actors.app.cli.top`: ``saga top``;
 - :mod:`~actors.app.cli.sagas`: ``saga start``, ``saga show``;
 - :mod:`~actors.app.cli.status`: ``saga status``, ``saga history``;
 - :mod:`~actors.app.cli.dlq`: ``saga dlq list|show|replay``;
 - :mod:`~actors.app.cli.config`: ``saga config show``.
 
-Ray is imported only by the commands that start the platform (``serve``,
-``run``), when they run: the others start without it.
+Ray is imported only by the commands that run on it (``serve``, ``run``,
+``scale``), when they run: the others start without it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,17 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from actors.app.cli import broker, config, dlq, run, sagas, serve, status, top
+from actors.app.cli import (
+    broker,
+    config,
+    dlq,
+    run,
+    sagas,
+    scale,
+    serve,
+    status,
+    top,
+)
 from actors.app.cli.common import (
     EPILOG,
     Handler,
@@ -34,7 +45,7 @@ from events.errors import EventsError
 from projections.errors import ProjectionError
 
 #: The command groups, in the order ``saga --help`` lists their commands.
-GROUPS = (broker, run, serve, top, sagas, status, dlq, config)
+GROUPS = (broker, run, serve, scale, top, sagas, status, dlq, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,6 +8,7 @@ and no saga is driven by two hosts (no two different records for one
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 import pytest
 import ray
 
+from actors.app.cli import main
 from actors.core import Fence, LogCodec, LogRecord
 from actors.engine.settings import EngineSettings
 from actors.runtime.engine import Engine
@@ -146,6 +148,10 @@ def test_a_second_engine_on_the_group_fences_the_first(platform: Platform) -> No
         old.stop()
 
 
+def pids_of(engine: Engine) -> list[int]:
+    return [r.host.pid for r in ray.get([h.ownership.remote() for h in engine.hosts])]
+
+
 def _names(engine: Engine) -> set[str]:
     return {r.host.name for r in ray.get([h.ownership.remote() for h in engine.hosts])}
 
@@ -208,3 +214,43 @@ def test_a_paused_host_that_wakes_after_its_partitions_moved_is_fenced(
         print(f"records of the woken host skipped: {fence.skipped}")
     finally:
         engine.stop()
+
+
+def test_a_named_engine_outlives_its_driver_and_scales_from_the_command_line(
+    platform: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A driver that starts again goes on with the running actors; `saga
+    scale` adds hosts and a router while sagas run."""
+    name = f"t-{uuid.uuid4().hex[:6]}"
+    settings = EngineSettings(name=name, hosts=1, routers=1)
+    first = Engine(platform.kafka, settings, DEFINITIONS)
+    try:
+        requests, expected = mixed_requests(600, seed=7)
+        ids = platform.client.start_many(requests)
+        pids = [
+            r.host.pid for r in ray.get([h.ownership.remote() for h in first.hosts])
+        ]
+        again = Engine(platform.kafka, settings, DEFINITIONS)
+        assert [
+            r.host.pid for r in ray.get([h.ownership.remote() for h in again.hosts])
+        ] == pids
+        assert len(again.routers) == 1
+        capsys.readouterr()
+        code = main(
+            [
+                "scale", "--name", name, "--hosts", "3", "--routers", "2", "--json",
+                "--bootstrap-servers", ",".join(platform.kafka.bootstrap_servers),
+                "--partitions", str(PARTITIONS),
+            ]
+        )  # fmt: skip
+        assert code == 0
+        scaled = json.loads(capsys.readouterr().out)
+        assert (scaled["hosts"], scaled["routers"]) == (3, 2)
+        assert len({o["host"] for o in scaled["owners"]}) == 3
+        states = wait_terminal(platform.client, ids, timeout_s=180)
+        assert Counter(states[i].status for i in ids) == expected
+        audit(platform, states, ids)
+        assert not driven_twice(platform.kafka)
+    finally:
+        Engine(platform.kafka, settings, DEFINITIONS, attach=True).stop()
+    assert not [n for n in ray.util.list_named_actors() if name in n]
