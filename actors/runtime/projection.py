@@ -70,6 +70,9 @@ class ProjectionActor:
                 group_id=PROJECTION_GROUP,
                 decode=False,
                 start_at=self._positions,
+                # DuckDB's positions, never the group's: a file that is new
+                # on the node the writer moved to starts from the log's start.
+                own_positions=True,
             )
 
         self._join = join
@@ -78,9 +81,9 @@ class ProjectionActor:
         self._thread = start_vital("projection", self._run, self._fatal)
 
     def _positions(self, partitions: Iterable[TP]) -> dict[TP, int]:
-        # The tables record what they consumed, in the same transaction: where
-        # the group has no commit (a broker that lost it), that is where to
-        # go on, and a log that now ends below it is a loss, not a fresh start.
+        # The tables record what they consumed, in the same transaction: that
+        # is where to go on, and a log that now ends below it is a loss, not
+        # a fresh start.
         return {tp: self._writer.next_offset(*tp) for tp in partitions}
 
     def _handle(self, deliveries: Sequence[Delivery]) -> Sequence[Delivery]:

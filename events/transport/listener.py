@@ -11,6 +11,9 @@ A partition the group never committed on starts where ``start_at`` says (the
 consumer's own record of its position, when it keeps one) or else by the
 configured ``auto_offset_reset``; any other jump is refused: a position the log
 no longer has raises :class:`LogLostError` (see ``events.transport.positions``).
+A consumer whose own record is the truth (``own_positions``: the projection
+writer, whose DuckDB file may be new on a node it moved to) starts every
+partition it is assigned where ``start_at`` says, whatever the group committed.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import msgspec
-from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+from kafka import (
+    ConsumerRebalanceListener,
+    KafkaConsumer,
+    OffsetAndMetadata,
+    TopicPartition,
+)
 from kafka.errors import CommitFailedError, KafkaError, NoOffsetForPartitionError
 
 from events.errors import EventsError, LogLostError, MessageDecodeError
@@ -63,6 +71,24 @@ Handler = Callable[[Sequence[Delivery]], Iterable[Delivery]]
 StartAt = Callable[[Iterable[TP]], Mapping[TP, int]]
 
 
+class _StartOwn(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Seeks each newly assigned partition to the consumer's own position."""
+
+    def __init__(self, consumer: KafkaConsumer, start_at: StartAt, check: LossCheck):
+        self._consumer = consumer
+        self._start_at = start_at
+        self._check = check
+
+    def on_partitions_revoked(self, revoked: object) -> None:
+        pass  # nothing is held: every batch is committed as it is handled
+
+    def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        tps = list(assigned)
+        for tp, offset in self._start_at(TP(*tp) for tp in tps).items():
+            self._consumer.seek(TopicPartition(*tp), offset)
+            self._check.reach(tp, offset)
+
+
 class KafkaEventListener(Closing):
     """A consumer-group member over ``topics`` with manual commits.
 
@@ -80,6 +106,7 @@ class KafkaEventListener(Closing):
         codec: MessageCodec | None = None,
         decode: bool = True,
         start_at: StartAt | None = None,
+        own_positions: bool = False,
     ) -> None:
         self._settings = settings
         self._start_at = start_at
@@ -95,7 +122,12 @@ class KafkaEventListener(Closing):
         self._consumer = connect(
             KafkaConsumer, settings, consumer_options(settings, self.group_id)
         )
-        self._consumer.subscribe(list(topics))
+        if own_positions and start_at is not None:
+            self._consumer.subscribe(
+                list(topics), listener=_StartOwn(self._consumer, start_at, self._check)
+            )
+        else:
+            self._consumer.subscribe(list(topics))
         self.handled = 0
 
     def assignment(self) -> set[TP]:

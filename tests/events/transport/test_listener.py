@@ -88,6 +88,40 @@ def test_a_new_member_resumes_from_the_committed_offset(
     assert committed(kafka, group_id, topic) == 10
 
 
+def test_a_member_keeping_its_own_positions_starts_there_whatever_was_committed(
+    kafka: KafkaSettings, new_topic: Callable[..., str], group_id: str
+) -> None:
+    """The projection writer on a node it moved to, with a new, empty DuckDB
+    file: the group committed 10, its own record says 0, and 0 it is."""
+    topic = new_topic()
+    publish(kafka, topic, 10)
+    with KafkaEventListener(kafka, [topic], list, group_id=group_id) as first:
+        first.wait_for_assignment()
+        drain(first, 10)
+    assert committed(kafka, group_id, topic) == 10
+    for own, expected in ((True, list(range(10))), (False, [])):
+        got: list[int] = []
+
+        def take_all(
+            batch: Sequence[Delivery], got: list[int] = got
+        ) -> Sequence[Delivery]:
+            got.extend(d.offset for d in batch)
+            return batch
+
+        with KafkaEventListener(
+            kafka,
+            [topic],
+            take_all,
+            group_id=group_id,
+            start_at=lambda tps: dict.fromkeys(tps, 0),
+            own_positions=own,
+        ) as member:
+            member.wait_for_assignment()
+            for _ in range(20):
+                member.poll_once(timeout_ms=100)
+        assert got == expected, f"own_positions={own}"
+
+
 def test_a_failing_handler_commits_nothing_and_loses_nothing(
     kafka: KafkaSettings, new_topic: Callable[..., str], group_id: str
 ) -> None:
