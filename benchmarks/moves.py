@@ -149,7 +149,7 @@ def main() -> int:
     print(json.dumps({"move": move(args.in_flight, args.moves)}), flush=True)
     for hosts in args.hosts:
         report = run_with_hosts(hosts, args.sagas)
-        keys = ("throughput_per_s", "latency_ms", "wall_s")
+        keys = ("sagas_per_s", "p50_ms", "p99_ms", "audit")
         print(
             json.dumps({"hosts": hosts, **{k: report.get(k) for k in keys}}),
             flush=True,
