@@ -117,7 +117,8 @@ def running_platform(
     participants = (
         start_participants(kafka, data_dir, faults=faults) if services else {}
     )
-    platform = Platform(kafka, engine, start_projection(kafka, data_dir), participants)
+    projection = start_projection(kafka, data_dir, config.engine.name)
+    platform = Platform(kafka, engine, projection, participants)
     try:
         if metrics_port is not None:
             serve_metrics(

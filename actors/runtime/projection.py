@@ -167,14 +167,28 @@ class ProjectionActor:
         self._db.close()
 
 
-def start_projection(kafka: KafkaSettings, data_dir: Path) -> Any:
+def start_projection(
+    kafka: KafkaSettings, data_dir: Path, engine: str | None = None
+) -> Any:
     """The projection writer on ``<data_dir>/projections.duckdb``, publishing
-    for readers into ``<data_dir>/projections/``."""
+    for readers into ``<data_dir>/projections/``. For a named ``engine``, a
+    detached actor named after it, like the engine's own: a driver started
+    again goes on with the one running."""
+    named: dict[str, Any] = (
+        {}
+        if engine is None
+        else {
+            "name": f"saga-projection-{engine}",
+            "get_if_exists": True,
+            "lifetime": "detached",
+        }
+    )
     actor: Any = ray.remote(ProjectionActor).options(
         max_restarts=-1,
         max_task_retries=0,
         num_cpus=0,
         **state_options(advertised()),
+        **named,
     )
     handle = actor.remote(
         kafka, str(data_dir / "projections.duckdb"), str(data_dir / "projections")

@@ -27,10 +27,13 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         description="Start the saga engine on Ray (local unless --ray-address), "
         "against the configured Kafka or, with none, an embedded broker whose "
         "address it prints: "
-        "engine.hosts SagaHost actors restore their partitions from saga.events, "
-        "engine.routers RouterActors join the consumer group over saga.requests "
-        "and the reply topics, and the projection writer keeps DATA_DIR's "
-        "DuckDB tables. Prints a status line every --every seconds; "
+        "engine.hosts SagaHost actors take the partitions a controller grants "
+        "them (each restored from saga.events), engine.routers RouterActors "
+        "join the consumer group over saga.requests and the reply topics, and "
+        "the projection writer keeps DATA_DIR's DuckDB tables. With "
+        "engine.name set, these are detached Ray actors named after it: a "
+        "saga serve started again with the name goes on with them, and saga "
+        "scale changes them. Prints a status line every --every seconds; "
         "Ctrl-C stops it cleanly (a kill loses nothing either).",
     )
     serve.add_argument(

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import ray
@@ -24,6 +25,7 @@ from actors.app.cli import main
 from actors.core import Fence, LogCodec, LogRecord
 from actors.engine.settings import EngineSettings
 from actors.runtime.engine import Engine
+from actors.runtime.projection import start_projection
 from events.transport.reader import read_to_end
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP
@@ -258,3 +260,17 @@ def test_a_named_engine_outlives_its_driver_and_scales_from_the_command_line(
     finally:
         Engine(platform.kafka, settings, DEFINITIONS, attach=True).stop()
     assert not [n for n in ray.util.list_named_actors() if name in n]
+
+
+def test_a_named_engines_projection_writer_is_found_again(
+    platform: Platform, tmp_path: Path
+) -> None:
+    name = f"t-{uuid.uuid4().hex[:6]}"
+    first = start_projection(platform.kafka, tmp_path, name)
+    try:
+        again = start_projection(platform.kafka, tmp_path, name)
+        assert ray.get(again.pid.remote()) == ray.get(first.pid.remote())
+        assert f"saga-projection-{name}" in ray.util.list_named_actors()
+    finally:
+        ray.get(first.stop.remote())
+        ray.kill(first, no_restart=True)
