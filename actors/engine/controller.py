@@ -29,6 +29,7 @@ Each round (every ``tick_s``) it:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -121,6 +122,9 @@ class Controller:
     def routes(self) -> Routes:
         return self._routes
 
+    def pid(self) -> int:
+        return os.getpid()
+
     def owners(self) -> list[PartitionOwner]:
         """Every partition's owner, epoch and node, or why it has none."""
         with self._lock:
@@ -164,11 +168,14 @@ class Controller:
                 for number in range(self._partitions)
             )
 
-    def balanced(self) -> bool:
-        """Settled, and with no move left to make (a scale has finished)."""
+    def balanced(self, hosts: Sequence[str] = ()) -> bool:
+        """Settled, ``hosts`` known and answering, and with no move left to
+        make (a scale has finished)."""
         if not self.settled():
             return False
         with self._lock:
+            if any(h not in self._hosts or not self._alive(h) for h in hosts):
+                return False
             live = sorted(h for h in self._hosts if self._alive(h))
             owners = {n: h for n, (h, _) in self._owners.items()}
             return not self._moving and not plan(

@@ -221,8 +221,13 @@ class Engine:
     ) -> None:
         """Until every partition has an owner (and, ``balanced``, no move is
         left to make)."""
-        check = self.controller.balanced if balanced else self.controller.settled
-        while not ray.get(check.remote()):
+
+        def done() -> bool:
+            if balanced:
+                return bool(ray.get(self.controller.balanced.remote(list(self._hosts))))
+            return bool(ray.get(self.controller.settled.remote()))
+
+        while not done():
             if time.monotonic() > deadline:
                 raise EngineStartError(
                     _waited(self.kafka, wait, "the saga hosts' partitions")
@@ -295,7 +300,10 @@ class Engine:
 
     def stop(self) -> None:
         """Routers leave the group cleanly, then every actor is removed (a
-        named engine's too: stopping is not a driver that went away)."""
+        named engine's too: stopping is not a driver that went away, and
+        what another process added, ``saga scale``, goes with it)."""
+        self._hosts = _named(host_prefix(self.id))
+        self._routers = _named(f"saga-router-{self.id}-")
         self._stop_routers(self.routers)
         try:
             ray.get(self.controller.stop.remote(), timeout=30)
