@@ -11,13 +11,21 @@ DuckDB whose views read the newest published files::
     db = open_projections("saga-data/projections")
     db.sql("SELECT status, count(*) FROM sagas GROUP BY status").show()
 
-Each query sees the snapshot published last, at most a publish interval behind
-the writer.
+A connection reads the files as they were published when it was opened (at
+most a publish interval behind the writer): open another for newer ones. It
+reads hard links to them, made when it opened, not the published paths: the
+writer replaces a file while a reader may be scanning it, and a scan that
+opens a path again midway (DuckDB's threads each open the file) would meet the
+new file with the old one's layout.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
+import weakref
 from pathlib import Path
 from typing import Final
 
@@ -44,9 +52,17 @@ def open_projections(directory: str | Path) -> duckdb.DuckDBPyConnection:
             "missing): is the projection writer running with this data dir "
             "(`saga serve` or `saga run --data-dir`)?"
         )
+    snapshot = Path(tempfile.mkdtemp(prefix="saga-projections-"))
     db = duckdb.connect(":memory:")
+    weakref.finalize(db, shutil.rmtree, snapshot, True)
     for table in present:
-        path = str(directory / f"{table}.parquet").replace("'", "''")
+        held = snapshot / f"{table}.parquet"
+        try:
+            os.link(directory / f"{table}.parquet", held)
+        except OSError:
+            # Another filesystem (or one without hard links): a copy holds it.
+            shutil.copyfile(directory / f"{table}.parquet", held)
+        path = str(held).replace("'", "''")
         db.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path}')")
     return db
 
