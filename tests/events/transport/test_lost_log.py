@@ -130,7 +130,12 @@ def test_a_member_whose_group_lost_its_offsets_stops_instead_of_starting_over() 
                     break
             restart_empty_with_topic(broker)
             publish(kafka, 2)
-            with pytest.raises(LogLostError, match="no longer has the offsets"):
+            # Two checks see the loss, and either may be first: the group's
+            # offsets gone (once the member rejoined), or the log ending below
+            # what it read (once that lasted the grace period; a slow rejoin
+            # under load, as CI saw once). Either way it stops.
+            lost = "no longer has the offsets|ends at 2, below offset 5"
+            with pytest.raises(LogLostError, match=lost):
                 for _ in range(200):
                     listener.poll_once(200)
         assert consumed == [0, 1, 2, 3, 4]  # nothing of the new log taken
