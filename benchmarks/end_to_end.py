@@ -123,7 +123,8 @@ def ceiling(count: int) -> float:
         return count / elapsed
 
 
-def platform(count: int) -> dict[str, Any]:
+def platform(count: int, *flags: str) -> dict[str, Any]:
+    """``saga run --sagas COUNT --json --seed 1 FLAGS``'s summary."""
     result = subprocess.run(
         [
             sys.executable,
@@ -135,6 +136,7 @@ def platform(count: int) -> dict[str, Any]:
             "--json",
             "--seed",
             "1",
+            *flags,
         ],
         capture_output=True,
         text=True,

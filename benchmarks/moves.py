@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,6 +36,7 @@ from actors.engine.claims import own
 from actors.engine.host import SagaHost
 from actors.engine.inbound import Inbound
 from actors.engine.settings import HostSettings
+from benchmarks.end_to_end import platform
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
 from events.transport.partitions import home_partition
@@ -112,33 +111,6 @@ def move(in_flight: int, moves: int) -> dict[str, Any]:
     }
 
 
-def run_with_hosts(hosts: int, sagas: int) -> dict[str, Any]:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "actors.app.cli",
-            "run",
-            "--sagas",
-            str(sagas),
-            "--json",
-            "--seed",
-            "1",
-            "--set",
-            f"engine.hosts={hosts}",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        check=False,
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"saga run failed:\n{result.stderr[-3000:]}")
-    report: dict[str, Any] = json.loads(result.stdout)
-    return report
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--in-flight", type=int, default=10_000)
@@ -148,7 +120,7 @@ def main() -> int:
     args = parser.parse_args()
     print(json.dumps({"move": move(args.in_flight, args.moves)}), flush=True)
     for hosts in args.hosts:
-        report = run_with_hosts(hosts, args.sagas)
+        report = platform(args.sagas, "--set", f"engine.hosts={hosts}")
         keys = ("sagas_per_s", "p50_ms", "p99_ms", "audit")
         print(
             json.dumps({"hosts": hosts, **{k: report.get(k) for k in keys}}),

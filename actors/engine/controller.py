@@ -79,6 +79,20 @@ def host_prefix(engine: str) -> str:
     return f"saga-host-{engine}-"
 
 
+def router_prefix(engine: str) -> str:
+    """The Ray names of an engine's routers start with this."""
+    return f"saga-router-{engine}-"
+
+
+def controller_name(engine: str) -> str:
+    return f"saga-controller-{engine}"
+
+
+def actor_names(prefix: str) -> list[str]:
+    """The named actors of this Ray namespace whose names start with ``prefix``."""
+    return [n for n in ray.util.list_named_actors() if n.startswith(prefix)]
+
+
 class Controller:
     """Owns the assignment of ``partitions`` to the hosts of ``engine``."""
 
@@ -176,17 +190,7 @@ class Controller:
         with self._lock:
             if any(h not in self._hosts or not self._alive(h) for h in hosts):
                 return False
-            live = sorted(h for h in self._hosts if self._alive(h))
-            owners = {n: h for n, (h, _) in self._owners.items()}
-            return not self._moving and not plan(
-                self._partitions,
-                owners,
-                live,
-                last=self._last,
-                draining=self._draining,
-                foreign=self._foreign,
-                limit=self._limit,
-            )
+            return not self._moving and not self._plan()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -205,29 +209,26 @@ class Controller:
         self._discover()
         self._poll()
         with self._lock:
-            live = sorted(h for h in self._hosts if self._alive(h))
-            owners = {n: h for n, (h, _) in self._owners.items()}
-            moves = plan(
-                self._partitions,
-                owners,
-                live,
-                last=self._last,
-                draining=self._draining,
-                foreign=self._foreign,
-                limit=self._limit,
-            )
+            moves = self._plan()
         if moves:
             self._move(moves)
             self._poll()
         self._publish()
 
+    def _plan(self) -> list[Move]:
+        """This round's moves, from what the controller knows (under its lock)."""
+        return plan(
+            self._partitions,
+            {n: h for n, (h, _) in self._owners.items()},
+            sorted(h for h in self._hosts if self._alive(h)),
+            last=self._last,
+            draining=self._draining,
+            foreign=self._foreign,
+            limit=self._limit,
+        )
+
     def _discover(self) -> None:
-        prefix = host_prefix(self._engine)
-        names = {
-            name
-            for name in ray.util.list_named_actors(all_namespaces=False)
-            if name.startswith(prefix)
-        }
+        names = set(actor_names(host_prefix(self._engine)))
         now = time.monotonic()
         with self._lock:
             for name in names - set(self._hosts):

@@ -16,14 +16,21 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ray
 from ray.exceptions import GetTimeoutError, RayActorError
 
 from actors.core import DEFINITIONS, SagaDefinition, SagaState
-from actors.engine.controller import Controller, PartitionOwner, host_prefix
+from actors.engine.controller import (
+    Controller,
+    PartitionOwner,
+    actor_names,
+    controller_name,
+    host_prefix,
+    router_prefix,
+)
 from actors.engine.host import SagaHost
 from actors.engine.router import (
     RouterActor,
@@ -85,7 +92,8 @@ class Engine:
         self.id = self.settings.name or uuid.uuid4().hex[:8]
         self._definitions = definitions
         self._group_id = group_id
-        running = f"saga-controller-{self.id}" in ray.util.list_named_actors()
+        controller = controller_name(self.id)
+        running = controller in actor_names(controller)
         if attach and not running:
             raise EngineStartError(
                 f"no engine named {self.id!r} runs in this Ray namespace: start "
@@ -94,7 +102,7 @@ class Engine:
         # A named engine's actors outlive the process that started them.
         self._lifetime = {"lifetime": "detached"} if self.settings.name else {}
         self._hosts = _named(host_prefix(self.id))
-        self._routers = _named(f"saga-router-{self.id}-")
+        self._routers = _named(router_prefix(self.id))
         self._made = 1 + max(
             (_number(n) for n in [*self._hosts, *self._routers]), default=-1
         )
@@ -108,7 +116,7 @@ class Engine:
         self.controller: Any = (
             ray.remote(Controller)
             .options(
-                name=f"saga-controller-{self.id}",
+                name=controller_name(self.id),
                 get_if_exists=True,
                 max_restarts=-1,
                 max_task_retries=0,
@@ -139,12 +147,43 @@ class Engine:
         return list(self._routers.values())
 
     def _add_routers(self, count: int) -> None:
+        made = self._start(
+            RouterOnRay,
+            router_prefix(self.id),
+            count,
+            lambda _: (
+                (
+                    self.kafka,
+                    controller_name(self.id),
+                    self.partitions,
+                    listened_topics(self._definitions),
+                ),
+                {"group_id": self._group_id, "identity": self._identity},
+            ),
+        )
+        self._routers.update(made)
+        try:
+            ray.get([router.pid.remote() for router in made.values()])
+        except RayActorError as exc:
+            raise EngineStartError(f"a router could not start: {exc}") from None
+
+    def _start(
+        self,
+        actor: type,
+        prefix: str,
+        count: int,
+        arguments: Callable[[str], tuple[tuple[Any, ...], dict[str, Any]]],
+    ) -> dict[str, Any]:
+        """``count`` more actors of the engine, named ``prefix`` and the next
+        numbers, restarted by Ray and placed as the cluster says; their
+        constructor arguments by name."""
         made: dict[str, Any] = {}
         for _ in range(count):
-            name = f"saga-router-{self.id}-{self._made}"
+            name = f"{prefix}{self._made}"
             self._made += 1
+            args, kwargs = arguments(name)
             made[name] = (
-                ray.remote(RouterOnRay)
+                ray.remote(actor)
                 .options(
                     name=name,
                     max_restarts=-1,
@@ -153,20 +192,9 @@ class Engine:
                     **self._slot,
                     **self._lifetime,
                 )
-                .remote(
-                    self.kafka,
-                    f"saga-controller-{self.id}",
-                    self.partitions,
-                    listened_topics(self._definitions),
-                    group_id=self._group_id,
-                    identity=self._identity,
-                )
+                .remote(*args, **kwargs)
             )
-        self._routers.update(made)
-        try:
-            ray.get([router.pid.remote() for router in made.values()])
-        except RayActorError as exc:
-            raise EngineStartError(f"a router could not start: {exc}") from None
+        return made
 
     @property
     def hosts(self) -> list[Any]:
@@ -174,30 +202,15 @@ class Engine:
 
     def _add_hosts(self, count: int, deadline: float) -> None:
         """Start ``count`` more hosts; the controller finds them by name."""
-        made: dict[str, Any] = {}
-        for _ in range(count):
-            name = f"{host_prefix(self.id)}{self._made}"
-            self._made += 1
-            made[name] = (
-                ray.remote(HostOnRay)
-                .options(
-                    name=name,
-                    max_restarts=-1,
-                    max_task_retries=0,
-                    num_cpus=0,
-                    **self._slot,
-                    **self._lifetime,
-                )
-                .remote(
-                    self.kafka,
-                    self.partitions,
-                    self.settings.host,
-                    self._definitions,
-                    name=name,
-                    engine=self.id,
-                    identity=self._identity,
-                )
-            )
+        made = self._start(
+            HostOnRay,
+            host_prefix(self.id),
+            count,
+            lambda name: (
+                (self.kafka, self.partitions, self.settings.host, self._definitions),
+                {"name": name, "engine": self.id, "identity": self._identity},
+            ),
+        )
         self._hosts.update(made)
         try:
             ray.get(
@@ -303,7 +316,7 @@ class Engine:
         named engine's too: stopping is not a driver that went away, and
         what another process added, ``saga scale``, goes with it)."""
         self._hosts = _named(host_prefix(self.id))
-        self._routers = _named(f"saga-router-{self.id}-")
+        self._routers = _named(router_prefix(self.id))
         self._stop_routers(self.routers)
         try:
             ray.get(self.controller.stop.remote(), timeout=30)
@@ -336,8 +349,8 @@ class Engine:
 def _named(prefix: str) -> dict[str, Any]:
     """The running actors of this namespace whose names start with
     ``prefix``, in the order they were made."""
-    names = [n for n in ray.util.list_named_actors() if n.startswith(prefix)]
-    return {name: ray.get_actor(name) for name in sorted(names, key=_number)}
+    names = sorted(actor_names(prefix), key=_number)
+    return {name: ray.get_actor(name) for name in names}
 
 
 def _number(name: str) -> int:

@@ -12,10 +12,8 @@ one JSON report; ``test_driver_restart.py`` reads it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -30,20 +28,16 @@ os.environ["RAY_AUTH_MODE"] = "disabled"  # explicit, for every process here
 import ray
 from ray.cluster_utils import Cluster
 
-from actors.app.client import SagaClient
 from actors.runtime.placement import SLOT_RESOURCE
-from events.transport.admin import TopicAdmin
-from events.transport.broker import EmbeddedBroker
-from events.wire.topics import ALL_TOPICS
-from tests.actors.runtime.responders import Responder
+from tests.actors.runtime.scenarios import main
 from tests.actors.runtime.test_engine import (
     PARTITIONS,
     Platform,
     audit,
     mixed_requests,
+    running_platform,
     wait_terminal,
 )
-from tests.conftest import settings_for
 
 NAME = "restarted"
 
@@ -109,17 +103,9 @@ def run(seed: int, sagas: int) -> dict[str, Any]:
     ray.init(address=address, namespace="saga", log_to_driver=False)
     data_dir = tempfile.mkdtemp(prefix="saga-restart-")
     try:
-        with EmbeddedBroker() as broker:
-            kafka = settings_for(broker.bootstrap)
-            with TopicAdmin(kafka) as admin:
-                admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)
-            responder = Responder(kafka, PARTITIONS)
-            with SagaClient(kafka) as client:
-                platform = Platform(kafka, client, responder)
-                report = _restart(
-                    platform, address, broker.bootstrap, data_dir, seed, sagas
-                )
-            responder.close()
+        with running_platform() as platform:
+            bootstrap = ",".join(platform.kafka.bootstrap_servers)
+            report = _restart(platform, address, bootstrap, data_dir, seed, sagas)
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -171,14 +157,5 @@ def _restart(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seed", type=int, default=random.randrange(2**32))
-    parser.add_argument("--sagas", type=int, default=2_000)
-    args = parser.parse_args()
-    print(f"seed={args.seed}", flush=True)
-    print(json.dumps(run(args.seed, args.sagas)), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    main(run, __doc__, sagas=2_000)

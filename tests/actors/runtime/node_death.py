@@ -15,10 +15,7 @@ here), and the controller grants the dead hosts' partitions to the live ones.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import random
 import time
 from collections import Counter
 from typing import Any
@@ -28,26 +25,23 @@ os.environ["RAY_AUTH_MODE"] = "disabled"  # explicit, for every node started her
 import ray
 from ray.cluster_utils import Cluster
 
-from actors.app.client import SagaClient
 from actors.core import Fence, LogRecord
 from actors.engine.settings import EngineSettings
 from actors.runtime.engine import Engine
 from actors.runtime.placement import SLOT_RESOURCE
-from events.transport.admin import TopicAdmin
-from events.transport.broker import EmbeddedBroker
 from events.transport.reader import PartitionReader, read_to_end
 from events.transport.types import TP
-from events.wire.topics import ALL_TOPICS, SAGA_EVENTS
-from tests.actors.runtime.responders import Responder
+from events.wire.topics import SAGA_EVENTS
+from tests.actors.runtime.scenarios import main
 from tests.actors.runtime.test_engine import (
     DEFINITIONS,
-    PARTITIONS,
     Platform,
     audit,
     mixed_requests,
+    running_platform,
+    wait_finished,
     wait_terminal,
 )
-from tests.conftest import settings_for
 
 #: Ray's node health checks, short: a dead node is noticed in about 2 s.
 HEALTH = {
@@ -87,23 +81,16 @@ def run(seed: int, sagas: int) -> dict[str, Any]:
     ]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
-    with EmbeddedBroker() as broker:
-        kafka = settings_for(broker.bootstrap)
-        with TopicAdmin(kafka) as admin:
-            admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)
-        responder = Responder(kafka, PARTITIONS)
-        with SagaClient(kafka, DEFINITIONS) as client:
-            platform = Platform(kafka, client, responder)
-            engine = Engine(
-                kafka,
-                EngineSettings(hosts=2, routers=2, host_timeout_s=4),
-                DEFINITIONS,
-            )
-            try:
-                report = _kill_a_node(platform, engine, cluster, workers, seed, sagas)
-            finally:
-                engine.stop()
-        responder.close()
+    with running_platform() as platform:
+        engine = Engine(
+            platform.kafka,
+            EngineSettings(hosts=2, routers=2, host_timeout_s=4),
+            DEFINITIONS,
+        )
+        try:
+            report = _kill_a_node(platform, engine, cluster, workers, seed, sagas)
+        finally:
+            engine.stop()
     ray.shutdown()
     cluster.shutdown()
     return report
@@ -136,10 +123,7 @@ def _kill_a_node(
     ]
     requests, expected = mixed_requests(sagas, seed=seed)
     ids = platform.client.start_many(requests)
-    deadline = time.monotonic() + 60
-    while sum(s.finished for s in engine.host_stats()) < sagas // 10:
-        assert time.monotonic() < deadline, "sagas never got going"
-        time.sleep(0.05)
+    wait_finished(engine, sagas // 10)
     with PartitionReader(platform.kafka) as reader:
         ends = reader.ends([TP(SAGA_EVENTS, p) for p in lost])
     in_flight = sum(r.in_flight for r in ray.get([h.stats.remote() for h in on_victim]))
@@ -173,14 +157,5 @@ def _kill_a_node(
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seed", type=int, default=random.randrange(2**32))
-    parser.add_argument("--sagas", type=int, default=3_000)
-    args = parser.parse_args()
-    print(f"seed={args.seed}", flush=True)
-    print(json.dumps(run(args.seed, args.sagas)), flush=True)
-
-
 if __name__ == "__main__":
-    main()
+    main(run, __doc__, sagas=3_000)

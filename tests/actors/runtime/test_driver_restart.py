@@ -3,38 +3,15 @@ scaled from the command line (see ``driver_restart.py``)."""
 
 from __future__ import annotations
 
-import json
-import os
-import random
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests.actors.runtime.scenarios import report_of
 
 pytestmark = pytest.mark.broker
 
 
 def test_a_named_engine_outlives_a_killed_saga_serve() -> None:
-    seed = int(os.environ.get("SAGA_TEST_SEED", random.randrange(2**32)))
-    print(f"seed={seed}")
-    done = subprocess.run(
-        [
-            sys.executable, "-m", "tests.actors.runtime.driver_restart",
-            "--seed", str(seed),
-        ],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    print(report)
+    report = report_of("tests.actors.runtime.driver_restart")
     # The driver really died and the actors did not: the same processes,
     # found again by the second saga serve; then scaled, then stopped.
     assert len(report["actors_before"]) >= 4  # controller, host(s), router, writer

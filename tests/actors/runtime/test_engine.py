@@ -142,6 +142,13 @@ def wait_terminal(
         time.sleep(1.0)
 
 
+def wait_finished(engine: Engine, count: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while sum(s.finished for s in engine.host_stats()) < count:
+        assert time.monotonic() < deadline, "sagas never got going"
+        time.sleep(0.05)
+
+
 def audit(platform: Platform, states: dict[str, SagaState], ids: list[str]) -> None:
     """From the participants' side: every effect once, refunds where due."""
     twice = {k: n for k, n in platform.responder.effects.items() if n > 1}
@@ -276,10 +283,7 @@ def test_host_killed_mid_flight_loses_nothing_and_applies_nothing_twice(
         pid = ray.get(victim.pid.remote())
         ids = platform.client.start_many(requests)
         # Kill while sagas are in flight: some have ended, most have not.
-        deadline = time.monotonic() + 60
-        while sum(s.finished for s in engine.host_stats()) < 50:
-            assert time.monotonic() < deadline, "sagas never got going"
-            time.sleep(0.05)
+        wait_finished(engine, 50)
         in_flight = ray.get(victim.stats.remote()).in_flight
         kill(pid)
         wait_pid_gone(pid)

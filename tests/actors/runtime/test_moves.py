@@ -37,6 +37,7 @@ from tests.actors.runtime.test_engine import (
     audit,
     mixed_requests,
     running_platform,
+    wait_finished,
     wait_terminal,
 )
 from tests.conftest import process_state
@@ -65,13 +66,6 @@ def driven_twice(
         if isinstance(entry, LogRecord):
             seen[(entry.saga_id, entry.seq)].add(codec.encode(entry.events))
     return {key: len(v) for key, v in seen.items() if len(v) > 1}
-
-
-def wait_finished(engine: Engine, count: int, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while sum(s.finished for s in engine.host_stats()) < count:
-        assert time.monotonic() < deadline, "sagas never got going"
-        time.sleep(0.05)
 
 
 def test_hosts_added_and_removed_mid_run_move_partitions_safely(
