@@ -43,7 +43,9 @@ from actors.core import (
     CompensationCommanded,
     CompensationFailed,
     CompensationTimedOut,
+    RetryRequested,
     SagaEvent,
+    SagaStarted,
     Status,
     StepCommanded,
     StepCompensated,
@@ -101,6 +103,13 @@ _COMPENSATION = (
 ENDED: tuple[str, ...] = tuple(s.value for s in Status if s.terminal)
 
 
+#: The ``sagas`` columns a row in memory is rebuilt from (see ``_Saga.of``).
+_SAGA_COLUMNS = (
+    "saga_id, saga_type, status, epoch_ms(started_at), current_step, retries, "
+    "compensations"
+)
+
+
 class _Saga:
     """A ``sagas`` row being built: kept in memory until the saga ends."""
 
@@ -122,6 +131,14 @@ class _Saga:
         self.current_step: str | None = None
         self.retries = 0
         self.compensations = 0
+
+    @classmethod
+    def of(cls, row: tuple[Any, ...]) -> _Saga:
+        """From a ``sagas`` row selected as :data:`_SAGA_COLUMNS`."""
+        saga = cls(row[1], row[3])
+        saga.status, saga.current_step = row[2], row[4]
+        saga.retries, saga.compensations = row[5], row[6]
+        return saga
 
     def row(self, saga_id: str) -> tuple[Any, ...]:
         duration = None if self.ended_at is None else self.ended_at - self.started_at
@@ -195,19 +212,22 @@ class ProjectionWriter:
 
     def _load_open(self) -> None:
         for row in self._db.execute(
-            "SELECT saga_id, saga_type, status, epoch_ms(started_at), current_step, "
-            "retries, compensations FROM sagas WHERE status NOT IN (SELECT unnest(?))",
+            f"SELECT {_SAGA_COLUMNS} FROM sagas WHERE status NOT IN (SELECT unnest(?))",
             [list(ENDED)],
         ).fetchall():
-            saga = _Saga(row[1], row[3])
-            saga.status, saga.current_step = row[2], row[4]
-            saga.retries, saga.compensations = row[5], row[6]
-            self._sagas[row[0]] = saga
+            self._sagas[row[0]] = _Saga.of(row)
         for saga_id, step, attempt, commanded in self._db.execute(
             "SELECT saga_id, step, attempt, epoch_ms(commanded_at) FROM steps "
             "WHERE replied_at IS NULL"
         ).fetchall():
             self._open_steps[(saga_id, step, attempt)] = commanded
+
+    def _row(self, saga_id: str) -> _Saga | None:
+        """A saga's row as the file has it, to go on from."""
+        row = self._db.execute(
+            f"SELECT {_SAGA_COLUMNS} FROM sagas WHERE saga_id = ?", [saga_id]
+        ).fetchone()
+        return None if row is None else _Saga.of(row)
 
     def next_offset(self, topic: str, partition: int) -> int:
         return int(self._next.get((topic, partition), 0))
@@ -351,7 +371,12 @@ class ProjectionWriter:
         for saga_id, _seq, saga_type, at, event in events:
             saga = self._sagas.get(saga_id)
             if saga is None:
-                saga = self._sagas[saga_id] = _Saga(saga_type, at)
+                # An ended saga's row is final, unless an operator's retry
+                # takes a failed saga back up: then it goes on from its row.
+                reopened = (
+                    None if isinstance(event, SagaStarted) else self._row(saga_id)
+                )
+                saga = self._sagas[saga_id] = reopened or _Saga(saga_type, at)
             match event:
                 case (
                     StepCommanded(step=step, attempt=attempt)
@@ -383,6 +408,9 @@ class ProjectionWriter:
                             saga_id, key[1], attempt, commanded, at, at - commanded,
                             _ANSWERS[type(event)],
                         )  # fmt: skip
+                case RetryRequested():
+                    saga.status = Status.COMPENSATING
+                    saga.ended_at = None
                 case _ if type(event) in OUTCOMES:
                     saga.status = OUTCOMES[type(event)]
                     saga.ended_at = at

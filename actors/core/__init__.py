@@ -15,14 +15,17 @@ saga's log reaches the same state and the same decisions.
 - :mod:`~actors.core.definitions`: saga types as data (steps, compensations,
   timeouts, retry policies, payload templates);
 - :mod:`~actors.core.catalog`: the saga types this orchestrator runs;
-- :mod:`~actors.core.requests`: the start requests on ``saga.requests``.
+- :mod:`~actors.core.requests`: the requests on ``saga.requests``: starts,
+  and the operator's cancels and retries.
 """
 
 from actors.core.catalog import DEFINITIONS, DEPOSIT
 from actors.core.decide import (
+    Cancel,
     Decision,
     Input,
     Reply,
+    Retry,
     Send,
     Start,
     Tick,
@@ -40,10 +43,15 @@ from actors.core.definitions import (
 )
 from actors.core.ownership import Claim, Fence, LogCodec
 from actors.core.requests import (
+    CANCEL_STEP,
     ORCHESTRATOR,
+    RETRY_STEP,
     START_STEP,
+    OperatorRequest,
     StartRequest,
     check_input,
+    operator_message,
+    parse_operator,
     parse_start,
     start_message,
 )
@@ -53,11 +61,13 @@ from actors.core.saga_events import (
     TAG_OF,
     TERMINAL_EVENTS,
     AnySagaEvent,
+    CancelRequested,
     CompensationCommanded,
     CompensationFailed,
     CompensationTimedOut,
     HistoryCodec,
     LogRecord,
+    RetryRequested,
     SagaCompensated,
     SagaCompleted,
     SagaEvent,
@@ -81,17 +91,21 @@ from actors.core.state import (
 )
 
 __all__ = [
+    "CANCEL_STEP",
     "COMPENSATE",
     "DEFINITIONS",
     "DEPOSIT",
     "LOG_MAX_DEPTH",
     "ORCHESTRATOR",
     "OUTCOMES",
+    "RETRY_STEP",
     "START_STEP",
     "TAG_OF",
     "TERMINAL_EVENTS",
     "Action",
     "AnySagaEvent",
+    "Cancel",
+    "CancelRequested",
     "Claim",
     "CompensationCommanded",
     "CompensationFailed",
@@ -102,8 +116,11 @@ __all__ = [
     "Input",
     "LogCodec",
     "LogRecord",
+    "OperatorRequest",
     "Reply",
+    "Retry",
     "RetryPolicy",
+    "RetryRequested",
     "SagaCompensated",
     "SagaCompleted",
     "SagaDefinition",
@@ -130,6 +147,8 @@ __all__ = [
     "fold",
     "late_reason",
     "message_id",
+    "operator_message",
+    "parse_operator",
     "parse_start",
     "pending_command",
     "render",

@@ -26,9 +26,11 @@ from actors.core.definitions import Action, SagaDefinition, render
 from actors.core.requests import check_input
 from actors.core.saga_events import (
     AnySagaEvent,
+    CancelRequested,
     CompensationCommanded,
     CompensationFailed,
     CompensationTimedOut,
+    RetryRequested,
     SagaCompensated,
     SagaCompleted,
     SagaFailed,
@@ -40,7 +42,7 @@ from actors.core.saga_events import (
     StepSucceeded,
     StepTimedOut,
 )
-from actors.core.state import COMPENSATE, SagaState, evolve, message_id
+from actors.core.state import COMPENSATE, SagaState, Status, evolve, message_id
 from actors.errors import InvalidRequestError, PayloadError
 from events.wire.messages import CommandMessage
 
@@ -80,7 +82,29 @@ class Tick(msgspec.Struct, frozen=True, kw_only=True):
     jitter: float = 0.0
 
 
-Input: TypeAlias = Start | Reply | Tick
+class Cancel(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator's request: stop the saga and undo what it did, through its
+    compensations (``saga cancel``). ``request_id`` comes from the requester."""
+
+    saga_id: str
+    request_id: str
+    reason: str
+    operator: str = ""
+    now: int
+
+
+class Retry(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator's request: a ``failed`` saga tries the compensation it gave
+    up on again, with a fresh retry policy (``saga retry``)."""
+
+    saga_id: str
+    request_id: str
+    reason: str
+    operator: str = ""
+    now: int
+
+
+Input: TypeAlias = Start | Reply | Tick | Cancel | Retry
 
 
 class Send(msgspec.Struct, frozen=True):
@@ -127,6 +151,14 @@ def decide(
             if state is None:
                 return _refuse(state, f"no saga {input.saga_id} is known")
             return _tick(definition, state, input)
+        case Cancel():
+            if state is None:
+                return _refuse(state, f"no saga {input.saga_id} is known")
+            return _cancel(definition, state, input)
+        case Retry():
+            if state is None:
+                return _refuse(state, f"no saga {input.saga_id} is known")
+            return _retry(definition, state, input)
     raise TypeError(f"not a saga input: {input!r}")
 
 
@@ -179,18 +211,21 @@ class _Decision:
         index = self.definition.index(self.current.step)
         if index + 1 == len(self.definition.steps):
             self.emit(SagaCompleted())
+        elif self.current.cancel:
+            # The cancel waited for this step's answer: it stops here.
+            self.fail_forward(f"cancelled: {self.current.cancel}")
         else:
             self.command_step(index + 1, 1)
 
     def fail_forward(self, reason: str) -> None:
-        if self._to_compensate():
+        if self.to_compensate():
             self.compensate_next(reason)
         else:
             self.emit(SagaRejected(reason=reason))
 
     # -- compensation -----------------------------------------------------
 
-    def _to_compensate(self) -> list[str]:
+    def to_compensate(self) -> list[str]:
         """Steps with a compensation not yet done, newest first: the completed
         ones, and before them a step whose outcome is unknown (it timed out)."""
         state = self.current
@@ -204,7 +239,7 @@ class _Decision:
         ]
 
     def compensate_next(self, reason: str) -> None:
-        pending = self._to_compensate()
+        pending = self.to_compensate()
         if not pending:
             self.emit(SagaCompensated(reason=reason or self.current.reason))
             return
@@ -332,7 +367,7 @@ def _reply(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decisi
         return decision.done()
     # A compensation must succeed eventually: a refusal is retried like a timeout.
     error = reply.error or "compensation refused without a reason"
-    retry_at = _retry_at(action, attempt, reply.now, reply.jitter)
+    retry_at = _retry_at(action, attempt - state.spent, reply.now, reply.jitter)
     decision.emit(
         CompensationFailed(
             step=name,
@@ -418,7 +453,8 @@ def _tick(definition: SagaDefinition, state: SagaState, tick: Tick) -> Decision:
         return decision.done()
     if state.compensating:
         assert step.compensation is not None
-        retry_at = _retry_at(step.compensation, attempt, tick.now, tick.jitter)
+        tries = attempt - state.spent
+        retry_at = _retry_at(step.compensation, tries, tick.now, tick.jitter)
         if retry_at is not None:
             decision.emit(
                 CompensationTimedOut(step=name, attempt=attempt, retry_at=retry_at)
@@ -428,7 +464,7 @@ def _tick(definition: SagaDefinition, state: SagaState, tick: Tick) -> Decision:
                 CompensationTimedOut(
                     step=name,
                     attempt=attempt,
-                    retry_at=_doubt_retry_at(step.compensation, attempt, tick),
+                    retry_at=_doubt_retry_at(step.compensation, tries, tick),
                     in_doubt=True,
                 )
             )
@@ -447,6 +483,73 @@ def _tick(definition: SagaDefinition, state: SagaState, tick: Tick) -> Decision:
     decision.emit(StepTimedOut(step=name, attempt=attempt, retry_at=retry_at))
     if retry_at is None:
         decision.fail_forward(f"{name}: no reply after {attempt} attempt(s)")
+    return decision.done()
+
+
+def _cancel(definition: SagaDefinition, state: SagaState, cancel: Cancel) -> Decision:
+    """Stop now and compensate: the step in flight is given up on in doubt and
+    compensated with the completed ones, as after its last timeout. A step
+    without a compensation cannot be given up on (its effect could not be
+    undone), so the cancel waits for its answer; while compensating, the saga
+    is on its way back already. Either way the request lands in the log."""
+    if cancel.request_id in state.requests:
+        return _duplicate(state, f"request {cancel.request_id} was applied already")
+    if state.status.terminal:
+        return _refuse(
+            state,
+            f"saga {state.saga_id} has ended ({state.status}): there is nothing "
+            "to cancel",
+        )
+    decision = _Decision(definition, state, cancel.now)
+    step = definition.step(state.step)
+    if state.compensating or step.compensation is None:
+        decision.emit(
+            CancelRequested(
+                request_id=cancel.request_id,
+                reason=cancel.reason,
+                operator=cancel.operator,
+            )
+        )
+        return decision.done()
+    decision.emit(
+        CancelRequested(
+            request_id=cancel.request_id,
+            reason=cancel.reason,
+            operator=cancel.operator,
+            abandoned=step.name,
+        )
+    )
+    decision.compensate_next(f"cancelled: {cancel.reason}")
+    return decision.done()
+
+
+def _retry(definition: SagaDefinition, state: SagaState, retry: Retry) -> Decision:
+    """A failed saga sends the compensation it gave up on again, its attempts
+    counted afresh; the messageIds go on from the last attempt, so each is new
+    while the idempotency key stays the step's."""
+    if retry.request_id in state.requests:
+        return _duplicate(state, f"request {retry.request_id} was applied already")
+    if state.status is not Status.FAILED:
+        return _refuse(
+            state,
+            f"saga {state.saga_id} is {state.status}: only a failed saga can be "
+            "retried",
+        )
+    decision = _Decision(definition, state, retry.now)
+    pending = decision.to_compensate()
+    if not pending:
+        return _refuse(state, f"saga {state.saga_id} has nothing left to compensate")
+    name = pending[0]
+    spent = state.attempt if name == state.step else 0
+    decision.emit(
+        RetryRequested(
+            request_id=retry.request_id,
+            reason=retry.reason,
+            operator=retry.operator,
+            spent=spent,
+        )
+    )
+    decision.command_compensation(name, spent + 1)
     return decision.done()
 
 

@@ -1,4 +1,4 @@
-"""Start requests: the messages on ``saga.requests``.
+"""Requests: the messages on ``saga.requests``.
 
 A request is a :class:`~events.wire.messages.CommandMessage` addressed to the
 orchestrator (``targetService`` ``saga-orchestrator``, ``stepId`` ``start``)
@@ -11,6 +11,15 @@ whose payload names the saga type and carries its input::
                            "amount": 250, "currency": "USD"}}}
 
 Any service can start a saga by writing one, keyed by the sagaId.
+
+An operator's request to a running saga has the same shape with ``stepId``
+``cancel`` (stop and compensate) or ``retry`` (a ``failed`` saga tries its
+compensation again), a payload of ``{"reason": "...", "operator": "..."}``, and
+a ``messageId`` of the requester's choosing (it makes the request idempotent)::
+
+    {"type": "command", "messageId": "7f0c...", "sagaId": "s-42",
+     "stepId": "cancel", "timestamp": "...", "targetService": "saga-orchestrator",
+     "payload": {"reason": "customer withdrew the order", "operator": "ana@desk3"}}
 """
 
 from __future__ import annotations
@@ -27,11 +36,22 @@ from events.wire.messages import CommandMessage, Message
 
 ORCHESTRATOR: Final = "saga-orchestrator"
 START_STEP: Final = "start"
+CANCEL_STEP: Final = "cancel"
+RETRY_STEP: Final = "retry"
+#: What each operator's request is called, by its stepId.
+OPERATOR_STEPS: Final = (CANCEL_STEP, RETRY_STEP)
 
 
 class StartRequest(msgspec.Struct, frozen=True, rename="camel"):
     saga_type: str
     input: dict[str, Any]
+
+
+class OperatorRequest(msgspec.Struct, frozen=True, rename="camel"):
+    """A cancel or retry: why, and who asks."""
+
+    reason: str
+    operator: str = ""
 
 
 def start_message(
@@ -69,6 +89,49 @@ def parse_start(
             f"{', '.join(sorted(definitions))}"
         )
     return definition, request
+
+
+def operator_message(
+    saga_id: str,
+    step: str,
+    request_id: str,
+    request: OperatorRequest,
+    timestamp: datetime,
+) -> CommandMessage:
+    """An operator's ``step`` (``cancel`` or ``retry``) for a saga."""
+    if step not in OPERATOR_STEPS:
+        raise InvalidRequestError(
+            f"an operator's request is one of {', '.join(OPERATOR_STEPS)}, not {step!r}"
+        )
+    return CommandMessage(
+        message_id=request_id,
+        saga_id=saga_id,
+        step_id=step,
+        timestamp=timestamp,
+        target_service=ORCHESTRATOR,
+        payload=msgspec.to_builtins(request),
+    )
+
+
+def parse_operator(message: Message) -> OperatorRequest:
+    """The operator's request a cancel or retry message carries, or a typed error."""
+    if not isinstance(message, CommandMessage):
+        raise InvalidRequestError(
+            "saga.requests takes commands (type 'command'), got an event"
+        )
+    try:
+        request = msgspec.convert(message.payload, OperatorRequest)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequestError(
+            f"{message.step_id} request payload is invalid: {exc} (expected "
+            '{"reason": "...", "operator": "..."})'
+        ) from None
+    if not request.reason.strip():
+        raise InvalidRequestError(
+            f"{message.step_id} request for saga {message.saga_id} gives no reason: "
+            "an operator's action must say why"
+        )
+    return request
 
 
 def check_input(definition: SagaDefinition, input: Mapping[str, Any]) -> None:

@@ -120,6 +120,33 @@ class CompensationTimedOut(
     in_doubt: bool = False
 
 
+class CancelRequested(SagaEvent, frozen=True, kw_only=True, tag="cancel_requested"):
+    """An operator asked the saga to stop and undo what it did (``saga cancel``).
+
+    ``abandoned`` names the step whose command was in flight and is given up on
+    in doubt, to be compensated with the completed ones. When it is empty the
+    awaited step has no compensation (it cannot be given up on: its effect could
+    not be undone), so the cancel takes effect once that step answers: a success
+    of the last step completes the saga all the same."""
+
+    request_id: str
+    reason: str
+    #: Who asked (``user@host`` as the requester says).
+    operator: str = ""
+    abandoned: str = ""
+
+
+class RetryRequested(SagaEvent, frozen=True, kw_only=True, tag="retry_requested"):
+    """An operator asked a ``failed`` saga to try its compensation again
+    (``saga retry``): the attempts before (``spent``) no longer count against
+    the retry policy."""
+
+    request_id: str
+    reason: str
+    operator: str = ""
+    spent: int = 0
+
+
 class SagaCompleted(SagaEvent, frozen=True, kw_only=True, tag="saga_completed"):
     """Every step succeeded."""
 
@@ -152,6 +179,8 @@ AnySagaEvent: TypeAlias = (
     | StepCompensated
     | CompensationFailed
     | CompensationTimedOut
+    | CancelRequested
+    | RetryRequested
     | SagaCompleted
     | SagaCompensated
     | SagaRejected

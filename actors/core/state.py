@@ -16,10 +16,12 @@ import msgspec
 
 from actors.core.saga_events import (
     AnySagaEvent,
+    CancelRequested,
     CompensationCommanded,
     CompensationFailed,
     CompensationTimedOut,
     LogRecord,
+    RetryRequested,
     SagaCompensated,
     SagaCompleted,
     SagaFailed,
@@ -81,6 +83,15 @@ class SagaState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     #: compensation may be refused several times): the same reply again is a
     #: duplicate even though it names the step being waited on.
     seen: tuple[str, ...] = ()
+    #: The ids of the operator's requests applied (cancel, retry): the same
+    #: request again is a duplicate.
+    requests: tuple[str, ...] = ()
+    #: A cancel waiting for the awaited step's answer (that step has no
+    #: compensation, so it cannot be given up on): its reason.
+    cancel: str = ""
+    #: Attempts of the current command made before an operator's retry: they
+    #: no longer count against its retry policy.
+    spent: int = 0
 
     @property
     def compensating(self) -> bool:
@@ -120,6 +131,7 @@ def evolve(state: SagaState | None, event: AnySagaEvent) -> SagaState:
                 deadline=deadline,
                 retrying=False,
                 seen=state.seen if attempt > 1 else (),
+                spent=state.spent if attempt > 1 else 0,
             )
         case StepSucceeded(step=step, payload=payload, reply_id=reply_id):
             return replace(
@@ -160,6 +172,7 @@ def evolve(state: SagaState | None, event: AnySagaEvent) -> SagaState:
                 deadline=deadline,
                 retrying=False,
                 seen=state.seen if attempt > 1 else (),
+                spent=state.spent if attempt > 1 else 0,
             )
         case StepCompensated(step=step, reply_id=reply_id):
             return replace(
@@ -168,6 +181,31 @@ def evolve(state: SagaState | None, event: AnySagaEvent) -> SagaState:
                 compensated=(*state.compensated, step),
                 deadline=0,
                 seen=(*state.seen, reply_id),
+            )
+        case CancelRequested(request_id=request_id, reason=reason, abandoned=""):
+            requests = (*state.requests, request_id)
+            if state.status is Status.RUNNING:
+                return replace(state, seq=seq, requests=requests, cancel=reason)
+            return replace(state, seq=seq, requests=requests)
+        case CancelRequested(request_id=request_id, reason=reason, abandoned=step):
+            return replace(
+                state,
+                seq=seq,
+                requests=(*state.requests, request_id),
+                deadline=0,
+                retrying=False,
+                failed=step,
+                doubtful=step,
+                reason=f"cancelled: {reason}",
+            )
+        case RetryRequested(request_id=request_id, reason=reason, spent=spent):
+            return replace(
+                state,
+                seq=seq,
+                requests=(*state.requests, request_id),
+                status=Status.COMPENSATING,
+                spent=spent,
+                reason=f"retried: {reason}",
             )
         case SagaCompleted():
             return replace(state, seq=seq, status=Status.COMPLETED, deadline=0)

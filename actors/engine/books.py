@@ -1,6 +1,7 @@
 """The books a host keeps per owned partition.
 
-Per partition: the live sagas (each the fold of its events), a bounded set of
+Per partition: the live sagas (each the fold of its events) and the failed ones
+(parked where an operator's retry finds them), a bounded set of the other
 ended ones (so a late duplicate for them is dropped instead of dead-lettered),
 the ended sagas that compensated a step in doubt (a late success for that step
 is reported, not dropped), and where the partition's log and snapshots stand.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from actors.core import SagaState
+from actors.core import SagaState, Status
 
 
 class PartitionBooks:
@@ -24,6 +25,7 @@ class PartitionBooks:
         "finished_order",
         "late",
         "manifest",
+        "parked",
         "retention",
         "sagas",
         "since",
@@ -32,7 +34,11 @@ class PartitionBooks:
     def __init__(self, retention: int) -> None:
         #: How many ended sagas the books remember.
         self.retention = retention
+        #: The sagas in flight, and the failed ones (``parked``).
         self.sagas: dict[str, SagaState] = {}
+        #: The failed sagas among ``sagas``: a person must look, and may retry
+        #: them (``saga retry``), so they stay, and go into snapshots.
+        self.parked: set[str] = set()
         self.finished: set[str] = set()
         self.finished_order: deque[str] = deque()
         #: Ended sagas that compensated a step in doubt, and that step: a late
@@ -48,9 +54,18 @@ class PartitionBooks:
         self.since = 0  # events appended since the last snapshot
         self.manifest = -1  # offset of the newest snapshot manifest
 
+    @property
+    def in_flight(self) -> int:
+        return len(self.sagas) - len(self.parked)
+
     def keep(self, state: SagaState) -> None:
-        """A saga's newest state: live, or into the books of ended sagas."""
-        if state.status.terminal:
+        """A saga's newest state: live, parked (failed), or into the books of
+        ended sagas."""
+        if state.status is Status.FAILED:
+            self.parked.add(state.saga_id)
+        else:
+            self.parked.discard(state.saga_id)
+        if state.status.terminal and state.status is not Status.FAILED:
             reported = state.saga_id in self.late
             self.late.discard(state.saga_id)
             self.finish(state.saga_id, "" if reported else state.doubtful)
@@ -59,6 +74,7 @@ class PartitionBooks:
 
     def finish(self, saga_id: str, doubtful: str = "") -> None:
         self.sagas.pop(saga_id, None)
+        self.parked.discard(saga_id)
         if saga_id in self.finished:
             return
         self.finished.add(saga_id)

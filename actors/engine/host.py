@@ -39,6 +39,7 @@ from actors.core import (
     Reply,
     SagaDefinition,
     SagaState,
+    Start,
     Tick,
     Verdict,
     decide,
@@ -51,6 +52,7 @@ from actors.engine.inbound import (
     Refused,
     home_of,
     misrouted,
+    not_in_flight,
     read_message,
     to_input,
     unknown_saga,
@@ -197,6 +199,10 @@ class SagaHost(PartitionOwner):
             reason = _reply_to_ended(work, number, part, item)
             if reason:
                 self._write_ahead.dead(work, inbound, reason, now, message)
+            return
+        elif not isinstance(item, Start):  # an operator's request, not in flight
+            reason = not_in_flight(saga_id, saga_id in part.finished, part.retention)
+            self._write_ahead.dead(work, inbound, reason, now, message)
             return
         elif saga_id in part.finished:
             work.report["duplicates"] += 1  # a start request again, for an ended saga

@@ -2,7 +2,8 @@
 
 Pure functions over one record: they decode it, check that it is keyed by its
 sagaId and is the kind of message its topic takes, and build the core's
-:class:`~actors.core.Start` or :class:`~actors.core.Reply`. What they refuse
+:class:`~actors.core.Start`, :class:`~actors.core.Cancel`,
+:class:`~actors.core.Retry` or :class:`~actors.core.Reply`. What they refuse
 becomes a dead letter with their reason; the host decides what is a duplicate,
 since only its books know which sagas ended.
 """
@@ -14,8 +15,19 @@ from typing import Final, NamedTuple
 
 import msgspec
 
-from actors.core import Reply, SagaDefinition, Start, parse_start
-from actors.errors import SagaError
+from actors.core import (
+    CANCEL_STEP,
+    RETRY_STEP,
+    START_STEP,
+    Cancel,
+    Reply,
+    Retry,
+    SagaDefinition,
+    Start,
+    parse_operator,
+    parse_start,
+)
+from actors.errors import InvalidRequestError, SagaError
 from events.errors import MessageDecodeError
 from events.transport.partitions import home_partition
 from events.wire.messages import EventMessage, Message, MessageCodec, decode_json
@@ -75,19 +87,13 @@ def to_input(
     definitions: Mapping[str, SagaDefinition],
     now: int,
     jitter: float,
-) -> Start | Reply | Refused:
-    """A start request on ``saga.requests``, a reply anywhere else."""
+) -> Start | Cancel | Retry | Reply | Refused:
+    """A request on ``saga.requests``, a reply anywhere else."""
     if inbound.topic == SAGA_REQUESTS:
         try:
-            definition, request = parse_start(message, definitions)
+            return _request(message, definitions, now)
         except SagaError as exc:
             return Refused(str(exc), message)
-        return Start(
-            saga_id=message.saga_id,
-            saga_type=definition.name,
-            input=request.input,
-            now=now,
-        )
     if not isinstance(message, EventMessage):
         return Refused(
             f"{inbound.topic} takes replies (type 'event'), got a command", message
@@ -104,6 +110,45 @@ def to_input(
         jitter=jitter,
         command_id=message.command_id,
     )
+
+
+def _request(
+    message: Message, definitions: Mapping[str, SagaDefinition], now: int
+) -> Start | Cancel | Retry:
+    """A start request, or an operator's cancel or retry, by its stepId."""
+    step = message.step_id
+    if step in (CANCEL_STEP, RETRY_STEP):
+        asked = parse_operator(message)
+        kind = Cancel if step == CANCEL_STEP else Retry
+        return kind(
+            saga_id=message.saga_id,
+            request_id=message.message_id,
+            reason=asked.reason,
+            operator=asked.operator,
+            now=now,
+        )
+    if step != START_STEP:
+        raise InvalidRequestError(
+            f"saga.requests takes stepId {START_STEP!r}, {CANCEL_STEP!r} or "
+            f"{RETRY_STEP!r}, not {step!r}"
+        )
+    definition, request = parse_start(message, definitions)
+    return Start(
+        saga_id=message.saga_id,
+        saga_type=definition.name,
+        input=request.input,
+        now=now,
+    )
+
+
+def not_in_flight(saga_id: str, part_finished: bool, retention: int) -> str:
+    """Why an operator's request for a saga not held here is refused."""
+    if part_finished:
+        return (
+            f"saga {saga_id} has ended and only a failed saga can be acted on: "
+            "there is nothing to cancel or retry"
+        )
+    return unknown_saga(saga_id, retention)
 
 
 def home_of(inbound: Inbound, partition_count: int) -> int:

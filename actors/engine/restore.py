@@ -89,7 +89,8 @@ def load(
     sagas = 0
     for number, snapshot in found.items():
         part = books[number]
-        part.sagas = {s.saga_id: s for s in snapshot.sagas}
+        for state in snapshot.sagas:
+            part.keep(state)
         for saga_id in snapshot.finished:
             part.finish(saga_id, snapshot.doubtful.get(saga_id, ""))
         part.end = snapshot.log_offset

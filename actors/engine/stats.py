@@ -57,7 +57,7 @@ def host_stats(
     """A host's :class:`HostStats` from its books and counters."""
     return HostStats(
         partitions=sorted(parts),
-        in_flight=sum(len(p.sagas) for p in parts.values()),
+        in_flight=sum(p.in_flight for p in parts.values()),
         finished=sum(len(p.finished) for p in parts.values()),
         applied=counters["applied"],
         duplicates=counters["duplicates"],
@@ -99,7 +99,7 @@ class HostMetrics(msgspec.Struct):
         """A copy with the gauges and the host's counters as they are now."""
         return msgspec.structs.replace(
             self,
-            in_flight=sum(len(p.sagas) for p in parts.values()),
+            in_flight=sum(p.in_flight for p in parts.values()),
             dead_letters=counters["dead_letters"],
             duplicates=counters["duplicates"],
             late_replies=counters["late_replies"],

@@ -11,10 +11,15 @@ from projections.writer import Consumed, ProjectionWriter
 from tests.actors.core.sagas import Run
 from tests.actors.core.test_golden import SCENARIOS
 
+#: The golden sagas every projection test reads (the operator's cancel and
+#: retry have a test of their own below).
+BATCH = ("completed", "compensated", "in_doubt", "rejected", "retried_then_failed")
+
 
 def golden_batch() -> list[Consumed]:
     batch = []
-    for name, (script, _) in sorted(SCENARIOS.items()):
+    for name in BATCH:
+        script, _ = SCENARIOS[name]
         run = Run(saga_id=f"g-{name}")
         script(run)
         base = len(batch)
@@ -83,6 +88,39 @@ def test_tables_follow_the_history_and_a_replay_changes_nothing(tmp_path: Path) 
     ).fetchall()
     assert letters == [("user.events.verify", 2, 9, "not JSON", b"{oops")]
     db.close()
+
+
+def test_a_failed_saga_retried_goes_on_from_its_row(tmp_path: Path) -> None:
+    """An operator's retry takes a failed saga back up after its row was
+    final: the row goes on (same start, its retries), with or without a
+    restart of the writer in between."""
+    script, _ = SCENARIOS["failed_then_retried"]
+    run = Run(saga_id="g-retry")
+    script(run)
+    batch = [Consumed("saga.events", 0, i, raw) for i, raw in enumerate(run.log)]
+    failed_at = next(i for i, raw in enumerate(run.log) if b"saga_failed" in raw)
+    query = (
+        "SELECT status, epoch_ms(started_at), duration_ms, retries, compensations "
+        "FROM sagas"
+    )
+    rows = []
+    for restart in (False, True):
+        db = open_store(tmp_path / f"retry-{restart}.duckdb")
+        writer = ProjectionWriter(db)
+        writer.apply(batch[: failed_at + 1])
+        assert db.execute("SELECT status FROM sagas").fetchone() == ("failed",)
+        if restart:
+            db.close()
+            db = open_store(tmp_path / f"retry-{restart}.duckdb")
+            writer = ProjectionWriter(db)
+        writer.apply(batch[failed_at + 1 :])
+        rows.append(db.execute(query).fetchall())
+        db.close()
+    [(status, started, duration, retries, compensations)] = rows[0]
+    assert rows[1] == rows[0]
+    assert status == "compensated" and started == run.records()[0].at
+    assert duration == run.records()[-1].at - started
+    assert (retries, compensations) == (4, 1)
 
 
 def test_a_restart_mid_history_gives_the_same_tables(tmp_path: Path) -> None:

@@ -8,11 +8,13 @@ import msgspec
 
 from actors.core import (
     DEFINITIONS,
+    Cancel,
     Claim,
     Decision,
     HistoryCodec,
     LogRecord,
     Reply,
+    Retry,
     SagaDefinition,
     SagaState,
     Send,
@@ -56,7 +58,7 @@ class Run:
         self.sent: list[Send] = []
         self.decisions: list[Decision] = []
 
-    def feed(self, item: Start | Reply | Tick) -> Decision:
+    def feed(self, item: Start | Reply | Tick | Cancel | Retry) -> Decision:
         decision = decide(self.definition, self.state, item)
         self.decisions.append(decision)
         if decision.verdict is Verdict.APPLIED and decision.events:
@@ -81,6 +83,32 @@ class Run:
                 saga_id=self.saga_id,
                 saga_type=self.definition.name,
                 input={**INPUT, **overrides},
+                now=now,
+            )
+        )
+
+    def cancel(
+        self, now: int, request_id: str = "op-1", reason: str = "why"
+    ) -> Decision:
+        return self.feed(
+            Cancel(
+                saga_id=self.saga_id,
+                request_id=request_id,
+                reason=reason,
+                operator="ana@desk",
+                now=now,
+            )
+        )
+
+    def retry(
+        self, now: int, request_id: str = "op-2", reason: str = "fixed"
+    ) -> Decision:
+        return self.feed(
+            Retry(
+                saga_id=self.saga_id,
+                request_id=request_id,
+                reason=reason,
+                operator="ana@desk",
                 now=now,
             )
         )

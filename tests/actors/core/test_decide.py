@@ -349,7 +349,9 @@ FOUR_STEPS = SagaDefinition(
     ),
 )
 
-ACTIONS = st.sampled_from(["answer", "answer", "answer_old", "tick", "redeliver"])
+ACTIONS = st.sampled_from(
+    ["answer", "answer", "answer_old", "tick", "redeliver", "answer", "cancel"]
+)
 
 
 @pytest.mark.parametrize("definition", ["deposit", "four"])
@@ -390,6 +392,19 @@ def test_random_runs_replay_exactly_and_end_once(
                 delivered.append(reply)
                 if run.feed(reply).events:
                     applied.add(reply.message_id)
+        elif action == "cancel":
+            # An operator's cancel, now and then sent twice: the second is a
+            # duplicate; on an ended saga it is refused, never applied.
+            request = f"op-{data.draw(st.integers(0, 3))}"
+            was = run.state
+            decision = run.cancel(now, request_id=request)
+            assert was is not None
+            if request in was.requests:
+                assert decision.verdict is Verdict.DUPLICATE
+            elif was.status.terminal:
+                assert decision.verdict is Verdict.UNEXPECTED
+            else:
+                assert decision.verdict is Verdict.APPLIED
         elif action == "redeliver" and delivered:
             old = data.draw(st.sampled_from(delivered))
             decision = run.feed(Reply(**{**_fields(old), "now": now}))

@@ -74,12 +74,32 @@ def deposit_in_doubt(run: Run) -> None:
     run.feed(reply_to(deposit, now + 40, balance=250))
 
 
+def cancelled(run: Run) -> None:
+    """An operator's cancel while the payment is in flight: the payment is
+    given up on in doubt and refunded."""
+    run.start(now=1_700_000_000_000)
+    run.feed(reply_to(run.sent[-1], 1_700_000_000_040))
+    run.cancel(1_700_000_000_050, reason="customer withdrew")
+    run.feed(reply_to(run.sent[-1], 1_700_000_000_090, refundId="r-6"))
+
+
+def failed_then_retried(run: Run) -> None:
+    """A saga failed by a refund refused to the end, then retried by an
+    operator: the refund goes out again and succeeds."""
+    retried_then_failed(run)
+    now = run.records()[-1].at + 60_000
+    run.retry(now, reason="payment service fixed")
+    run.feed(reply_to(run.sent[-1], now + 40, refundId="r-7"))
+
+
 SCENARIOS: dict[str, tuple[Callable[[Run], None], Status]] = {
     "completed": (completed, Status.COMPLETED),
     "compensated": (compensated, Status.COMPENSATED),
     "rejected": (rejected, Status.REJECTED),
     "retried_then_failed": (retried_then_failed, Status.FAILED),
     "in_doubt": (deposit_in_doubt, Status.COMPLETED),
+    "cancelled": (cancelled, Status.COMPENSATED),
+    "failed_then_retried": (failed_then_retried, Status.COMPENSATED),
 }
 
 #: Logs written by earlier rules, which today's core no longer decides the same

@@ -280,7 +280,10 @@ def test_a_compensation_refused_to_its_last_attempt_fails_the_saga_with_a_letter
             )
             clock.now += 120  # past the backoff: the next attempt goes out
             saga_host.fire_timers()
-        assert saga_host.state("s-1") is None  # ended
+        # Ended failed, and parked where an operator's retry finds it.
+        ended = saga_host.state("s-1")
+        assert ended is not None and ended.status is Status.FAILED
+        assert saga_host.stats().in_flight == 0
     finally:
         saga_host.close()
     letters = [
