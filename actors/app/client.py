@@ -1,7 +1,9 @@
-"""``SagaClient``: start sagas, and read one saga's state and history from the log.
+"""``SagaClient``: start sagas, ask them to cancel or retry, and read one saga's
+state and history from the log, once or as it grows.
 
-Starting a saga writes a request to ``saga.requests`` (see
-:mod:`actors.core.requests`) and returns its sagaId once the broker has it. History
+Starting a saga, and an operator's cancel or retry, writes a request to
+``saga.requests`` (see :mod:`actors.core.requests`) and returns once the broker
+has it: the saga applies it, and its log says what came of it. History
 is read from ``saga.events`` itself, through the fence every reader of it
 applies (:class:`~actors.core.Fence`), and state is the fold of that history:
 the same answer a restarted host would reach, with no Ray needed to ask.
@@ -18,9 +20,11 @@ from actors.core import (
     DEFINITIONS,
     Fence,
     LogRecord,
+    OperatorRequest,
     SagaDefinition,
     SagaState,
     check_input,
+    operator_message,
     replay,
     start_message,
 )
@@ -29,9 +33,9 @@ from events.errors import MessageDecodeError, PublishError
 from events.transport.clients import Closing
 from events.transport.partitions import home_partition
 from events.transport.publisher import KafkaMessagePublisher
-from events.transport.reader import read_to_end
+from events.transport.reader import PartitionTail, read_to_end
 from events.transport.settings import KafkaSettings
-from events.transport.types import TP
+from events.transport.types import TP, Record
 from events.wire.topics import SAGA_EVENTS, SAGA_REQUESTS
 
 
@@ -91,6 +95,26 @@ class SagaClient(Closing):
             raise StartError([i for i in ids if i not in failed], failed) from exc
         return ids
 
+    def request(self, saga_id: str, step: str, reason: str, operator: str) -> str:
+        """An operator's ``step`` (``cancel`` or ``retry``) for ``saga_id``;
+        returns the request's id once the broker has it."""
+        request_id = str(uuid.uuid4())
+        message = operator_message(
+            saga_id,
+            step,
+            request_id,
+            OperatorRequest(reason=reason, operator=operator),
+            datetime.now(UTC),
+        )
+        partition = home_partition(saga_id, self._partitions)
+        publisher = self._publisher
+        publisher.send_all([publisher.outgoing(SAGA_REQUESTS, message, partition)])
+        return request_id
+
+    def watch(self, saga_id: str) -> SagaWatch:
+        """Follow the saga's log live: see :class:`SagaWatch`."""
+        return SagaWatch(self._kafka, saga_id)
+
     def history(self, saga_id: str) -> list[LogRecord]:
         """The saga's log records, in order (empty if it never started)."""
         tp = TP(SAGA_EVENTS, home_partition(saga_id, self._partitions))
@@ -120,15 +144,54 @@ class SagaClient(Closing):
         each partition: where the epoch in force is known to be 0)."""
         fence = Fence()
         for raw in read_to_end(self._kafka, starts):
-            where = f"{SAGA_EVENTS} partition {raw.partition} offset {raw.offset}"
-            try:
-                record = fence.read(raw.partition, raw.value, where)
-            except MessageDecodeError as exc:
-                raise RestoreError(
-                    f"{where} is neither a saga log record nor a claim: {exc}"
-                ) from exc
+            record = admit(fence, raw)
             if record is not None:
                 yield record
 
     def close(self) -> None:
         self._publisher.close()
+
+
+class SagaWatch(Closing):
+    """One saga's log as it grows: each :meth:`poll` returns its records that
+    arrived since the last (the first polls return its history so far), and
+    :attr:`state` is their fold. Reads the saga's home partition from its
+    start, through the fence, with no consumer group."""
+
+    def __init__(self, kafka: KafkaSettings, saga_id: str) -> None:
+        self.saga_id = saga_id
+        self.state: SagaState | None = None
+        tp = TP(SAGA_EVENTS, home_partition(saga_id, kafka.topics.partitions))
+        self._fence = Fence()
+        self._tail = PartitionTail(kafka, {tp: 0})
+
+    def poll(self, timeout_ms: int) -> list[LogRecord]:
+        """The saga's records that arrived, waiting up to ``timeout_ms``."""
+        found = []
+        for raw in self._tail.poll(timeout_ms):
+            record = admit(self._fence, raw)
+            if record is not None and record.saga_id == self.saga_id:
+                self.state = replay(self.state, record)
+                found.append(record)
+        return found
+
+    @property
+    def caught_up(self) -> bool:
+        """Whether the watch has read the log as far as it reached at the last
+        poll: a state that ended is then final (unless a retry comes later)."""
+        return self._tail.caught_up()
+
+    def close(self) -> None:
+        self._tail.close()
+
+
+def admit(fence: Fence, raw: Record) -> LogRecord | None:
+    """A record of ``saga.events`` through ``fence``: the saga record it holds,
+    or ``None`` (a claim, or a replaced owner's record)."""
+    where = f"{SAGA_EVENTS} partition {raw.partition} offset {raw.offset}"
+    try:
+        return fence.read(raw.partition, raw.value, where)
+    except MessageDecodeError as exc:
+        raise RestoreError(
+            f"{where} is neither a saga log record nor a claim: {exc}"
+        ) from exc

@@ -23,7 +23,7 @@ from actors.app.config import SagaConfig
 from actors.app.metrics import PlatformCollector, serve_metrics
 from actors.participants import consumer_groups
 from actors.runtime.engine import Engine
-from actors.runtime.participants import start_participants
+from actors.runtime.participants import participants_ready, start_participants
 from actors.runtime.passwords import check_actors_can_read
 from actors.runtime.projection import start_projection
 from actors.runtime.ray import ensure_ray
@@ -73,6 +73,14 @@ class Platform:
     projection: Any
     #: Each participant service's actor by name; none when they live elsewhere.
     participants: dict[str, Any] = field(default_factory=dict)
+
+    def wait_ready(self, say: Callable[[str], None]) -> None:
+        """Until the routers and the services hold their partitions: what a
+        saga started before then would wait for."""
+        say("waiting for the consumer groups to form")
+        self.engine.wait_ready()
+        if self.participants:
+            participants_ready(self.participants)
 
     def stop(self) -> None:
         """The projection writer first (it closes its DuckDB file for readers),

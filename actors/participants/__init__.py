@@ -9,7 +9,8 @@ domain handler whose state lives in its own DuckDB file:
   :mod:`~actors.participants.account`: the three services' rules;
 - :mod:`~actors.participants.idempotency`: the exactly-once store;
 - :mod:`~actors.participants.services`: the services by name, and serving one;
-- :mod:`~actors.participants.audit`: money counted from the services' files.
+- :mod:`~actors.participants.audit`: money counted from the services' files;
+- :mod:`~actors.participants.demo`: the demo data ``saga serve`` seeds.
 """
 
 from actors.participants.account import AccountService
@@ -19,6 +20,7 @@ from actors.participants.base import (
     TransientFault,
     idempotency_key,
 )
+from actors.participants.demo import seed_demo
 from actors.participants.payment import PaymentService
 from actors.participants.services import PARTICIPANTS, consumer_groups, serve
 from actors.participants.user import UserService
@@ -33,5 +35,6 @@ __all__ = [
     "UserService",
     "consumer_groups",
     "idempotency_key",
+    "seed_demo",
     "serve",
 ]

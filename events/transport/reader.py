@@ -181,6 +181,16 @@ class PartitionTail(Closing):
         self._check.short(self._consumer)
         return found
 
+    def caught_up(self) -> bool:
+        """Whether every partition has been read to the end the last fetch
+        reported (its high watermark; unknown before the first fetch)."""
+        consumer = self._consumer
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is None or consumer.position(tp) < end:
+                return False
+        return True
+
     def close(self) -> None:
         self._consumer.close(autocommit=False)
 

@@ -9,6 +9,7 @@ group, and :func:`main`, which runs the chosen command's handler.
 - :mod:`~actors.app.cli.scale`: ``saga scale``;
 - :mod:`~actors.app.cli.top`: ``saga top``;
 - :mod:`~actors.app.cli.sagas`: ``saga start``, ``saga show``;
+- :mod:`~actors.app.cli.operate`: ``saga cancel``, ``saga retry``;
 - :mod:`~actors.app.cli.status`: ``saga status``, ``saga history``;
 - :mod:`~actors.app.cli.dlq`: ``saga dlq list|show|replay``;
 - :mod:`~actors.app.cli.config`: ``saga config show``.
@@ -26,6 +27,7 @@ from actors.app.cli import (
     broker,
     config,
     dlq,
+    operate,
     run,
     sagas,
     scale,
@@ -45,7 +47,7 @@ from events.errors import EventsError
 from projections.errors import ProjectionError
 
 #: The command groups, in the order ``saga --help`` lists their commands.
-GROUPS = (broker, run, serve, scale, top, sagas, status, dlq, config)
+GROUPS = (broker, run, serve, scale, top, sagas, operate, status, dlq, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,17 +1,27 @@
-"""``saga start`` and ``saga show``: request one saga, and read one back from
-the saga log."""
+"""``saga start`` and ``saga show``: request one saga (and, with ``--wait``,
+follow it to its end), and read one back from the saga log (``--follow``: as
+it grows)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import msgspec
 
 from actors.app.cli.common import Commands, print_error, print_json, require_kafka
+from actors.app.cli.follow import (
+    EXIT_CODES_HELP,
+    OUTCOME_EXIT,
+    STILL_RUNNING_EXIT,
+    event_lines,
+    follow,
+    outcome_line,
+)
 from actors.app.client import SagaClient
 from actors.app.config import SagaConfig
-from actors.core import TAG_OF
+from actors.core import SagaState
 from actors.errors import UsageError
 
 
@@ -29,6 +39,18 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         "--input", required=True, metavar="JSON", help="the saga input, a JSON object"
     )
     start.add_argument("--saga-id", help="sagaId to use (default: a new UUID)")
+    start.add_argument(
+        "--wait",
+        action="store_true",
+        help="follow the saga, printing its events, until it ends; " + EXIT_CODES_HELP,
+    )
+    start.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="with --wait, how long to wait for the saga to end (default: 120)",
+    )
     start.set_defaults(handler=start_saga)
 
     show = commands.add_parser(
@@ -40,6 +62,19 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
     )
     show.add_argument("saga_id", metavar="SAGA_ID")
     show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument(
+        "--follow",
+        action="store_true",
+        help="print its events as they are appended until it ends (waiting for "
+        "it to start if need be); " + EXIT_CODES_HELP,
+    )
+    show.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="with --follow, how long to follow (default: 3600)",
+    )
     show.set_defaults(handler=show_saga)
 
 
@@ -51,18 +86,50 @@ def start_saga(args: argparse.Namespace, config: SagaConfig) -> int:
         raise UsageError(f"--input is not JSON: {exc}") from None
     if not isinstance(saga_input, dict):
         raise UsageError('--input must be a JSON object, e.g. \'{"userId": "u-1"}\'')
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout must be above 0 seconds, got {args.timeout}")
     with SagaClient(config.kafka) as client:
-        print(client.start(args.saga_type, saga_input, args.saga_id))
-    return 0
+        saga_id = client.start(args.saga_type, saga_input, args.saga_id)
+        print(saga_id, flush=True)
+        if not args.wait:
+            return 0
+        return ended(follow(client, saga_id, timeout_s=args.timeout), saga_id)
+
+
+def ended(state: SagaState | None, saga_id: str) -> int:
+    """Say how a followed saga ended (on stderr: stdout has its events), and
+    exit with its outcome."""
+    if state is None:
+        print_error(f"saga {saga_id} did not appear in saga.events before --timeout")
+        return STILL_RUNNING_EXIT
+    if not state.status.terminal:
+        print(
+            f"{outcome_line(state)} (still running when --timeout ran out)",
+            file=sys.stderr,
+        )
+        return STILL_RUNNING_EXIT
+    print(outcome_line(state), file=sys.stderr)
+    return OUTCOME_EXIT[state.status]
 
 
 def show_saga(args: argparse.Namespace, config: SagaConfig) -> int:
     require_kafka(config)
+    if args.follow:
+        if args.json:
+            raise UsageError("--follow prints lines as they come; it takes no --json")
+        with SagaClient(config.kafka) as client:
+            return ended(
+                follow(client, args.saga_id, timeout_s=args.timeout), args.saga_id
+            )
     with SagaClient(config.kafka) as client:
         history = client.history(args.saga_id)
         state = client.state(args.saga_id)
     if state is None:
-        print_error(f"no saga {args.saga_id} in saga.events")
+        print_error(
+            f"no saga {args.saga_id} in saga.events yet (a start request is "
+            f"applied asynchronously; `saga show {args.saga_id} --follow` waits "
+            "for it)"
+        )
         return 1
     if args.json:
         print_json(
@@ -75,17 +142,6 @@ def show_saga(args: argparse.Namespace, config: SagaConfig) -> int:
     print(f"saga {state.saga_id} ({state.saga_type}): {state.status}")
     if state.reason:
         print(f"reason: {state.reason}")
-    started = history[0].at
-    for record in history:
-        for seq, event in enumerate(record.events, record.seq):
-            fields = {
-                k: v
-                for k, v in msgspec.to_builtins(event).items()
-                if k not in ("type", "sagaId", "sagaType")
-            }
-            detail = " ".join(f"{k}={json.dumps(v)}" for k, v in fields.items())
-            print(
-                f"{seq:>4}  +{record.at - started:>7} ms  "
-                f"{TAG_OF[type(event)]:<24} {detail}"
-            )
+    for line in event_lines(history, history[0].at):
+        print(line)
     return 0

@@ -1,5 +1,7 @@
-"""``saga serve``: the saga engine on Ray until interrupted, with a status line
-every few seconds."""
+"""``saga serve``: the platform on Ray until interrupted (the engine, the
+projection writer and, unless they live elsewhere, the demo participant
+services), with a status line every few seconds. It starts what ``saga run``
+starts, through the same path, minus the workload."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from actors.app.cli.common import Commands
-from actors.app.config import SagaConfig
+from actors.app.config import SagaConfig, env_name
 
 if TYPE_CHECKING:
     from actors.runtime.engine import Engine
@@ -23,10 +25,13 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
     serve = commands.add_parser(
         "serve",
         parents=[common],
-        help="run the saga engine (hosts and routers on Ray) until interrupted",
-        description="Start the saga engine on Ray (local unless --ray-address), "
+        help="run the platform (engine and services on Ray) until interrupted",
+        description="Start the platform on Ray (local unless --ray-address), "
         "against the configured Kafka or, with none, an embedded broker whose "
-        "address it prints: "
+        "address it prints. With the embedded broker it runs the demo user, "
+        "payment and account services too (their DuckDB files in DATA_DIR), so "
+        "`saga start` runs a saga to its end; against a configured Kafka the "
+        "services live elsewhere unless --services says otherwise. "
         "engine.hosts SagaHost actors take the partitions a controller grants "
         "them (each restored from saga.events), engine.routers RouterActors "
         "join the consumer group over saga.requests and the reply topics, and "
@@ -38,6 +43,23 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--every", type=float, default=10.0, metavar="S", help="status interval"
+    )
+    services = serve.add_mutually_exclusive_group()
+    services.add_argument(
+        "--services",
+        dest="services",
+        action="store_true",
+        default=None,
+        help="run the demo participant services (the default with the embedded "
+        "broker; never on a production cluster: they apply payments and "
+        "deposits to local files)",
+    )
+    services.add_argument(
+        "--no-services",
+        dest="services",
+        action="store_false",
+        help="run no participant services: they live elsewhere (the default "
+        "against a configured Kafka)",
     )
     serve.add_argument(
         "--metrics-port",
@@ -59,33 +81,55 @@ def serve_engine(args: argparse.Namespace, config: SagaConfig) -> int:
     # The platform (and Ray with it) is imported here, not at the top: the
     # other commands start in a fraction of the time without it.
     from actors.app.platform import kafka_for, running_platform
+    from actors.participants import seed_demo
 
     def terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     def announce(broker: EmbeddedBroker) -> None:
         print(
-            f"bootstrap: {broker.bootstrap} (embedded broker, memory-only)",
+            f"bootstrap: {broker.bootstrap} (embedded broker, memory-only)\n"
+            "for the other commands: export "
+            f"{env_name('kafka.bootstrap_servers')}={broker.bootstrap}",
             flush=True,
         )
 
     def say(text: str) -> None:
         print(text, flush=True)
 
+    embedded = not config.kafka.bootstrap_servers
+    services = embedded if args.services is None else args.services
+    data_dir = Path(config.data_dir)
+    if services:
+        seeded = seed_demo(data_dir)
+        if seeded:
+            print(
+                f"seeded demo data for {', '.join(seeded)}: users u-1..u-100, "
+                "accounts a-1..a-100 (blocked-1 and closed-1 to see a saga fail)",
+                flush=True,
+            )
     signal.signal(signal.SIGTERM, terminate)
-    # Services live elsewhere: they find their topics made, never made for them.
+    # On a configured cluster the topics are made by `saga topics create` (or
+    # the operator's own tooling), never made for the services by the engine.
     with (
         kafka_for(config, announce, create_topics=False) as kafka,
         running_platform(
             config,
             kafka,
-            Path(config.data_dir),
-            services=False,
+            data_dir,
+            services=services,
             metrics_port=args.metrics_port,
             metrics_addr=args.metrics_addr,
             say=say,
         ) as platform,
     ):
+        platform.wait_ready(say)
+        if services:
+            print(
+                f"participants: {', '.join(sorted(platform.participants))} "
+                f"(demo services; data in {config.data_dir})",
+                flush=True,
+            )
         return report_until_stopped(platform.engine, args.every)
 
 

@@ -57,7 +57,6 @@ from actors.app.run.workload import (
 from actors.core import DEFINITIONS
 from actors.errors import UsageError
 from actors.participants import PARTICIPANTS
-from actors.runtime.participants import participants_ready
 from events.transport.broker import EmbeddedBroker
 from events.wire.topics import SAGA_EVENTS
 
@@ -248,10 +247,7 @@ def chaos_schedule(config: SagaConfig, options: RunOptions) -> list[Fault]:
 
 
 def _wait_ready(platform: Platform, data_dir: Path, say: Callable[[str], None]) -> None:
-    """Until the routers and the services hold their partitions."""
-    say("waiting for the consumer groups to form")
-    platform.engine.wait_ready()
-    participants_ready(platform.participants)
+    platform.wait_ready(say)
     say(
         f"engine: {len(platform.engine.hosts)} hosts, "
         f"{len(platform.engine.routers)} routers; "

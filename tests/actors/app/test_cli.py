@@ -206,65 +206,67 @@ def test_saga_broker_prints_bootstrap_serves_topics_and_stops_with_its_owner(
 
 
 @pytest.mark.broker
-def test_serve_runs_a_saga_started_from_the_command_line() -> None:
-    """The user's path: `saga serve`, `saga start`, `saga show`. The responder
-    stands in for the participant services (they arrive with issue 4)."""
-    from events.transport.admin import TopicAdmin
-    from tests.actors.runtime.responders import Responder
-    from tests.conftest import settings_for
+def test_serve_runs_sagas_started_from_the_command_line_to_their_end(
+    tmp_path: Path,
+) -> None:
+    """The user's path, with nothing configured: `saga serve` (its embedded
+    broker and the demo services), then `saga start --wait`, which follows the
+    saga to its end and exits with its outcome; `saga show --follow` of a
+    saga that ended prints it whole and exits the same way."""
+    serve = subprocess.Popen(
+        [*SAGA, "serve", "--every", "60", "--data-dir", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        start_new_session=True,
+    )
+    try:
+        assert serve.stdout is not None
+        lines = []
+        while not lines or not lines[-1].startswith("engine running"):
+            line = serve.stdout.readline()
+            assert line, f"saga serve ended early: {lines}"
+            lines.append(line)
+        [bootstrap] = [x.split()[1] for x in lines if x.startswith("bootstrap:")]
+        assert any(x.startswith("participants: account, payment, user") for x in lines)
+        flags = ["--bootstrap-servers", bootstrap]
 
-    with EmbeddedBroker() as broker:
-        kafka = settings_for(broker.bootstrap)
-        with TopicAdmin(kafka) as admin:
-            admin.ensure_topics(ALL_TOPICS)
-        responder = Responder(kafka, kafka.topics.partitions)
-        flags = ["--bootstrap-servers", broker.bootstrap]
-        serve = subprocess.Popen(
-            [*SAGA, "serve", "--every", "1", *flags],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            assert serve.stdout is not None
-            assert serve.stdout.readline().startswith("engine running: 2 hosts")
+        def start(user: str) -> subprocess.CompletedProcess[str]:
             saga_input = {
-                "userId": "u",
-                "accountId": "a",
-                "amount": 9,
-                "currency": "EUR",
+                "userId": user,
+                "accountId": "a-1",
+                "amount": 250,
+                "currency": "USD",
             }
-            started = subprocess.run(
-                [*SAGA, "start", "deposit", "--input", json.dumps(saga_input), *flags],
-                capture_output=True, text=True, cwd=ROOT, check=True,
+            return subprocess.run(
+                [*SAGA, "start", "deposit", "--input", json.dumps(saga_input),
+                 "--wait", "--timeout", "90", *flags],
+                capture_output=True, text=True, cwd=ROOT, timeout=120,
             )  # fmt: skip
-            saga_id = started.stdout.strip()
-            deadline = time.monotonic() + 60
-            while True:
-                shown = subprocess.run(
-                    [*SAGA, "show", saga_id, "--json", *flags],
-                    capture_output=True, text=True, cwd=ROOT,
-                )  # fmt: skip
-                if shown.returncode == 0:
-                    state = json.loads(shown.stdout)["state"]
-                    if state["status"] == "completed":
-                        break
-                assert time.monotonic() < deadline, shown.stderr
-                time.sleep(1)
-            text = subprocess.run(
-                [*SAGA, "show", saga_id, *flags],
-                capture_output=True, text=True, cwd=ROOT, check=True,
-            ).stdout  # fmt: skip
-            assert f"saga {saga_id} (deposit): completed" in text
-            assert "saga_completed" in text
-            serve.send_signal(signal.SIGINT)
-            assert serve.wait(timeout=60) == 0
-        finally:
-            serve.kill()
-            serve.wait()
-            responder.close()
+
+        done = start("u-1")
+        assert done.returncode == 0, done.stderr
+        saga_id = done.stdout.splitlines()[0]
+        assert "saga_completed" in done.stdout
+        assert f"saga {saga_id} (deposit): completed" in done.stderr
+        refused = start("blocked-1")
+        assert refused.returncode == 4, refused.stderr  # rejected
+        assert "user is blocked: blocked-1" in refused.stderr
+        followed = subprocess.run(
+            [*SAGA, "show", saga_id, "--follow", *flags],
+            capture_output=True, text=True, cwd=ROOT, timeout=60,
+        )  # fmt: skip
+        assert followed.returncode == 0, followed.stderr
+        assert followed.stdout.splitlines()[0].split()[4] == "saga_started"
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(timeout=60) == 0
+    finally:
+        if serve.poll() is None:
+            os.killpg(serve.pid, signal.SIGKILL)
+        serve.wait()
+        serve.stdout.close()
 
 
 def test_start_refuses_bad_input_with_a_clear_error(broker: EmbeddedBroker) -> None:

@@ -1,0 +1,135 @@
+"""``saga cancel`` and ``saga retry``: an operator's actions on one saga.
+
+Each is a request on ``saga.requests`` that the saga applies like any other
+input: it lands in the saga's log with the operator's name and reason, and the
+saga acts on it through its normal path (compensations, retry policies). No
+command writes behind a saga's back. The saga's state is read from its log
+first, so a request that cannot apply is refused here, at once, with the
+reason; one that races the saga's end is dead-lettered by the engine with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import socket
+import sys
+from typing import Final
+
+from actors.app.cli.common import Commands, print_error, require_kafka
+from actors.app.cli.follow import EXIT_CODES_HELP, follow
+from actors.app.cli.sagas import ended
+from actors.app.client import SagaClient
+from actors.app.config import SagaConfig
+from actors.core import CANCEL_STEP, RETRY_STEP, SagaState, Status
+from actors.errors import UsageError
+
+#: What each action does, for its help and its report.
+ACTIONS: Final = {
+    CANCEL_STEP: "stop the saga and undo what it did, through its compensations",
+    RETRY_STEP: "send a failed saga's compensation again, with a fresh retry policy",
+}
+
+
+def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
+    cancel = commands.add_parser(
+        "cancel",
+        parents=[common],
+        help="cancel a running saga: it compensates what it did",
+        description="Ask a running saga to stop and undo what it did. The step "
+        "in flight is given up on in doubt and compensated with the completed "
+        "ones; a step without a compensation (the deposit) cannot be given up "
+        "on, so the cancel waits for its answer, and a success of the last "
+        "step completes the saga all the same. The request and its reason land "
+        "in the saga's log.",
+    )
+    retry = commands.add_parser(
+        "retry",
+        parents=[common],
+        help="retry a failed saga's compensation",
+        description="Ask a failed saga (a compensation refused to its last "
+        "attempt) to send that compensation again, its attempts counted afresh. "
+        "The request and its reason land in the saga's log.",
+    )
+    for parser, step in ((cancel, CANCEL_STEP), (retry, RETRY_STEP)):
+        parser.add_argument("saga_id", metavar="SAGA_ID", help="the saga to act on")
+        parser.add_argument(
+            "--reason",
+            required=True,
+            help="why (recorded in the saga's log with the operator's name)",
+        )
+        parser.add_argument(
+            "--operator",
+            default=_operator(),
+            help="who asks (default: %(default)s)",
+        )
+        parser.add_argument(
+            "--wait",
+            action="store_true",
+            help="follow the saga, printing its events, until it ends; "
+            + EXIT_CODES_HELP,
+        )
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=120.0,
+            metavar="S",
+            help="with --wait, how long to wait for the saga to end (default: 120)",
+        )
+        parser.set_defaults(handler=act, step=step)
+
+
+def act(args: argparse.Namespace, config: SagaConfig) -> int:
+    require_kafka(config)
+    step: str = args.step
+    if not args.reason.strip():
+        raise UsageError("--reason must say why")
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout must be above 0 seconds, got {args.timeout}")
+    with SagaClient(config.kafka) as client:
+        state = client.state(args.saga_id)
+        refusal = _refusal(step, args.saga_id, state)
+        if refusal:
+            print_error(refusal)
+            return 1
+        assert state is not None
+        request_id = client.request(args.saga_id, step, args.reason, args.operator)
+        print(
+            f"{step} requested for saga {args.saga_id} (request {request_id}): "
+            f"{ACTIONS[step]}",
+            file=sys.stderr,
+            flush=True,
+        )
+        if not args.wait:
+            print(
+                f"`saga show {args.saga_id} --follow` follows it",
+                file=sys.stderr,
+            )
+            return 0
+        return ended(
+            follow(client, args.saga_id, timeout_s=args.timeout, after=state.seq),
+            args.saga_id,
+        )
+
+
+def _refusal(step: str, saga_id: str, state: SagaState | None) -> str:
+    """Why ``step`` cannot apply to the saga as its log has it, or ""."""
+    if state is None:
+        return (
+            f"no saga {saga_id} in saga.events (a start request is applied "
+            "asynchronously: if it was just started, try again in a moment)"
+        )
+    if step == CANCEL_STEP and state.status.terminal:
+        return f"saga {saga_id} has ended ({state.status}): there is nothing to cancel"
+    if step == RETRY_STEP and state.status is not Status.FAILED:
+        return f"saga {saga_id} is {state.status}: only a failed saga can be retried"
+    return ""
+
+
+def _operator() -> str:
+    """``user@host`` of whoever runs the command."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
