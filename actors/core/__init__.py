@@ -33,6 +33,7 @@ from actors.core.decide import (
 )
 from actors.core.definitions import (
     Action,
+    InputType,
     RetryPolicy,
     SagaDefinition,
     Step,
@@ -100,6 +101,7 @@ __all__ = [
     "Fence",
     "HistoryCodec",
     "Input",
+    "InputType",
     "LogCodec",
     "LogRecord",
     "Reply",
