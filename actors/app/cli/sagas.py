@@ -11,8 +11,8 @@ import msgspec
 from actors.app.cli.common import Commands, print_error, print_json, require_kafka
 from actors.app.client import SagaClient
 from actors.app.config import SagaConfig
-from actors.core import TAG_OF
-from actors.errors import UsageError
+from actors.core import DEFINITIONS, TAG_OF, check_input
+from actors.errors import InvalidRequestError, UsageError
 
 
 def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
@@ -44,13 +44,25 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
 
 
 def start_saga(args: argparse.Namespace, config: SagaConfig) -> int:
-    require_kafka(config)
     try:
         saga_input = json.loads(args.input)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--input is not JSON: {exc}") from None
     if not isinstance(saga_input, dict):
         raise UsageError('--input must be a JSON object, e.g. \'{"userId": "u-1"}\'')
+    # Checked here, before Kafka is asked anything: the engine would refuse
+    # the request after the command had printed a sagaId and exited 0.
+    definition = DEFINITIONS.get(args.saga_type)
+    if definition is None:
+        raise UsageError(
+            f"unknown saga type {args.saga_type!r}; known: "
+            f"{', '.join(sorted(DEFINITIONS))}"
+        )
+    try:
+        check_input(definition, saga_input)
+    except InvalidRequestError as exc:
+        raise UsageError(f"--input: {exc}") from None
+    require_kafka(config)
     with SagaClient(config.kafka) as client:
         print(client.start(args.saga_type, saga_input, args.saga_id))
     return 0
