@@ -119,14 +119,14 @@ class InputType(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         wanted = f"an {self.kind}" if self.kind == "integer" else f"a {self.kind}"
         if self.minimum is not None:
             wanted += f" of at least {self.minimum:g}"
-        is_bool = isinstance(value, bool)
-        if (is_bool and self.kind != "boolean") or not isinstance(
+        if isinstance(value, bool) != (self.kind == "boolean") or not isinstance(
             value, _KINDS[self.kind]
         ):
             return f"must be {wanted}, got {value!r}"
-        if not is_bool and self.minimum is not None and value < self.minimum:
-            return f"must be {wanted}, got {value!r}"
-        return None
+        below = isinstance(value, int | float) and (
+            self.minimum is not None and value < self.minimum
+        )
+        return f"must be {wanted}, got {value!r}" if below else None
 
 
 class SagaDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
