@@ -26,7 +26,7 @@ from actors.runtime.engine import Engine
 from actors.runtime.participants import participants_ready, start_participants
 from actors.runtime.passwords import check_actors_can_read
 from actors.runtime.projection import start_projection
-from actors.runtime.ray import ensure_ray
+from actors.runtime.ray import platform_ray
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
 from events.transport.settings import KafkaSettings
@@ -111,38 +111,44 @@ def running_platform(
     faults: float = 0.0,
     metrics_port: int | None = None,
     metrics_addr: str = "127.0.0.1",
-    quiet: bool = False,
 ) -> Iterator[Platform]:
     """Ray (connected or started), the engine, the participant services when
     ``services`` (their DuckDB files in ``data_dir``, failing ``faults`` of
     their batches once), the projection writer on ``data_dir``, and the
     metrics endpoint on ``metrics_addr``:``metrics_port``; all stopped on
-    leaving. ``quiet`` keeps the actors' logs off stdout."""
+    leaving. Ray, when it is started here, is shut down after them, its own
+    output kept in ``data_dir``/ray.log and the actors' in Ray's session logs
+    (both named through ``say``)."""
     if config.ray.address is None:  # a local Ray: its actors get our environment
         check_actors_can_read(kafka)
-    ensure_ray(config.ray, quiet=quiet)
-    engine = Engine(kafka, config.engine)
-    participants = (
-        start_participants(kafka, data_dir, faults=faults) if services else {}
-    )
-    projection = start_projection(kafka, data_dir, config.engine.name)
-    platform = Platform(kafka, engine, projection, participants)
-    try:
-        if metrics_port is not None:
-            serve_metrics(
-                metrics_port,
-                PlatformCollector(
-                    kafka,
-                    engine.hosts,
-                    engine.routers,
-                    participants,
-                    platform.projection,
-                    consumer_groups(config.kafka.consumer.group_id),
-                    engine.controller,
-                ),
-                addr=metrics_addr,
-            )
-            say(f"metrics at http://localhost:{metrics_port}/metrics")
-        yield platform
-    finally:
-        platform.stop()
+    ray_log = data_dir / "ray.log"
+    if not ray.is_initialized():
+        say("starting Ray" if config.ray.address is None else "connecting to Ray")
+    with platform_ray(config.ray, ray_log) as actor_logs:
+        if actor_logs is not None:
+            say(f"Ray's own log: {ray_log}; the actors' logs: {actor_logs}")
+        engine = Engine(kafka, config.engine)
+        participants = (
+            start_participants(kafka, data_dir, faults=faults) if services else {}
+        )
+        projection = start_projection(kafka, data_dir, config.engine.name)
+        platform = Platform(kafka, engine, projection, participants)
+        try:
+            if metrics_port is not None:
+                serve_metrics(
+                    metrics_port,
+                    PlatformCollector(
+                        kafka,
+                        engine.hosts,
+                        engine.routers,
+                        participants,
+                        platform.projection,
+                        consumer_groups(config.kafka.consumer.group_id),
+                        engine.controller,
+                    ),
+                    addr=metrics_addr,
+                )
+                say(f"metrics at http://localhost:{metrics_port}/metrics")
+            yield platform
+        finally:
+            platform.stop()

@@ -36,6 +36,7 @@ from actors.core.decide import (
 )
 from actors.core.definitions import (
     Action,
+    InputType,
     RetryPolicy,
     SagaDefinition,
     Step,
@@ -114,6 +115,7 @@ __all__ = [
     "Fence",
     "HistoryCodec",
     "Input",
+    "InputType",
     "LogCodec",
     "LogRecord",
     "OperatorRequest",

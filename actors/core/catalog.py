@@ -5,13 +5,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from actors.core.definitions import Action, SagaDefinition, Step
+from actors.core.definitions import Action, InputType, SagaDefinition, Step
+
+_TEXT = InputType("string")
 
 
 def _deposit() -> SagaDefinition:
     return SagaDefinition(
         name="deposit",
         inputs=("userId", "accountId", "amount", "currency"),
+        # What the payment and account services take: an amount is a whole
+        # number above 0.
+        input_types={
+            "userId": _TEXT,
+            "accountId": _TEXT,
+            "amount": InputType("integer", minimum=1),
+            "currency": _TEXT,
+        },
         steps=(
             Step(
                 name="verify_user",

@@ -15,7 +15,7 @@ Pure: no I/O, no clock, no randomness. Jitter arrives as a number from outside.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
@@ -93,16 +93,61 @@ class Step(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return self.compensation is None
 
 
+#: What a JSON value must be, by name; ``bool`` is not an integer here, as in
+#: JSON (Python's bool is an int).
+_KINDS: Final[Mapping[str, tuple[type, ...]]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+}
+
+
+class InputType(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What one input field must hold: a JSON ``kind`` and, for a number, its
+    least value (``minimum``, included)."""
+
+    kind: Literal["string", "integer", "number", "boolean"]
+    minimum: int | float | None = None
+
+    def __post_init__(self) -> None:
+        if self.minimum is not None and self.kind not in ("integer", "number"):
+            raise DefinitionError(f"a {self.kind} input has no minimum")
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not of this type, or ``None`` if it is."""
+        wanted = f"an {self.kind}" if self.kind == "integer" else f"a {self.kind}"
+        if self.minimum is not None:
+            wanted += f" of at least {self.minimum:g}"
+        if isinstance(value, bool) != (self.kind == "boolean") or not isinstance(
+            value, _KINDS[self.kind]
+        ):
+            return f"must be {wanted}, got {value!r}"
+        below = isinstance(value, int | float) and (
+            self.minimum is not None and value < self.minimum
+        )
+        return f"must be {wanted}, got {value!r}" if below else None
+
+
 class SagaDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A saga type. ``inputs`` are the fields a start request must carry."""
+    """A saga type. ``inputs`` are the fields a start request must carry;
+    ``input_types`` what some of them must hold (a request that breaks them is
+    refused before the saga starts, not failed by a participant later)."""
 
     name: str
     steps: tuple[Step, ...]
     inputs: tuple[str, ...] = ()
+    input_types: dict[str, InputType] = {}
 
     def __post_init__(self) -> None:
         if not self.steps:
             raise DefinitionError(f"saga {self.name!r} has no steps")
+        undeclared = sorted(set(self.input_types) - set(self.inputs))
+        if undeclared:
+            raise DefinitionError(
+                f"saga {self.name!r}: input_types names {', '.join(undeclared)}, "
+                f"not among the inputs {list(self.inputs)}"
+            )
         seen: list[str] = []
         for step in self.steps:
             if not _is_name(step.name):
@@ -142,6 +187,15 @@ class SagaDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def has_step(self, name: str) -> bool:
         return any(step.name == name for step in self.steps)
+
+    def input_problems(self, input: Mapping[str, Any]) -> list[str]:
+        """What is wrong with the given fields of ``input``, one line each."""
+        problems = []
+        for name, kind in self.input_types.items():
+            problem = kind.problem(input[name]) if name in input else None
+            if problem is not None:
+                problems.append(f"{name} {problem}")
+        return problems
 
 
 def _pivot(steps: tuple[Step, ...]) -> Step | None:

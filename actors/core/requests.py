@@ -135,10 +135,16 @@ def parse_operator(message: Message) -> OperatorRequest:
 
 
 def check_input(definition: SagaDefinition, input: Mapping[str, Any]) -> None:
-    """Raise :class:`InvalidRequestError` if ``input`` lacks a declared field."""
+    """Raise :class:`InvalidRequestError` if ``input`` lacks a declared field
+    or holds a value its declared type refuses."""
     missing = [name for name in definition.inputs if name not in input]
     if missing:
         raise InvalidRequestError(
             f"saga type {definition.name!r} needs input field(s) "
             f"{', '.join(missing)}; got {', '.join(sorted(input)) or 'none'}"
+        )
+    problems = definition.input_problems(input)
+    if problems:
+        raise InvalidRequestError(
+            f"saga type {definition.name!r}: input {'; '.join(problems)}"
         )

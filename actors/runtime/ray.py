@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -13,14 +17,15 @@ from actors.errors import SagaError
 from actors.runtime.settings import RaySettings
 
 
-def ensure_ray(settings: RaySettings, *, quiet: bool = False) -> None:
+def ensure_ray(settings: RaySettings, *, quiet: bool = False) -> dict[str, Any]:
     """Connect to the configured Ray cluster, or start a small local one.
 
-    ``quiet`` keeps the actors' logs (and Ray's notices of the processes that
-    chaos kills) off this process's stdout, for output that must be only JSON.
+    ``quiet`` keeps the actors' logs off this process's stdout (they stay in
+    Ray's session logs). Returns Ray's address information (its
+    ``session_dir`` among it); empty when Ray was running already.
     """
     if ray.is_initialized():
-        return
+        return {}
     options: dict[str, Any] = {
         "include_dashboard": False,
         "logging_level": logging.WARNING,
@@ -28,9 +33,66 @@ def ensure_ray(settings: RaySettings, *, quiet: bool = False) -> None:
         "namespace": settings.namespace,
     }
     if settings.address:
-        ray.init(address=settings.address, **options)
+        context = ray.init(address=settings.address, **options)
     else:
-        ray.init(num_cpus=settings.num_cpus, **options)
+        context = ray.init(num_cpus=settings.num_cpus, **options)
+    # Annotated as the base class, ray.init returns a RayContext (not a Ray
+    # Client context: no address here is ray://).
+    info: dict[str, Any] = context.address_info  # type: ignore[attr-defined]
+    return info
+
+
+@contextlib.contextmanager
+def platform_ray(settings: RaySettings, log_file: Path) -> Iterator[Path | None]:
+    """Ray for a command that runs the platform, with the console left to it.
+
+    When this process has no Ray yet, it connects or starts one, and until
+    leaving (when it shuts that Ray down, so no Ray process of ours outlives
+    the command):
+
+    - Ray's own log (its ``ray`` logger: the token-authentication notice among
+      its warnings) and the notices its threads print on stdout (a worker that
+      died, as chaos makes them) go to ``log_file``, not the console: the
+      command prints on stdout only what it means to, to the stream that was
+      ``sys.stdout`` when it entered;
+    - the actors' output stays in Ray's session logs (``log_to_driver`` off),
+      the directory yielded;
+    - the process keeps its SIGTERM handler: ``ray.init`` puts in one that
+      exits wherever the process happens to be, and a supervisor's stop must
+      stop the platform in order, like Ctrl-C.
+
+    A Ray that was running already (a test's) is used as it is, and yields
+    ``None``.
+    """
+    if ray.is_initialized():
+        yield None
+        return
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    ray_logger = logging.getLogger("ray")
+    handlers = list(ray_logger.handlers)
+    with open(log_file, "a", encoding="utf-8") as log:
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        ray_logger.handlers = [handler]
+        sigterm = signal.getsignal(signal.SIGTERM)
+        try:
+            with contextlib.redirect_stdout(log):
+                try:
+                    info = ensure_ray(settings, quiet=True)
+                finally:
+                    main = threading.current_thread() is threading.main_thread()
+                    if main and sigterm is not None:
+                        signal.signal(signal.SIGTERM, sigterm)
+                try:
+                    yield Path(info["session_dir"], "logs")
+                finally:
+                    # Ray's threads print until it stops: only then is the
+                    # file closed and stdout given back.
+                    ray.shutdown()
+        finally:
+            ray_logger.handlers = handlers
 
 
 def wait_until(ready: Callable[[], bool], timeout_s: float, what: str) -> None:

@@ -16,12 +16,20 @@ group, and :func:`main`, which runs the chosen command's handler.
 
 Ray is imported only by the commands that run on it (``serve``, ``run``,
 ``scale``), when they run: the others start without it.
+
+:func:`main` behaves as a Unix tool does: usage and configuration errors exit
+2, other failures 1, Ctrl-C 130, and output cut short by its reader (``saga
+... | head``) ends it quietly with 141, what a tool killed by SIGPIPE reports.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Final
 
 from actors.app.cli import (
     broker,
@@ -38,6 +46,7 @@ from actors.app.cli import (
 from actors.app.cli.common import (
     EPILOG,
     Handler,
+    SagaParser,
     config_from_args,
     configuration_flags,
     print_error,
@@ -49,9 +58,29 @@ from projections.errors import ProjectionError
 #: The command groups, in the order ``saga --help`` lists their commands.
 GROUPS = (broker, run, serve, scale, top, sagas, operate, status, dlq, config)
 
+#: The installed distribution whose version ``saga --version`` prints.
+DISTRIBUTION: Final = "saga-orchestrator"
+
+#: The exit code of output cut short by its reader: 128 + SIGPIPE, as a shell
+#: reports a tool that SIGPIPE killed (`set -o pipefail` sees the same as with
+#: `cat`), and unlike 0 it does not claim everything was written.
+BROKEN_PIPE: Final = 141
+
+
+def version_text(distribution: str = DISTRIBUTION) -> str:
+    """``saga <version>`` of the installed distribution, or a note saying it
+    is not installed (the source is run from a checkout)."""
+    try:
+        return f"saga {version(distribution)}"
+    except PackageNotFoundError:
+        return (
+            f"saga (version unknown: the {distribution} distribution is not "
+            "installed; `pip install -e .` installs it)"
+        )
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = SagaParser(
         prog="saga",
         description="Saga orchestration for the trading platform: the engine, "
         "sagas, Kafka topics, the embedded development broker and the "
@@ -59,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=version_text())
     commands = parser.add_subparsers(metavar="COMMAND", required=True)
     common = configuration_flags()
     for group in GROUPS:
@@ -70,10 +100,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
     try:
-        return handler(args, config_from_args(args))
+        try:
+            return handler(args, config_from_args(args))
+        finally:
+            # Written now, while a closed pipe can still be handled here.
+            sys.stdout.flush()
     except (UsageError, ConfigError) as exc:
         print_error(exc)
         return 2
     except (SagaError, EventsError, ProjectionError) as exc:
         print_error(exc)
         return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader left (`| head`): nothing more to say, and nowhere to.
+        # Python flushes stdout again at exit; pointed at /dev/null, that
+        # flush cannot raise a second time (the Python docs' recipe).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return BROKEN_PIPE

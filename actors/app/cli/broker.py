@@ -8,7 +8,13 @@ import signal
 import sys
 from types import FrameType
 
-from actors.app.cli.common import Commands, print_error, print_json, require_kafka
+from actors.app.cli.common import (
+    Commands,
+    print_error,
+    print_json,
+    require_free_port,
+    require_kafka,
+)
 from actors.app.config import SagaConfig
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
@@ -54,6 +60,11 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
 
 
 def run_broker(args: argparse.Namespace, config: SagaConfig) -> int:
+    if args.port is not None:
+        # Else the broker fails to listen, and its topics are made on (and its
+        # address printed for) whatever holds the port.
+        require_free_port("--port", args.host, args.port)
+
     def terminate(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(128 + signum)
 

@@ -1,11 +1,14 @@
-"""What every ``saga`` command shares: the configuration flags and how they
-become a :class:`~actors.app.config.SagaConfig`, the handler type the group
-modules register, the check that Kafka is configured, and printing."""
+"""What every ``saga`` command shares: the parser and its help format, the
+configuration flags and how they become a :class:`~actors.app.config.SagaConfig`,
+the handler type the group modules register, the checks of Kafka being
+configured and of flag values, and printing."""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any, Final, TypeAlias
@@ -28,6 +31,36 @@ SAGA_* environment variables (e.g. {env_name("kafka.bootstrap_servers")}), then 
 from the file or the environment and are never printed.
 """
 
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Help that ends each option with ``(default: ...)`` when the default says
+    something: not for flags (``False``), unset values (``None``: the
+    configuration or the command decides) or empty lists, nor when the help
+    states its default in words already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            "(default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or default == []
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class SagaParser(argparse.ArgumentParser):
+    """The ``saga`` parser; its subcommands' parsers are of this class too
+    (argparse makes them of their parent's), so every ``--help`` shows the
+    defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+
 #: The dedicated configuration flags (argparse attribute) and the key each sets.
 FLAG_KEYS: Final = {
     "bootstrap_servers": "kafka.bootstrap_servers",
@@ -42,30 +75,53 @@ FLAG_KEYS: Final = {
 
 def configuration_flags() -> argparse.ArgumentParser:
     """The configuration flags, a parent of every command that reads it."""
+    # Their defaults come from the configuration, not from here: the help
+    # names each one's key, and `saga config show` prints the values in force.
     common = argparse.ArgumentParser(add_help=False)
-    group = common.add_argument_group("configuration")
-    group.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    group = common.add_argument_group(
+        "configuration (each overrides its key; `saga config show` prints them)"
+    )
+    group.add_argument(
+        "--config", metavar="FILE", help=f"TOML configuration file (or ${CONFIG_ENV})"
+    )
     group.add_argument(
         "--bootstrap-servers",
         metavar="HOST:PORT[,...]",
-        help="Kafka brokers (kafka.bootstrap_servers); empty means embedded",
+        help="Kafka brokers (kafka.bootstrap_servers); none: the embedded broker "
+        "for serve and run",
     )
     group.add_argument(
         "--security-protocol",
         choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
-        help="kafka.security.protocol",
+        help="how to reach Kafka (kafka.security.protocol)",
     )
     group.add_argument(
         "--sasl-mechanism",
         choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
-        help="kafka.security.sasl_mechanism",
+        help="SASL mechanism (kafka.security.sasl_mechanism)",
     )
-    group.add_argument("--sasl-username", help="kafka.security.sasl_username")
     group.add_argument(
-        "--partitions", type=int, metavar="N", help="kafka.topics.partitions"
+        "--sasl-username",
+        metavar="USER",
+        help="SASL user (kafka.security.sasl_username); its password is read "
+        "from the file or the environment only",
     )
-    group.add_argument("--ray-address", help="ray.address")
-    group.add_argument("--data-dir", metavar="DIR", help="data_dir")
+    group.add_argument(
+        "--partitions",
+        type=int,
+        metavar="N",
+        help="partitions of each platform topic (kafka.topics.partitions)",
+    )
+    group.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="the Ray cluster to join (ray.address); none: a local Ray",
+    )
+    group.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="where the DuckDB files and logs go (data_dir)",
+    )
     group.add_argument(
         "--set",
         action="append",
@@ -105,6 +161,57 @@ def require_kafka(config: SagaConfig) -> None:
             "no Kafka configured: pass --bootstrap-servers HOST:PORT, set "
             f"{env_name('kafka.bootstrap_servers')}, or start one with `saga broker`"
         )
+
+
+def require_at_least(flag: str, value: int, minimum: int) -> None:
+    """Refuse a count below ``minimum``."""
+    if value < minimum:
+        raise UsageError(f"{flag} must be at least {minimum:,}, got {value:,}")
+
+
+def require_positive(flag: str, value: float) -> None:
+    """Refuse a duration (or another quantity) that is not above 0."""
+    if not value > 0:
+        raise UsageError(f"{flag} must be more than 0, got {value:g}")
+
+
+def require_share(flag: str, value: float) -> None:
+    """Refuse a share (a probability) outside [0, 1)."""
+    if not 0 <= value < 1:
+        raise UsageError(
+            f"{flag} is a share, from 0 up to but not including 1 (0.02 is 2%), "
+            f"got {value:g}"
+        )
+
+
+def require_free_port(flag: str, host: str, port: int) -> None:
+    """Refuse a port out of range or in use on ``host``, before anything
+    starts: binding it later fails after seconds of start-up, and a broker
+    port in use would have the command talk to whatever holds it.
+
+    The port is bound as servers bind (``SO_REUSEADDR``), so only a listener
+    holding it is refused, not a connection of its that is closing."""
+    if not 1 <= port <= 65535:
+        raise UsageError(f"{flag} must be a port from 1 to 65535, got {port}")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise UsageError(f"{flag}: cannot resolve {host!r}: {exc.strerror}") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UsageError(
+                    f"port {port} is in use on {host}: stop what listens there, "
+                    f"or pass another {flag}"
+                ) from None
+            raise UsageError(
+                f"{flag} {port} cannot be bound on {host}: {exc.strerror}"
+            ) from None
 
 
 def print_json(data: Any) -> None:

@@ -4,16 +4,22 @@ stdout). The run itself is :mod:`actors.app.run`."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import random
-import sys
+import signal
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from actors.app.chaos import FAULTS
-from actors.app.cli.common import Commands
+from actors.app.cli.common import (
+    Commands,
+    require_at_least,
+    require_free_port,
+    require_positive,
+    require_share,
+)
 from actors.app.config import SagaConfig
 from actors.errors import UsageError
 
@@ -32,10 +38,15 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         "realistic mix (most complete, some rejected, some compensated, "
         "injected transient faults forcing retries), and print counts per "
         "outcome, sagas/s, p50/p99 latency, dead letters, and an audit read from "
-        "the services' DuckDB files. Exit code 1 if the audit finds a violation.",
+        "the services' DuckDB files. Exit code 1 if the audit finds a violation. "
+        "What it starts and waits for, and how many sagas have ended, go to "
+        "stderr (a bar on a terminal, a line every few seconds elsewhere); "
+        "stdout carries only the summary. Ray's own log goes to DATA_DIR's "
+        "run folder (ray.log), and the actors' to Ray's session logs; stderr "
+        "says where.",
     )
     run.add_argument(
-        "--sagas", type=int, default=1_000, metavar="N", help="sagas to run"
+        "--sagas", type=int, default=1_000, metavar="N", help="deposit sagas to run"
     )
     run.add_argument(
         "--chaos",
@@ -49,13 +60,15 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         help="comma-separated fault kinds for --chaos (default: all that can "
         f"run): {', '.join(FAULTS)}",
     )
-    run.add_argument("--json", action="store_true", help="print the summary as JSON")
+    run.add_argument(
+        "--json", action="store_true", help="print the summary as one JSON object"
+    )
     run.add_argument(
         "--max-in-flight",
         type=int,
         default=5_000,
         metavar="N",
-        help="sagas sent but not yet ended, at most (the load generator's window)",
+        help="the load generator's window: sagas sent but not yet ended, at most",
     )
     run.add_argument(
         "--metrics-port",
@@ -78,28 +91,31 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         type=float,
         default=0.02,
         metavar="P",
-        help="share of service batches failing once with an injected fault",
+        help="share of service batches failing once with an injected fault, in [0, 1)",
     )
     run.add_argument(
         "--stall-timeout",
         type=float,
         default=120.0,
         metavar="S",
-        help="give up when no saga ended for this long",
+        help="give up when no saga ended for this many seconds",
     )
     run.set_defaults(handler=saga_run)
 
 
 def saga_run(args: argparse.Namespace, config: SagaConfig) -> int:
-    if args.sagas < 1:
-        raise UsageError("--sagas must be at least 1")
+    require_at_least("--sagas", args.sagas, 1)
+    require_at_least("--max-in-flight", args.max_in_flight, 1)
+    require_share("--faults", args.faults)
+    require_positive("--stall-timeout", args.stall_timeout)
     if args.chaos_faults is not None and not args.chaos:
         raise UsageError("--chaos-faults needs --chaos")
+    if args.metrics_port is not None:
+        # Before the broker and Ray start: seconds of start-up, then a traceback.
+        require_free_port("--metrics-port", args.metrics_addr, args.metrics_port)
     # Ray and the platform are imported here, not at the top: the other
     # commands start in a fraction of the time without them.
-    import ray
-
-    from actors.app.run import RunOptions, progress_bar, run
+    from actors.app.run import Progress, RunOptions, run
 
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     options = RunOptions(
@@ -110,25 +126,24 @@ def saga_run(args: argparse.Namespace, config: SagaConfig) -> int:
         faults=args.faults,
         stall_timeout_s=args.stall_timeout,
         data_dir=args.data_dir,
-        quiet=args.json,
         metrics_port=args.metrics_port,
         metrics_addr=args.metrics_addr,
         max_in_flight=args.max_in_flight,
     )
 
-    def say(text: str) -> None:
-        print(f"\n{text}" if not args.json else text, file=sys.stderr, flush=True)
+    def terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
 
-    say(
-        f"seed {seed}: {args.sagas:,} deposit sagas"
-        + (" with chaos" if args.chaos else "")
-    )
-    # Ray prints notices (a killed worker, say) on stdout from its own threads:
-    # with --json, stdout carries the summary and nothing else.
-    with contextlib.redirect_stdout(sys.stderr if args.json else sys.stdout):
-        summary = run(config, options, say, progress_bar())
-        # Late notices too: Ray's threads stop before the summary is printed.
-        ray.shutdown()
+    # SIGTERM stops the run as Ctrl-C does: the platform in order, then Ray.
+    signal.signal(signal.SIGTERM, terminate)
+    # Ray's own output goes to its log file while it runs (running_platform),
+    # so stdout carries the summary alone, printed once Ray has stopped.
+    with Progress() as progress:
+        progress.say(
+            f"seed {seed}: {args.sagas:,} deposit sagas"
+            + (" with chaos" if args.chaos else "")
+        )
+        summary = run(config, options, progress.say, progress)
     clean = not any(summary.audit.values())
     if args.json:
         print(json.dumps(msgspec.to_builtins(summary)))

@@ -21,8 +21,8 @@ from actors.app.cli.follow import (
 )
 from actors.app.client import SagaClient
 from actors.app.config import SagaConfig
-from actors.core import SagaState
-from actors.errors import UsageError
+from actors.core import DEFINITIONS, SagaState, check_input
+from actors.errors import InvalidRequestError, UsageError
 
 
 def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
@@ -79,7 +79,6 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
 
 
 def start_saga(args: argparse.Namespace, config: SagaConfig) -> int:
-    require_kafka(config)
     try:
         saga_input = json.loads(args.input)
     except json.JSONDecodeError as exc:
@@ -88,6 +87,19 @@ def start_saga(args: argparse.Namespace, config: SagaConfig) -> int:
         raise UsageError('--input must be a JSON object, e.g. \'{"userId": "u-1"}\'')
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be above 0 seconds, got {args.timeout}")
+    # Checked here, before Kafka is asked anything: the engine would refuse
+    # the request after the command had printed a sagaId and exited 0.
+    definition = DEFINITIONS.get(args.saga_type)
+    if definition is None:
+        raise UsageError(
+            f"unknown saga type {args.saga_type!r}; known: "
+            f"{', '.join(sorted(DEFINITIONS))}"
+        )
+    try:
+        check_input(definition, saga_input)
+    except InvalidRequestError as exc:
+        raise UsageError(f"--input: {exc}") from None
+    require_kafka(config)
     with SagaClient(config.kafka) as client:
         saga_id = client.start(args.saga_type, saga_input, args.saga_id)
         print(saga_id, flush=True)

@@ -13,10 +13,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from actors.app.cli.common import Commands
+from actors.app.cli.common import Commands, require_free_port, require_positive
 from actors.app.config import SagaConfig, env_name
 
 if TYPE_CHECKING:
+    from typing import TextIO
+
     from actors.runtime.engine import Engine
     from events.transport.broker import EmbeddedBroker
 
@@ -42,7 +44,11 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         "Ctrl-C stops it cleanly (a kill loses nothing either).",
     )
     serve.add_argument(
-        "--every", type=float, default=10.0, metavar="S", help="status interval"
+        "--every",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds between status lines",
     )
     services = serve.add_mutually_exclusive_group()
     services.add_argument(
@@ -78,10 +84,18 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
 
 
 def serve_engine(args: argparse.Namespace, config: SagaConfig) -> int:
+    require_positive("--every", args.every)
+    if args.metrics_port is not None:
+        # Before the broker and Ray start: seconds of start-up, then a traceback.
+        require_free_port("--metrics-port", args.metrics_addr, args.metrics_port)
     # The platform (and Ray with it) is imported here, not at the top: the
     # other commands start in a fraction of the time without it.
     from actors.app.platform import kafka_for, running_platform
     from actors.participants import seed_demo
+
+    # While Ray runs, stdout is its log file (its threads print there): this
+    # command's own lines go to the stream stdout was.
+    out = sys.stdout
 
     def terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -91,11 +105,12 @@ def serve_engine(args: argparse.Namespace, config: SagaConfig) -> int:
             f"bootstrap: {broker.bootstrap} (embedded broker, memory-only)\n"
             "for the other commands: export "
             f"{env_name('kafka.bootstrap_servers')}={broker.bootstrap}",
+            file=out,
             flush=True,
         )
 
     def say(text: str) -> None:
-        print(text, flush=True)
+        print(text, file=sys.stderr, flush=True)
 
     embedded = not config.kafka.bootstrap_servers
     services = embedded if args.services is None else args.services
@@ -103,11 +118,12 @@ def serve_engine(args: argparse.Namespace, config: SagaConfig) -> int:
     if services:
         seeded = seed_demo(data_dir)
         if seeded:
-            print(
+            say(
                 f"seeded demo data for {', '.join(seeded)}: users u-1..u-100, "
-                "accounts a-1..a-100 (blocked-1 and closed-1 to see a saga fail)",
-                flush=True,
+                "accounts a-1..a-100 (blocked-1 and closed-1 to see a saga fail)"
             )
+    # A supervisor's stop is a Ctrl-C: the platform stops in order, then Ray
+    # (running_platform keeps this handler when Ray starts).
     signal.signal(signal.SIGTERM, terminate)
     # On a configured cluster the topics are made by `saga topics create` (or
     # the operator's own tooling), never made for the services by the engine.
@@ -127,17 +143,20 @@ def serve_engine(args: argparse.Namespace, config: SagaConfig) -> int:
         if services:
             print(
                 f"participants: {', '.join(sorted(platform.participants))} "
-                f"(demo services; data in {config.data_dir})",
+                f"(demo services; data in {data_dir})",
+                file=out,
                 flush=True,
             )
-        return report_until_stopped(platform.engine, args.every)
+        return report_until_stopped(platform.engine, args.every, out)
 
 
-def report_until_stopped(engine: Engine, every: float) -> int:
-    """Print the hosts' counters every ``every`` seconds until Ctrl-C."""
+def report_until_stopped(engine: Engine, every: float, out: TextIO) -> int:
+    """Print the hosts' counters on ``out`` every ``every`` seconds until
+    Ctrl-C (or SIGTERM)."""
     print(
         f"engine running: {len(engine.hosts)} hosts, {len(engine.routers)} "
         f"routers, {engine.partitions} partitions; Ctrl-C stops it",
+        file=out,
         flush=True,
     )
     from ray.exceptions import RayError
@@ -149,7 +168,11 @@ def report_until_stopped(engine: Engine, every: float) -> int:
                 hosts = engine.host_stats()
             except RayError as exc:
                 # Ray restarts the actor; the engine goes on without a driver.
-                print(f"a host is restarting: {type(exc).__name__}", flush=True)
+                print(
+                    f"a host is restarting: {type(exc).__name__}",
+                    file=out,
+                    flush=True,
+                )
                 continue
             print(
                 f"in flight {sum(h.in_flight for h in hosts)}  "
@@ -158,11 +181,12 @@ def report_until_stopped(engine: Engine, every: float) -> int:
                 f"duplicates {sum(h.duplicates for h in hosts)}  "
                 f"dead letters {sum(h.dead_letters for h in hosts)}  "
                 f"timers {sum(h.timers_fired for h in hosts)}",
+                file=out,
                 flush=True,
             )
             for i, h in enumerate(hosts):
                 if h.log_lost:
-                    print(f"host {i} STOPPED: {h.log_lost}", flush=True)
+                    print(f"host {i} STOPPED: {h.log_lost}", file=out, flush=True)
     except KeyboardInterrupt:
         # A second Ctrl-C (or a supervisor's SIGTERM after SIGINT) must not
         # cut the clean stop (the platform's, on leaving) short.

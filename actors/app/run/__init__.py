@@ -16,7 +16,8 @@ have fired, and the audit must still be clean.
 - :mod:`~actors.app.run.follower`: the run's sagas followed on ``saga.events``;
 - :mod:`~actors.app.run.audit`: waiting until everything is consumed, then the
   dead letters and the money;
-- :mod:`~actors.app.run.summary`: the summary and the progress bar.
+- :mod:`~actors.app.run.summary`: the summary;
+- :mod:`~actors.app.run.progress`: the status lines and the count while it runs.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ from actors.app.run.audit import (
     platform_groups,
 )
 from actors.app.run.follower import Follower, await_ends
+from actors.app.run.progress import Progress
 from actors.app.run.strikes import Chaos, Proof
-from actors.app.run.summary import Summary, percentile, progress_bar
+from actors.app.run.summary import Summary, percentile
 from actors.app.run.workload import (
     Workload,
     seed_participants,
@@ -64,6 +66,7 @@ __all__ = [
     "Chaos",
     "Fault",
     "Follower",
+    "Progress",
     "RunOptions",
     "Summary",
     "Workload",
@@ -73,7 +76,6 @@ __all__ = [
     "log_ends",
     "percentile",
     "platform_groups",
-    "progress_bar",
     "run",
     "seed_participants",
     "start_all",
@@ -93,8 +95,6 @@ class RunOptions(msgspec.Struct, frozen=True):
     stall_timeout_s: float = 120.0
     #: Where the DuckDB files go; ``None``: a temporary directory, removed after.
     data_dir: str | None = None
-    #: Keep Ray's and the actors' logs off stdout (for ``--json``).
-    quiet: bool = False
     #: Sagas sent but not yet ended, at most.
     max_in_flight: int = 5_000
     #: Serve Prometheus metrics on this port while the run lasts.
@@ -133,7 +133,6 @@ def run(
             faults=options.faults,
             metrics_port=options.metrics_port,
             metrics_addr=options.metrics_addr,
-            quiet=options.quiet,
         ) as platform:
             _wait_ready(platform, data_dir, say)
             follower = Follower(

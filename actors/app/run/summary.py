@@ -1,12 +1,8 @@
-"""What ``saga run`` reports: the summary at the end, and the progress bar while
-it runs."""
+"""What ``saga run`` reports at the end: the summary."""
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import msgspec
 
@@ -38,25 +34,3 @@ def percentile(values: Sequence[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
-
-
-def progress_bar(stream: Any = sys.stderr) -> Callable[[int, int, float], None]:
-    last = [0.0]
-
-    def show(done: int, total: int, elapsed: float) -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.5 and done < total:
-            return
-        last[0] = now
-        width = 30
-        filled = int(width * done / total) if total else width
-        rate = done / elapsed if elapsed > 0 else 0.0
-        stream.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} "
-            f"sagas ended  {rate:,.0f}/s  {elapsed:,.0f} s"
-        )
-        if done >= total:
-            stream.write("\n")
-        stream.flush()
-
-    return show

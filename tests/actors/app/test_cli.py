@@ -106,7 +106,7 @@ def test_usage_errors_exit_2_saying_what_to_pass(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["run", "--sagas", "0"]) == 2
-    assert capsys.readouterr().err == "error: --sagas must be at least 1\n"
+    assert capsys.readouterr().err == "error: --sagas must be at least 1, got 0\n"
     assert main(["config", "show", "--set", "=1"]) == 2
     assert capsys.readouterr().err == "error: --set '=1': expected KEY=VALUE\n"
 
@@ -275,7 +275,7 @@ def test_start_refuses_bad_input_with_a_clear_error(broker: EmbeddedBroker) -> N
         [*SAGA, "start", "deposit", "--input", '{"userId": "u"}', *flags],
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
-    assert missing.returncode == 1
+    assert missing.returncode == 2
     assert "needs input field(s) accountId, amount, currency" in missing.stderr
     unknown = subprocess.run(
         [*SAGA, "start", "withdraw", "--input", "{}", *flags],

@@ -132,3 +132,36 @@ def test_render_fills_references_and_keeps_literals() -> None:
     }
     with pytest.raises(PayloadError, match="reply of step 's' has no field 'id'"):
         render({"p": "$steps.s.id"}, "S", {}, {"s": {}})
+
+
+def test_declared_input_types_refuse_a_start_before_it_starts() -> None:
+    from actors.core import Start, Verdict, check_input, decide
+    from actors.errors import InvalidRequestError
+
+    good = {"userId": "u", "accountId": "a", "amount": 5, "currency": "USD"}
+    check_input(DEPOSIT, good)
+    for amount in ("lots", -5, 0, 2.5, True, None):
+        bad = {**good, "amount": amount}
+        with pytest.raises(InvalidRequestError, match="amount must be an integer"):
+            check_input(DEPOSIT, bad)
+        # The engine applies the same rule: the saga never starts.
+        start = Start(saga_id="s", saga_type="deposit", input=bad, now=0)
+        decision = decide(DEPOSIT, None, start)
+        assert decision.verdict is Verdict.UNEXPECTED and not decision.events
+
+
+def test_input_types_must_name_declared_inputs_and_fit_their_kind() -> None:
+    from actors.core import InputType
+
+    step = DEPOSIT.steps[0]
+    with pytest.raises(DefinitionError, match="names b, not among the inputs"):
+        SagaDefinition(
+            name="t",
+            inputs=("a",),
+            input_types={"b": InputType("string")},
+            steps=(step,),
+        )
+    with pytest.raises(DefinitionError, match="a string input has no minimum"):
+        InputType("string", minimum=1)
+    assert InputType("number", minimum=0).problem(0.5) is None
+    assert InputType("boolean").problem(1) == "must be a boolean, got 1"
