@@ -9,9 +9,10 @@ import json
 import msgspec
 
 from actors.app.cli.common import Commands, print_error, print_json, require_kafka
+from actors.app.cli.reading import archived_log, reading_flags, reads_projections
 from actors.app.client import SagaClient
 from actors.app.config import SagaConfig
-from actors.core import TAG_OF
+from actors.core import TAG_OF, LogRecord, SagaState, replay
 from actors.errors import UsageError
 
 
@@ -33,10 +34,13 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
 
     show = commands.add_parser(
         "show",
-        parents=[common],
+        parents=[common, reading_flags(locate_first=False)],
         help="a saga's state and history, read from saga.events",
         description="Fold a saga's records on saga.events into its state and "
-        "print both. Works without the engine running.",
+        "print both. Works without the engine running. With no Kafka "
+        "configured, or with --data-dir or --run, reads them from DATA_DIR's "
+        "projections instead (a finished run's, say): the same output, its "
+        "records regrouped by decision time, without their cause and epoch.",
     )
     show.add_argument("saga_id", metavar="SAGA_ID")
     show.add_argument("--json", action="store_true", help="print JSON")
@@ -57,12 +61,17 @@ def start_saga(args: argparse.Namespace, config: SagaConfig) -> int:
 
 
 def show_saga(args: argparse.Namespace, config: SagaConfig) -> int:
-    require_kafka(config)
-    with SagaClient(config.kafka) as client:
-        history = client.history(args.saga_id)
-        state = client.state(args.saga_id)
+    history: list[LogRecord]
+    if reads_projections(args, config):
+        history, source = archived_log(args, config), "the projections"
+    else:
+        with SagaClient(config.kafka) as client:
+            history, source = client.history(args.saga_id), "saga.events"
+    state: SagaState | None = None
+    for record in history:
+        state = replay(state, record)
     if state is None:
-        print_error(f"no saga {args.saga_id} in saga.events")
+        print_error(f"no saga {args.saga_id} in {source}")
         return 1
     if args.json:
         print_json(
