@@ -142,9 +142,9 @@ def test_dead_letters_are_listed_and_shown_from_the_projections(tmp_path: Path) 
     assert listing.returncode == 0, listing.stderr
     assert listing.stdout.splitlines()[1].split()[:2] == ["2:0", "2026-11-25"]
     assert "1 dead letter(s)" in listing.stderr
-    shown = json.loads(
-        saga("dlq", "show", "2:0", "--json", "--data-dir", str(data)).stdout
-    )
+    shown = saga("dlq", "show", "2:0", "--json", "--data-dir", str(data))
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == {
         "id": "2:0",
         "topic": "user.events.verify",
         "partition": 2,
