@@ -132,8 +132,10 @@ class ProjectionActor:
         self._dirty_since = None
 
     def _beat_until_stopped(self) -> None:
-        while not self._stopping.wait(BEAT_EVERY_S):
+        while True:
             self._beat(stopped=False)
+            if self._stopping.wait(BEAT_EVERY_S):
+                return
 
     def _beat(self, stopped: bool) -> None:
         try:
