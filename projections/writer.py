@@ -6,11 +6,14 @@ added, never renamed):
 - ``saga_events(saga_id, seq, saga_type, event_type, occurred_at, data)``:
   every saga event, in order (``data`` is the event as JSON).
 - ``sagas(saga_id, saga_type, status, started_at, ended_at, duration_ms,
-  current_step, retries, compensations)``.
+  current_step, retries, compensations, updated_at, reason, last_error)``:
+  ``updated_at`` is its newest event's time, ``reason`` its outcome's,
+  ``last_error`` the newest refusal or timeout of a step.
 - ``steps(saga_id, step, attempt, commanded_at, replied_at, latency_ms,
   outcome)``; a compensation's step is ``<step>.compensate``.
 - ``dead_letters(message_id, saga_id, topic, partition, offset, error,
-  attempts, dead_at, payload)``.
+  attempts, dead_at, payload, source, dlq_partition, dlq_offset, key,
+  payload_size)``.
 - ``partition_owners(partition, epoch, owner, engine, claimed_at,
   claim_offset, fenced_records, node)``: who owns each partition of the log
   (see :mod:`projections.owners`).
@@ -57,31 +60,9 @@ from events.errors import MessageDecodeError
 from events.wire.dead_letters import DeadLetterCodec
 from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
 from projections.owners import BatchFence, Owners
+from projections.schema import migrate
 
 log = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS saga_events (
-    saga_id VARCHAR NOT NULL, seq INTEGER NOT NULL, saga_type VARCHAR NOT NULL,
-    event_type VARCHAR NOT NULL, occurred_at TIMESTAMPTZ NOT NULL, data JSON,
-    PRIMARY KEY (saga_id, seq));
-CREATE TABLE IF NOT EXISTS sagas (
-    saga_id VARCHAR PRIMARY KEY, saga_type VARCHAR, status VARCHAR,
-    started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ, duration_ms BIGINT,
-    current_step VARCHAR, retries INTEGER, compensations INTEGER);
-CREATE TABLE IF NOT EXISTS steps (
-    saga_id VARCHAR NOT NULL, step VARCHAR NOT NULL, attempt INTEGER NOT NULL,
-    commanded_at TIMESTAMPTZ, replied_at TIMESTAMPTZ, latency_ms BIGINT,
-    outcome VARCHAR, PRIMARY KEY (saga_id, step, attempt));
-CREATE TABLE IF NOT EXISTS dead_letters (
-    message_id VARCHAR, saga_id VARCHAR, topic VARCHAR, "partition" INTEGER,
-    "offset" BIGINT, error VARCHAR, attempts INTEGER, dead_at TIMESTAMPTZ,
-    payload BLOB, source VARCHAR, dlq_partition INTEGER NOT NULL,
-    dlq_offset BIGINT NOT NULL, PRIMARY KEY (dlq_partition, dlq_offset));
-CREATE TABLE IF NOT EXISTS projection_offsets (
-    topic VARCHAR NOT NULL, "partition" INTEGER NOT NULL, next_offset BIGINT NOT NULL,
-    PRIMARY KEY (topic, "partition"));
-"""
 
 #: Each answer to a command, and the step outcome it records.
 _ANSWERS: dict[type, str] = {
@@ -106,7 +87,7 @@ ENDED: tuple[str, ...] = tuple(s.value for s in Status if s.terminal)
 #: The ``sagas`` columns a row in memory is rebuilt from (see ``_Saga.of``).
 _SAGA_COLUMNS = (
     "saga_id, saga_type, status, epoch_ms(started_at), current_step, retries, "
-    "compensations"
+    "compensations, epoch_ms(updated_at), reason, last_error"
 )
 
 
@@ -117,10 +98,13 @@ class _Saga:
         "compensations",
         "current_step",
         "ended_at",
+        "last_error",
+        "reason",
         "retries",
         "saga_type",
         "started_at",
         "status",
+        "updated_at",
     )
 
     def __init__(self, saga_type: str, started_at: int) -> None:
@@ -131,6 +115,9 @@ class _Saga:
         self.current_step: str | None = None
         self.retries = 0
         self.compensations = 0
+        self.updated_at = started_at
+        self.reason: str | None = None
+        self.last_error: str | None = None
 
     @classmethod
     def of(cls, row: tuple[Any, ...]) -> _Saga:
@@ -138,6 +125,8 @@ class _Saga:
         saga = cls(row[1], row[3])
         saga.status, saga.current_step = row[2], row[4]
         saga.retries, saga.compensations = row[5], row[6]
+        saga.updated_at = row[3] if row[7] is None else row[7]
+        saga.reason, saga.last_error = row[8], row[9]
         return saga
 
     def row(self, saga_id: str) -> tuple[Any, ...]:
@@ -152,6 +141,9 @@ class _Saga:
             self.current_step,
             self.retries,
             self.compensations,
+            self.updated_at,
+            self.reason,
+            self.last_error,
         )
 
 
@@ -194,7 +186,7 @@ class ProjectionWriter:
 
     def __init__(self, db: duckdb.DuckDBPyConnection) -> None:
         self._db = db
-        self._db.execute(SCHEMA)
+        migrate(db)
         self._owners = Owners(db)
         self._letters = DeadLetterCodec()
         #: The newest decision time (epoch ms) applied: how far the tables reach.
@@ -276,7 +268,7 @@ class ProjectionWriter:
                         self._sagas[s].row(s) if s in self._sagas else sagas[s]
                         for s in sagas
                     ],
-                    time_columns=(3, 4),
+                    time_columns=(3, 4, 9),
                 )
                 _upsert(db, "steps", list(steps.values()), time_columns=(3, 4))
             if letters:
@@ -358,6 +350,8 @@ class ProjectionWriter:
                     letter.source,
                     item.partition,
                     item.offset,
+                    letter.key,
+                    letter.payload_size,
                 )
             )
 
@@ -377,6 +371,10 @@ class ProjectionWriter:
                     None if isinstance(event, SagaStarted) else self._row(saga_id)
                 )
                 saga = self._sagas[saga_id] = reopened or _Saga(saga_type, at)
+            saga.updated_at = at
+            error = _error_of(event)
+            if error is not None:
+                saga.last_error = error
             match event:
                 case (
                     StepCommanded(step=step, attempt=attempt)
@@ -410,10 +408,11 @@ class ProjectionWriter:
                         )  # fmt: skip
                 case RetryRequested():
                     saga.status = Status.COMPENSATING
-                    saga.ended_at = None
+                    saga.ended_at = saga.reason = None
                 case _ if type(event) in OUTCOMES:
                     saga.status = OUTCOMES[type(event)]
                     saga.ended_at = at
+                    saga.reason = getattr(event, "reason", None)
             sagas[saga_id] = saga.row(saga_id)
         return sagas, steps
 
@@ -459,6 +458,20 @@ _JSON = msgspec.json.Encoder()
 
 def _step_id(event: SagaEvent, step: str) -> str:
     return step + COMPENSATE if isinstance(event, _COMPENSATION) else step
+
+
+def _error_of(event: SagaEvent) -> str | None:
+    """What a step's event says went wrong (``sagas.last_error``; the schema's
+    backfill computes the same from ``saga_events``), or ``None``."""
+    match event:
+        case StepFailed(error=error) | CompensationFailed(error=error):
+            return error
+        case (
+            StepTimedOut(step=step, attempt=attempt)
+            | CompensationTimedOut(step=step, attempt=attempt)
+        ):
+            return f"{_step_id(event, step)} timed out (attempt {attempt})"
+    return None
 
 
 def _upsert(

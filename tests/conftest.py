@@ -24,6 +24,17 @@ from events.transport.types import Ack, Outgoing
 from events.wire.topics import SAGA_EVENTS
 
 
+@pytest.fixture(autouse=True)
+def data_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The default data directory (``$XDG_DATA_HOME/saga``) of every command a
+    test runs, in its own temporary folder: never the user's."""
+    home = tmp_path_factory.mktemp("data-home")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[EmbeddedBroker]:
     """The session's broker. Tests that pause or kill a broker start their own."""

@@ -20,6 +20,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
@@ -36,11 +37,23 @@ CONFIG_ENV = "SAGA_CONFIG"
 ENV_PREFIX = "SAGA_"
 
 
+def default_data_dir(environ: Mapping[str, str] | None = None) -> str:
+    """Where the platform keeps its data unless told: ``$XDG_DATA_HOME/saga``,
+    or ``~/.local/share/saga`` (the XDG default). Absolute, so every command
+    agrees on it from any working directory."""
+    environ = os.environ if environ is None else environ
+    xdg = environ.get("XDG_DATA_HOME", "")
+    # The XDG spec: a relative value is invalid and is ignored.
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return str(base / "saga")
+
+
 class SagaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     kafka: KafkaSettings = KafkaSettings()
     ray: RaySettings = RaySettings()
     engine: EngineSettings = EngineSettings()
-    data_dir: str = "saga-data"
+    #: ``saga serve`` writes here; ``saga run`` into a ``run<id>`` folder here.
+    data_dir: str = msgspec.field(default_factory=default_data_dir)
 
 
 def _leaves(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -27,6 +28,7 @@ from events.transport.listener import Delivery, KafkaEventListener
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP
 from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
+from projections.freshness import BEAT_EVERY_S, beat
 from projections.store import open_store
 from projections.writer import (
     Consumed,
@@ -34,6 +36,8 @@ from projections.writer import (
     StepLatency,
     step_latencies,
 )
+
+log = logging.getLogger(__name__)
 
 
 class ProjectionActor:
@@ -53,6 +57,10 @@ class ProjectionActor:
         self._publish_every = publish_every_s
         self._published = 0.0
         self._dirty = True
+        #: Since when (epoch s) the tables have had what the published files
+        #: lack: the heartbeat tells readers (a file just opened may be
+        #: ahead of what was published before a kill).
+        self._dirty_since: float | None = time.time()
         self._db = open_store(path)
         self._writer = ProjectionWriter(self._db)
         self._counts = dict.fromkeys(
@@ -79,6 +87,12 @@ class ProjectionActor:
         self._stopping = threading.Event()
         self._fatal = Fatal()
         self._thread = start_vital("projection", self._run, self._fatal)
+        # Its own thread: readers learn the writer lives even while a poll
+        # waits on a slow broker.
+        self._beating = threading.Thread(
+            target=self._beat_until_stopped, name="projection-heartbeat", daemon=True
+        )
+        self._beating.start()
 
     def _positions(self, partitions: Iterable[TP]) -> dict[TP, int]:
         # The tables record what they consumed, in the same transaction: that
@@ -96,7 +110,9 @@ class ProjectionActor:
         self._counts["unreadable"] += report.unreadable
         self._counts["fenced"] += report.fenced
         changed = report.events or report.dead_letters or report.owners
-        self._dirty = self._dirty or bool(changed)
+        if changed and not self._dirty:
+            self._dirty_since = time.time()
+            self._dirty = True
         if self._die_after_batch is not None:
             # `saga run --chaos`: the batch is in DuckDB, its offsets not
             # committed: the next incarnation gets it again and skips it.
@@ -113,6 +129,24 @@ class ProjectionActor:
         self._writer.publish(self._publish_dir)
         self._published = time.monotonic()
         self._dirty = False
+        self._dirty_since = None
+
+    def _beat_until_stopped(self) -> None:
+        while True:
+            self._beat(stopped=False)
+            if self._stopping.wait(BEAT_EVERY_S):
+                return
+
+    def _beat(self, stopped: bool) -> None:
+        try:
+            beat(
+                self._publish_dir,
+                unpublished_since=self._dirty_since,
+                stopped=stopped,
+            )
+        except OSError as exc:
+            # A full disk: readers see the heartbeat age and say so.
+            log.warning("projection heartbeat not written: %s", exc)
 
     def _run(self) -> None:
         # A DuckDB I/O error (a full disk) may pass; the batch is redelivered.
@@ -161,10 +195,12 @@ class ProjectionActor:
         """Leave the group and close the DuckDB file (so readers may open it)."""
         self._stopping.set()
         self._thread.join(timeout=30)
+        self._beating.join(timeout=5)
         if self._listener is not None:
             self._listener.close()
         self._publish()
         self._db.close()
+        self._beat(stopped=True)  # readers: final, no writer running
 
 
 def start_projection(

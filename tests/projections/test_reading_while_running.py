@@ -53,6 +53,8 @@ def test_status_and_history_while_a_run_is_writing(tmp_path: Path) -> None:
             assert {"sagas", "throughput_per_s", "saga_latency_ms"} <= set(report)
             seen_groups |= {lag["group"] for lag in report["consumer_lag"]}
             assert "lag_records" in report["projection"]
+            # The writer beats from its start: readers know it runs.
+            assert report["projection"]["freshness"]["writer"] == "running"
             text = saga("status", "--data-dir", str(published))
             assert text.returncode == 0 and "dead letters" in text.stdout
             # Count only reads of a snapshot with sagas in it, taken while the
@@ -72,6 +74,7 @@ def test_status_and_history_while_a_run_is_writing(tmp_path: Path) -> None:
             saga("status", "--json", "--data-dir", str(published)).stdout
         )
         counts = {row["status"]: row["count"] for row in final["sagas"]}
+        assert final["projection"]["freshness"]["writer"] == "stopped"
         expected = {
             k: summary[k]
             for k in ("completed", "compensated", "rejected", "failed")

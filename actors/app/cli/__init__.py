@@ -11,6 +11,9 @@ group, and :func:`main`, which runs the chosen command's handler.
 - :mod:`~actors.app.cli.sagas`: ``saga start``, ``saga show``;
 - :mod:`~actors.app.cli.operate`: ``saga cancel``, ``saga retry``;
 - :mod:`~actors.app.cli.status`: ``saga status``, ``saga history``;
+- :mod:`~actors.app.cli.listing`: ``saga list``;
+- :mod:`~actors.app.cli.reading`: ``--run`` and finding the projections under
+  DATA_DIR, for every command that reads them;
 - :mod:`~actors.app.cli.dlq`: ``saga dlq list|show|replay``;
 - :mod:`~actors.app.cli.config`: ``saga config show``.
 
@@ -35,6 +38,7 @@ from actors.app.cli import (
     broker,
     config,
     dlq,
+    listing,
     operate,
     run,
     sagas,
@@ -51,12 +55,13 @@ from actors.app.cli.common import (
     configuration_flags,
     print_error,
 )
+from actors.app.cli.reading import located_config
 from actors.errors import ConfigError, SagaError, UsageError
 from events.errors import EventsError
 from projections.errors import ProjectionError
 
 #: The command groups, in the order ``saga --help`` lists their commands.
-GROUPS = (broker, run, serve, scale, top, sagas, operate, status, dlq, config)
+GROUPS = (broker, run, serve, scale, top, sagas, operate, status, listing, dlq, config)
 
 #: The installed distribution whose version ``saga --version`` prints.
 DISTRIBUTION: Final = "saga-orchestrator"
@@ -101,7 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         try:
-            return handler(args, config_from_args(args))
+            config = config_from_args(args)
+            if getattr(args, "locate_projections", False):
+                config = located_config(args, config)  # DATA_DIR's own, or a run's
+            return handler(args, config)
         finally:
             # Written now, while a closed pipe can still be handled here.
             sys.stdout.flush()

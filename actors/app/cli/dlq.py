@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from actors.app.cli.common import Commands, print_json, require_kafka
+from actors.app.cli.reading import open_located, reading_flags, reads_projections
 from actors.app.config import SagaConfig
 from actors.errors import UsageError
 from events.transport.dlq import DeadLetterQueue, Entry
@@ -19,9 +20,12 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
     dlq = commands.add_parser(
         "dlq", help="inspect dead letters and send them back"
     ).add_subparsers(metavar="ACTION", required=True)
+    # With no Kafka configured, or with --data-dir or --run: the letters the
+    # projections keep (a finished run's), listed and shown the same way.
+    archived = reading_flags(locate_first=False)
     listing = dlq.add_parser(
         "list",
-        parents=[common],
+        parents=[common, archived],
         help="the letters on saga.dlq, oldest first",
         description="List dead letters: their id (PARTITION:OFFSET on saga.dlq), "
         "when and by whom they were given up on, their origin and the reason.",
@@ -29,7 +33,7 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
     listing.set_defaults(handler=dlq_list)
     show = dlq.add_parser(
         "show",
-        parents=[common],
+        parents=[common, archived],
         help="one letter in full, with its original message",
         description="Print one dead letter, its original payload decoded as "
         "text when it is UTF-8 (base64 otherwise).",
@@ -58,9 +62,14 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
 
 
 def dlq_list(args: argparse.Namespace, config: SagaConfig) -> int:
-    require_kafka(config)
-    with DeadLetterQueue(config.kafka) as queue:
-        entries = queue.entries(topic=args.topic, saga_id=args.saga_id)
+    if reads_projections(args, config):
+        from projections.archive import dead_letters
+
+        _, db = open_located(args, config)
+        entries = dead_letters(db, topic=args.topic, saga_id=args.saga_id)
+    else:
+        with DeadLetterQueue(config.kafka) as queue:
+            entries = queue.entries(topic=args.topic, saga_id=args.saga_id)
     if args.json:
         print_json([_letter_json(e, full=False) for e in entries])
         return 0
@@ -80,9 +89,14 @@ def dlq_list(args: argparse.Namespace, config: SagaConfig) -> int:
 
 
 def dlq_show(args: argparse.Namespace, config: SagaConfig) -> int:
-    require_kafka(config)
-    with DeadLetterQueue(config.kafka) as queue:
-        data = _letter_json(queue.entry(args.id), full=True)
+    if reads_projections(args, config):
+        from projections.archive import dead_letter
+
+        _, db = open_located(args, config)
+        data = _letter_json(dead_letter(db, args.id), full=True)
+    else:
+        with DeadLetterQueue(config.kafka) as queue:
+            data = _letter_json(queue.entry(args.id), full=True)
     if args.json:
         print_json(data)
     else:

@@ -125,7 +125,7 @@ def saga_run(args: argparse.Namespace, config: SagaConfig) -> int:
         seed=seed,
         faults=args.faults,
         stall_timeout_s=args.stall_timeout,
-        data_dir=args.data_dir,
+        data_dir=config.data_dir,
         metrics_port=args.metrics_port,
         metrics_addr=args.metrics_addr,
         max_in_flight=args.max_in_flight,

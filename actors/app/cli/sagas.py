@@ -19,9 +19,10 @@ from actors.app.cli.follow import (
     follow,
     outcome_line,
 )
+from actors.app.cli.reading import archived_log, reading_flags, reads_projections
 from actors.app.client import SagaClient
 from actors.app.config import SagaConfig
-from actors.core import DEFINITIONS, SagaState, check_input
+from actors.core import DEFINITIONS, LogRecord, SagaState, check_input, replay
 from actors.errors import InvalidRequestError, UsageError
 
 
@@ -55,10 +56,13 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
 
     show = commands.add_parser(
         "show",
-        parents=[common],
+        parents=[common, reading_flags(locate_first=False)],
         help="a saga's state and history, read from saga.events",
         description="Fold a saga's records on saga.events into its state and "
-        "print both. Works without the engine running.",
+        "print both. Works without the engine running. With no Kafka "
+        "configured, or with --data-dir or --run, reads them from DATA_DIR's "
+        "projections instead (a finished run's, say): the same output, its "
+        "records regrouped by decision time, without their cause and epoch.",
     )
     show.add_argument("saga_id", metavar="SAGA_ID")
     show.add_argument("--json", action="store_true", help="print JSON")
@@ -125,23 +129,31 @@ def ended(state: SagaState | None, saga_id: str) -> int:
 
 
 def show_saga(args: argparse.Namespace, config: SagaConfig) -> int:
-    require_kafka(config)
     if args.follow:
+        require_kafka(config)
         if args.json:
             raise UsageError("--follow prints lines as they come; it takes no --json")
         with SagaClient(config.kafka) as client:
             return ended(
                 follow(client, args.saga_id, timeout_s=args.timeout), args.saga_id
             )
-    with SagaClient(config.kafka) as client:
-        history = client.history(args.saga_id)
-        state = client.state(args.saga_id)
+    history: list[LogRecord]
+    if reads_projections(args, config):
+        history, source = archived_log(args, config), "the projections"
+    else:
+        with SagaClient(config.kafka) as client:
+            history, source = client.history(args.saga_id), "saga.events"
+    state: SagaState | None = None
+    for record in history:
+        state = replay(state, record)
     if state is None:
-        print_error(
-            f"no saga {args.saga_id} in saga.events yet (a start request is "
-            f"applied asynchronously; `saga show {args.saga_id} --follow` waits "
-            "for it)"
+        hint = (
+            ""
+            if source == "the projections"
+            else f" yet (a start request is applied asynchronously; `saga show "
+            f"{args.saga_id} --follow` waits for it)"
         )
+        print_error(f"no saga {args.saga_id} in {source}{hint}")
         return 1
     if args.json:
         print_json(

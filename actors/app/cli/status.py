@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from actors.app.cli.common import Commands, print_error, print_json
+from actors.app.cli.reading import reading_flags, warn_if_not_fresh
 from actors.app.config import SagaConfig
 from actors.topology import PROJECTION_GROUP
 from events.transport.admin import TopicAdmin
@@ -18,7 +19,7 @@ from events.transport.admin import TopicAdmin
 def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
     status = commands.add_parser(
         "status",
-        parents=[common],
+        parents=[common, reading_flags()],
         help="sagas per status, throughput, latencies, rates, owners, lag",
         description="Read the published projections under DATA_DIR/projections "
         "(while the platform runs: no lock is taken) and, when Kafka is "
@@ -29,7 +30,7 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
 
     history = commands.add_parser(
         "history",
-        parents=[common],
+        parents=[common, reading_flags()],
         help="one saga's events in order, with timings, from the projections",
         description="Print a saga's events from DATA_DIR/projections, each with "
         "its time since the saga started.",
@@ -49,9 +50,11 @@ def show_status(args: argparse.Namespace, config: SagaConfig) -> int:
 
 
 def show_history(args: argparse.Namespace, config: SagaConfig) -> int:
+    from projections.location import Located
     from projections.status import history
 
     events = history(_projections(config), args.saga_id)
+    warn_if_not_fresh(Located(Path(config.data_dir), None, None))
     if not events:
         print_error(f"no saga {args.saga_id} in the projections")
         return 1
@@ -93,6 +96,9 @@ def status_report(config: SagaConfig) -> dict[str, Any]:
         projection["lag_records"] = sum(
             lag.lag for lag in lags if lag.group == PROJECTION_GROUP
         )
+    from projections.freshness import freshness
+
+    projection["freshness"] = freshness(directory).to_json()
     report["projection"] = projection
     return report
 
@@ -129,6 +135,9 @@ def status_text(report: dict[str, Any]) -> str:
         f"projection   published {projection['published_age_s']:.1f} s ago"
         + ("" if behind is None else f", {behind:,} records behind")
     )
+    fresh = projection.get("freshness")
+    if fresh and (fresh["stale"] or fresh["final"]):
+        lines.append(f"projection   {fresh['text']}")
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ import sys
 import time
 
 from actors.app.cli.common import Commands
+from actors.app.cli.reading import reading_flags
 from actors.app.cli.status import status_report, status_text
 from actors.app.config import SagaConfig
 
@@ -14,7 +15,7 @@ from actors.app.config import SagaConfig
 def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
     top = commands.add_parser(
         "top",
-        parents=[common],
+        parents=[common, reading_flags()],
         help="saga status, live, refreshing in the terminal",
         description="Print `saga status` every --every seconds, in place, until "
         "Ctrl-C.",

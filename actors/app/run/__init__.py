@@ -22,7 +22,6 @@ have fired, and the audit must still be clean.
 
 from __future__ import annotations
 
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -93,8 +92,9 @@ class RunOptions(msgspec.Struct, frozen=True):
     faults: float = 0.02
     #: Give up on sagas that made no progress for this long.
     stall_timeout_s: float = 120.0
-    #: Where the DuckDB files go; ``None``: a temporary directory, removed after.
-    data_dir: str | None = None
+    #: The data directory: the run's DuckDB files go into ``<data_dir>/<run id>``
+    #: and stay there (the only copy of its log once its broker is gone).
+    data_dir: str = "saga-data"
     #: Sagas sent but not yet ended, at most.
     max_in_flight: int = 5_000
     #: Serve Prometheus metrics on this port while the run lasts.
@@ -120,7 +120,9 @@ def run(
         say(f"embedded broker at {broker.bootstrap}")
 
     with ExitStack() as stack:
-        data_dir = _data_dir(stack, options.data_dir, run_id)
+        data_dir = Path(options.data_dir).expanduser().absolute() / run_id
+        data_dir.mkdir(parents=True, exist_ok=True)
+        say(f"data in {data_dir} (kept after the run)")
         seed_participants(data_dir, load)
         kafka = stack.enter_context(kafka_for(config, announce, create_topics=True))
         starts = log_ends(kafka)
@@ -134,7 +136,7 @@ def run(
             metrics_port=options.metrics_port,
             metrics_addr=options.metrics_addr,
         ) as platform:
-            _wait_ready(platform, data_dir, say)
+            _wait_ready(platform, say)
             follower = Follower(
                 kafka,
                 {tp: o for tp, o in starts.items() if tp.topic == SAGA_EVENTS},
@@ -187,7 +189,7 @@ def run(
             elapsed_s=round(elapsed, 2),
             chaos=[] if chaos is None else chaos.log,
             chaos_proofs=[msgspec.to_builtins(p) for p in proofs],
-            data_dir=None if options.data_dir is None else str(data_dir),
+            data_dir=str(data_dir),
             projection_lag_s={
                 "p50": percentile(lags, 0.50),
                 "max": max(lags, default=0.0),
@@ -209,18 +211,6 @@ def _announced_schedule(
     for fault in faults:
         say(f"  at {fault.at:4.0%} of sagas ended: {fault.describe()}")
     return faults
-
-
-def _data_dir(stack: ExitStack, under: str | None, run_id: str) -> Path:
-    """``<under>/<run_id>``, or a temporary directory removed after the run."""
-    if under is None:
-        path = Path(
-            stack.enter_context(tempfile.TemporaryDirectory(prefix="saga-run-"))
-        )
-    else:
-        path = Path(under) / run_id
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _unproven(chaos: Chaos | None, proofs: list[Proof]) -> dict[str, int]:
@@ -245,12 +235,12 @@ def chaos_schedule(config: SagaConfig, options: RunOptions) -> list[Fault]:
     )
 
 
-def _wait_ready(platform: Platform, data_dir: Path, say: Callable[[str], None]) -> None:
+def _wait_ready(platform: Platform, say: Callable[[str], None]) -> None:
     platform.wait_ready(say)
     say(
         f"engine: {len(platform.engine.hosts)} hosts, "
         f"{len(platform.engine.routers)} routers; "
-        f"participants: {', '.join(platform.participants)}; data in {data_dir}"
+        f"participants: {', '.join(platform.participants)}"
     )
 
 
