@@ -20,7 +20,7 @@ from actors.participants.base import (
     idempotency_key,
 )
 from actors.participants.payment import PaymentService
-from actors.participants.services import PARTICIPANTS, consumer_groups, serve
+from actors.participants.services import PARTICIPANTS, serve
 from actors.participants.user import UserService
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "PaymentService",
     "TransientFault",
     "UserService",
-    "consumer_groups",
     "idempotency_key",
     "serve",
 ]

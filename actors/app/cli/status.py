@@ -11,6 +11,7 @@ import msgspec
 
 from actors.app.cli.common import Commands, print_error, print_json
 from actors.app.config import SagaConfig
+from actors.app.groups import consumer_groups
 from actors.topology import PROJECTION_GROUP
 from events.transport.admin import TopicAdmin
 
@@ -84,11 +85,9 @@ def status_report(config: SagaConfig) -> dict[str, Any]:
         "published_age_s": round(published_age_s(directory), 3)
     }
     if config.kafka.bootstrap_servers:
-        from actors.participants import consumer_groups
-
         groups = consumer_groups(config.kafka.consumer.group_id)
         with TopicAdmin(config.kafka) as admin:
-            lags = [lag for group in groups for lag in admin.consumer_lag(group)]
+            lags = admin.consumer_lag(groups)
         report["consumer_lag"] = [msgspec.to_builtins(lag) for lag in lags]
         projection["lag_records"] = sum(
             lag.lag for lag in lags if lag.group == PROJECTION_GROUP
@@ -98,31 +97,27 @@ def status_report(config: SagaConfig) -> dict[str, Any]:
 
 
 def status_text(report: dict[str, Any]) -> str:
-    """The report as ``saga status`` prints it, one line per fact."""
+    """The report as ``saga status`` prints it, one line per fact; ``-`` for
+    what there is nothing to measure by yet."""
     lines = [
         f"{row['saga_type']:<12} {row['status']:<13} {row['count']:>9,}"
         for row in report["sagas"]
     ]
-    tp = report["throughput_per_s"]
-    lines.append(
-        f"throughput   {tp['1m'] or 0:,.1f}/s (1 min), {tp['5m'] or 0:,.1f}/s (5 min)"
-    )
+    lines.append(f"throughput   {throughput_text(report)}")
     for name in ("saga_latency_ms", "step_latency_ms"):
         q = report[name]
-        values = ", ".join(f"{k} {v or 0:,.0f}" for k, v in q.items())
+        values = ", ".join(f"{k} {_number(v)}" for k, v in q.items())
         lines.append(f"{name.removesuffix('_ms').replace('_', ' '):<12} {values} ms")
+    ended = report.get("ended")
+    of = "" if ended is None else f" of {ended:,} ended"
     lines.append(
-        f"rates        errors {report['error_rate'] or 0:.1%}, "
-        f"compensations {report['compensation_rate'] or 0:.1%}"
+        f"outcomes     rejected {_share(report.get('rejection_rate'))}, "
+        f"compensated {_share(report['compensation_rate'])}{of}"
     )
+    lines.append(f"errors       failed {_share(report['error_rate'])}{of}")
     lines.append(f"dead letters {report['dead_letters']:,}")
     lines.extend(_owner_lines(report["owners"]))
-    for lag in report.get("consumer_lag", []):
-        if lag["lag"]:
-            lines.append(
-                f"lag          {lag['group']} {lag['topic']}/{lag['partition']}: "
-                f"{lag['lag']:,}"
-            )
+    lines.extend(lag_lines(report.get("consumer_lag", [])))
     projection = report["projection"]
     behind = projection.get("lag_records")
     lines.append(
@@ -130,6 +125,49 @@ def status_text(report: dict[str, Any]) -> str:
         + ("" if behind is None else f", {behind:,} records behind")
     )
     return "\n".join(lines)
+
+
+def throughput_text(report: dict[str, Any]) -> str:
+    """Sagas ended per second over each window, or over the span the data
+    covers when that is shorter (then the longer windows would repeat it)."""
+    from projections.status import WINDOWS
+
+    over = report.get("throughput_over_s", {})
+    parts = []
+    for name, rate in report["throughput_per_s"].items():
+        seconds = over.get(name)
+        if seconds is not None and seconds < WINDOWS[name]:
+            parts.append(
+                f"{_number(rate, ',.1f')}/s (over {seconds:,.1f} s, all the data)"
+            )
+            break
+        parts.append(f"{_number(rate, ',.1f')}/s ({WINDOWS[name] // 60} min)")
+    return ", ".join(parts)
+
+
+def lag_lines(lags: list[dict[str, Any]]) -> list[str]:
+    """A line per consumer group: records behind, and the partitions it never
+    committed on (their lag counts from the log's start)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for lag in lags:
+        groups.setdefault(lag["group"], []).append(lag)
+    lines = []
+    for group, parts in groups.items():
+        never = sum(1 for p in parts if p["committed"] is None)
+        note = (
+            f" (never committed on {never} of {len(parts)} partitions)" if never else ""
+        )
+        behind = sum(p["lag"] for p in parts)
+        lines.append(f"lag          {group:<24} {behind:>9,}{note}")
+    return lines
+
+
+def _number(value: float | None, spec: str = ",.0f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def _owner_lines(owners: dict[str, Any]) -> list[str]:
