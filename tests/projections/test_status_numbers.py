@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from actors.app.cli.status import status_text
+from actors.app.cli.status import lag_lines, status_text
 from projections.counts import DURATION_BUCKETS, saga_counts
 from projections.reader import open_projections
 from projections.status import status
@@ -155,3 +155,23 @@ def test_each_outcome_is_counted(tmp_path: Path) -> None:
         "rejected": 1,
         "failed": 1,
     }
+
+
+def test_a_line_per_group_says_where_it_never_committed() -> None:
+    def lag(group: str, partition: int, committed: int | None, lag: int) -> dict:
+        return {"group": group, "topic": "t", "partition": partition,
+                "committed": committed, "end": 9, "lag": lag}  # fmt: skip
+
+    lines = lag_lines(
+        [
+            lag("saga-orchestrator", 0, 9, 0),
+            lag("saga-orchestrator", 1, 9, 0),
+            lag("user-service", 0, None, 9),
+            lag("user-service", 1, 2, 7),
+        ]
+    )
+    assert lines == [
+        "lag          saga-orchestrator                0",
+        "lag          user-service                    16 (never committed on 1 of "
+        "2 partitions)",
+    ]
