@@ -11,7 +11,6 @@ import msgspec
 
 from actors.app.cli.common import Commands, print_error, print_json
 from actors.app.config import SagaConfig
-from actors.app.groups import consumer_groups
 from actors.topology import PROJECTION_GROUP
 from events.transport.admin import TopicAdmin
 
@@ -76,24 +75,40 @@ def _projections(config: SagaConfig) -> Any:
 def status_report(config: SagaConfig) -> dict[str, Any]:
     """The projections' status report, with the consumer lag when Kafka is
     configured and how long ago the projections were published."""
+    report = projections_report(config)
+    if config.kafka.bootstrap_servers:
+        add_lag(report, config)
+    return report
+
+
+def projections_report(config: SagaConfig) -> dict[str, Any]:
+    """What the published projections say, and how long ago they were
+    published (raises :class:`~projections.errors.ProjectionError` when
+    nothing is published there)."""
     from projections.reader import published_age_s
     from projections.status import status
 
     report = status(_projections(config))
     directory = Path(config.data_dir) / "projections"
-    projection: dict[str, Any] = {
-        "published_age_s": round(published_age_s(directory), 3)
-    }
-    if config.kafka.bootstrap_servers:
-        groups = consumer_groups(config.kafka.consumer.group_id)
-        with TopicAdmin(config.kafka) as admin:
-            lags = admin.consumer_lag(groups)
-        report["consumer_lag"] = [msgspec.to_builtins(lag) for lag in lags]
-        projection["lag_records"] = sum(
-            lag.lag for lag in lags if lag.group == PROJECTION_GROUP
-        )
-    report["projection"] = projection
+    report["projection"] = {"published_age_s": round(published_age_s(directory), 3)}
     return report
+
+
+def add_lag(report: dict[str, Any], config: SagaConfig) -> None:
+    """The consumer lag of every group of the platform, read from Kafka, into
+    ``report`` (raises :class:`~events.errors.EventsError` when Kafka does
+    not answer)."""
+    # Imported here: the groups' topics come from the engine, which imports
+    # Ray (seconds), and a read of the projections alone needs none of it.
+    from actors.app.groups import consumer_groups
+
+    groups = consumer_groups(config.kafka.consumer.group_id)
+    with TopicAdmin(config.kafka) as admin:
+        lags = admin.consumer_lag(groups)
+    report["consumer_lag"] = [msgspec.to_builtins(lag) for lag in lags]
+    report["projection"]["lag_records"] = sum(
+        lag.lag for lag in lags if lag.group == PROJECTION_GROUP
+    )
 
 
 def status_text(report: dict[str, Any]) -> str:
@@ -104,10 +119,7 @@ def status_text(report: dict[str, Any]) -> str:
         for row in report["sagas"]
     ]
     lines.append(f"throughput   {throughput_text(report)}")
-    for name in ("saga_latency_ms", "step_latency_ms"):
-        q = report[name]
-        values = ", ".join(f"{k} {_number(v)}" for k, v in q.items())
-        lines.append(f"{name.removesuffix('_ms').replace('_', ' '):<12} {values} ms")
+    lines.extend(latency_text(report).splitlines())
     ended = report.get("ended")
     of = "" if ended is None else f" of {ended:,} ended"
     lines.append(
@@ -116,6 +128,7 @@ def status_text(report: dict[str, Any]) -> str:
     )
     lines.append(f"errors       failed {_share(report['error_rate'])}{of}")
     lines.append(f"dead letters {report['dead_letters']:,}")
+    lines.extend(in_flight_lines(report.get("in_flight")))
     lines.extend(_owner_lines(report["owners"]))
     lines.extend(lag_lines(report.get("consumer_lag", [])))
     projection = report["projection"]
@@ -124,6 +137,15 @@ def status_text(report: dict[str, Any]) -> str:
         f"projection   published {projection['published_age_s']:.1f} s ago"
         + ("" if behind is None else f", {behind:,} records behind")
     )
+    return "\n".join(lines)
+
+
+def latency_text(report: dict[str, Any]) -> str:
+    """A line each for the sagas' and the steps' latency quantiles."""
+    lines = []
+    for name in ("saga_latency_ms", "step_latency_ms"):
+        values = ", ".join(f"{k} {_number(v)}" for k, v in report[name].items())
+        lines.append(f"{name.removesuffix('_ms').replace('_', ' '):<12} {values} ms")
     return "\n".join(lines)
 
 
@@ -143,6 +165,35 @@ def throughput_text(report: dict[str, Any]) -> str:
             break
         parts.append(f"{_number(rate, ',.1f')}/s ({WINDOWS[name] // 60} min)")
     return ", ".join(parts)
+
+
+def in_flight_lines(flight: dict[str, Any] | None) -> list[str]:
+    """The sagas in flight per step (nothing when none is), and the oldest."""
+    if not flight or not flight["total"]:
+        return []
+    steps = ", ".join(
+        f"{row['step'] or '(none)'}"
+        f"{' (compensating)' if row['status'] == 'compensating' else ''} "
+        f"{row['count']:,}"
+        for row in flight["by_step"]
+    )
+    oldest = flight["oldest"]
+    return [
+        f"in flight    {flight['total']:,}: {steps}",
+        f"oldest       {oldest['saga_id']} at {oldest['step'] or '(none)'}, "
+        f"started {age_text(oldest['age_s'])} ago",
+    ]
+
+
+def age_text(seconds: float) -> str:
+    """``seconds`` as a person reads an age: 42.0 s, 12 min, 3.5 h, 2.0 d."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} d"
 
 
 def lag_lines(lags: list[dict[str, Any]]) -> list[str]:
