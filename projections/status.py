@@ -12,23 +12,42 @@ from projections.writer import ENDED
 _ENDED = "(" + ", ".join(f"'{status}'" for status in ENDED) + ")"
 
 
+#: The throughput windows, in seconds, by name.
+WINDOWS = {"1m": 60, "5m": 300}
+
+
 def status(db: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     """Sagas per status and type, throughput, latencies, rates, dead letters,
-    the partitions' owners."""
+    the sagas in flight, the partitions' owners.
+
+    Throughput is over each window ending at the newest event, or over the
+    span the data covers when that is shorter: a run of 2 s reads its own
+    rate, not its count over a minute. ``error_rate`` counts the ``failed``
+    sagas only (a person must look); ``rejection_rate`` the ``rejected``
+    ones, a business outcome (a blocked user, a limit), not an error. A
+    latency or rate with nothing to measure is ``None``."""
     by_status = db.execute(
         "SELECT saga_type, status, count(*) FROM sagas GROUP BY ALL ORDER BY ALL"
     ).fetchall()
-    (newest,) = db.execute(
-        "SELECT coalesce(max(occurred_at), now()) FROM saga_events"
-    ).fetchone() or (None,)
+    newest, span = db.execute(
+        "SELECT coalesce(max(occurred_at), now()), "
+        "epoch_ms(max(occurred_at)) - epoch_ms(min(occurred_at)) FROM saga_events"
+    ).fetchone() or (None, None)
+    span_s = None if span is None else span / 1000
+    over = {
+        name: None if not span_s else min(float(seconds), span_s)
+        for name, seconds in WINDOWS.items()
+    }
     window = db.execute(
         f"""
-        SELECT count_if(ended_at >= ?::TIMESTAMPTZ - INTERVAL 1 MINUTE) / 60.0,
-               count_if(ended_at >= ?::TIMESTAMPTZ - INTERVAL 5 MINUTE) / 300.0,
+        SELECT count_if(ended_at >= ?::TIMESTAMPTZ - INTERVAL 1 MINUTE),
+               count_if(ended_at >= ?::TIMESTAMPTZ - INTERVAL 5 MINUTE),
                quantile_cont(duration_ms, 0.50), quantile_cont(duration_ms, 0.95),
                quantile_cont(duration_ms, 0.99),
-               count_if(status IN ('rejected', 'failed')) / greatest(count(*), 1),
-               count_if(status = 'compensated') / greatest(count(*), 1)
+               count_if(status = 'failed') / nullif(count(*), 0),
+               count_if(status = 'rejected') / nullif(count(*), 0),
+               count_if(status = 'compensated') / nullif(count(*), 0),
+               count(*)
         FROM sagas WHERE status IN {_ENDED}
         """,
         [newest, newest],
@@ -42,13 +61,61 @@ def status(db: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     return {
         "sagas": [{"saga_type": t, "status": s, "count": n} for t, s, n in by_status],
         # Windows end at the newest event, so a finished run still reads true.
-        "throughput_per_s": {"1m": window[0], "5m": window[1]},
+        "throughput_per_s": {
+            name: None if not over[name] else round(n / over[name], 3)
+            for name, n in zip(WINDOWS, window[:2], strict=True)
+        },
+        # The seconds each rate is over: its window, or the span if shorter.
+        "throughput_over_s": over,
+        "span_s": span_s,
+        "newest_event_at": None if span is None else newest.isoformat(),
         "saga_latency_ms": {"p50": window[2], "p95": window[3], "p99": window[4]},
         "step_latency_ms": {"p50": steps[0], "p95": steps[1], "p99": steps[2]},
+        "ended": window[8],
         "error_rate": window[5],
-        "compensation_rate": window[6],
+        "rejection_rate": window[6],
+        "compensation_rate": window[7],
         "dead_letters": dead,
+        "in_flight": in_flight(db),
         "owners": owners(db),
+    }
+
+
+def in_flight(db: duckdb.DuckDBPyConnection) -> dict[str, Any]:
+    """The sagas not ended: how many per type, status and current step (the
+    step being run, or undone while compensating), and the oldest of them
+    with its age now (``None`` when none is in flight)."""
+    rows = db.execute(
+        f"""
+        SELECT saga_type, status, current_step, count(*)
+        FROM sagas WHERE status NOT IN {_ENDED}
+        GROUP BY ALL ORDER BY count(*) DESC, saga_type, status, current_step
+        """
+    ).fetchall()
+    oldest = db.execute(
+        f"""
+        SELECT saga_id, saga_type, status, current_step, started_at,
+               epoch_ms(now()) - epoch_ms(started_at)
+        FROM sagas WHERE status NOT IN {_ENDED}
+        ORDER BY started_at, saga_id LIMIT 1
+        """
+    ).fetchone()
+    return {
+        "total": sum(row[3] for row in rows),
+        "by_step": [
+            {"saga_type": t, "status": s, "step": step, "count": n}
+            for t, s, step, n in rows
+        ],
+        "oldest": None
+        if oldest is None
+        else {
+            "saga_id": oldest[0],
+            "saga_type": oldest[1],
+            "status": oldest[2],
+            "step": oldest[3],
+            "started_at": oldest[4].isoformat(),
+            "age_s": round(oldest[5] / 1000, 3),
+        },
     }
 
 

@@ -2,25 +2,39 @@
 
 On each scrape the collector asks the actors for their counters (one Ray call
 each, in parallel) and Kafka for the consumer lag (cached for a few seconds),
-so the numbers are as fresh as the scrape. Counters restart at zero when an
-actor's process does; Prometheus' ``rate`` and ``increase`` account for that.
+so the numbers are as fresh as the scrape.
+
+Sagas started and ended, and their durations, are counted from the
+projection's DuckDB tables (:mod:`projections.counts`): the log's fold in a
+file no restart loses, so these counters never go back, and after a run they
+equal its summary. They trail the log by the projection's lag. The other
+counters are each actor's since its process started, labelled with the actor
+(``actor``: ``host-N``, ``router-N`` or the service's name; not ``instance``,
+which Prometheus sets to the scraped target): a restart resets that one
+series, which ``rate`` and ``increase`` read as a reset, not as a drop.
 
 Metric names and labels:
 
-- ``saga_started_total{saga_type}``, ``saga_finished_total{saga_type,outcome}``
-- ``saga_in_flight``: sagas the hosts hold
+- ``saga_started_total{saga_type}``, ``saga_finished_total{saga_type,outcome}``:
+  from the projection
+- ``saga_duration_seconds{saga_type,outcome}``: histogram, from a saga's start
+  to its outcome, from the projection
+- ``saga_in_flight{actor}``: sagas each host holds
 - ``saga_step_latency_seconds{step}``: histogram, from the projections
-- ``saga_messages_consumed_total{topic}``, ``saga_messages_produced_total{topic}``
-- ``saga_retries_total{kind}``: ``step`` (a command sent again as a new attempt)
-  or ``service`` (a participant batch retried)
-- ``saga_dead_letters_total{source}``, ``saga_duplicates_total``
-- ``saga_late_replies_total``: successes for a step a saga had given up on in
-  doubt and compensated (each is dead-lettered with the reason too)
+- ``saga_messages_consumed_total{topic,actor}``,
+  ``saga_messages_produced_total{topic,actor}``
+- ``saga_retries_total{kind,actor}``: ``step`` (a command sent again as a new
+  attempt) or ``service`` (a participant batch retried)
+- ``saga_dead_letters_total{source,actor}``, ``saga_duplicates_total{actor}``
+- ``saga_late_replies_total{actor}``: successes for a step a saga had given up
+  on in doubt and compensated (each is dead-lettered with the reason too)
 - ``saga_service_breaker_open{service}``: 1 while a service's database or disk
   fails and its circuit breaker holds the batch back
 - ``saga_log_lost{component}``: 1 once a component stopped because the broker
   lost records it had read (``host-N``, ``router-N``, a service, ``projection``)
-- ``saga_consumer_lag{group,topic,partition}``: records behind, from Kafka
+- ``saga_consumer_lag{group,topic,partition}``: records behind, from Kafka, for
+  every partition each of the platform's groups reads; one that never
+  committed there is behind by everything since the log's start
 - ``saga_projection_lag_records``, ``saga_projection_lag_seconds``
 - ``saga_partition_epoch{partition,host,node}``: each partition's epoch,
   host and Ray node as the engine's controller reports them
@@ -56,6 +70,7 @@ from actors.topology import PROJECTION_GROUP, SAGA_HOST, service_group
 from events.service import ServiceStats
 from events.transport.admin import PartitionLag, TopicAdmin
 from events.transport.settings import KafkaSettings
+from projections.counts import DURATION_BUCKETS, SagaCounts
 from projections.writer import LATENCY_BUCKETS, StepLatency
 
 log = logging.getLogger(__name__)
@@ -67,6 +82,9 @@ SAMPLE_NAMES: Final = frozenset(
     {
         "saga_started_total",
         "saga_finished_total",
+        "saga_duration_seconds_bucket",
+        "saga_duration_seconds_count",
+        "saga_duration_seconds_sum",
         "saga_in_flight",
         "saga_step_latency_seconds_bucket",
         "saga_step_latency_seconds_count",
@@ -100,7 +118,7 @@ class PlatformCollector(Collector):
         routers: Sequence[Any],
         services: dict[str, Any],
         projection: Any,
-        groups: Sequence[str],
+        groups: Mapping[str, Sequence[str]],
         controller: Any,
     ) -> None:
         self._kafka = kafka
@@ -110,7 +128,8 @@ class PlatformCollector(Collector):
         self._controller = controller
         self._services = dict(services)
         self._projection = projection
-        self._groups = list(groups)
+        #: Each consumer group and the topics it reads.
+        self._groups = {group: list(topics) for group, topics in groups.items()}
         self._lag: list[PartitionLag] = []
         self._lag_at = 0.0
 
@@ -126,17 +145,12 @@ class PlatformCollector(Collector):
         return answers
 
     def _consumer_lag(self) -> list[PartitionLag]:
-        # An empty answer is asked again at the next scrape: the groups have
-        # not committed yet, and a short run would end inside the cache time
-        # without ever showing its lag.
+        # An empty answer (the topics not there yet) is asked again at the
+        # next scrape, not kept for the cache time.
         if not self._lag or time.monotonic() - self._lag_at > _LAG_TTL_S:
             try:
                 with TopicAdmin(self._kafka) as admin:
-                    self._lag = [
-                        lag
-                        for group in self._groups
-                        for lag in admin.consumer_lag(group)
-                    ]
+                    self._lag = admin.consumer_lag(self._groups)
                 self._lag_at = time.monotonic()
             except Exception as exc:
                 log.warning("consumer lag unavailable: %s", exc)
@@ -147,30 +161,30 @@ class PlatformCollector(Collector):
         # names the same actor at every scrape.
         each_host = self._ask([h.metrics.remote() for h in self._hosts])
         each_router = self._ask([r.stats.remote() for r in self._routers])
-        hosts = [h for h in each_host if h]
-        routers = [r for r in each_router if r]
+        hosts = {f"host-{i}": h for i, h in enumerate(each_host) if h}
+        routers = {f"router-{i}": r for i, r in enumerate(each_router) if r}
         names = list(self._services)
         answers = self._ask([self._services[n].stats.remote() for n in names])
         services = {n: s for n, s in zip(names, answers, strict=True) if s}
         fatal = self._ask([self._services[n].fatal.remote() for n in names])
-        latencies, staleness, fatal_projection, owners = self._ask(
+        counts, latencies, staleness, fatal_projection, owners = self._ask(
             [
+                self._projection.saga_counts.remote(),
                 self._projection.step_latencies.remote(),
                 self._projection.published_age_s.remote(),
                 self._projection.fatal.remote(),
                 self._controller.owners.remote(),
             ]
         )
-        stopped = {f"host-{i}": h.log_lost for i, h in enumerate(each_host) if h}
-        stopped |= {
-            f"router-{i}": bool(r.fatal) for i, r in enumerate(each_router) if r
-        }
+        stopped = {name: h.log_lost for name, h in hosts.items()}
+        stopped |= {name: bool(r.fatal) for name, r in routers.items()}
         stopped |= {
             n: bool(f) for n, f in zip(names, fatal, strict=True) if f is not None
         }
         if fatal_projection is not None:
             stopped["projection"] = bool(fatal_projection)
-        yield from _saga_metrics(hosts, latencies or [])
+        yield from saga_metrics(counts)
+        yield from _host_metrics(hosts, latencies or [])
         yield from _message_metrics(hosts, routers, services)
         yield from _fault_metrics(hosts, services)
         yield _log_lost(stopped)
@@ -178,28 +192,48 @@ class PlatformCollector(Collector):
         yield from ownership_metrics(owners)
 
 
-def _saga_metrics(
-    hosts: Sequence[HostMetrics], latencies: Sequence[StepLatency]
-) -> Iterator[Metric]:
-    """Sagas started, ended and in flight; each step's latency."""
+def saga_metrics(counts: SagaCounts | None) -> Iterator[Metric]:
+    """Sagas started and ended, and their durations, as the projection counts
+    them. Nothing when the projection did not answer (restarting): a gap in
+    the graph, not a counter gone to zero."""
+    if counts is None:
+        return
     started = CounterMetricFamily("saga_started", "Sagas started", labels=["saga_type"])
-    for saga_type, n in _sum(h.started for h in hosts).items():
+    for saga_type, n in sorted(counts.started.items()):
         started.add_metric([saga_type], n)
     yield started
 
     finished = CounterMetricFamily(
         "saga_finished", "Sagas ended, by outcome", labels=["saga_type", "outcome"]
     )
-    for key, n in _sum(h.finished for h in hosts).items():
-        saga_type, _, outcome = key.partition("/")
-        finished.add_metric([saga_type, outcome], n)
-    yield finished
-
-    yield GaugeMetricFamily(
-        "saga_in_flight",
-        "Sagas in flight in the hosts",
-        value=sum(h.in_flight for h in hosts),
+    durations = HistogramMetricFamily(
+        "saga_duration_seconds",
+        "From a saga's start to its outcome",
+        labels=["saga_type", "outcome"],
     )
+    for ended in counts.ended:
+        labels = [ended.saga_type, ended.outcome]
+        finished.add_metric(labels, ended.observations)
+        buckets = [
+            (f"{bound:g}", n)
+            for bound, n in zip(DURATION_BUCKETS, ended.buckets, strict=True)
+        ]
+        buckets.append(("+Inf", ended.observations))
+        durations.add_metric(labels, buckets, sum_value=ended.sum_s)
+    yield finished
+    yield durations
+
+
+def _host_metrics(
+    hosts: Mapping[str, HostMetrics], latencies: Sequence[StepLatency]
+) -> Iterator[Metric]:
+    """Sagas in flight per host; each step's latency."""
+    in_flight = GaugeMetricFamily(
+        "saga_in_flight", "Sagas in flight in each host", labels=["actor"]
+    )
+    for name, h in hosts.items():
+        in_flight.add_metric([name], h.in_flight)
+    yield in_flight
 
     histogram = HistogramMetricFamily(
         "saga_step_latency_seconds",
@@ -212,58 +246,69 @@ def _saga_metrics(
 
 
 def _message_metrics(
-    hosts: Sequence[HostMetrics],
-    routers: Sequence[RouterStats],
+    hosts: Mapping[str, HostMetrics],
+    routers: Mapping[str, RouterStats],
     services: Mapping[str, ServiceStats],
 ) -> Iterator[Metric]:
-    """Messages consumed and produced per topic; retries."""
+    """Messages consumed and produced per topic and actor; retries."""
     consumed = CounterMetricFamily(
-        "saga_messages_consumed", "Messages consumed", labels=["topic"]
+        "saga_messages_consumed", "Messages consumed", labels=["topic", "actor"]
     )
-    for topic, n in _sum(
-        [*(r.consumed for r in routers), *(s.consumed for s in services.values())]
-    ).items():
-        consumed.add_metric([topic], n)
+    for actor, per_topic in [
+        *((n, r.consumed) for n, r in routers.items()),
+        *((n, s.consumed) for n, s in services.items()),
+    ]:
+        for topic, n in sorted(per_topic.items()):
+            consumed.add_metric([topic, actor], n)
     yield consumed
 
     produced = CounterMetricFamily(
-        "saga_messages_produced", "Messages produced", labels=["topic"]
+        "saga_messages_produced", "Messages produced", labels=["topic", "actor"]
     )
-    for topic, n in _sum(
-        [*(h.produced for h in hosts), *(s.produced for s in services.values())]
-    ).items():
-        produced.add_metric([topic], n)
+    for actor, per_topic in [
+        *((n, h.produced) for n, h in hosts.items()),
+        *((n, s.produced) for n, s in services.items()),
+    ]:
+        for topic, n in sorted(per_topic.items()):
+            produced.add_metric([topic, actor], n)
     yield produced
 
-    retries = CounterMetricFamily("saga_retries", "Retries", labels=["kind"])
-    retries.add_metric(["step"], sum(h.retries for h in hosts))
-    retries.add_metric(["service"], sum(s.retries for s in services.values()))
+    retries = CounterMetricFamily("saga_retries", "Retries", labels=["kind", "actor"])
+    for name, h in hosts.items():
+        retries.add_metric(["step", name], h.retries)
+    for name, s in services.items():
+        retries.add_metric(["service", name], s.retries)
     yield retries
 
 
 def _fault_metrics(
-    hosts: Sequence[HostMetrics], services: Mapping[str, ServiceStats]
+    hosts: Mapping[str, HostMetrics], services: Mapping[str, ServiceStats]
 ) -> Iterator[Metric]:
     """Dead letters, duplicates, late replies and open circuit breakers."""
     dead = CounterMetricFamily(
-        "saga_dead_letters", "Messages dead-lettered", labels=["source"]
+        "saga_dead_letters", "Messages dead-lettered", labels=["source", "actor"]
     )
-    dead.add_metric([SAGA_HOST], sum(h.dead_letters for h in hosts))
+    for name, h in hosts.items():
+        dead.add_metric([SAGA_HOST, name], h.dead_letters)
     for name, s in services.items():
-        dead.add_metric([service_group(name)], s.dead_letters)
+        dead.add_metric([service_group(name), name], s.dead_letters)
     yield dead
 
-    yield CounterMetricFamily(
+    duplicates = CounterMetricFamily(
         "saga_duplicates",
         "Duplicates recognised and dropped by the hosts",
-        value=sum(h.duplicates for h in hosts),
+        labels=["actor"],
     )
-
-    yield CounterMetricFamily(
+    late = CounterMetricFamily(
         "saga_late_replies",
         "Successes for a step given up on in doubt and compensated",
-        value=sum(h.late_replies for h in hosts),
+        labels=["actor"],
     )
+    for name, h in hosts.items():
+        duplicates.add_metric([name], h.duplicates)
+        late.add_metric([name], h.late_replies)
+    yield duplicates
+    yield late
 
     breaker = GaugeMetricFamily(
         "saga_service_breaker_open",
@@ -339,13 +384,6 @@ def ownership_metrics(owners: Sequence[PartitionOwner] | None) -> Iterator[Metri
         "Partitions granted to a host that is restoring them",
         value=sum(1 for o in owners if o.state == "moving"),
     )
-
-
-def _sum(dicts: Any) -> Counter[str]:
-    total: Counter[str] = Counter()
-    for d in dicts:
-        total.update(d)
-    return total
 
 
 def _add_histogram(histogram: HistogramMetricFamily, step: StepLatency) -> None:

@@ -20,8 +20,8 @@ import ray
 from ray.exceptions import RayError
 
 from actors.app.config import SagaConfig
+from actors.app.groups import consumer_groups
 from actors.app.metrics import PlatformCollector, serve_metrics
-from actors.participants import consumer_groups
 from actors.runtime.engine import Engine
 from actors.runtime.participants import participants_ready, start_participants
 from actors.runtime.passwords import check_actors_can_read

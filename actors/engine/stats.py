@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from actors.core import OUTCOMES, CompensationCommanded, LogRecord, StepCommanded
+from actors.core import CompensationCommanded, StepCommanded
 from actors.engine.books import PartitionBooks
 from actors.engine.restore import Restored
 from actors.engine.write_ahead import Batch
@@ -75,11 +75,12 @@ def host_stats(
 
 
 class HostMetrics(msgspec.Struct):
-    """Counters since the host process started (Prometheus sums restarts out
-    with ``increase``/``rate``)."""
+    """Counters since the host process started: the metrics endpoint labels
+    them with the host, so Prometheus' ``rate``/``increase`` see a restart as
+    a reset of that host's series. (Sagas started and ended are counted from
+    the projection instead, which no restart loses: see
+    :mod:`projections.counts`.)"""
 
-    started: dict[str, int] = {}  # by saga type
-    finished: dict[str, int] = {}  # by "<saga type>/<outcome>"
     produced: dict[str, int] = {}  # by topic
     retries: int = 0  # commands sent again as a new attempt
     dead_letters: int = 0
@@ -107,27 +108,19 @@ class HostMetrics(msgspec.Struct):
         )
 
     def count_batch(self, batch: Batch) -> None:
-        """A batch made durable: its records, letters and commands to send."""
+        """A batch made durable: its records, letters and commands to send
+        (and among those, the commands re-sent as new attempts)."""
         self._produced(SAGA_EVENTS, len(batch.records))
         self._produced(SAGA_DLQ, len(batch.letters))
         for _, send in batch.sends:
             self._produced(send.topic, 1)
         for _, record, _ in batch.records:
-            self._count_record(record)
+            for event in record.events:
+                match event:
+                    case StepCommanded(attempt=a) | CompensationCommanded(attempt=a):
+                        if a > 1:
+                            self.retries += 1
 
     def _produced(self, topic: str, records: int) -> None:
         if records:
             self.produced[topic] = self.produced.get(topic, 0) + records
-
-    def _count_record(self, record: LogRecord) -> None:
-        """A durable log record: sagas started, commands re-sent, outcomes."""
-        if record.seq == 1:
-            self.started[record.saga_type] = self.started.get(record.saga_type, 0) + 1
-        for event in record.events:
-            match event:
-                case StepCommanded(attempt=a) | CompensationCommanded(attempt=a):
-                    if a > 1:
-                        self.retries += 1
-                case _ if type(event) in OUTCOMES:
-                    key = f"{record.saga_type}/{OUTCOMES[type(event)]}"
-                    self.finished[key] = self.finished.get(key, 0) + 1

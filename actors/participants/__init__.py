@@ -22,7 +22,7 @@ from actors.participants.base import (
 )
 from actors.participants.demo import seed_demo
 from actors.participants.payment import PaymentService
-from actors.participants.services import PARTICIPANTS, consumer_groups, serve
+from actors.participants.services import PARTICIPANTS, serve
 from actors.participants.user import UserService
 
 __all__ = [
@@ -33,7 +33,6 @@ __all__ = [
     "PaymentService",
     "TransientFault",
     "UserService",
-    "consumer_groups",
     "idempotency_key",
     "seed_demo",
     "serve",

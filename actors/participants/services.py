@@ -6,7 +6,7 @@ from actors.participants.account import AccountService
 from actors.participants.base import Participant
 from actors.participants.payment import PaymentService
 from actors.participants.user import UserService
-from actors.topology import PROJECTION_GROUP, service_group
+from actors.topology import service_group
 from events.service import CommandService, RetrySettings
 from events.transport.settings import KafkaSettings
 
@@ -30,13 +30,3 @@ def serve(
         group_id=service_group(participant.service),
         retry=retry,
     )
-
-
-def consumer_groups(orchestrator_group: str) -> list[str]:
-    """Every consumer group of the platform: the routers', the projection's and
-    each participant service's."""
-    return [
-        orchestrator_group,
-        PROJECTION_GROUP,
-        *(service_group(name) for name in PARTICIPANTS),
-    ]

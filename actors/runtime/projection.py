@@ -28,6 +28,7 @@ from events.transport.listener import Delivery, KafkaEventListener
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP
 from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
+from projections.counts import SagaCounts, saga_counts
 from projections.freshness import BEAT_EVERY_S, beat
 from projections.store import open_store
 from projections.writer import (
@@ -186,6 +187,10 @@ class ProjectionActor:
     def step_latencies(self) -> list[StepLatency]:
         """Read through the owner: no other process may open its file."""
         return step_latencies(self._db.cursor())
+
+    def saga_counts(self) -> SagaCounts:
+        """Sagas started and ended, with durations (read through the owner)."""
+        return saga_counts(self._db.cursor())
 
     def position(self, topic: str, partition: int) -> int:
         """The next offset of ``topic``/``partition`` the projection will read."""

@@ -7,7 +7,7 @@ right, while the embedded broker's ListOffsets under-reports (DESIGN.md).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import msgspec
 from kafka import KafkaAdminClient
@@ -41,7 +41,9 @@ class PartitionLag(msgspec.Struct, frozen=True):
     group: str
     topic: str
     partition: int
-    committed: int
+    #: ``None``: the group never committed on the partition (its lag counts
+    #: from the log's start).
+    committed: int | None
     end: int
     lag: int
 
@@ -225,24 +227,46 @@ class TopicAdmin(Closing):
             ) from exc
         return {TP(*tp): int(meta.offset) for tp, meta in found.items()}
 
-    def consumer_lag(self, group: str) -> list[PartitionLag]:
-        """Per partition the group has committed on: committed offset, end
-        (high watermark) and lag, read from Kafka itself."""
-        committed = self.committed(group)
-        if not committed:
-            return []
-        ends = end_offsets(self._settings, list(committed))
-        return [
-            PartitionLag(
-                group=group,
-                topic=tp.topic,
-                partition=tp.partition,
-                committed=offset,
-                end=ends[tp],
-                lag=max(0, ends[tp] - offset),
+    def consumer_lag(
+        self, groups: Mapping[str, Iterable[str]], timeout_s: float = 10.0
+    ) -> list[PartitionLag]:
+        """Per group, per partition of the topics it reads (``groups`` maps
+        each to them) and any other it committed on: its committed offset,
+        the end (high watermark) and the lag, read from Kafka itself. A
+        partition the group never committed on lags from the log's start: a
+        service that never started is the most behind, not absent."""
+        counts = self.partition_counts()
+        committed = {group: self.committed(group) for group in groups}
+        wanted = {
+            group: sorted(
+                {TP(t, p) for t in topics for p in range(counts.get(t, 0))}
+                | set(committed[group])
             )
-            for tp, offset in sorted(committed.items())
-        ]
+            for group, topics in groups.items()
+        }
+        every = sorted({tp for tps in wanted.values() for tp in tps})
+        with PartitionReader(self._settings, timeout_s) as reader:
+            ends = reader.ends(every)
+            never = {
+                tp for g, tps in wanted.items() for tp in tps if tp not in committed[g]
+            }
+            starts = reader.starts(sorted(never))
+        lags = []
+        for group, tps in wanted.items():
+            for tp in tps:
+                offset = committed[group].get(tp)
+                start = starts.get(tp, 0) if offset is None else offset
+                lags.append(
+                    PartitionLag(
+                        group=group,
+                        topic=tp.topic,
+                        partition=tp.partition,
+                        committed=offset,
+                        end=ends[tp],
+                        lag=max(0, ends[tp] - start),
+                    )
+                )
+        return lags
 
     def close(self) -> None:
         self._admin.close()

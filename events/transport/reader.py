@@ -67,6 +67,18 @@ class PartitionReader(Closing):
         except KafkaError as exc:
             raise EventsError(f"reading end offsets failed: {exc}") from exc
 
+    def starts(self, partitions: Iterable[TP]) -> dict[TP, int]:
+        """Each partition's log start: the offset of its oldest record kept
+        (0 until retention deletes a record)."""
+        tps = [TopicPartition(*tp) for tp in partitions]
+        if not tps:
+            return {}
+        try:
+            found = self._consumer.beginning_offsets(tps)
+        except KafkaError as exc:
+            raise EventsError(f"reading log start offsets failed: {exc}") from exc
+        return {TP(*tp): int(offset) for tp, offset in found.items()}
+
     def read(
         self, starts: Mapping[TP, int], limit: int | None = None
     ) -> Generator[Record, None, None]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -78,7 +81,8 @@ def test_status_reports_counts_latencies_rates_and_dead_letters(tmp_path: Path) 
     counts = {row["status"]: row["count"] for row in report["sagas"]}
     assert counts == {"completed": 2, "compensated": 1, "rejected": 1, "failed": 1}
     assert report["dead_letters"] == 1
-    assert report["error_rate"] == 0.4 and report["compensation_rate"] == 0.2
+    assert report["error_rate"] == 0.2 and report["compensation_rate"] == 0.2
+    assert report["rejection_rate"] == 0.2  # an outcome, not an error
     assert report["saga_latency_ms"]["p50"] > 0
     assert report["step_latency_ms"]["p99"] >= report["step_latency_ms"]["p50"]
     assert "consumer_lag" not in report  # no Kafka configured: nothing to ask
@@ -204,7 +208,8 @@ def test_history_lists_events_with_timings(tmp_path: Path) -> None:
     )
 
 
-def test_top_refreshes_until_interrupted(tmp_path: Path) -> None:
+def test_top_prints_plain_snapshots_off_a_terminal(tmp_path: Path) -> None:
+    """To a file: a snapshot per interval, no escape codes, Ctrl-C exits 0."""
     data = published(tmp_path, claimed=True)
     screen = tmp_path / "screen.txt"
     with screen.open("w") as sink:
@@ -220,6 +225,60 @@ def test_top_refreshes_until_interrupted(tmp_path: Path) -> None:
         top.wait(timeout=10)
     out = screen.read_text()
     assert top.returncode == 0
-    assert out.count("saga top (Ctrl-C quits)") >= 2
-    assert "\x1b[2J" in out
+    assert out.count("(Ctrl-C quits)") >= 2
+    assert "\x1b" not in out and "\r" not in out
     assert out.count("owners       saga-host-ab12-1 on node 9c0d9c0d...") >= 2
+    assert out.count("errors       failed 20.0% of 5 ended") >= 2
+
+
+def test_top_waits_for_projections_then_shows_them(tmp_path: Path) -> None:
+    """Started before anything is published, it says what it waits for and
+    goes on; once published, the next snapshot shows the sagas."""
+    screen = tmp_path / "screen.txt"
+    with screen.open("w") as sink:
+        top = subprocess.Popen(
+            [*SAGA, "top", "--every", "0.2", "--data-dir", str(tmp_path)],
+            cwd=ROOT, stdout=sink, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        waiting = f"waiting for projections in {tmp_path / 'projections'}..."
+        while waiting not in screen.read_text():
+            assert top.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        published(tmp_path)
+        while "deposit      completed" not in screen.read_text():
+            assert top.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        top.send_signal(signal.SIGINT)
+        top.wait(timeout=10)
+    assert top.returncode == 0, top.stderr and top.stderr.read()
+
+
+def test_top_redraws_in_place_on_a_terminal(tmp_path: Path) -> None:
+    """On a terminal (a pty): rich's live view, redrawn by moving the cursor
+    up over the last frame, not by clearing the screen; Ctrl-C exits 0."""
+    data = published(tmp_path)
+    controller, terminal = pty.openpty()
+    top = subprocess.Popen(
+        [*SAGA, "top", "--every", "0.2", "--data-dir", str(data)],
+        cwd=ROOT, stdin=terminal, stdout=terminal, stderr=terminal,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "120", "LINES": "40"},
+    )  # fmt: skip
+    os.close(terminal)
+    out = b""
+    deadline = time.monotonic() + 60
+    try:
+        while out.count(b"saga top") < 3:
+            assert top.poll() is None and time.monotonic() < deadline, out
+            if select.select([controller], [], [], 0.1)[0]:
+                out += os.read(controller, 65536)
+        top.send_signal(signal.SIGINT)
+        assert top.wait(timeout=10) == 0
+    finally:
+        top.kill()
+        os.close(controller)
+    assert b"\x1b[1A" in out  # the cursor moved up to redraw
+    assert b"\x1b[2J" not in out  # no clearing of the screen (no flicker)
+    assert b"nothing in flight" in out  # the golden sagas all ended
+    assert b"dead letters \x1b[1;31m1" in out  # errors in red
+    assert b"saga latency p50 170" in out

@@ -84,6 +84,15 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         "0.0.0.0 for every interface)",
     )
     run.add_argument(
+        "--metrics-linger",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="with --metrics-port: keep the platform and its endpoint up S "
+        "seconds after the run, for a last scrape of its final counts "
+        "(Ctrl-C ends the wait)",
+    )
+    run.add_argument(
         "--seed", type=int, help="workload and chaos seed (default: random)"
     )
     run.add_argument(
@@ -110,6 +119,12 @@ def saga_run(args: argparse.Namespace, config: SagaConfig) -> int:
     require_positive("--stall-timeout", args.stall_timeout)
     if args.chaos_faults is not None and not args.chaos:
         raise UsageError("--chaos-faults needs --chaos")
+    if args.metrics_linger and args.metrics_port is None:
+        raise UsageError("--metrics-linger needs --metrics-port")
+    if args.metrics_linger < 0:
+        raise UsageError(
+            f"--metrics-linger must be 0 or more, not {args.metrics_linger:g}"
+        )
     if args.metrics_port is not None:
         # Before the broker and Ray start: seconds of start-up, then a traceback.
         require_free_port("--metrics-port", args.metrics_addr, args.metrics_port)
@@ -128,6 +143,7 @@ def saga_run(args: argparse.Namespace, config: SagaConfig) -> int:
         data_dir=config.data_dir,
         metrics_port=args.metrics_port,
         metrics_addr=args.metrics_addr,
+        metrics_linger_s=args.metrics_linger,
         max_in_flight=args.max_in_flight,
     )
 

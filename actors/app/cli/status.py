@@ -78,57 +78,67 @@ def _projections(config: SagaConfig) -> Any:
 def status_report(config: SagaConfig) -> dict[str, Any]:
     """The projections' status report, with the consumer lag when Kafka is
     configured and how long ago the projections were published."""
+    report = projections_report(config)
+    if config.kafka.bootstrap_servers:
+        add_lag(report, config)
+    return report
+
+
+def projections_report(config: SagaConfig) -> dict[str, Any]:
+    """What the published projections say, and how long ago they were
+    published (raises :class:`~projections.errors.ProjectionError` when
+    nothing is published there)."""
     from projections.reader import published_age_s
     from projections.status import status
 
     report = status(_projections(config))
     directory = Path(config.data_dir) / "projections"
-    projection: dict[str, Any] = {
-        "published_age_s": round(published_age_s(directory), 3)
-    }
-    if config.kafka.bootstrap_servers:
-        from actors.participants import consumer_groups
-
-        groups = consumer_groups(config.kafka.consumer.group_id)
-        with TopicAdmin(config.kafka) as admin:
-            lags = [lag for group in groups for lag in admin.consumer_lag(group)]
-        report["consumer_lag"] = [msgspec.to_builtins(lag) for lag in lags]
-        projection["lag_records"] = sum(
-            lag.lag for lag in lags if lag.group == PROJECTION_GROUP
-        )
     from projections.freshness import freshness
 
-    projection["freshness"] = freshness(directory).to_json()
-    report["projection"] = projection
+    report["projection"] = {
+        "published_age_s": round(published_age_s(directory), 3),
+        "freshness": freshness(directory).to_json(),
+    }
     return report
 
 
+def add_lag(report: dict[str, Any], config: SagaConfig) -> None:
+    """The consumer lag of every group of the platform, read from Kafka, into
+    ``report`` (raises :class:`~events.errors.EventsError` when Kafka does
+    not answer)."""
+    # Imported here: the groups' topics come from the engine, which imports
+    # Ray (seconds), and a read of the projections alone needs none of it.
+    from actors.app.groups import consumer_groups
+
+    groups = consumer_groups(config.kafka.consumer.group_id)
+    with TopicAdmin(config.kafka) as admin:
+        lags = admin.consumer_lag(groups)
+    report["consumer_lag"] = [msgspec.to_builtins(lag) for lag in lags]
+    report["projection"]["lag_records"] = sum(
+        lag.lag for lag in lags if lag.group == PROJECTION_GROUP
+    )
+
+
 def status_text(report: dict[str, Any]) -> str:
-    """The report as ``saga status`` prints it, one line per fact."""
+    """The report as ``saga status`` prints it, one line per fact; ``-`` for
+    what there is nothing to measure by yet."""
     lines = [
         f"{row['saga_type']:<12} {row['status']:<13} {row['count']:>9,}"
         for row in report["sagas"]
     ]
-    tp = report["throughput_per_s"]
+    lines.append(f"throughput   {throughput_text(report)}")
+    lines.extend(latency_text(report).splitlines())
+    ended = report.get("ended")
+    of = "" if ended is None else f" of {ended:,} ended"
     lines.append(
-        f"throughput   {tp['1m'] or 0:,.1f}/s (1 min), {tp['5m'] or 0:,.1f}/s (5 min)"
+        f"outcomes     rejected {_share(report.get('rejection_rate'))}, "
+        f"compensated {_share(report['compensation_rate'])}{of}"
     )
-    for name in ("saga_latency_ms", "step_latency_ms"):
-        q = report[name]
-        values = ", ".join(f"{k} {v or 0:,.0f}" for k, v in q.items())
-        lines.append(f"{name.removesuffix('_ms').replace('_', ' '):<12} {values} ms")
-    lines.append(
-        f"rates        errors {report['error_rate'] or 0:.1%}, "
-        f"compensations {report['compensation_rate'] or 0:.1%}"
-    )
+    lines.append(f"errors       failed {_share(report['error_rate'])}{of}")
     lines.append(f"dead letters {report['dead_letters']:,}")
+    lines.extend(in_flight_lines(report.get("in_flight")))
     lines.extend(_owner_lines(report["owners"]))
-    for lag in report.get("consumer_lag", []):
-        if lag["lag"]:
-            lines.append(
-                f"lag          {lag['group']} {lag['topic']}/{lag['partition']}: "
-                f"{lag['lag']:,}"
-            )
+    lines.extend(lag_lines(report.get("consumer_lag", [])))
     projection = report["projection"]
     behind = projection.get("lag_records")
     lines.append(
@@ -139,6 +149,87 @@ def status_text(report: dict[str, Any]) -> str:
     if fresh and (fresh["stale"] or fresh["final"]):
         lines.append(f"projection   {fresh['text']}")
     return "\n".join(lines)
+
+
+def latency_text(report: dict[str, Any]) -> str:
+    """A line each for the sagas' and the steps' latency quantiles."""
+    lines = []
+    for name in ("saga_latency_ms", "step_latency_ms"):
+        values = ", ".join(f"{k} {_number(v)}" for k, v in report[name].items())
+        lines.append(f"{name.removesuffix('_ms').replace('_', ' '):<12} {values} ms")
+    return "\n".join(lines)
+
+
+def throughput_text(report: dict[str, Any]) -> str:
+    """Sagas ended per second over each window, or over the span the data
+    covers when that is shorter (then the longer windows would repeat it)."""
+    from projections.status import WINDOWS
+
+    over = report.get("throughput_over_s", {})
+    parts = []
+    for name, rate in report["throughput_per_s"].items():
+        seconds = over.get(name)
+        if seconds is not None and seconds < WINDOWS[name]:
+            parts.append(
+                f"{_number(rate, ',.1f')}/s (over {seconds:,.1f} s, all the data)"
+            )
+            break
+        parts.append(f"{_number(rate, ',.1f')}/s ({WINDOWS[name] // 60} min)")
+    return ", ".join(parts)
+
+
+def in_flight_lines(flight: dict[str, Any] | None) -> list[str]:
+    """The sagas in flight per step (nothing when none is), and the oldest."""
+    if not flight or not flight["total"]:
+        return []
+    steps = ", ".join(
+        f"{row['step'] or '(none)'}"
+        f"{' (compensating)' if row['status'] == 'compensating' else ''} "
+        f"{row['count']:,}"
+        for row in flight["by_step"]
+    )
+    oldest = flight["oldest"]
+    return [
+        f"in flight    {flight['total']:,}: {steps}",
+        f"oldest       {oldest['saga_id']} at {oldest['step'] or '(none)'}, "
+        f"started {age_text(oldest['age_s'])} ago",
+    ]
+
+
+def age_text(seconds: float) -> str:
+    """``seconds`` as a person reads an age: 42.0 s, 12 min, 3.5 h, 2.0 d."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86_400:.1f} d"
+
+
+def lag_lines(lags: list[dict[str, Any]]) -> list[str]:
+    """A line per consumer group: records behind, and the partitions it never
+    committed on (their lag counts from the log's start)."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for lag in lags:
+        groups.setdefault(lag["group"], []).append(lag)
+    lines = []
+    for group, parts in groups.items():
+        never = sum(1 for p in parts if p["committed"] is None)
+        note = (
+            f" (never committed on {never} of {len(parts)} partitions)" if never else ""
+        )
+        behind = sum(p["lag"] for p in parts)
+        lines.append(f"lag          {group:<24} {behind:>9,}{note}")
+    return lines
+
+
+def _number(value: float | None, spec: str = ",.0f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def _owner_lines(owners: dict[str, Any]) -> list[str]:

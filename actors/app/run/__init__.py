@@ -26,7 +26,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -100,6 +100,8 @@ class RunOptions(msgspec.Struct, frozen=True):
     #: Serve Prometheus metrics on this port while the run lasts.
     metrics_port: int | None = None
     metrics_addr: str = "127.0.0.1"
+    #: Keep the platform (and the endpoint) up this long after the run.
+    metrics_linger_s: float = 0.0
 
 
 def run(
@@ -164,6 +166,8 @@ def run(
                 catch_up(kafka, platform.projection, options.stall_timeout_s, say)
             # While the actors still run: a kill is proved by its new pid.
             proofs = [] if chaos is None else chaos.proofs()
+            if options.metrics_port is not None and options.metrics_linger_s > 0:
+                _linger(options, say)
         for proof in proofs:
             say(f"chaos: {'fired' if proof.fired else 'NOT PROVED'}: {proof.note}")
         outcomes = follower.outcomes()
@@ -195,6 +199,19 @@ def run(
                 "max": max(lags, default=0.0),
             },
         )
+
+
+def _linger(options: RunOptions, say: Callable[[str], None]) -> None:
+    """Hold the platform up for a last scrape. The counters are final only
+    now, the projection caught up with the log; a Prometheus scraping every
+    15 s would miss them if the endpoint went with the run."""
+    say(
+        f"metrics: the run's final counts at http://{options.metrics_addr}:"
+        f"{options.metrics_port}/metrics for {options.metrics_linger_s:g} s "
+        "(Ctrl-C ends the wait)"
+    )
+    with suppress(KeyboardInterrupt):
+        time.sleep(options.metrics_linger_s)
 
 
 def _announced_schedule(

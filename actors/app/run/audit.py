@@ -13,28 +13,25 @@ import duckdb
 import ray
 from ray.exceptions import RayError
 
+from actors.app.groups import consumer_groups
 from actors.app.run.workload import Workload
-from actors.core import DEFINITIONS
-from actors.engine.router import listened_topics
 from actors.errors import SagaError
-from actors.participants import PARTICIPANTS
 from actors.participants.audit import audit
 from actors.runtime.ray import wait_until
-from actors.topology import service_group
+from actors.topology import PROJECTION_GROUP
 from events.transport.admin import TopicAdmin
 from events.transport.reader import PartitionReader
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP
-from events.wire.topics import SAGA_DLQ, SAGA_EVENTS, command_topic
+from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
 
 
 def platform_groups(kafka: KafkaSettings) -> dict[str, list[str]]:
-    """Each consumer group that acts on sagas and the topics it reads."""
-    groups = {
-        service_group(name): [command_topic(cls.service, a) for a in cls.actions]
-        for name, cls in PARTICIPANTS.items()
-    }
-    groups[kafka.consumer.group_id] = listened_topics(DEFINITIONS)
+    """Each consumer group that acts on sagas and the topics it reads (not
+    the projection's: it is waited for by its own positions, see
+    :func:`catch_up`)."""
+    groups = consumer_groups(kafka.consumer.group_id)
+    del groups[PROJECTION_GROUP]
     return groups
 
 

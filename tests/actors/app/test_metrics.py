@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from actors.app.metrics import SAMPLE_NAMES, ownership_metrics
 from actors.engine.controller import PartitionOwner
@@ -142,3 +144,66 @@ def test_ownership_gauges_show_epochs_hosts_and_restores_in_progress() -> None:
     names = {s.name for f in ownership_metrics(owners) for s in f.samples}
     assert names <= SAMPLE_NAMES
     assert list(ownership_metrics(None)) == []
+
+
+def scrape(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Each sample of ``/metrics`` by name and labels."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        text = response.read().decode()
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = tuple(sorted(s.labels.items()))
+            samples.setdefault(s.name, {})[labels] = s.value
+    return samples
+
+
+def test_counters_after_a_chaos_run_equal_its_summary(tmp_path: Path) -> None:
+    """A saga host, a router and the projection writer are killed mid-run and
+    requests and commands are sent twice: the sagas started and ended on
+    /metrics, scraped once the run is over (the platform held up for it),
+    are the run's summary, outcome by outcome, and the duration histogram
+    counts each ended saga once. (Per-process counters lost the killed
+    host's counts here.)"""
+    port = free_port()
+    log = tmp_path / "run.log"
+    with log.open("w") as stderr:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "actors.app.cli", "run", "--sagas", "400",
+             "--chaos", "--chaos-faults",
+             "host-kill,router-kill,projection-kill,duplicates", "--seed", "14",
+             "--json", "--metrics-port", str(port),
+             "--metrics-linger", "600"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 600
+            while "the run's final counts at" not in log.read_text():
+                assert run.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the run never ended"
+                time.sleep(0.5)
+            final = scrape(port)
+            run.send_signal(signal.SIGINT)  # ends the wait for a scrape
+            stdout, _ = run.communicate(timeout=120)
+        finally:
+            run.kill()
+            run.wait()
+    summary = json.loads(stdout)
+    proofs = summary["chaos_proofs"]
+    assert len(proofs) == 4 and all(p["fired"] for p in proofs), proofs
+    assert final["saga_started_total"] == {(("saga_type", "deposit"),): 400.0}
+    outcomes = ("completed", "compensated", "rejected", "failed")
+    finished = {
+        dict(labels)["outcome"]: n for labels, n in final["saga_finished_total"].items()
+    }
+    assert {o: finished.get(o, 0) for o in outcomes} == {
+        o: summary[o] for o in outcomes
+    }
+    durations = {
+        dict(labels)["outcome"]: n
+        for labels, n in final["saga_duration_seconds_count"].items()
+    }
+    assert durations == finished
+    assert run.returncode == 0, log.read_text()[-3000:]

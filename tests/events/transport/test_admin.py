@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.structs import OffsetAndMetadata
 
 from events.errors import EventsError, MissingTopicError, TopicPartitionMismatchError
 from events.transport.admin import TopicAdmin
@@ -95,3 +97,44 @@ def test_publishing_to_a_missing_topic_fails_and_creates_nothing(
         assert missing not in admin.partition_counts()
         with pytest.raises(MissingTopicError):
             admin.describe([missing])
+
+
+def test_lag_of_a_group_that_never_committed_counts_from_the_log_start(
+    kafka: KafkaSettings, new_topic: Callable[..., str], group_id: str
+) -> None:
+    """A group listed with the topics it reads: where it committed, lag from
+    its offset; where it never did (a service that never started), lag from
+    the log's start, and ``committed`` says so. Nothing is left out."""
+    topic = new_topic(partitions=2)
+    now = datetime.now(UTC)
+    with KafkaMessagePublisher(kafka) as publisher:
+        acks = publisher.publish_batch(
+            (
+                topic,
+                EventMessage(
+                    message_id=f"m{i}", saga_id=f"s{i % 7}", step_id="x",
+                    timestamp=now, success=True,
+                ),
+            )
+            for i in range(60)
+        )  # fmt: skip
+    ends = [sum(1 for a in acks if a.partition == p) for p in (0, 1)]
+    assert all(ends)
+    consumer = KafkaConsumer(
+        bootstrap_servers=list(kafka.bootstrap_servers),
+        group_id=group_id,
+        enable_auto_commit=False,
+    )
+    try:
+        consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(3, "", -1)})
+    finally:
+        consumer.close()
+    never = f"{group_id}-never"
+    with TopicAdmin(kafka) as admin:
+        lags = admin.consumer_lag({group_id: [topic], never: [topic]})
+    assert [(x.group, x.partition, x.committed, x.end, x.lag) for x in lags] == [
+        (group_id, 0, 3, ends[0], ends[0] - 3),
+        (group_id, 1, None, ends[1], ends[1]),
+        (never, 0, None, ends[0], ends[0]),
+        (never, 1, None, ends[1], ends[1]),
+    ]
