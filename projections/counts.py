@@ -1,5 +1,6 @@
-"""Sagas started and ended, and how long they took, counted from the
-projection's tables: the metrics endpoint's counters.
+"""Sagas started and ended, how long they took, and the step latencies,
+counted from the projection's tables: the metrics endpoint's counters and
+histograms.
 
 The tables are the log's fold, kept in a DuckDB file that outlives every
 process, so these counts never go back when an actor restarts (per-process
@@ -78,3 +79,30 @@ def saga_counts(db: duckdb.DuckDBPyConnection) -> SagaCounts:
             for row in rows
         ],
     )
+
+
+#: Upper bounds of the step latency histogram, in seconds.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class StepLatency(NamedTuple):
+    step: str
+    observations: int
+    sum_s: float
+    #: Cumulative counts at each bound of :data:`LATENCY_BUCKETS`.
+    buckets: list[int]
+
+
+def step_latencies(db: duckdb.DuckDBPyConnection) -> list[StepLatency]:
+    """The step latency histogram, per step, from the ``steps`` table."""
+    bounds = ", ".join(
+        f"count_if(latency_ms <= {bound * 1000})" for bound in LATENCY_BUCKETS
+    )
+    rows = db.execute(
+        f"SELECT step, count(*), coalesce(sum(latency_ms), 0) / 1000.0, {bounds} "
+        "FROM steps WHERE latency_ms IS NOT NULL GROUP BY step ORDER BY step"
+    ).fetchall()
+    return [
+        StepLatency(row[0], int(row[1]), float(row[2]), [int(n) for n in row[3:]])
+        for row in rows
+    ]

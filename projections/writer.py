@@ -494,30 +494,3 @@ def _upsert(
 
 def _quoted(columns: str) -> str:
     return ", ".join(f'"{c.strip()}"' for c in columns.split(","))
-
-
-#: Upper bounds of the step latency histogram, in seconds.
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-
-
-class StepLatency(NamedTuple):
-    step: str
-    observations: int
-    sum_s: float
-    #: Cumulative counts at each bound of :data:`LATENCY_BUCKETS`.
-    buckets: list[int]
-
-
-def step_latencies(db: duckdb.DuckDBPyConnection) -> list[StepLatency]:
-    """The step latency histogram, per step, from the ``steps`` table."""
-    bounds = ", ".join(
-        f"count_if(latency_ms <= {bound * 1000})" for bound in LATENCY_BUCKETS
-    )
-    rows = db.execute(
-        f"SELECT step, count(*), coalesce(sum(latency_ms), 0) / 1000.0, {bounds} "
-        "FROM steps WHERE latency_ms IS NOT NULL GROUP BY step ORDER BY step"
-    ).fetchall()
-    return [
-        StepLatency(row[0], int(row[1]), float(row[2]), [int(n) for n in row[3:]])
-        for row in rows
-    ]

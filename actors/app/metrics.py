@@ -70,8 +70,12 @@ from actors.topology import PROJECTION_GROUP, SAGA_HOST, service_group
 from events.service import ServiceStats
 from events.transport.admin import PartitionLag, TopicAdmin
 from events.transport.settings import KafkaSettings
-from projections.counts import DURATION_BUCKETS, SagaCounts
-from projections.writer import LATENCY_BUCKETS, StepLatency
+from projections.counts import (
+    DURATION_BUCKETS,
+    LATENCY_BUCKETS,
+    SagaCounts,
+    StepLatency,
+)
 
 log = logging.getLogger(__name__)
 

@@ -28,15 +28,10 @@ from events.transport.listener import Delivery, KafkaEventListener
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP
 from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
-from projections.counts import SagaCounts, saga_counts
+from projections.counts import SagaCounts, StepLatency, saga_counts, step_latencies
 from projections.freshness import BEAT_EVERY_S, beat
 from projections.store import open_store
-from projections.writer import (
-    Consumed,
-    ProjectionWriter,
-    StepLatency,
-    step_latencies,
-)
+from projections.writer import Consumed, ProjectionWriter
 
 log = logging.getLogger(__name__)
 
