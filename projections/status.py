@@ -40,8 +40,8 @@ def status(db: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     }
     window = db.execute(
         f"""
-        SELECT count_if(ended_at >= ?::TIMESTAMPTZ - INTERVAL 1 MINUTE),
-               count_if(ended_at >= ?::TIMESTAMPTZ - INTERVAL 5 MINUTE),
+        SELECT coalesce(count_if(ended_at >= ?::TIMESTAMPTZ - INTERVAL 1 MINUTE), 0),
+               coalesce(count_if(ended_at >= ?::TIMESTAMPTZ - INTERVAL 5 MINUTE), 0),
                quantile_cont(duration_ms, 0.50), quantile_cont(duration_ms, 0.95),
                quantile_cont(duration_ms, 0.99),
                count_if(status = 'failed') / nullif(count(*), 0),

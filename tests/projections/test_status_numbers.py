@@ -175,3 +175,31 @@ def test_a_line_per_group_says_where_it_never_committed() -> None:
         "lag          user-service                    16 (never committed on 1 of "
         "2 partitions)",
     ]
+
+
+def test_sagas_started_and_none_ended_yet_read_as_nothing_to_measure(
+    tmp_path: Path,
+) -> None:
+    """Early in a run: events span time, yet no saga has ended: no throughput
+    to divide, and the text says so instead of failing."""
+    db = open_store(tmp_path / "projections.duckdb")
+    writer = ProjectionWriter(db)
+    runs = []
+    for i, start in enumerate((T0, T0 + 300)):
+        run = Run(f"early-{i}")
+        run.start(now=start)
+        run.feed(reply_to(run.sent[-1], start + 40))
+        runs.append(run)
+    writer.apply(
+        [
+            Consumed("saga.events", 0, offset, raw)
+            for offset, raw in enumerate(raw for run in runs for raw in run.log)
+        ]
+    )
+    writer.publish(tmp_path / "projections")
+    db.close()
+    report = status(open_projections(tmp_path / "projections"))
+    assert report["ended"] == 0
+    assert report["throughput_per_s"] == {"1m": 0.0, "5m": 0.0}
+    report["projection"] = {"published_age_s": 0.0}
+    assert "in flight" in status_text(report)
