@@ -315,8 +315,11 @@ class Engine:
         """Routers leave the group cleanly, then every actor is removed (a
         named engine's too: stopping is not a driver that went away, and
         what another process added, ``saga scale``, goes with it)."""
-        self._hosts = _named(host_prefix(self.id))
-        self._routers = _named(router_prefix(self.id))
+        # What another process added (saga scale) is found by name; the
+        # handles this engine made are kept: dropping the handle that made a
+        # non-detached actor ends it on the spot, before it could stop.
+        self._hosts = _named(host_prefix(self.id), self._hosts)
+        self._routers = _named(router_prefix(self.id), self._routers)
         self._stop_routers(self.routers)
         try:
             ray.get(self.controller.stop.remote(), timeout=30)
@@ -346,11 +349,13 @@ class Engine:
             ray.kill(handle, no_restart=True)
 
 
-def _named(prefix: str) -> dict[str, Any]:
+def _named(prefix: str, known: dict[str, Any] | None = None) -> dict[str, Any]:
     """The running actors of this namespace whose names start with
-    ``prefix``, in the order they were made."""
+    ``prefix``, in the order they were made: the handle in ``known`` where
+    there is one, else one found by name."""
+    known = known or {}
     names = sorted(actor_names(prefix), key=_number)
-    return {name: ray.get_actor(name) for name in names}
+    return {name: known.get(name) or ray.get_actor(name) for name in names}
 
 
 def _number(name: str) -> int:
