@@ -228,6 +228,8 @@ def test_sigterm_stops_serve_cleanly_and_leaves_no_process(tmp_path: Path) -> No
         assert serve.wait(timeout=30) == 0
         err = serve.stderr.read()
         assert "stopping" in err and "Traceback" not in err
+        # An orderly stop: every actor stopped, none killed under it.
+        assert "did not stop cleanly" not in err and "did not close" not in err
         deadline = time.monotonic() + 10
         while session_members(serve.pid):
             assert time.monotonic() < deadline, session_members(serve.pid)
@@ -241,3 +243,6 @@ def test_sigterm_stops_serve_cleanly_and_leaves_no_process(tmp_path: Path) -> No
         serve.wait()
         for pid in session_members(serve.pid):
             os.kill(pid, signal.SIGKILL)
+        for stream in (serve.stdout, serve.stderr):
+            if stream is not None:
+                stream.close()
