@@ -15,7 +15,8 @@ group, and :func:`main`, which runs the chosen command's handler.
 - :mod:`~actors.app.cli.reading`: ``--run`` and finding the projections under
   DATA_DIR, for every command that reads them;
 - :mod:`~actors.app.cli.dlq`: ``saga dlq list|show|replay``;
-- :mod:`~actors.app.cli.config`: ``saga config show``.
+- :mod:`~actors.app.cli.config`: ``saga config show``;
+- :mod:`~actors.app.cli.bench`: ``saga bench``.
 
 Ray is imported only by the commands that run on it (``serve``, ``run``,
 ``scale``), when they run: the others start without it.
@@ -35,6 +36,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Final
 
 from actors.app.cli import (
+    bench,
     broker,
     config,
     dlq,
@@ -61,7 +63,20 @@ from events.errors import EventsError
 from projections.errors import ProjectionError
 
 #: The command groups, in the order ``saga --help`` lists their commands.
-GROUPS = (broker, run, serve, scale, top, sagas, operate, status, listing, dlq, config)
+GROUPS = (
+    broker,
+    run,
+    serve,
+    scale,
+    top,
+    sagas,
+    operate,
+    status,
+    listing,
+    dlq,
+    config,
+    bench,
+)
 
 #: The installed distribution whose version ``saga --version`` prints.
 DISTRIBUTION: Final = "saga-orchestrator"

@@ -1,0 +1,134 @@
+"""``saga bench``: the platform's latency, measured on the machine it runs on.
+
+It starts the whole platform as ``saga serve`` does (an embedded broker of its
+own, Ray, the engine with every saga event logged and projected, the demo
+services on DuckDB in a temporary directory), then:
+
+1. **single saga**: sagas one at a time (a closed loop, one in flight), each
+   timed from the client's send to its outcome's record in ``saga.events``
+   (:mod:`~actors.app.bench.load`);
+2. **offered load**: sagas sent at fixed rates (an open loop), the same timing;
+3. **breakdown**: where the single sagas' time went, hop by hop
+   (:mod:`~actors.app.bench.breakdown`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from actors.app.bench.breakdown import breakdown
+from actors.app.bench.load import (
+    Ends,
+    Timed,
+    all_partitions,
+    closed_loop,
+    offered,
+    percentiles,
+)
+from actors.app.client import SagaClient
+from actors.app.config import SagaConfig
+from actors.app.platform import kafka_for, running_platform
+from actors.participants import seed_demo
+from events.transport.broker import EmbeddedBroker
+
+
+class BenchOptions(msgspec.Struct, frozen=True, kw_only=True):
+    #: Sagas run one at a time for the single-saga latency.
+    single: int = 500
+    #: The offered loads, sagas a second, each for ``seconds``.
+    rates: tuple[float, ...] = (100.0, 500.0, 1_000.0, 2_000.0)
+    seconds: float = 10.0
+
+    @classmethod
+    def quick(cls) -> BenchOptions:
+        return cls(single=200, rates=(100.0, 500.0), seconds=5.0)
+
+
+def bench(
+    config: SagaConfig, options: BenchOptions, say: Callable[[str], None]
+) -> dict[str, Any]:
+    """Run the measurements; the report as JSON-ready data."""
+    # Its own broker, always: the figures are the platform's, not a shared
+    # cluster's, and the log holds nothing but the benchmark's sagas.
+    config = msgspec.structs.replace(
+        config, kafka=msgspec.structs.replace(config.kafka, bootstrap_servers=())
+    )
+
+    def announce(broker: EmbeddedBroker) -> None:
+        say(f"embedded broker at {broker.bootstrap}")
+
+    with (
+        tempfile.TemporaryDirectory(prefix="saga-bench-") as scratch,
+        kafka_for(config, announce, create_topics=True) as kafka,
+    ):
+        data_dir = Path(scratch)
+        seed_demo(data_dir)
+        with running_platform(
+            config, kafka, data_dir, services=True, say=say
+        ) as platform:
+            platform.wait_ready(say)
+            partitions = kafka.topics.partitions
+            ends = Ends(kafka, all_partitions(partitions))
+            try:
+                with SagaClient(kafka) as client:
+                    report = _measure(client, ends, options, say)
+            finally:
+                ends.close()
+            say("breaking the single sagas' time down")
+            report["breakdown"] = breakdown(kafka, report.pop("_single"), partitions)
+    report["settings"] = {
+        "linger_ms": config.kafka.producer.linger_ms,
+        "fetch_max_wait_ms": config.kafka.consumer.fetch_max_wait_ms,
+        "poll_timeout_ms": config.kafka.consumer.poll_timeout_ms,
+        "partitions": config.kafka.topics.partitions,
+        "hosts": config.engine.hosts,
+        "routers": config.engine.routers,
+    }
+    return report
+
+
+def _measure(
+    client: SagaClient, ends: Ends, options: BenchOptions, say: Callable[[str], None]
+) -> dict[str, Any]:
+    say("warming up: 50 sagas")
+    closed_loop(client, ends, 50, "warm")
+    say(f"single saga: {options.single} sagas, one at a time")
+    single = closed_loop(client, ends, options.single, "single")
+    loads = []
+    for rate in options.rates:
+        say(f"offered load: {rate:,.0f} sagas/s for {options.seconds:g} s")
+        begun = time.monotonic()
+        timed = offered(client, ends, rate, options.seconds, f"load{rate:g}")
+        loads.append(_load_row(rate, timed, ends, time.monotonic() - begun))
+    return {
+        "single": {"sagas": len(single.sent), **_summary(single, ends)},
+        "loads": loads,
+        "_single": list(single.sent),
+    }
+
+
+def _summary(timed: Timed, ends: Ends) -> dict[str, Any]:
+    return {
+        **percentiles(timed.latencies(ends)),
+        "unfinished": len(timed.unfinished),
+    }
+
+
+def _load_row(
+    rate: float, timed: Timed, ends: Ends, elapsed_s: float
+) -> dict[str, Any]:
+    ended = [ends.at[s] for s in timed.sent if s in ends.at]
+    span_s = (max(ended) - min(timed.sent.values())) / 1000 if ended else 0.0
+    return {
+        "offered_per_s": rate,
+        "sagas": len(timed.sent),
+        "achieved_per_s": round(len(ended) / span_s, 1) if span_s else None,
+        "elapsed_s": round(elapsed_s, 1),
+        **_summary(timed, ends),
+    }

@@ -1,0 +1,112 @@
+"""``saga bench``: the platform's latency on this machine (see
+:mod:`actors.app.bench`), as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from actors.app.cli.common import Commands
+from actors.app.config import SagaConfig
+from actors.errors import UsageError
+
+
+def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
+    bench = commands.add_parser(
+        "bench",
+        parents=[common],
+        help="measure the platform's latency on this machine",
+        description="Start the whole platform on an embedded broker of its own "
+        "(as saga serve does, with the demo services) and measure: one saga "
+        "at a time (each timed from the client's send to its outcome's record "
+        "in saga.events), then sagas offered at fixed rates, then where the "
+        "single sagas' time went, hop by hop. Prints a table, or JSON.",
+    )
+    bench.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer sagas and rates (200 single sagas; 100 and 500 sagas/s for "
+        "5 s each): about a minute",
+    )
+    bench.add_argument("--single", type=int, metavar="N", help="single sagas to run")
+    bench.add_argument(
+        "--rates",
+        metavar="R[,R...]",
+        help="offered loads in sagas/s (default: 100,500,1000,2000)",
+    )
+    bench.add_argument(
+        "--seconds", type=float, metavar="S", help="how long each rate is offered"
+    )
+    bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.set_defaults(handler=run_bench)
+
+
+def run_bench(args: argparse.Namespace, config: SagaConfig) -> int:
+    from actors.app.bench import BenchOptions, bench
+
+    options = BenchOptions.quick() if args.quick else BenchOptions()
+    changes: dict[str, Any] = {}
+    if args.single is not None:
+        if args.single < 1:
+            raise UsageError(f"--single must be at least 1, not {args.single}")
+        changes["single"] = args.single
+    if args.rates is not None:
+        try:
+            rates = tuple(float(r) for r in args.rates.split(","))
+        except ValueError:
+            raise UsageError(
+                f"--rates takes numbers separated by commas, not {args.rates!r}"
+            ) from None
+        if any(r <= 0 for r in rates):
+            raise UsageError(f"--rates must be above 0, not {args.rates!r}")
+        changes["rates"] = rates
+    if args.seconds is not None:
+        if args.seconds <= 0:
+            raise UsageError(f"--seconds must be above 0, not {args.seconds:g}")
+        changes["seconds"] = args.seconds
+    import msgspec
+
+    options = msgspec.structs.replace(options, **changes)
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    report = bench(config, options, say)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(table(report))
+    return 0
+
+
+def table(report: dict[str, Any]) -> str:
+    """The report as the README shows it."""
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.1f}"
+
+    single = report["single"]
+    lines = [
+        "| measure | sagas | achieved/s | p50 ms | p95 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| one saga at a time | {single['sagas']:,} | - | {ms(single['p50'])} | "
+        f"{ms(single['p95'])} | {ms(single['p99'])} |",
+    ]
+    for row in report["loads"]:
+        achieved = row["achieved_per_s"]
+        lines.append(
+            f"| {row['offered_per_s']:,.0f} sagas/s offered | {row['sagas']:,} | "
+            f"{'-' if achieved is None else f'{achieved:,.0f}'} | {ms(row['p50'])} | "
+            f"{ms(row['p95'])} | {ms(row['p99'])} |"
+        )
+    hops = report["breakdown"]
+    lines += ["", "| hop (summed over a saga's steps) | median ms |", "|---|---:|"]
+    lines += [
+        f"| {name} | {value:,.1f} |"
+        for name, value in hops.items()
+        if name not in ("total", "sagas")
+    ]
+    lines.append(f"| request to outcome | {hops['total']:,.1f} |")
+    return "\n".join(lines)
