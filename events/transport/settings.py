@@ -162,6 +162,13 @@ class ConsumerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     heartbeat_interval_ms: Positive = 3_000
     max_poll_interval_ms: Positive = 300_000
     poll_timeout_ms: Positive = 200
+    #: A brief fetch wait while the consumer is idle or its batches are small
+    #: (``None``: always ``fetch_max_wait_ms``), for a broker that does not
+    #: answer a waiting fetch when records arrive, as the embedded one does
+    #: not (it gets 5): see :mod:`events.transport.pace`.
+    idle_fetch_wait_ms: NonNegative | None = None
+    #: Batches of this many records or more bring ``fetch_max_wait_ms`` back.
+    busy_batch: Positive = 100
     #: How long a log may end below an offset already read before that counts
     #: as lost: a new leader's high watermark can trail the old one's for a
     #: moment (Kafka's replica.lag.time.max.ms, 30 s by default).

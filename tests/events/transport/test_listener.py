@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 
+import msgspec
 import pytest
 from kafka import KafkaAdminClient, TopicPartition
 
 from events.errors import NotJsonError
 from events.transport.listener import Delivery, KafkaEventListener
+from events.transport.pace import fetch_config
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.settings import KafkaSettings
 from events.transport.types import Outgoing
@@ -194,3 +196,33 @@ def test_shutdown_commits_only_what_was_handled(
     listener.close()
     assert handled == list(range(7))
     assert committed(kafka, group_id, topic) == 7
+
+
+def test_idle_fetch_wait_is_brief_until_batches_are_busy(
+    kafka: KafkaSettings, new_topic: Callable[..., str], group_id: str
+) -> None:
+    """With ``idle_fetch_wait_ms`` set, the fetches a listener sends after a
+    small batch (or none) wait that long at the broker; a batch of
+    ``busy_batch`` records brings ``fetch_max_wait_ms`` back. Read where
+    kafka-python builds its fetch requests from."""
+    topic = new_topic()
+    consumer = msgspec.structs.replace(
+        kafka.consumer, idle_fetch_wait_ms=5, busy_batch=3, fetch_max_wait_ms=100
+    )
+    paced = msgspec.structs.replace(kafka, consumer=consumer)
+    with KafkaEventListener(paced, [topic], list, group_id=group_id) as listener:
+        wait = fetch_config(listener._consumer)
+        assert wait["fetch_max_wait_ms"] == 5  # from the start
+        listener.wait_for_assignment()
+        publish(kafka, topic, 5)
+        drain(listener, 5)
+        assert wait["fetch_max_wait_ms"] == 100  # a busy batch
+        assert listener.poll_once(timeout_ms=300) == 0
+        assert wait["fetch_max_wait_ms"] == 5  # idle again
+    # Unset, the wait is what fetch_max_wait_ms says, whatever comes.
+    with KafkaEventListener(kafka, [topic], list, group_id=group_id + "-b") as plain:
+        plain.wait_for_assignment()
+        drain(plain, 5)
+        assert plain.poll_once(timeout_ms=300) == 0
+        wait = fetch_config(plain._consumer)
+        assert wait["fetch_max_wait_ms"] == kafka.consumer.fetch_max_wait_ms
