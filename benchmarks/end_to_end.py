@@ -20,107 +20,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import msgspec
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-
-from events.transport.admin import TopicAdmin
-from events.transport.broker import EmbeddedBroker
-from events.transport.clients import consumer_options, producer_options
-from events.transport.settings import KafkaSettings
+from events.transport.ceiling import ceiling
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = (
-    ("user.commands.verify", "user.events.verify"),
-    ("payment.commands.process", "payment.events.process"),
-    ("account.commands.deposit", "account.events.deposit"),
-)
-PARTITIONS = 6
-
-
-def _consumer(settings: KafkaSettings, topics: list[str]) -> Any:
-    consumer = KafkaConsumer(**consumer_options(settings, None))
-    consumer.assign([TopicPartition(t, p) for t in topics for p in range(PARTITIONS)])
-    consumer.seek_to_beginning()
-    return consumer
-
-
-def participant(bootstrap: str, command: str, reply: str) -> None:
-    settings = KafkaSettings().with_bootstrap(bootstrap)
-    producer = KafkaProducer(**producer_options(settings))
-    consumer = _consumer(settings, [command])
-    encode, decode = msgspec.json.encode, msgspec.json.decode
-    while True:
-        for records in consumer.poll(timeout_ms=100).values():
-            for record in records:
-                message = decode(record.value)
-                if message.get("stop"):
-                    producer.flush()
-                    return
-                answer = {"sagaId": message["sagaId"], "success": True}
-                producer.send(reply, key=record.key, value=encode(answer))
-        producer.flush()
-
-
-def ceiling(count: int) -> float:
-    """Sagas per second of the bare flow, from the first start to the last end."""
-    with EmbeddedBroker() as broker:
-        settings = KafkaSettings().with_bootstrap(broker.bootstrap)
-        with TopicAdmin(settings) as admin:
-            admin.ensure_topics(
-                [t for pair in STEPS for t in pair], partitions=PARTITIONS
-            )
-        context = multiprocessing.get_context("spawn")
-        workers = [
-            context.Process(
-                target=participant, args=(broker.bootstrap, c, r), daemon=True
-            )
-            for c, r in STEPS
-        ]
-        for worker in workers:
-            worker.start()
-        producer = KafkaProducer(**producer_options(settings))
-        consumer = _consumer(settings, [r for _, r in STEPS])
-        next_step = {reply: i + 1 for i, (_, reply) in enumerate(STEPS)}
-        encode = msgspec.json.encode
-        started = time.perf_counter()
-        for i in range(count):
-            key = f"saga-{i}".encode()
-            producer.send(STEPS[0][0], key=key, value=encode({"sagaId": f"saga-{i}"}))
-        producer.flush()
-        done = 0
-        while done < count:
-            for tp, records in consumer.poll(timeout_ms=100).items():
-                step = next_step[tp.topic]
-                for record in records:
-                    if step == len(STEPS):
-                        done += 1
-                    else:
-                        producer.send(
-                            STEPS[step][0], key=record.key, value=record.value
-                        )
-            producer.flush()
-        elapsed = time.perf_counter() - started
-        for command, _ in STEPS:
-            producer.send(
-                command, key=b"stop", value=encode({"stop": True}), partition=0
-            )
-        producer.flush()
-        for worker in workers:
-            worker.join(timeout=30)
-        producer.close()
-        consumer.close()
-        return count / elapsed
 
 
 def platform(count: int, *flags: str) -> dict[str, Any]:

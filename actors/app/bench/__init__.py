@@ -8,8 +8,13 @@ services on DuckDB in a temporary directory), then:
    timed from the client's send to its outcome's record in ``saga.events``
    (:mod:`~actors.app.bench.load`);
 2. **offered load**: sagas sent at fixed rates (an open loop), the same timing;
-3. **breakdown**: where the single sagas' time went, hop by hop
-   (:mod:`~actors.app.bench.breakdown`).
+3. **saturation**: as many sagas as the platform ends, a window of them in
+   flight: its throughput;
+4. **breakdown**: where the single sagas' time went, hop by hop
+   (:mod:`~actors.app.bench.breakdown`);
+5. **ceiling**: the same three steps as bare kafka-python loops, on a broker
+   of their own, once the platform stopped (:mod:`events.transport.ceiling`):
+   the platform's throughput as a share of it.
 """
 
 from __future__ import annotations
@@ -30,12 +35,14 @@ from actors.app.bench.load import (
     closed_loop,
     offered,
     percentiles,
+    saturated,
 )
 from actors.app.client import SagaClient
 from actors.app.config import SagaConfig
 from actors.app.platform import kafka_for, running_platform
 from actors.participants import seed_demo
 from events.transport.broker import EmbeddedBroker
+from events.transport.ceiling import ceiling
 
 
 class BenchOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,10 +51,12 @@ class BenchOptions(msgspec.Struct, frozen=True, kw_only=True):
     #: The offered loads, sagas a second, each for ``seconds``.
     rates: tuple[float, ...] = (100.0, 500.0, 1_000.0, 2_000.0)
     seconds: float = 10.0
+    #: Sagas for the throughput at saturation, and for the ceiling.
+    saturation: int = 20_000
 
     @classmethod
     def quick(cls) -> BenchOptions:
-        return cls(single=200, rates=(100.0, 500.0), seconds=5.0)
+        return cls(single=200, rates=(100.0, 500.0), seconds=5.0, saturation=3_000)
 
 
 def bench(
@@ -82,6 +91,14 @@ def bench(
                 ends.close()
             say("breaking the single sagas' time down")
             report["breakdown"] = breakdown(kafka, report.pop("_single"), partitions)
+    say(f"the bare ceiling: {options.saturation:,} sagas as kafka-python loops")
+    top = ceiling(options.saturation)
+    achieved = report["saturation"]["achieved_per_s"]
+    report["ceiling"] = {
+        "sagas": options.saturation,
+        "sagas_per_s": round(top, 1),
+        "ratio": None if achieved is None else round(achieved / top, 3),
+    }
     report["settings"] = {
         "linger_ms": config.kafka.producer.linger_ms,
         "fetch_max_wait_ms": config.kafka.consumer.fetch_max_wait_ms,
@@ -105,10 +122,16 @@ def _measure(
         say(f"offered load: {rate:,.0f} sagas/s for {options.seconds:g} s")
         begun = time.monotonic()
         timed = offered(client, ends, rate, options.seconds, f"load{rate:g}")
-        loads.append(_load_row(rate, timed, ends, time.monotonic() - begun))
+        row = _rate_row(timed, ends, time.monotonic() - begun)
+        loads.append({"offered_per_s": rate, **row})
+    say(f"saturation: {options.saturation:,} sagas, 2,000 in flight at most")
+    begun = time.monotonic()
+    timed = saturated(client, ends, options.saturation, "saturation")
+    flat_out = _rate_row(timed, ends, time.monotonic() - begun)
     return {
         "single": {"sagas": len(single.sent), **_summary(single, ends)},
         "loads": loads,
+        "saturation": flat_out,
         "_single": list(single.sent),
     }
 
@@ -120,13 +143,12 @@ def _summary(timed: Timed, ends: Ends) -> dict[str, Any]:
     }
 
 
-def _load_row(
-    rate: float, timed: Timed, ends: Ends, elapsed_s: float
-) -> dict[str, Any]:
+def _rate_row(timed: Timed, ends: Ends, elapsed_s: float) -> dict[str, Any]:
+    """Sagas sent, the rate they ended at (first send to last end), their
+    latencies."""
     ended = [ends.at[s] for s in timed.sent if s in ends.at]
     span_s = (max(ended) - min(timed.sent.values())) / 1000 if ended else 0.0
     return {
-        "offered_per_s": rate,
         "sagas": len(timed.sent),
         "achieved_per_s": round(len(ended) / span_s, 1) if span_s else None,
         "elapsed_s": round(elapsed_s, 1),

@@ -121,6 +121,33 @@ def offered(
     return Timed(sent, ends.wait(set(sent), timeout_s))
 
 
+def saturated(
+    client: SagaClient,
+    ends: Ends,
+    count: int,
+    prefix: str,
+    window: int = 2_000,
+    timeout_s: float = 120.0,
+) -> Timed:
+    """``count`` sagas as fast as the platform ends them: sent in chunks while
+    fewer than ``window`` are in flight (an unbounded burst only queues, and
+    queued commands time out), then waited for."""
+    sent: dict[str, float] = {}
+    ids = [f"{prefix}-{i:06d}" for i in range(count)]
+    chunk = max(1, window // 10)
+    before = len(ends.at)  # the sagas of earlier measures, all ended
+    for start in range(0, count, chunk):
+        while len(sent) - (len(ends.at) - before) > window:
+            time.sleep(0.005)
+        at = time.time() * 1000
+        batch = ids[start : start + chunk]
+        client.start_many(
+            [("deposit", deposit_input(start + i), s) for i, s in enumerate(batch)]
+        )
+        sent.update((s, at) for s in batch)
+    return Timed(sent, ends.wait(set(sent), timeout_s))
+
+
 def ticks(rate: float, seconds: float) -> Iterator[tuple[float, range]]:
     """(when, which sagas) every 5 ms: the sagas due by then."""
     total = int(rate * seconds)

@@ -28,7 +28,7 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         "--quick",
         action="store_true",
         help="fewer sagas and rates (200 single sagas; 100 and 500 sagas/s for "
-        "5 s each): about a minute",
+        "5 s each; 3,000 at saturation and for the ceiling): about two minutes",
     )
     bench.add_argument("--single", type=int, metavar="N", help="single sagas to run")
     bench.add_argument(
@@ -38,6 +38,12 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
     )
     bench.add_argument(
         "--seconds", type=float, metavar="S", help="how long each rate is offered"
+    )
+    bench.add_argument(
+        "--saturation",
+        type=int,
+        metavar="N",
+        help="sagas for the throughput at saturation and the ceiling (default: 20,000)",
     )
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(handler=run_bench)
@@ -62,6 +68,10 @@ def run_bench(args: argparse.Namespace, config: SagaConfig) -> int:
         if any(r <= 0 for r in rates):
             raise UsageError(f"--rates must be above 0, not {args.rates!r}")
         changes["rates"] = rates
+    if args.saturation is not None:
+        if args.saturation < 1:
+            raise UsageError(f"--saturation must be at least 1, not {args.saturation}")
+        changes["saturation"] = args.saturation
     if args.seconds is not None:
         if args.seconds <= 0:
             raise UsageError(f"--seconds must be above 0, not {args.seconds:g}")
@@ -101,6 +111,23 @@ def table(report: dict[str, Any]) -> str:
             f"{'-' if achieved is None else f'{achieved:,.0f}'} | {ms(row['p50'])} | "
             f"{ms(row['p95'])} | {ms(row['p99'])} |"
         )
+    flat_out, top = report["saturation"], report["ceiling"]
+    achieved = flat_out["achieved_per_s"]
+    lines.append(
+        f"| saturation (2,000 in flight) | {flat_out['sagas']:,} | "
+        f"{'-' if achieved is None else f'{achieved:,.0f}'} | {ms(flat_out['p50'])} | "
+        f"{ms(flat_out['p95'])} | {ms(flat_out['p99'])} |"
+    )
+    ratio = top["ratio"]
+    lines.append(
+        f"| bare ceiling (kafka-python loops) | {top['sagas']:,} | "
+        f"{top['sagas_per_s']:,.0f} | - | - | - |"
+    )
+    lines.append("")
+    lines.append(
+        "platform at saturation / ceiling: "
+        + ("-" if ratio is None else f"{ratio:.2f}")
+    )
     hops = report["breakdown"]
     lines += ["", "| hop (summed over a saga's steps) | median ms |", "|---|---:|"]
     lines += [

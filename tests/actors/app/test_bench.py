@@ -67,7 +67,7 @@ def test_a_sagas_hops_add_up_to_its_request_to_outcome_time() -> None:
 def test_bench_measures_single_sagas_a_load_and_the_breakdown() -> None:
     result = subprocess.run(
         [*SAGA, "bench", "--single", "20", "--rates", "50", "--seconds", "2",
-         "--json"],
+         "--saturation", "300", "--json"],
         capture_output=True, text=True, cwd=ROOT, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -78,9 +78,14 @@ def test_bench_measures_single_sagas_a_load_and_the_breakdown() -> None:
     [load] = report["loads"]
     assert load["offered_per_s"] == 50 and load["sagas"] == 100
     assert load["unfinished"] == 0 and load["achieved_per_s"] > 0
+    flat_out, top = report["saturation"], report["ceiling"]
+    assert flat_out["sagas"] == 300 and flat_out["unfinished"] == 0
+    assert top["sagas"] == 300 and top["sagas_per_s"] > 0
+    assert top["ratio"] == round(flat_out["achieved_per_s"] / top["sagas_per_s"], 3)
     hops = report["breakdown"]
     assert hops["sagas"] == 20
     assert all(hops[h] >= 0 for h in HOPS) and hops["total"] > 0
     text = table(report)
     assert "one saga at a time" in text and "50 sagas/s offered" in text
+    assert "bare ceiling" in text and "platform at saturation / ceiling" in text
     assert "participant apply + commit" in text
