@@ -82,9 +82,9 @@ class Tick(msgspec.Struct, frozen=True, kw_only=True):
     jitter: float = 0.0
 
 
-class Cancel(msgspec.Struct, frozen=True, kw_only=True):
-    """An operator's request: stop the saga and undo what it did, through its
-    compensations (``saga cancel``). ``request_id`` comes from the requester."""
+class _Operator(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator's request: ``request_id`` comes from the requester (it
+    makes the request idempotent), ``operator`` says who asks."""
 
     saga_id: str
     request_id: str
@@ -93,15 +93,14 @@ class Cancel(msgspec.Struct, frozen=True, kw_only=True):
     now: int
 
 
-class Retry(msgspec.Struct, frozen=True, kw_only=True):
-    """An operator's request: a ``failed`` saga tries the compensation it gave
-    up on again, with a fresh retry policy (``saga retry``)."""
+class Cancel(_Operator, frozen=True, kw_only=True):
+    """Stop the saga and undo what it did, through its compensations
+    (``saga cancel``)."""
 
-    saga_id: str
-    request_id: str
-    reason: str
-    operator: str = ""
-    now: int
+
+class Retry(_Operator, frozen=True, kw_only=True):
+    """A ``failed`` saga tries the compensation it gave up on again, with a
+    fresh retry policy (``saga retry``)."""
 
 
 Input: TypeAlias = Start | Reply | Tick | Cancel | Retry
@@ -140,24 +139,18 @@ def decide(
     definition: SagaDefinition, state: SagaState | None, input: Input
 ) -> Decision:
     """React to one input: the saga events to append and the commands to send."""
+    if isinstance(input, Start):
+        return _start(definition, state, input)
+    if state is None:  # every other input is for a saga that started
+        return _refuse(state, f"no saga {input.saga_id} is known")
     match input:
-        case Start():
-            return _start(definition, state, input)
         case Reply():
-            if state is None:
-                return _refuse(state, f"no saga {input.saga_id} is known")
             return _reply(definition, state, input)
         case Tick():
-            if state is None:
-                return _refuse(state, f"no saga {input.saga_id} is known")
             return _tick(definition, state, input)
         case Cancel():
-            if state is None:
-                return _refuse(state, f"no saga {input.saga_id} is known")
             return _cancel(definition, state, input)
         case Retry():
-            if state is None:
-                return _refuse(state, f"no saga {input.saga_id} is known")
             return _retry(definition, state, input)
     raise TypeError(f"not a saga input: {input!r}")
 

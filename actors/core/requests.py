@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -36,6 +36,7 @@ from events.wire.messages import CommandMessage, Message
 
 ORCHESTRATOR: Final = "saga-orchestrator"
 START_STEP: Final = "start"
+_T = TypeVar("_T")
 CANCEL_STEP: Final = "cancel"
 RETRY_STEP: Final = "retry"
 #: What each operator's request is called, by its stepId.
@@ -71,17 +72,7 @@ def parse_start(
     message: Message, definitions: Mapping[str, SagaDefinition]
 ) -> tuple[SagaDefinition, StartRequest]:
     """The definition and request a start message asks for, or a typed error."""
-    if not isinstance(message, CommandMessage):
-        raise InvalidRequestError(
-            "saga.requests takes commands (type 'command'), got an event"
-        )
-    try:
-        request = msgspec.convert(message.payload, StartRequest)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequestError(
-            f"start request payload is invalid: {exc} (expected "
-            '{"sagaType": "...", "input": {...}})'
-        ) from None
+    request = _payload(message, StartRequest, '{"sagaType": "...", "input": {...}}')
     definition = definitions.get(request.saga_type)
     if definition is None:
         raise UnknownSagaTypeError(
@@ -115,23 +106,28 @@ def operator_message(
 
 def parse_operator(message: Message) -> OperatorRequest:
     """The operator's request a cancel or retry message carries, or a typed error."""
-    if not isinstance(message, CommandMessage):
-        raise InvalidRequestError(
-            "saga.requests takes commands (type 'command'), got an event"
-        )
-    try:
-        request = msgspec.convert(message.payload, OperatorRequest)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequestError(
-            f"{message.step_id} request payload is invalid: {exc} (expected "
-            '{"reason": "...", "operator": "..."})'
-        ) from None
+    request = _payload(message, OperatorRequest, '{"reason": "...", "operator": "..."}')
     if not request.reason.strip():
         raise InvalidRequestError(
             f"{message.step_id} request for saga {message.saga_id} gives no reason: "
             "an operator's action must say why"
         )
     return request
+
+
+def _payload(message: Message, shape: type[_T], expected: str) -> _T:
+    """The payload of a request on ``saga.requests`` as ``shape``, or a typed
+    error saying what was expected."""
+    if not isinstance(message, CommandMessage):
+        raise InvalidRequestError(
+            "saga.requests takes commands (type 'command'), got an event"
+        )
+    try:
+        return msgspec.convert(message.payload, shape)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequestError(
+            f"{message.step_id} request payload is invalid: {exc} (expected {expected})"
+        ) from None
 
 
 def check_input(definition: SagaDefinition, input: Mapping[str, Any]) -> None:
