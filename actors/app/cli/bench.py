@@ -94,40 +94,35 @@ def run_bench(args: argparse.Namespace, config: SagaConfig) -> int:
 def table(report: dict[str, Any]) -> str:
     """The report as the README shows it."""
 
-    def ms(value: float | None) -> str:
-        return "-" if value is None else f"{value:,.1f}"
+    def row(label: str, measured: dict[str, Any]) -> str:
+        achieved = measured.get("achieved_per_s")
+        cells = [
+            label,
+            f"{measured['sagas']:,}",
+            "-" if achieved is None else f"{achieved:,.0f}",
+            *(
+                "-" if measured[p] is None else f"{measured[p]:,.1f}"
+                for p in ("p50", "p95", "p99")
+            ),
+        ]
+        return "| " + " | ".join(cells) + " |"
 
-    single = report["single"]
+    top = report["ceiling"]
     lines = [
         "| measure | sagas | achieved/s | p50 ms | p95 ms | p99 ms |",
         "|---|---:|---:|---:|---:|---:|",
-        f"| one saga at a time | {single['sagas']:,} | - | {ms(single['p50'])} | "
-        f"{ms(single['p95'])} | {ms(single['p99'])} |",
-    ]
-    for row in report["loads"]:
-        achieved = row["achieved_per_s"]
-        lines.append(
-            f"| {row['offered_per_s']:,.0f} sagas/s offered | {row['sagas']:,} | "
-            f"{'-' if achieved is None else f'{achieved:,.0f}'} | {ms(row['p50'])} | "
-            f"{ms(row['p95'])} | {ms(row['p99'])} |"
-        )
-    flat_out, top = report["saturation"], report["ceiling"]
-    achieved = flat_out["achieved_per_s"]
-    lines.append(
-        f"| saturation (2,000 in flight) | {flat_out['sagas']:,} | "
-        f"{'-' if achieved is None else f'{achieved:,.0f}'} | {ms(flat_out['p50'])} | "
-        f"{ms(flat_out['p95'])} | {ms(flat_out['p99'])} |"
-    )
-    ratio = top["ratio"]
-    lines.append(
+        row("one saga at a time", report["single"]),
+        *(
+            row(f"{load['offered_per_s']:,.0f} sagas/s offered", load)
+            for load in report["loads"]
+        ),
+        row("saturation (2,000 in flight)", report["saturation"]),
         f"| bare ceiling (kafka-python loops) | {top['sagas']:,} | "
-        f"{top['sagas_per_s']:,.0f} | - | - | - |"
-    )
-    lines.append("")
-    lines.append(
+        f"{top['sagas_per_s']:,.0f} | - | - | - |",
+        "",
         "platform at saturation / ceiling: "
-        + ("-" if ratio is None else f"{ratio:.2f}")
-    )
+        + ("-" if top["ratio"] is None else f"{top['ratio']:.2f}"),
+    ]
     hops = report["breakdown"]
     lines += ["", "| hop (summed over a saga's steps) | median ms |", "|---|---:|"]
     lines += [

@@ -154,8 +154,14 @@ def test_a_port_in_use_is_one_line_before_anything_starts(
 def test_output_cut_short_by_its_reader_ends_quietly() -> None:
     """`saga config show | head -1`: the reader gone before the output is
     written (deterministic, unlike racing head) gets exit 141 and no traceback."""
+    assert_quiet_into_closed_pipe("config", "show")
+
+
+def assert_quiet_into_closed_pipe(*args: str) -> None:
+    """``saga ARGS`` with its reader gone before it writes: exit 141, and
+    nothing on stderr (no traceback)."""
     process = subprocess.Popen(
-        [*SAGA, "config", "show"],
+        [*SAGA, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=ROOT,
@@ -165,23 +171,16 @@ def test_output_cut_short_by_its_reader_ends_quietly() -> None:
     process.stdout.close()
     assert process.wait(timeout=60) == BROKEN_PIPE
     assert process.stderr.read() == ""
+    process.stderr.close()
 
 
 @pytest.mark.broker
 def test_topics_list_json_into_a_closed_pipe_ends_quietly(
     broker: EmbeddedBroker,
 ) -> None:
-    process = subprocess.Popen(
-        [*SAGA, "topics", "list", "--json", "--bootstrap-servers", broker.bootstrap],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=ROOT,
-        text=True,
+    assert_quiet_into_closed_pipe(
+        "topics", "list", "--json", "--bootstrap-servers", broker.bootstrap
     )
-    assert process.stdout is not None and process.stderr is not None
-    process.stdout.close()
-    assert process.wait(timeout=60) == BROKEN_PIPE
-    assert process.stderr.read() == ""
 
 
 def session_members(session: int) -> dict[int, str]:
