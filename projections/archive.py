@@ -72,9 +72,12 @@ def dead_letters(
     *,
     topic: str | None = None,
     saga_id: str | None = None,
+    at: tuple[int, int] | None = None,
 ) -> list[Entry]:
-    """Every dead letter the projection read, oldest first, filtered; named
-    by their place on ``saga.dlq`` as ``saga dlq`` names them."""
+    """Every dead letter the projection read, oldest first, filtered (``at``:
+    the one at that partition and offset of ``saga.dlq``); named by their
+    place on ``saga.dlq`` as ``saga dlq`` names them."""
+    partition, offset = at if at is not None else (None, None)
     have = columns_of(db, "dead_letters")
     # Columns an older writer did not keep: a letter's defaults.
     key = '"key"' if "key" in have else "NULL"
@@ -86,19 +89,19 @@ def dead_letters(
                {size}
         FROM dead_letters
         WHERE (?::VARCHAR IS NULL OR topic = ?) AND (?::VARCHAR IS NULL OR saga_id = ?)
+          AND (?::INTEGER IS NULL OR (dlq_partition = ? AND dlq_offset = ?))
         ORDER BY dead_at, dlq_partition, dlq_offset
         """,
-        [topic, topic, saga_id, saga_id],
+        [topic, topic, saga_id, saga_id, partition, partition, offset],
     ).fetchall()
     return [_entry(row) for row in rows]
 
 
 def dead_letter(db: duckdb.DuckDBPyConnection, letter_id: str) -> Entry:
     """The letter ``PARTITION:OFFSET``, or :class:`NoSuchLetterError`."""
-    partition, offset = parse_id(letter_id)
-    for entry in dead_letters(db):
-        if (entry.partition, entry.offset) == (partition, offset):
-            return entry
+    found = dead_letters(db, at=parse_id(letter_id))
+    if found:
+        return found[0]
     (count,) = db.execute("SELECT count(*) FROM dead_letters").fetchone() or (0,)
     raise NoSuchLetterError(
         f"no dead letter {letter_id} in the projections ({count} letter"
