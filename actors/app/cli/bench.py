@@ -8,7 +8,7 @@ import json
 import sys
 from typing import Any
 
-from actors.app.cli.common import Commands
+from actors.app.cli.common import Commands, require_at_least, require_positive
 from actors.app.config import SagaConfig
 from actors.errors import UsageError
 
@@ -55,8 +55,7 @@ def run_bench(args: argparse.Namespace, config: SagaConfig) -> int:
     options = BenchOptions.quick() if args.quick else BenchOptions()
     changes: dict[str, Any] = {}
     if args.single is not None:
-        if args.single < 1:
-            raise UsageError(f"--single must be at least 1, not {args.single}")
+        require_at_least("--single", args.single, 1)
         changes["single"] = args.single
     if args.rates is not None:
         try:
@@ -69,12 +68,10 @@ def run_bench(args: argparse.Namespace, config: SagaConfig) -> int:
             raise UsageError(f"--rates must be above 0, not {args.rates!r}")
         changes["rates"] = rates
     if args.saturation is not None:
-        if args.saturation < 1:
-            raise UsageError(f"--saturation must be at least 1, not {args.saturation}")
+        require_at_least("--saturation", args.saturation, 1)
         changes["saturation"] = args.saturation
     if args.seconds is not None:
-        if args.seconds <= 0:
-            raise UsageError(f"--seconds must be above 0, not {args.seconds:g}")
+        require_positive("--seconds", args.seconds)
         changes["seconds"] = args.seconds
     import msgspec
 

@@ -16,7 +16,12 @@ import socket
 import sys
 from typing import Final
 
-from actors.app.cli.common import Commands, print_error, require_kafka
+from actors.app.cli.common import (
+    Commands,
+    print_error,
+    require_kafka,
+    require_positive,
+)
 from actors.app.cli.follow import EXIT_CODES_HELP, follow
 from actors.app.cli.sagas import ended
 from actors.app.client import SagaClient
@@ -84,8 +89,7 @@ def act(args: argparse.Namespace, config: SagaConfig) -> int:
     step: str = args.step
     if not args.reason.strip():
         raise UsageError("--reason must say why")
-    if args.timeout <= 0:
-        raise UsageError(f"--timeout must be above 0 seconds, got {args.timeout}")
+    require_positive("--timeout", args.timeout)
     with SagaClient(config.kafka) as client:
         state = client.state(args.saga_id)
         refusal = _refusal(step, args.saga_id, state)

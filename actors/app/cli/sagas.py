@@ -10,7 +10,13 @@ import sys
 
 import msgspec
 
-from actors.app.cli.common import Commands, print_error, print_json, require_kafka
+from actors.app.cli.common import (
+    Commands,
+    print_error,
+    print_json,
+    require_kafka,
+    require_positive,
+)
 from actors.app.cli.follow import (
     EXIT_CODES_HELP,
     OUTCOME_EXIT,
@@ -89,8 +95,7 @@ def start_saga(args: argparse.Namespace, config: SagaConfig) -> int:
         raise UsageError(f"--input is not JSON: {exc}") from None
     if not isinstance(saga_input, dict):
         raise UsageError('--input must be a JSON object, e.g. \'{"userId": "u-1"}\'')
-    if args.timeout <= 0:
-        raise UsageError(f"--timeout must be above 0 seconds, got {args.timeout}")
+    require_positive("--timeout", args.timeout)
     # Checked here, before Kafka is asked anything: the engine would refuse
     # the request after the command had printed a sagaId and exited 0.
     definition = DEFINITIONS.get(args.saga_type)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from actors.app.cli.common import Commands
+from actors.app.cli.common import Commands, require_positive
 from actors.app.cli.reading import reading_flags
 from actors.app.cli.status import (
     add_lag,
@@ -28,7 +28,6 @@ from actors.app.cli.status import (
     throughput_text,
 )
 from actors.app.config import SagaConfig
-from actors.errors import UsageError
 from events.errors import EventsError
 from projections.errors import ProjectionError
 from projections.location import locate
@@ -60,8 +59,7 @@ def show_top(args: argparse.Namespace, config: SagaConfig) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    if args.every <= 0:
-        raise UsageError(f"--every must be more than 0 seconds, not {args.every:g}")
+    require_positive("--every", args.every)
     console = Console()
     try:
         if console.is_terminal:
