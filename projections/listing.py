@@ -136,11 +136,17 @@ def list_sagas(
     next_after = f"{rows[-1][-1]}/{rows[-1][0]}" if more and rows else None
     return Listing(
         total=sum(by_status.values()),
-        by_status=dict(sorted(by_status.items(), key=lambda kv: -kv[1])),
-        by_step=dict(sorted(by_step.items(), key=lambda kv: -kv[1])),
+        by_status=_most_first(by_status),
+        by_step=_most_first(by_step),
         sagas=sagas,
         next_after=next_after,
     )
+
+
+def _most_first(counts: dict[str, int]) -> dict[str, int]:
+    # Ties go by name: GROUP BY returns groups in no set order, and a listing
+    # that reorders its header between two runs reads as a change.
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _sagas_view(db: duckdb.DuckDBPyConnection) -> str:
