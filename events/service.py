@@ -60,10 +60,15 @@ from events.transport.settings import KafkaSettings
 from events.transport.types import TP, Outgoing
 from events.wire.backoff import Backoff, backoff_ms
 from events.wire.dead_letters import DeadLetter, DeadLetterCodec
+from events.wire.latency import Histogram, HistogramCounts, snapshot
 from events.wire.messages import CommandMessage, EventMessage, MessageCodec
 from events.wire.topics import SAGA_DLQ, Direction, parse_topic
 
 log = logging.getLogger(__name__)
+
+#: The hops of a saga's path a service times (:data:`events.wire.latency.HOPS`;
+#: ``duckdb_commit`` is the handler's batch, the demo services' DuckDB commit).
+SERVICE_HOPS = ("participant_poll", "duckdb_commit", "reply_publish")
 
 #: Answers a batch of commands: one reply per command, in the same order.
 BatchHandler = Callable[[Sequence[CommandMessage]], list[EventMessage]]
@@ -119,6 +124,10 @@ class ServiceStats(msgspec.Struct, frozen=True):
     unavailable: int = 0
     #: True from an unavailable batch until the next batch is handled.
     breaker_open: bool = False
+    #: The service's hops of a saga's path (:data:`events.wire.latency.HOPS`):
+    #: a command's Kafka timestamp to its batch's start, the handler's batch,
+    #: the replies' send to their acknowledgement.
+    hops: dict[str, HistogramCounts] = {}
 
 
 class _Refused(Exception):
@@ -196,6 +205,7 @@ class CommandService(Closing):
         self._assigned: set[TP] = set()
         self._consumed: dict[str, int] = {}
         self._produced: dict[str, int] = {}
+        self._hops = {hop: Histogram() for hop in SERVICE_HOPS}
         self._stopping = threading.Event()
 
     # -- driving it --------------------------------------------------------
@@ -226,6 +236,7 @@ class CommandService(Closing):
             consumed=dict(self._consumed),
             produced=dict(self._produced),
             breaker_open=self._trips > 0,
+            hops=snapshot(self._hops),
         )
 
     def close(self) -> None:
@@ -237,6 +248,12 @@ class CommandService(Closing):
     # -- one batch -----------------------------------------------------------
 
     def _handle(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        # Wall clock against the commands' Kafka timestamps (CreateTime: the
+        # host's clock when it sent them): another machine's adds its offset.
+        began_ms = time.time() * 1000
+        self._hops["participant_poll"].observe_all(
+            (began_ms - d.timestamp) / 1000 for d in deliveries if d.timestamp >= 0
+        )
         outputs: dict[tuple[str, int, int], _Output] = {}
         commands: list[_Command] = []
         for delivery in deliveries:
@@ -257,7 +274,9 @@ class CommandService(Closing):
                 commands.append(_Command(delivery, delivery.message, topic))
         if commands:
             try:
+                started = time.monotonic()
                 answered = self._answers(commands)
+                self._hops["duckdb_commit"].since(started)
             except ServiceUnavailableError as exc:
                 self._pause(exc, len(deliveries))
                 return []
@@ -266,7 +285,9 @@ class CommandService(Closing):
                 self._trips = 0
             for output in answered:
                 outputs[output.delivery.position] = output
+        started = time.monotonic()
         done = self._send([outputs[delivery.position] for delivery in deliveries])
+        self._hops["reply_publish"].since(started)
         for output in done:
             self._count(output)
         return [output.delivery for output in done]

@@ -21,6 +21,16 @@ Metric names and labels:
   to its outcome, from the projection
 - ``saga_in_flight{actor}``: sagas each host holds
 - ``saga_step_latency_seconds{step}``: histogram, from the projections
+- ``saga_hop_seconds{hop,actor}``: histogram, where a saga's time goes, as each
+  actor times its own hops (:data:`events.wire.latency.HOPS`): ``router_poll``
+  (a record's Kafka timestamp to the router's poll: wall clocks) and
+  ``ray_call`` (the router's call to a host, its round trip); ``host_decide``
+  (a batch's decisions), ``log_append`` (a batch's log records to their
+  acknowledgement), ``command_publish`` (a command to its acknowledgement);
+  ``participant_poll`` (a command's Kafka timestamp to its service's batch),
+  ``duckdb_commit`` (the service's handler on a batch), ``reply_publish`` (a
+  batch's replies to their acknowledgement). The decide, append, commit and
+  reply hops count batches, the others records or calls
 - ``saga_messages_consumed_total{topic,actor}``,
   ``saga_messages_produced_total{topic,actor}``
 - ``saga_retries_total{kind,actor}``: ``step`` (a command sent again as a new
@@ -51,6 +61,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import accumulate
 from typing import Any, Final
 
 import ray
@@ -70,6 +81,7 @@ from actors.topology import PROJECTION_GROUP, SAGA_HOST, service_group
 from events.service import ServiceStats
 from events.transport.admin import PartitionLag, TopicAdmin
 from events.transport.settings import KafkaSettings
+from events.wire.latency import BUCKETS_S, HistogramCounts
 from projections.counts import (
     DURATION_BUCKETS,
     LATENCY_BUCKETS,
@@ -93,6 +105,9 @@ SAMPLE_NAMES: Final = frozenset(
         "saga_step_latency_seconds_bucket",
         "saga_step_latency_seconds_count",
         "saga_step_latency_seconds_sum",
+        "saga_hop_seconds_bucket",
+        "saga_hop_seconds_count",
+        "saga_hop_seconds_sum",
         "saga_messages_consumed_total",
         "saga_messages_produced_total",
         "saga_retries_total",
@@ -189,6 +204,11 @@ class PlatformCollector(Collector):
             stopped["projection"] = bool(fatal_projection)
         yield from saga_metrics(counts)
         yield from _host_metrics(hosts, latencies or [])
+        yield hop_metrics(
+            {n: h.hops for n, h in hosts.items()}
+            | {n: r.hops for n, r in routers.items()}
+            | {n: s.hops for n, s in services.items()}
+        )
         yield from _message_metrics(hosts, routers, services)
         yield from _fault_metrics(hosts, services)
         yield _log_lost(stopped)
@@ -247,6 +267,25 @@ def _host_metrics(
     for step in latencies:
         _add_histogram(histogram, step)
     yield histogram
+
+
+def hop_metrics(actors: Mapping[str, Mapping[str, HistogramCounts]]) -> Metric:
+    """Each actor's histogram of each hop it times."""
+    histogram = HistogramMetricFamily(
+        "saga_hop_seconds",
+        "Where a saga's time goes: each hop of its path, as its actor times it",
+        labels=["hop", "actor"],
+    )
+    for actor, hops in actors.items():
+        for hop, counts in hops.items():
+            cumulative = list(accumulate(counts.buckets))
+            buckets = [
+                (f"{bound:g}", n)
+                for bound, n in zip(BUCKETS_S, cumulative[:-1], strict=True)
+            ]
+            buckets.append(("+Inf", cumulative[-1]))
+            histogram.add_metric([hop, actor], buckets, sum_value=counts.sum_s)
+    return histogram
 
 
 def _message_metrics(

@@ -10,17 +10,18 @@ order on leaving.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import GetTimeoutError, RayError
 
 from actors.app.config import SagaConfig
 from actors.app.groups import consumer_groups
+from actors.app.hops import HopWriter
 from actors.app.metrics import PlatformCollector, serve_metrics
 from actors.runtime.engine import Engine
 from actors.runtime.participants import participants_ready, start_participants
@@ -30,9 +31,13 @@ from actors.runtime.ray import platform_ray
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
 from events.transport.settings import KafkaSettings
+from events.wire.latency import HistogramCounts
 from events.wire.topics import ALL_TOPICS
 
 log = logging.getLogger(__name__)
+
+#: How long an actor may take to tell its hops before that round goes without.
+_ASK_TIMEOUT_S = 5.0
 
 
 @contextmanager
@@ -133,6 +138,10 @@ def running_platform(
         )
         projection = start_projection(kafka, data_dir, config.engine.name)
         platform = Platform(kafka, engine, projection, participants)
+        hops = HopWriter(
+            lambda: _actor_hops(engine, participants), data_dir / "projections"
+        )
+        hops.start()
         try:
             if metrics_port is not None:
                 serve_metrics(
@@ -151,4 +160,24 @@ def running_platform(
                 say(f"metrics at http://localhost:{metrics_port}/metrics")
             yield platform
         finally:
+            hops.stop()
             platform.stop()
+
+
+def _actor_hops(
+    engine: Engine, participants: Mapping[str, Any]
+) -> list[Mapping[str, HistogramCounts]]:
+    """The hop histograms of every host, router and service that answers
+    (one Ray call each, in parallel): for :class:`HopWriter`."""
+    calls = [
+        *(h.metrics.remote() for h in engine.hosts),
+        *(r.stats.remote() for r in engine.routers),
+        *(s.stats.remote() for s in participants.values()),
+    ]
+    hops = []
+    for ref in calls:
+        try:
+            hops.append(ray.get(ref, timeout=_ASK_TIMEOUT_S).hops)
+        except (RayError, GetTimeoutError) as exc:
+            log.info("an actor did not answer for its hops: %s", exc)
+    return hops

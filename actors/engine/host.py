@@ -32,6 +32,7 @@ import logging
 import os
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 
 from actors.core import (
@@ -66,6 +67,7 @@ from events.errors import EventsError, LogLostError
 from events.transport.partitions import home_partition
 from events.transport.settings import KafkaSettings
 from events.transport.types import LogIdentity
+from events.wire.latency import snapshot
 from events.wire.messages import MessageCodec
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,7 @@ class SagaHost(PartitionOwner):
             if self._stale:
                 self._reload()
             now = self._now()
+            started = time.monotonic()
             work = Batch()
             for raw in batch:
                 inbound = Inbound(*raw)
@@ -143,6 +146,7 @@ class SagaHost(PartitionOwner):
                     self._write_ahead.dead(
                         work, inbound, f"internal error: {exc!r}", now
                     )
+            self._hops["host_decide"].since(started)
             self._commit(work)
             return HandleReport(**work.report, not_owned=sorted(work.not_owned))
 
@@ -166,7 +170,9 @@ class SagaHost(PartitionOwner):
 
     def metrics(self) -> HostMetrics:
         with self._lock:
-            return self._metrics.now(self._parts, self._counters, self._watch.lost)
+            return self._metrics.now(
+                self._parts, self._counters, self._watch.lost, snapshot(self._hops)
+            )
 
     def close(self) -> None:
         self._stopping.set()
@@ -233,7 +239,9 @@ class SagaHost(PartitionOwner):
             return
         ends = {number: self._parts[number].end for number, _, _ in work.records}
         try:
+            started = time.monotonic()
             acks = self._write_ahead.append(work)
+            self._hops["log_append"].since(started)
         except BaseException as exc:
             # Part of the batch may have landed: memory no longer says what
             # the log says. Rebuild from the log before the next input.

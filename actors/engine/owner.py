@@ -42,6 +42,7 @@ from events.transport.admin import TopicAdmin
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.settings import KafkaSettings
 from events.transport.types import Ack, LogIdentity
+from events.wire.latency import Histogram
 from events.wire.topics import ALL_TOPICS, SAGA_EVENTS
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ COUNTERS = (
     "snapshots",
     "resent",
 )
+
+#: The hops of a saga's path a host times (:data:`events.wire.latency.HOPS`).
+HOST_HOPS = ("host_decide", "log_append", "command_publish")
 
 
 class PartitionOwner:
@@ -90,6 +94,7 @@ class PartitionOwner:
         self._timers = Timers()
         self._resend = ResendQueue()
         self._counters = dict.fromkeys(COUNTERS, 0)
+        self._hops = {hop: Histogram() for hop in HOST_HOPS}
         self._restored = restore.Restored(0, 0, 0.0)
         self._stale = False
         self._watch = LogWatch(identity, kafka.consumer.loss_grace_ms)
@@ -193,7 +198,12 @@ class PartitionOwner:
         """Publish a command whose saga events are durable. A send that fails is
         not retried here: the saga's deadline re-sends it as the next attempt."""
         try:
-            self._publisher.publish(send.topic, send.message, partition=number)
+            self._publisher.publish(
+                send.topic,
+                send.message,
+                partition=number,
+                timed=self._hops["command_publish"],
+            )
         except Exception:
             log.exception("sending %s failed", send.message.message_id)
 

@@ -44,6 +44,7 @@ from events.transport.admin import TopicAdmin
 from events.transport.listener import Delivery, KafkaEventListener
 from events.transport.settings import KafkaSettings
 from events.transport.types import LogIdentity
+from events.wire.latency import Histogram, HistogramCounts, snapshot
 from events.wire.topics import SAGA_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,9 @@ class RouterStats(msgspec.Struct, frozen=True):
     not_owned: int = 0
     #: The version of the controller's routes in use.
     routes_version: int = -1
+    #: The router's hops of a saga's path (:data:`events.wire.latency.HOPS`):
+    #: a record's Kafka timestamp to its poll, and each host call's round trip.
+    hops: dict[str, HistogramCounts] = {}
 
 
 class RouterActor:
@@ -126,6 +130,7 @@ class RouterActor:
         self._failed_recently = False
         self._assigned: list[tuple[str, int]] = []
         self._fatal_hosts: dict[str, str] = {}
+        self._hops = {"router_poll": Histogram(), "ray_call": Histogram()}
 
         def join() -> KafkaEventListener:
             if identity is not None:
@@ -165,6 +170,13 @@ class RouterActor:
             time.sleep(0.5)
 
     def _dispatch(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        # Wall clock against each record's Kafka timestamp (CreateTime: the
+        # producer's clock when it was handed the record), so a producer on
+        # another machine adds its clock's offset; one ahead counts as 0.
+        polled_ms = time.time() * 1000
+        self._hops["router_poll"].observe_all(
+            (polled_ms - d.timestamp) / 1000 for d in deliveries if d.timestamp >= 0
+        )
         self._refresh(force=False)
         groups: dict[str, list[tuple[int, Delivery]]] = {}
         for delivery in deliveries:
@@ -175,6 +187,7 @@ class RouterActor:
                 continue
             groups.setdefault(owner, []).append((home, delivery))
         calls = {}
+        called = time.monotonic()
         for owner, group in groups.items():
             handle = self._handle(owner)
             if handle is not None:
@@ -185,6 +198,9 @@ class RouterActor:
             report = self._report(owner, ref, len(groups[owner]))
             if report is None:
                 continue
+            # From the calls' start to this answer: they run in parallel, and
+            # the router waits for each.
+            self._hops["ray_call"].since(called)
             moved = set(report.not_owned)
             if moved:
                 # It moved since the routes were read: ask where it is now.
@@ -271,6 +287,7 @@ class RouterActor:
             fatal_hosts=dict(self._fatal_hosts),
             not_owned=self._not_owned,
             routes_version=self._routes.version,
+            hops=snapshot(self._hops),
         )
 
     def stop(self) -> None:

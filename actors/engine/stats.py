@@ -10,6 +10,7 @@ from actors.core import CompensationCommanded, StepCommanded
 from actors.engine.books import PartitionBooks
 from actors.engine.restore import Restored
 from actors.engine.write_ahead import Batch
+from events.wire.latency import HistogramCounts
 from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
 
 
@@ -90,16 +91,23 @@ class HostMetrics(msgspec.Struct):
     late_replies: int = 0
     #: True once a log that lost records stopped the host.
     log_lost: bool = False
+    #: The host's hops of a saga's path (:data:`events.wire.latency.HOPS`):
+    #: a batch's decisions, its log append to the acknowledgement, each
+    #: command's send to its acknowledgement.
+    hops: dict[str, HistogramCounts] = {}
 
     def now(
         self,
         parts: Mapping[int, PartitionBooks],
         counters: Mapping[str, int],
         log_lost: str,
+        hops: dict[str, HistogramCounts],
     ) -> HostMetrics:
-        """A copy with the gauges and the host's counters as they are now."""
+        """A copy with the gauges, the host's counters and its hops' histograms
+        as they are now."""
         return msgspec.structs.replace(
             self,
+            hops=hops,
             in_flight=sum(p.in_flight for p in parts.values()),
             dead_letters=counters["dead_letters"],
             duplicates=counters["duplicates"],

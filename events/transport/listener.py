@@ -59,6 +59,8 @@ class Delivery(msgspec.Struct, frozen=True):
     value: bytes
     message: Message | None
     error: MessageDecodeError | None = None
+    #: The record's Kafka timestamp (epoch ms; -1 when it has none).
+    timestamp: int = -1
 
     @property
     def position(self) -> tuple[str, int, int]:
@@ -244,6 +246,7 @@ class KafkaEventListener(Closing):
             value=value,
             message=message,
             error=error,
+            timestamp=_timestamp(record),
         )
 
     def _commit(
@@ -289,3 +292,8 @@ class KafkaEventListener(Closing):
     def close(self) -> None:
         # Nothing is auto-committed on close: only what poll_once committed.
         self._consumer.close(autocommit=False)
+
+
+def _timestamp(record: object) -> int:
+    stamp: int | None = record.timestamp  # type: ignore[attr-defined]
+    return -1 if stamp is None else stamp

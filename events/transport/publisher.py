@@ -9,6 +9,7 @@ after the configured delivery timeout instead of hanging.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,6 +20,7 @@ from events.errors import EventsError, PublishError
 from events.transport.clients import Closing, connect, producer_options
 from events.transport.settings import KafkaSettings
 from events.transport.types import Ack, Outgoing
+from events.wire.latency import Histogram
 from events.wire.messages import Message, MessageCodec
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,12 @@ class KafkaMessagePublisher(Closing):
         return Outgoing(topic, message.saga_id, self._codec.encode(message), partition)
 
     def publish(
-        self, topic: str, message: Message, *, partition: int | None = None
+        self,
+        topic: str,
+        message: Message,
+        *,
+        partition: int | None = None,
+        timed: Histogram | None = None,
     ) -> None:
         """Queue one message without waiting for it to be acknowledged.
 
@@ -71,9 +78,15 @@ class KafkaMessagePublisher(Closing):
         :func:`events.transport.partitions.home_partition`). Raises at once for
         what can never succeed: a message over the size limit, or a topic with
         no metadata within ``producer.max_block_ms``. A send that fails later
-        only counts in :attr:`unacknowledged`.
+        only counts in :attr:`unacknowledged`. ``timed`` observes the seconds
+        from the message handed to the producer to its acknowledgement.
         """
-        self._queue(self.outgoing(topic, message, partition)).add_errback(self._lost)
+        record = self.outgoing(topic, message, partition)
+        started = time.monotonic()
+        future = self._queue(record)
+        future.add_errback(self._lost)
+        if timed is not None:
+            future.add_callback(timed.since, started)
 
     def publish_raw(
         self, topic: str, key: str | None, value: bytes, *, partition: int | None = None

@@ -12,6 +12,7 @@ import msgspec
 from actors.app.cli.common import Commands, print_error, print_json
 from actors.app.cli.reading import reading_flags, warn_if_not_fresh
 from actors.app.config import SagaConfig
+from actors.app.hops import hops_report
 from actors.topology import PROJECTION_GROUP
 from events.transport.admin import TopicAdmin
 
@@ -85,9 +86,10 @@ def status_report(config: SagaConfig) -> dict[str, Any]:
 
 
 def projections_report(config: SagaConfig) -> dict[str, Any]:
-    """What the published projections say, and how long ago they were
-    published (raises :class:`~projections.errors.ProjectionError` when
-    nothing is published there)."""
+    """What the published projections say, how long ago they were published,
+    and where the time goes as the running platform last wrote (raises
+    :class:`~projections.errors.ProjectionError` when nothing is published
+    there)."""
     from projections.reader import published_age_s
     from projections.status import status
 
@@ -99,6 +101,7 @@ def projections_report(config: SagaConfig) -> dict[str, Any]:
         "published_age_s": round(published_age_s(directory), 3),
         "freshness": freshness(directory).to_json(),
     }
+    report["hops"] = hops_report(directory)
     return report
 
 
@@ -148,7 +151,22 @@ def status_text(report: dict[str, Any]) -> str:
     fresh = projection.get("freshness")
     if fresh and (fresh["stale"] or fresh["final"]):
         lines.append(f"projection   {fresh['text']}")
+    if "hops" in report:
+        lines.extend(hop_lines(report["hops"]))
     return "\n".join(lines)
+
+
+def hop_lines(hops: dict[str, Any]) -> list[str]:
+    """ "Where the time goes": a line per hop the actors timed (p50, p99 and
+    how many), under a line saying how fresh they are; or that one line,
+    when there are none to show."""
+    lines = [f"Where the time goes: {hops['text']}"]
+    for row in hops["hops"]:
+        lines.append(
+            f"  {row['name']:<17} p50 {_number(row['p50_ms'], ',.1f'):>7} ms  "
+            f"p99 {_number(row['p99_ms'], ',.1f'):>7} ms  {row['count']:>11,}"
+        )
+    return lines
 
 
 def latency_text(report: dict[str, Any]) -> str:

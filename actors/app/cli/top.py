@@ -21,6 +21,7 @@ from actors.app.cli.reading import reading_flags
 from actors.app.cli.status import (
     add_lag,
     age_text,
+    hop_lines,
     lag_lines,
     latency_text,
     projections_report,
@@ -157,6 +158,7 @@ def view(shot: dict[str, Any]) -> RenderableType:
     parts.append(
         Text(f"projection published {projection['published_age_s']:.1f} s ago")
     )
+    parts.append(Text("\n".join(hop_lines(report["hops"]))))
     return Group(*parts)
 
 
