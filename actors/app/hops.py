@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import msgspec
 
-from events.wire.latency import HOPS, HistogramCounts
+from events.wire.latency import HOPS, PER, HistogramCounts
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +147,8 @@ def hops_report(directory: Path, now: float | None = None) -> dict[str, Any]:
             "state": "stale",
             "written_age_s": round(age, 3),
             "hops": [],
-            "text": f"stale: last written {_age(age)} ago (the platform's command "
-            "stopped without a clean stop: is it running?)",
+            "text": f"stale: last written {_age(age)} ago, and not as the "
+            "platform stopped (was its command killed?)",
         }
     else:
         state = "live"
@@ -163,6 +163,7 @@ def hops_report(directory: Path, now: float | None = None) -> dict[str, Any]:
                 "hop": hop,
                 "name": name,
                 "count": counts.count,
+                "per": PER[hop],
                 "p50_ms": _ms(counts.quantile(0.5)),
                 "p99_ms": _ms(counts.quantile(0.99)),
             }

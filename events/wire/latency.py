@@ -40,6 +40,18 @@ HOPS: Final = {
     "reply_publish": "reply publish",
 }
 
+#: What one observation of each hop is.
+PER: Final = {
+    "router_poll": "record",
+    "ray_call": "call",
+    "host_decide": "batch",
+    "log_append": "batch",
+    "command_publish": "command",
+    "participant_poll": "command",
+    "duckdb_commit": "batch",
+    "reply_publish": "batch",
+}
+
 #: Upper bounds of the buckets, in seconds: 1-2-5 steps from 0.1 ms to 10 s
 #: (one more bucket counts what is slower).
 BUCKETS_S: Final = (

@@ -162,9 +162,12 @@ def hop_lines(hops: dict[str, Any]) -> list[str]:
     when there are none to show."""
     lines = [f"Where the time goes: {hops['text']}"]
     for row in hops["hops"]:
+        per, count = row["per"], row["count"]
+        if count != 1:
+            per += "es" if per == "batch" else "s"
         lines.append(
             f"  {row['name']:<17} p50 {_number(row['p50_ms'], ',.1f'):>7} ms  "
-            f"p99 {_number(row['p99_ms'], ',.1f'):>7} ms  {row['count']:>11,}"
+            f"p99 {_number(row['p99_ms'], ',.1f'):>7} ms  {count:>11,} {per}"
         )
     return lines
 
