@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from actors.app.metrics import SAMPLE_NAMES, ownership_metrics
 from actors.engine.controller import PartitionOwner
 from events.transport.broker import free_port
+from events.wire.latency import HOPS
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -94,6 +95,20 @@ def test_prometheus_scrapes_the_saga_counters_during_a_run(tmp_path: Path) -> No
         assert names == SAMPLE_NAMES
         for name in ("saga_step_latency_seconds_bucket", "saga_consumer_lag"):
             assert query(prometheus_port, f"count(last_over_time({name}[5m]))"), name
+        # Every hop of a saga's path was timed by the actors that take it.
+        timed = query(
+            prometheus_port,
+            "sum by (hop) (max_over_time(saga_hop_seconds_count[5m])) > 0",
+        )
+        assert {r["metric"]["hop"] for r in timed} == set(HOPS)
+        # And saga status shows them as the run's platform left them.
+        status = subprocess.run(
+            [sys.executable, "-m", "actors.app.cli", "status", "--json"],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        section = json.loads(status.stdout)["hops"]
+        assert section["state"] == "final", section
+        assert {r["hop"] for r in section["hops"] if r["count"] > 0} == set(HOPS)
     finally:
         run.kill()
         run.wait()
