@@ -126,6 +126,11 @@ def test_replies_go_only_to_the_events_twin_or_the_allow_list(
     assert "'payment.events.process' refused" in dead["other-service"].error
     assert stats.dead_letters == 5 and stats.replies == 3
     assert SAGA_EVENTS not in stats.produced
+    # Its hops timed: every command's wait for its batch, and each batch's
+    # handler and sends.
+    hops = stats.hops
+    assert hops["participant_poll"].count >= len(commands)
+    assert hops["duckdb_commit"].count >= 1 and hops["reply_publish"].count >= 1
 
 
 def test_the_allow_list_takes_only_service_events_topics(kafka: KafkaSettings) -> None:

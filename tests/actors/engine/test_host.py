@@ -236,6 +236,9 @@ def test_bad_records_are_dead_lettered_and_the_rest_applied(
         assert (report.applied, report.dead_letters) == (2, 3)
         assert saga_host.state("ok-1") is not None
         assert saga_host.state("ok-2") is not None
+        # One batch decided and appended: each timed once.
+        hops = saga_host.metrics().hops
+        assert hops["host_decide"].count == 1 and hops["log_append"].count == 1
     finally:
         saga_host.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 
 import msgspec
@@ -45,11 +46,14 @@ def test_commits_up_to_the_first_record_not_done_and_redelivers_from_it(
     kafka: KafkaSettings, new_topic: Callable[..., str], group_id: str
 ) -> None:
     topic = new_topic()
+    sent_ms = time.time() * 1000
     publish(kafka, topic, 10)
     seen: list[list[int]] = []
+    stamps: list[int] = []
 
     def handler(batch: Sequence[Delivery]) -> list[Delivery]:
         seen.append([d.offset for d in batch])
+        stamps.extend(d.timestamp for d in batch)
         if len(seen) == 1:
             # Offset 6 onwards is done but 5 is not: the commit stops at 5.
             return [d for d in batch if d.offset != 5]
@@ -64,6 +68,9 @@ def test_commits_up_to_the_first_record_not_done_and_redelivers_from_it(
         drain(listener, 9 + 5)
         assert seen[1] == list(range(5, 10))
         assert committed(kafka, group_id, topic) == 10
+    # Each delivery carries its record's Kafka timestamp (the producer's
+    # clock, in ms, when it was handed the record).
+    assert all(sent_ms - 1 <= t <= time.time() * 1000 for t in stamps), stamps
 
 
 def test_a_new_member_resumes_from_the_committed_offset(

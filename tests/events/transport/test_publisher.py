@@ -18,6 +18,7 @@ from events.transport.broker import EmbeddedBroker, free_port
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.settings import KafkaSettings
 from events.transport.types import Ack
+from events.wire.latency import Histogram
 from events.wire.messages import CommandMessage, EventMessage, Message
 from tests.conftest import process_state, settings_for
 
@@ -121,6 +122,20 @@ def test_a_batch_is_acknowledged_message_by_message_in_order(
     with KafkaMessagePublisher(kafka) as publisher:
         acks = publisher.publish_batch([(topic, command("s1", i)) for i in range(20)])
     assert acks == [Ack(topic, acks[0].partition, offset) for offset in range(20)]
+
+
+def test_a_timed_publish_observes_each_send_to_its_acknowledgement(
+    kafka: KafkaSettings, new_topic: Callable[..., str]
+) -> None:
+    topic = new_topic()
+    acks = Histogram()
+    with KafkaMessagePublisher(kafka) as publisher:
+        for i in range(5):
+            publisher.publish(topic, command("s1", i), timed=acks)
+        publisher.publish(topic, command("s1", 5))  # not timed
+        publisher.flush()
+        counts = acks.counts()
+    assert counts.count == 5 and counts.sum_s > 0
 
 
 def test_oversized_message_is_refused_before_it_is_sent(
