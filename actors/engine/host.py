@@ -238,8 +238,8 @@ class SagaHost(PartitionOwner):
             self._counters["duplicates"] += work.report["duplicates"]
             return
         ends = {number: self._parts[number].end for number, _, _ in work.records}
+        started = time.monotonic()
         try:
-            started = time.monotonic()
             acks = self._write_ahead.append(work)
             self._hops["log_append"].since(started)
         except BaseException as exc:
