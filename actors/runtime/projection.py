@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import msgspec
 import ray
 
 from actors.engine.router import BROKER_ERRORS
@@ -66,9 +67,16 @@ class ProjectionActor:
         #: Armed (the file to mark the death in, maybe ""), or not (None).
         self._die_after_batch: str | None = None
 
+        # Never the quick fetch wait: no saga waits on the projection, and its
+        # batches are cheaper per record the more each one holds.
+        steady = msgspec.structs.replace(
+            kafka,
+            consumer=msgspec.structs.replace(kafka.consumer, quick_fetch_wait_ms=None),
+        )
+
         def join() -> KafkaEventListener:
             return KafkaEventListener(
-                kafka,
+                steady,
                 [SAGA_EVENTS, SAGA_DLQ],
                 self._handle,
                 group_id=PROJECTION_GROUP,

@@ -91,6 +91,7 @@ def bench(
                 ends.close()
             say("breaking the single sagas' time down")
             report["breakdown"] = breakdown(kafka, report.pop("_single"), partitions)
+            used = kafka
     say(f"the bare ceiling: {options.saturation:,} sagas as kafka-python loops")
     top = ceiling(options.saturation)
     achieved = report["saturation"]["achieved_per_s"]
@@ -100,9 +101,10 @@ def bench(
         "ratio": None if achieved is None else round(achieved / top, 3),
     }
     report["settings"] = {
-        "linger_ms": config.kafka.producer.linger_ms,
-        "fetch_max_wait_ms": config.kafka.consumer.fetch_max_wait_ms,
-        "poll_timeout_ms": config.kafka.consumer.poll_timeout_ms,
+        "linger_ms": used.producer.linger_ms,
+        "fetch_max_wait_ms": used.consumer.fetch_max_wait_ms,
+        "quick_fetch_wait_ms": used.consumer.quick_fetch_wait_ms,
+        "poll_timeout_ms": used.consumer.poll_timeout_ms,
         "partitions": config.kafka.topics.partitions,
         "hosts": config.engine.hosts,
         "routers": config.engine.routers,
