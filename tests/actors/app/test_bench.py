@@ -5,6 +5,7 @@ bound: speed lives in the benchmark, not in tests."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -134,10 +135,10 @@ def test_a_chart_of_what_is_no_report_is_refused_by_name(
 
 @pytest.mark.broker
 def test_bench_measures_single_sagas_a_load_and_the_breakdown(tmp_path: Path) -> None:
-    out = tmp_path / "out"
     result = subprocess.run(
         [*SAGA, "bench", "--single", "20", "--rates", "50", "--seconds", "2",
-         "--saturation", "300", "--restore", "200", "--json", "--out", str(out)],
+         "--saturation", "300", "--restore", "200", "--json",
+         "--data-dir", str(tmp_path)],
         capture_output=True, text=True, cwd=ROOT, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -165,6 +166,9 @@ def test_bench_measures_single_sagas_a_load_and_the_breakdown(tmp_path: Path) ->
     assert restored["tail_records"] == 100
     assert restored["seconds"] > 0 and restored["sagas_per_s"] > 0
     assert memory["in_flight"] == 200 and memory["bytes_per_saga"] > 0
+    # No --out: a folder of the run's own in the data dir, named by its time.
+    [out] = tmp_path.iterdir()
+    assert re.fullmatch(r"bench\d{14}", out.name)
     assert json.loads((out / "bench.json").read_text()) == report
     assert png_size(out / "bench.png") == (1200, 480)
     assert f"wrote {out / 'bench.json'} and {out / 'bench.png'}" in result.stderr
