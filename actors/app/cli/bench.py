@@ -8,11 +8,14 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors.app.cli.common import Commands, require_at_least, require_positive
 from actors.app.config import SagaConfig
 from actors.errors import UsageError
+
+if TYPE_CHECKING:
+    from actors.app.bench import BenchOptions
 
 
 def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
@@ -89,6 +92,12 @@ def run_bench(args: argparse.Namespace, config: SagaConfig) -> int:
         print(text, file=sys.stderr, flush=True)
 
     out = Path(args.out) if args.out else _default_out(config)
+    try:
+        # Now, not after minutes of measuring: a folder it cannot write fails
+        # before anything starts.
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write the figures to {out}: {exc.strerror}") from None
     report = bench(config, options, say)
     if args.json:
         print(json.dumps(report), flush=True)
@@ -125,7 +134,6 @@ def write(report: dict[str, Any], out: Path) -> None:
     (its chart) in ``out``."""
     from actors.app.bench.chart import draw
 
-    out.mkdir(parents=True, exist_ok=True)
     (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
     draw(report, out / "bench.png")
 
@@ -137,7 +145,7 @@ def _default_out(config: SagaConfig) -> Path:
     return Path(config.data_dir).expanduser() / f"bench{stamp}"
 
 
-def _options(args: argparse.Namespace) -> Any:
+def _options(args: argparse.Namespace) -> BenchOptions:
     """The measures: the full or quick set, changed by the flags given."""
     from actors.app.bench import BenchOptions
 

@@ -131,6 +131,11 @@ def test_a_chart_of_what_is_no_report_is_refused_by_name(
     assert main(["bench", "--chart", str(REPORT), "--quick", "--json"]) == 2
     assert "measures nothing: drop --quick, --json" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.png"))
+    # A bench refused before it starts: nowhere to write its figures.
+    assert main(["bench", "--quick", "--out", str(not_json / "figures")]) == 2
+    assert f"cannot write the figures to {not_json / 'figures'}" in (
+        capsys.readouterr().err
+    )
 
 
 @pytest.mark.broker
