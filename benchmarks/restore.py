@@ -16,23 +16,24 @@ Three figures, each the median of ``--rounds``:
    replayed) for comparison.
 3. Memory: bytes retained per in-flight saga inside a host (tracemalloc), with
    its timer entry and the map that holds it.
+
+Figures 2 and 3 are measured by :mod:`actors.app.bench.restore`, which
+``saga bench`` reports from too.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 import time
-import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from actors.app.bench.restore import INPUT, host_restore, memory_per_saga
 from actors.core import (
     DEPOSIT,
     Fence,
@@ -43,25 +44,11 @@ from actors.core import (
     Start,
     decide,
     evolve,
-    start_message,
 )
-from actors.engine.claims import own
-from actors.engine.host import SagaHost
-from actors.engine.inbound import Inbound
-from actors.engine.settings import HostSettings
-from actors.engine.stats import HostStats
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
 from events.transport.settings import KafkaSettings
-from events.wire.messages import EventMessage, MessageCodec
 from events.wire.topics import ALL_TOPICS
-
-INPUT = {
-    "userId": "user-1234",
-    "accountId": "acct-987",
-    "amount": 250,
-    "currency": "USD",
-}
 
 
 def log_records(count: int) -> list[bytes]:
@@ -123,110 +110,6 @@ def replay_rate(records: list[bytes]) -> tuple[float, int]:
         assert state is not None
         states[record.saga_id] = state
     return events / (time.perf_counter() - started), events
-
-
-class Driver:
-    """Feeds a host the records a router would, with made-up offsets."""
-
-    def __init__(self) -> None:
-        self.codec = MessageCodec()
-        self.offset = 0
-
-    def starts(self, ids: list[str]) -> list[Inbound]:
-        now = datetime.now(UTC)
-        return [
-            self._in("saga.requests", i, start_message(i, "deposit", INPUT, now))
-            for i in ids
-        ]
-
-    def verified(self, ids: list[str], success: bool = True) -> list[Inbound]:
-        now = datetime.now(UTC)
-        return [
-            self._in(
-                "user.events.verify",
-                i,
-                EventMessage(
-                    message_id=f"r-{i}",
-                    saga_id=i,
-                    step_id="verify_user",
-                    timestamp=now,
-                    success=success,
-                ),
-            )
-            for i in ids
-        ]
-
-    def _in(self, topic: str, saga_id: str, message: object) -> Inbound:
-        self.offset += 1
-        return (topic, 0, self.offset, saga_id, self.codec.encode(message))  # type: ignore[arg-type]
-
-
-def feed(host: SagaHost, items: list[Inbound], batch: int = 2_000) -> None:
-    for i in range(0, len(items), batch):
-        host.handle(items[i : i + batch])
-
-
-def quiet_host(kafka: KafkaSettings) -> SagaHost:
-    """A host of every partition with no timer thread and snapshots only when
-    asked for: the benchmark decides what happens when."""
-    partitions = kafka.topics.partitions
-    return own(
-        SagaHost(
-            kafka, partitions, HostSettings(snapshot_every=10**9), start_timers=False
-        ),
-        range(partitions),
-    )
-
-
-def host_restore(
-    kafka: KafkaSettings, sagas: int, history: int, snapshot: bool
-) -> tuple[float, float, HostStats]:
-    """Seconds to restore, seconds to re-send the tail's commands, and stats."""
-    driver = Driver()
-    ended = [f"old-{time.monotonic_ns()}-{i}" for i in range(history)]
-    ids = [f"saga-{time.monotonic_ns()}-{i}" for i in range(sagas)]
-    first = quiet_host(kafka)
-    # Sagas that ended before: log a whole-log replay must read past.
-    feed(first, driver.starts(ended))
-    feed(first, driver.verified(ended, success=False))
-    feed(first, driver.starts(ids))
-    feed(first, driver.verified(ids[: sagas // 2]))
-    if snapshot:
-        first.snapshot()
-    feed(first, driver.verified(ids[sagas // 2 :]))  # the tail after the snapshot
-    first.close()
-    started = time.perf_counter()
-    second = quiet_host(kafka)
-    elapsed = time.perf_counter() - started
-    started = time.perf_counter()
-    while second.stats().resend_pending:
-        second.fire_timers()
-    resending = time.perf_counter() - started
-    stats = second.stats()
-    second.close()
-    return elapsed, resending, stats
-
-
-def memory_per_saga(kafka: KafkaSettings, sagas: int) -> float:
-    partitions = kafka.topics.partitions
-    driver = Driver()
-    ids = [
-        f"{time.monotonic_ns():x}-{i:06d}-4b1c-9f0e-2a7d5c3e8b61" for i in range(sagas)
-    ]
-    starts, verified = driver.starts(ids), driver.verified(ids)
-    host = own(SagaHost(kafka, partitions, start_timers=False), range(partitions))
-    gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    feed(host, starts)
-    feed(host, verified)  # each saga now holds a reply and waits on the payment
-    gc.collect()
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    retained = sum(s.size_diff for s in after.compare_to(before, "filename"))
-    assert host.stats().in_flight == sagas
-    host.close()
-    return retained / sagas
 
 
 @contextmanager

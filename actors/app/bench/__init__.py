@@ -12,7 +12,11 @@ services on DuckDB in a temporary directory), then:
    flight: its throughput;
 4. **breakdown**: where the single sagas' time went, hop by hop
    (:mod:`~actors.app.bench.breakdown`);
-5. **ceiling**: the same three steps as bare kafka-python loops, on a broker
+5. **restore and memory**: once the platform stopped, on its broker, a host
+   driven in-process restores in-flight sagas from a snapshot and a log tail,
+   and the memory each in-flight saga takes in it is counted
+   (:mod:`~actors.app.bench.restore`);
+6. **ceiling**: the same three steps as bare kafka-python loops, on a broker
    of their own, once the platform stopped (:mod:`events.transport.ceiling`):
    the platform's throughput as a share of it.
 """
@@ -37,6 +41,7 @@ from actors.app.bench.load import (
     percentiles,
     saturated,
 )
+from actors.app.bench.restore import restore_and_memory
 from actors.app.client import SagaClient
 from actors.app.config import SagaConfig
 from actors.app.platform import kafka_for, running_platform
@@ -53,10 +58,18 @@ class BenchOptions(msgspec.Struct, frozen=True, kw_only=True):
     seconds: float = 10.0
     #: Sagas for the throughput at saturation, and for the ceiling.
     saturation: int = 20_000
+    #: In-flight sagas for the restore and the memory per saga.
+    restore: int = 10_000
 
     @classmethod
     def quick(cls) -> BenchOptions:
-        return cls(single=200, rates=(100.0, 500.0), seconds=5.0, saturation=3_000)
+        return cls(
+            single=200,
+            rates=(100.0, 500.0),
+            seconds=5.0,
+            saturation=3_000,
+            restore=5_000,
+        )
 
 
 def bench(
@@ -91,7 +104,11 @@ def bench(
                 ends.close()
             say("breaking the single sagas' time down")
             report["breakdown"] = breakdown(kafka, report.pop("_single"), partitions)
-            used = kafka
+        # The platform stopped, its log stays: a host of every partition now
+        # has no other claimant, and its restore reads past the bench's sagas
+        # (all ended) only in the snapshot's finished ids.
+        say(f"restore and memory: {options.restore:,} in-flight sagas in a host")
+        report.update(restore_and_memory(kafka, options.restore))
     say(f"the bare ceiling: {options.saturation:,} sagas as kafka-python loops")
     top = ceiling(options.saturation)
     achieved = report["saturation"]["achieved_per_s"]
@@ -101,10 +118,10 @@ def bench(
         "ratio": None if achieved is None else round(achieved / top, 3),
     }
     report["settings"] = {
-        "linger_ms": used.producer.linger_ms,
-        "fetch_max_wait_ms": used.consumer.fetch_max_wait_ms,
-        "quick_fetch_wait_ms": used.consumer.quick_fetch_wait_ms,
-        "poll_timeout_ms": used.consumer.poll_timeout_ms,
+        "linger_ms": config.kafka.producer.linger_ms,
+        "fetch_max_wait_ms": config.kafka.consumer.fetch_max_wait_ms,
+        "quick_fetch_wait_ms": config.kafka.consumer.quick_fetch_wait_ms,
+        "poll_timeout_ms": config.kafka.consumer.poll_timeout_ms,
         "partitions": config.kafka.topics.partitions,
         "hosts": config.engine.hosts,
         "routers": config.engine.routers,

@@ -6,11 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from actors.app.cli.common import Commands, require_at_least, require_positive
 from actors.app.config import SagaConfig
 from actors.errors import UsageError
+
+if TYPE_CHECKING:
+    from actors.app.bench import BenchOptions
 
 
 def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
@@ -21,14 +26,18 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         description="Start the whole platform on an embedded broker of its own "
         "(as saga serve does, with the demo services) and measure: one saga "
         "at a time (each timed from the client's send to its outcome's record "
-        "in saga.events), then sagas offered at fixed rates, then where the "
-        "single sagas' time went, hop by hop. Prints a table, or JSON.",
+        "in saga.events), then sagas offered at fixed rates, then as fast as "
+        "the platform ends them; where the single sagas' time went, hop by hop; "
+        "a host's restore and its memory per in-flight saga; and the bare "
+        "kafka-python ceiling. Prints a table, or JSON, and writes bench.json "
+        "and a chart, bench.png.",
     )
     bench.add_argument(
         "--quick",
         action="store_true",
         help="fewer sagas and rates (200 single sagas; 100 and 500 sagas/s for "
-        "5 s each; 3,000 at saturation and for the ceiling): about two minutes",
+        "5 s each; 3,000 at saturation and for the ceiling; 5,000 restored): "
+        "about two minutes",
     )
     bench.add_argument("--single", type=int, metavar="N", help="single sagas to run")
     bench.add_argument(
@@ -45,12 +54,100 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         metavar="N",
         help="sagas for the throughput at saturation and the ceiling (default: 20,000)",
     )
+    bench.add_argument(
+        "--restore",
+        type=int,
+        metavar="N",
+        help="in-flight sagas for the restore and the memory per saga "
+        "(default: 10,000)",
+    )
     bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where bench.json and bench.png go (default: a new folder "
+        "bench<UTC time> in the data dir)",
+    )
+    bench.add_argument(
+        "--chart",
+        metavar="FILE",
+        help="measure nothing: draw the chart of a saved report (a bench.json) "
+        "beside it, as FILE with .png (or as bench.png in --out)",
+    )
     bench.set_defaults(handler=run_bench)
 
 
+#: The flags that change what is measured, which --chart does not take.
+_MEASURES = ("quick", "single", "rates", "seconds", "saturation", "restore", "json")
+
+
 def run_bench(args: argparse.Namespace, config: SagaConfig) -> int:
-    from actors.app.bench import BenchOptions, bench
+    if args.chart is not None:
+        return redraw(args)
+    from actors.app.bench import bench
+
+    options = _options(args)
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    out = Path(args.out) if args.out else _default_out(config)
+    try:
+        # Now, not after minutes of measuring: a folder it cannot write fails
+        # before anything starts.
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot write the figures to {out}: {exc.strerror}") from None
+    report = bench(config, options, say)
+    if args.json:
+        print(json.dumps(report), flush=True)
+    else:
+        print(table(report), flush=True)
+    write(report, out)
+    say(f"wrote {out / 'bench.json'} and {out / 'bench.png'}")
+    return 0
+
+
+def redraw(args: argparse.Namespace) -> int:
+    """``--chart FILE``: the chart of a saved report, nothing measured."""
+    from actors.app.bench.chart import draw, read_report
+
+    given = [
+        f"--{name}" for name in _MEASURES if getattr(args, name) not in (None, False)
+    ]
+    if given:
+        raise UsageError(
+            "--chart draws a saved report and measures nothing: drop "
+            + ", ".join(given)
+        )
+    source = Path(args.chart)
+    report = read_report(source)
+    png = Path(args.out) / "bench.png" if args.out else source.with_suffix(".png")
+    png.parent.mkdir(parents=True, exist_ok=True)
+    draw(report, png, str(source))
+    print(f"wrote {png}", file=sys.stderr)
+    return 0
+
+
+def write(report: dict[str, Any], out: Path) -> None:
+    """``bench.json`` (the report as ``--json`` prints it) and ``bench.png``
+    (its chart) in ``out``."""
+    from actors.app.bench.chart import draw
+
+    (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n")
+    draw(report, out / "bench.png")
+
+
+def _default_out(config: SagaConfig) -> Path:
+    """A folder of its own per run in the data dir, named by when it began
+    (as saga run's are): a run never overwrites the last one's figures."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    return Path(config.data_dir).expanduser() / f"bench{stamp}"
+
+
+def _options(args: argparse.Namespace) -> BenchOptions:
+    """The measures: the full or quick set, changed by the flags given."""
+    from actors.app.bench import BenchOptions
 
     options = BenchOptions.quick() if args.quick else BenchOptions()
     changes: dict[str, Any] = {}
@@ -73,19 +170,12 @@ def run_bench(args: argparse.Namespace, config: SagaConfig) -> int:
     if args.seconds is not None:
         require_positive("--seconds", args.seconds)
         changes["seconds"] = args.seconds
+    if args.restore is not None:
+        require_at_least("--restore", args.restore, 1)
+        changes["restore"] = args.restore
     import msgspec
 
-    options = msgspec.structs.replace(options, **changes)
-
-    def say(text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
-
-    report = bench(config, options, say)
-    if args.json:
-        print(json.dumps(report))
-    else:
-        print(table(report))
-    return 0
+    return msgspec.structs.replace(options, **changes)
 
 
 def table(report: dict[str, Any]) -> str:
@@ -128,4 +218,14 @@ def table(report: dict[str, Any]) -> str:
         if name not in ("total", "sagas")
     ]
     lines.append(f"| request to outcome | {hops['total']:,.1f} |")
+    restored, memory = report["restore"], report["memory"]
+    lines += [
+        "",
+        "| restore and memory (a host, in-process) | figure |",
+        "|---|---:|",
+        f"| restore of {restored['in_flight']:,} in-flight sagas: snapshot + "
+        f"{restored['tail_records']:,}-record tail | {restored['seconds']:,.2f} s "
+        f"({restored['sagas_per_s']:,.0f} sagas/s) |",
+        f"| memory per in-flight saga | {memory['bytes_per_saga']:,} B |",
+    ]
     return "\n".join(lines)
