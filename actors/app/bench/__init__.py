@@ -32,6 +32,7 @@ from typing import Any
 import msgspec
 
 from actors.app.bench.breakdown import breakdown
+from actors.app.bench.cpu import CpuMeter, per_saga, projection_settled
 from actors.app.bench.load import (
     Ends,
     Timed,
@@ -82,7 +83,11 @@ def bench(
         config, kafka=msgspec.structs.replace(config.kafka, bootstrap_servers=())
     )
 
+    broker_pid: int | None = None
+
     def announce(broker: EmbeddedBroker) -> None:
+        nonlocal broker_pid
+        broker_pid = broker.pid
         say(f"embedded broker at {broker.bootstrap}")
 
     with (
@@ -99,7 +104,8 @@ def bench(
             ends = Ends(kafka, all_partitions(partitions))
             try:
                 with SagaClient(kafka) as client:
-                    report = _measure(client, ends, options, say)
+                    meter = CpuMeter(platform, broker_pid)
+                    report = _measure(client, ends, meter, options, say)
             finally:
                 ends.close()
             say("breaking the single sagas' time down")
@@ -130,7 +136,11 @@ def bench(
 
 
 def _measure(
-    client: SagaClient, ends: Ends, options: BenchOptions, say: Callable[[str], None]
+    client: SagaClient,
+    ends: Ends,
+    meter: CpuMeter,
+    options: BenchOptions,
+    say: Callable[[str], None],
 ) -> dict[str, Any]:
     say("warming up: 50 sagas")
     closed_loop(client, ends, 50, "warm")
@@ -144,9 +154,15 @@ def _measure(
         row = _rate_row(timed, ends, time.monotonic() - begun)
         loads.append({"offered_per_s": rate, **row})
     say(f"saturation: {options.saturation:,} sagas, 2,000 in flight at most")
+    projection_settled(meter.projection)
+    spent = meter.read()
     begun = time.monotonic()
     timed = saturated(client, ends, options.saturation, "saturation")
     flat_out = _rate_row(timed, ends, time.monotonic() - begun)
+    projection_settled(meter.projection)
+    flat_out["cpu"] = per_saga(
+        spent, meter.read(), len(timed.sent), time.monotonic() - begun
+    )
     return {
         "single": {"sagas": len(single.sent), **_summary(single, ends)},
         "loads": loads,

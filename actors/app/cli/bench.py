@@ -210,6 +210,7 @@ def table(report: dict[str, Any]) -> str:
         "platform at saturation / ceiling: "
         + ("-" if top["ratio"] is None else f"{top['ratio']:.2f}"),
     ]
+    lines += _cpu_lines(report["saturation"].get("cpu"))
     hops = report["breakdown"]
     lines += ["", "| hop (summed over a saga's steps) | median ms |", "|---|---:|"]
     lines += [
@@ -229,3 +230,16 @@ def table(report: dict[str, Any]) -> str:
         f"| memory per in-flight saga | {memory['bytes_per_saga']:,} B |",
     ]
     return "\n".join(lines)
+
+
+def _cpu_lines(cpu: dict[str, Any] | None) -> list[str]:
+    """Where the CPU went at saturation (absent from reports saved before the
+    bench measured it)."""
+    if cpu is None:
+        return []
+    lines = ["", "| CPU at saturation, by part | µs per saga |", "|---|---:|"]
+    lines += [f"| {part} | {us:,} |" for part, us in cpu["us_per_saga"].items()]
+    lines.append(
+        f"| total ({cpu['cores_busy']} cores busy) | {cpu['total_us_per_saga']:,} |"
+    )
+    return lines

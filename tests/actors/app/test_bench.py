@@ -17,6 +17,7 @@ import msgspec
 import pytest
 
 from actors.app.bench.breakdown import HOPS, SagaTrace
+from actors.app.bench.cpu import PARTS
 from actors.app.bench.load import percentiles, ticks
 from actors.app.cli import main
 from actors.app.cli.bench import table
@@ -158,6 +159,14 @@ def test_bench_measures_single_sagas_a_load_and_the_breakdown(tmp_path: Path) ->
     assert flat_out["sagas"] == 300 and flat_out["unfinished"] == 0
     assert top["sagas"] == 300 and top["sagas_per_s"] > 0
     assert top["ratio"] == round(flat_out["achieved_per_s"] / top["sagas_per_s"], 3)
+    # Every part of the platform did work for the sagas, and it adds up.
+    cpu = flat_out["cpu"]
+    assert set(cpu["us_per_saga"]) == set(PARTS)
+    assert all(us > 0 for us in cpu["us_per_saga"].values())
+    assert cpu["total_us_per_saga"] == pytest.approx(
+        sum(cpu["us_per_saga"].values()), abs=len(PARTS)
+    )
+    assert cpu["cores_busy"] > 0
     hops = report["breakdown"]
     assert hops["sagas"] == 20
     assert all(hops[h] >= 0 for h in HOPS) and hops["total"] > 0
@@ -165,6 +174,7 @@ def test_bench_measures_single_sagas_a_load_and_the_breakdown(tmp_path: Path) ->
     assert "one saga at a time" in text and "50 sagas/s offered" in text
     assert "bare ceiling" in text and "platform at saturation / ceiling" in text
     assert "participant apply + commit" in text
+    assert "CPU at saturation, by part" in text
     restored, memory = report["restore"], report["memory"]
     # Half the sagas' replies came after the snapshot: the tail.
     assert restored["in_flight"] == 200 and restored["from_snapshot"] == 200

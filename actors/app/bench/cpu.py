@@ -1,0 +1,102 @@
+"""Where the CPU goes while the platform runs flat out: the CPU time each part
+of it spends during a measure, per saga.
+
+Each actor's process reports its own ``time.process_time()`` (all its threads:
+the Kafka client's, Ray's, the actor's own), asked through Ray, so an actor on
+another node counts too. The embedded broker's time is read from ``/proc``
+when it runs here (Linux); the bench's own process (the client sending sagas
+and reading their ends, and the Ray driver) from its ``process_time()``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from actors.app.platform import Platform
+
+#: The parts, in the order a saga meets them.
+PARTS = ("bench client", "broker", "routers", "hosts", "participants", "projection")
+
+
+def _process_time(_actor: object) -> float:
+    """Runs inside an actor (``__ray_call__`` passes the actor first)."""
+    return time.process_time()
+
+
+class CpuMeter:
+    """Reads the CPU seconds each part of a running platform has spent."""
+
+    def __init__(self, platform: Platform, broker_pid: int | None) -> None:
+        self._actors: dict[str, list[Any]] = {
+            "routers": platform.engine.routers,
+            "hosts": platform.engine.hosts,
+            "participants": list(platform.participants.values()),
+            "projection": [platform.projection],
+        }
+        self.projection = platform.projection
+        self._broker = broker_pid
+
+    def read(self) -> dict[str, float]:
+        """CPU seconds so far, by part (a part that cannot be read is absent)."""
+        refs = {
+            part: [a.__ray_call__.remote(_process_time) for a in actors]
+            for part, actors in self._actors.items()
+            if actors
+        }
+        spent = {"bench client": time.process_time()}
+        for part, calls in refs.items():
+            spent[part] = sum(ray.get(calls, timeout=30))
+        broker = _proc_cpu(self._broker) if self._broker is not None else None
+        if broker is not None:
+            spent["broker"] = broker
+        return spent
+
+
+def projection_settled(
+    projection: Any, quiet_s: float = 1.0, timeout_s: float = 60.0
+) -> None:
+    """Until the projection's count of saga events holds still for ``quiet_s``:
+    it trails the log, and its work for the sagas measured is theirs."""
+    deadline = time.monotonic() + timeout_s
+    last = -1
+    while time.monotonic() < deadline:
+        events = ray.get(projection.stats.remote(), timeout=30)["events"]
+        if events == last:
+            return
+        last = events
+        time.sleep(quiet_s)
+
+
+def per_saga(
+    before: Mapping[str, float],
+    after: Mapping[str, float],
+    sagas: int,
+    wall_s: float,
+) -> dict[str, Any]:
+    """Microseconds of CPU per saga by part, their total, and the cores kept
+    busy on average over ``wall_s``."""
+    spent = {p: after[p] - before[p] for p in PARTS if p in before and p in after}
+    total = sum(spent.values())
+    return {
+        "us_per_saga": {p: round(s * 1e6 / sagas) for p, s in spent.items()},
+        "total_us_per_saga": round(total * 1e6 / sagas),
+        "cores_busy": round(total / wall_s, 2) if wall_s > 0 else None,
+    }
+
+
+def _proc_cpu(pid: int) -> float | None:
+    """A local process's CPU seconds (user + system), or ``None`` without
+    ``/proc`` or once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the command (which may hold spaces) end with ")".
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
