@@ -159,10 +159,8 @@ def _measure(
     begun = time.monotonic()
     timed = saturated(client, ends, options.saturation, "saturation")
     flat_out = _rate_row(timed, ends, time.monotonic() - begun)
-    projection_settled(meter.projection)
-    flat_out["cpu"] = per_saga(
-        spent, meter.read(), len(timed.sent), time.monotonic() - begun
-    )
+    settled = projection_settled(meter.projection)
+    flat_out["cpu"] = per_saga(spent, meter.read(), len(timed.sent), settled - begun)
     return {
         "single": {"sagas": len(single.sent), **_summary(single, ends)},
         "loads": loads,

@@ -60,17 +60,22 @@ class CpuMeter:
 
 def projection_settled(
     projection: Any, quiet_s: float = 1.0, timeout_s: float = 60.0
-) -> None:
+) -> float:
     """Until the projection's count of saga events holds still for ``quiet_s``:
-    it trails the log, and its work for the sagas measured is theirs."""
+    it trails the log, and its work for the sagas measured is theirs. Returns
+    when (``time.monotonic()``) the count was first seen at its final value,
+    to a tenth of a second."""
     deadline = time.monotonic() + timeout_s
-    last = -1
+    last, since = -1, time.monotonic()
     while time.monotonic() < deadline:
         events = ray.get(projection.stats.remote(), timeout=30)["events"]
-        if events == last:
-            return
-        last = events
-        time.sleep(quiet_s)
+        now = time.monotonic()
+        if events != last:
+            last, since = events, now
+        elif now - since >= quiet_s:
+            break
+        time.sleep(0.1)
+    return since
 
 
 def per_saga(
