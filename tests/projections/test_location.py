@@ -133,7 +133,9 @@ def test_freshness_follows_the_writers_heartbeat(tmp_path: Path) -> None:
     report = json.loads(saga("status", "--json", "--data-dir", str(tmp_path)).stdout)
     assert report["projection"]["freshness"]["writer"] == "stopped"
     text = saga("status", "--data-dir", str(tmp_path)).stdout.splitlines()
-    assert text[-1].startswith("projection   no writer running since ")
+    # The freshness line closes the projection's lines (hop figures follow).
+    projection = [line for line in text if line.startswith("projection   ")]
+    assert projection[-1].startswith("projection   no writer running since ")
     listing = saga("list", "--data-dir", str(tmp_path))
     assert "no writer running since" in listing.stderr
     history = saga("history", "g-completed", "--data-dir", str(tmp_path))
