@@ -69,9 +69,15 @@ def beat(
         pid=os.getpid(),
         stopped=stopped,
     )
-    partial = directory / f".{HEARTBEAT}.partial"
-    partial.write_bytes(_ENCODER.encode(stamp))
-    os.replace(partial, directory / HEARTBEAT)
+    replace_file(directory, HEARTBEAT, _ENCODER.encode(stamp))
+
+
+def replace_file(directory: Path, name: str, data: bytes) -> None:
+    """Write ``directory``/``name`` whole, replacing it atomically: a reader
+    meets the old file or the new one, never half of one."""
+    partial = directory / f".{name}.partial"
+    partial.write_bytes(data)
+    os.replace(partial, directory / name)
 
 
 class Freshness(NamedTuple):
@@ -107,7 +113,9 @@ class Freshness(NamedTuple):
     def text(self) -> str:
         """One line for people: the publication's age and the writer's state."""
         age = self.published_age_s
-        published = "never published" if age is None else f"published {_age(age)} ago"
+        published = (
+            "never published" if age is None else f"published {age_text(age)} ago"
+        )
         if self.writer == "unknown":
             return f"{published} (no writer heartbeat found)"
         behind = f"{self.behind_s:,.1f} s" if self.behind_s is not None else ""
@@ -123,7 +131,7 @@ class Freshness(NamedTuple):
         how = "stopped" if self.writer == "stopped" else "its heartbeat stopped"
         text = (
             f"no writer running since {_clock(self.heartbeat_at)} "
-            f"({_age(self.now - self.heartbeat_at)} ago, {how}): final as of then"
+            f"({age_text(self.now - self.heartbeat_at)} ago, {how}): final as of then"
         )
         if self.stale:
             text += f", stale by {behind} it never published"
@@ -177,7 +185,8 @@ def freshness(directory: str | Path, now: float | None = None) -> Freshness:
     return Freshness(published, stamp.at, writer, behind, now)
 
 
-def _age(seconds: float) -> str:
+def age_text(seconds: float) -> str:
+    """A duration for people: seconds, minutes or hours."""
     if seconds < 120:
         return f"{seconds:,.1f} s"
     if seconds < 7200:

@@ -28,6 +28,7 @@ from typing import Any, Final
 import msgspec
 
 from events.wire.latency import HOPS, PER, HistogramCounts
+from projections.freshness import age_text, replace_file
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,7 @@ _DECODER = msgspec.json.Decoder(HopSummary)
 def write_hops(directory: Path, summary: HopSummary) -> None:
     """Replace ``directory``/hops atomically (a reader never meets half)."""
     directory.mkdir(parents=True, exist_ok=True)
-    partial = directory / f".{HOPS_FILE}.partial"
-    partial.write_bytes(_ENCODER.encode(summary))
-    os.replace(partial, directory / HOPS_FILE)
+    replace_file(directory, HOPS_FILE, _ENCODER.encode(summary))
 
 
 def merged(
@@ -141,18 +140,18 @@ def hops_report(directory: Path, now: float | None = None) -> dict[str, Any]:
     age = max(0.0, now - summary.at)
     if summary.final:
         state = "final"
-        text = f"final, as the platform stopped {_age(age)} ago"
+        text = f"final, as the platform stopped {age_text(age)} ago"
     elif age > STALE_AFTER_S:
         return {
             "state": "stale",
             "written_age_s": round(age, 3),
             "hops": [],
-            "text": f"stale: last written {_age(age)} ago, and not as the "
+            "text": f"stale: last written {age_text(age)} ago, and not as the "
             "platform stopped (was its command killed?)",
         }
     else:
         state = "live"
-        text = f"live, written {_age(age)} ago"
+        text = f"live, written {age_text(age)} ago"
     rows = []
     for hop, name in HOPS.items():
         counts = summary.hops.get(hop)
@@ -184,11 +183,3 @@ def _none(text: str) -> dict[str, Any]:
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
-
-
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:,.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:,.1f} min"
-    return f"{seconds / 3600:,.1f} h"
