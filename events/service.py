@@ -248,12 +248,7 @@ class CommandService(Closing):
     # -- one batch -----------------------------------------------------------
 
     def _handle(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        # Wall clock against the commands' Kafka timestamps (CreateTime: the
-        # host's clock when it sent them): another machine's adds its offset.
-        began_ms = time.time() * 1000
-        self._hops["participant_poll"].observe_all(
-            (began_ms - d.timestamp) / 1000 for d in deliveries if d.timestamp >= 0
-        )
+        self._hops["participant_poll"].ages(d.timestamp for d in deliveries)
         outputs: dict[tuple[str, int, int], _Output] = {}
         commands: list[_Command] = []
         for delivery in deliveries:

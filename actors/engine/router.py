@@ -170,13 +170,7 @@ class RouterActor:
             time.sleep(0.5)
 
     def _dispatch(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
-        # Wall clock against each record's Kafka timestamp (CreateTime: the
-        # producer's clock when it was handed the record), so a producer on
-        # another machine adds its clock's offset; one ahead counts as 0.
-        polled_ms = time.time() * 1000
-        self._hops["router_poll"].observe_all(
-            (polled_ms - d.timestamp) / 1000 for d in deliveries if d.timestamp >= 0
-        )
+        self._hops["router_poll"].ages(d.timestamp for d in deliveries)
         self._refresh(force=False)
         groups: dict[str, list[tuple[int, Delivery]]] = {}
         for delivery in deliveries:

@@ -145,6 +145,15 @@ class Histogram:
                 self._buckets[bisect_left(BUCKETS_S, s)] += 1
                 self._sum += s
 
+    def ages(self, stamps_ms: Iterable[int]) -> None:
+        """Observe the wall-clock seconds from each epoch-ms stamp to now: a
+        record's Kafka timestamp (CreateTime, the producer's clock when it
+        was handed the record, so a producer on another machine adds its
+        clock's offset; one ahead counts as 0). Stamps below 0 (none) are
+        passed over."""
+        now_ms = time.time() * 1000
+        self.observe_all((now_ms - ms) / 1000 for ms in stamps_ms if ms >= 0)
+
     def since(self, started: float, *_: Any) -> None:
         """Observe the ``time.monotonic()`` seconds since ``started``; takes
         and ignores a future's value, so it can be a send's callback."""

@@ -53,6 +53,16 @@ def test_observations_land_in_their_buckets_and_quantiles_come_from_them() -> No
         counts.quantile(99)
 
 
+def test_ages_run_from_kafka_timestamps_to_now_and_pass_over_unknown_ones() -> None:
+    h = Histogram()
+    now_ms = int(time.time() * 1000)
+    h.ages([now_ms - 2_000, now_ms + 60_000, -1])  # 2 s ago, ahead, none
+    counts = h.counts()
+    assert counts.count == 2  # the unknown stamp passed over
+    assert counts.buckets[0] == 1  # the one ahead counts as 0
+    assert counts.sum_s >= 2.0  # the one 2 s old, however late it is read
+
+
 def test_merging_adds_two_actors_counts() -> None:
     a, b = histogram(0.001, 0.1), histogram(0.1, 3.0)
     both = merged([{"log_append": a}, {"log_append": b, "ray_call": a}])
