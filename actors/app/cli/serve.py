@@ -153,15 +153,18 @@ def serve_engine(args: argparse.Namespace, config: SagaConfig) -> int:
 def report_until_stopped(engine: Engine, every: float, out: TextIO) -> int:
     """Print the hosts' counters on ``out`` every ``every`` seconds until
     Ctrl-C (or SIGTERM)."""
-    print(
-        f"engine running: {len(engine.hosts)} hosts, {len(engine.routers)} "
-        f"routers, {engine.partitions} partitions; Ctrl-C stops it",
-        file=out,
-        flush=True,
-    )
     from ray.exceptions import RayError
 
+    # The announcement is inside the try: a supervisor that stops the engine
+    # the moment it reads the line gets the clean stop (CI's SIGTERM once
+    # landed between the print and the try and ended with 130).
     try:
+        print(
+            f"engine running: {len(engine.hosts)} hosts, {len(engine.routers)} "
+            f"routers, {engine.partitions} partitions; Ctrl-C stops it",
+            file=out,
+            flush=True,
+        )
         while True:
             time.sleep(every)
             try:

@@ -67,9 +67,13 @@ def test_prometheus_scrapes_the_saga_counters_during_a_run(tmp_path: Path) -> No
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    # The run lingers with its final counts until the test has seen them
+    # scraped (then SIGTERM ends the wait): without it the last scrape before
+    # the run ended could predate every completion (CI saw only 'rejected').
     run = subprocess.Popen(
         [sys.executable, "-m", "actors.app.cli", "run", "--sagas", "4000",
-         "--seed", "2", "--json", "--metrics-port", str(metrics_port)],
+         "--seed", "2", "--json", "--metrics-port", str(metrics_port),
+         "--metrics-linger", "600"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
@@ -82,12 +86,28 @@ def test_prometheus_scrapes_the_saga_counters_during_a_run(tmp_path: Path) -> No
                 started = query(prometheus_port, "saga_started_total > 0")
             time.sleep(0.5)
         assert started[0]["metric"]["saga_type"] == "deposit"
+        said = []
+        assert run.stderr is not None
+        for line in run.stderr:  # the run's stall timeout bounds this
+            said.append(line)
+            if line.startswith("metrics: the run's final counts"):
+                break
+        else:
+            raise AssertionError("the run ended without lingering:\n" + "".join(said))
+        final_from = time.time()  # Prometheus stamps its scrapes in wall time
+        deadline = time.monotonic() + 60
+        while not query(prometheus_port, f'timestamp(up{{job="saga"}}) > {final_from}'):
+            assert time.monotonic() < deadline, "no scrape of the final counts"
+            time.sleep(0.2)
+        run.send_signal(signal.SIGTERM)  # ends the linger, as Ctrl-C does
         stdout, stderr = run.communicate(timeout=600)
         assert run.returncode == 0, stderr[-3000:]
         summary = json.loads(stdout)
         finished = query(prometheus_port, "max_over_time(saga_finished_total[5m])")
         outcomes = {r["metric"]["outcome"]: float(r["value"][1]) for r in finished}
-        assert "completed" in outcomes and outcomes["completed"] <= summary["completed"]
+        kinds = ("completed", "compensated", "rejected", "failed")
+        ended = {o: summary[o] for o in kinds}
+        assert outcomes == {o: n for o, n in ended.items() if n}, (outcomes, ended)
         # Every name the code says it exposes was scraped (and no other).
         url = f"http://127.0.0.1:{prometheus_port}/api/v1/label/__name__/values"
         with urllib.request.urlopen(url, timeout=5) as response:
