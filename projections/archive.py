@@ -20,8 +20,8 @@ import duckdb
 import msgspec
 
 from actors.core import AnySagaEvent, LogRecord
-from events.transport.dlq import Entry, parse_id
-from events.wire.dead_letters import DeadLetter
+from events.transport.dlq import Entry, linked, parse_id
+from events.wire.dead_letters import DeadLetter, LetterAction, LetterState
 from projections.errors import ProjectionError
 from projections.reader import columns_of
 
@@ -68,33 +68,66 @@ def _record(saga_id: str, group: list[tuple[Any, ...]]) -> LogRecord:
 
 
 def dead_letters(
-    db: duckdb.DuckDBPyConnection,
-    *,
-    topic: str | None = None,
-    saga_id: str | None = None,
-    at: tuple[int, int] | None = None,
+    db: duckdb.DuckDBPyConnection, *, at: tuple[int, int] | None = None
 ) -> list[Entry]:
-    """Every dead letter the projection read, oldest first, filtered (``at``:
-    the one at that partition and offset of ``saga.dlq``); named by their
+    """Every dead letter the projection read (``at``: the one at that partition
+    and offset of ``saga.dlq``), oldest first, each with the newest action on
+    it and linked to the letter before it for the same message; named by their
     place on ``saga.dlq`` as ``saga dlq`` names them."""
     partition, offset = at if at is not None else (None, None)
     have = columns_of(db, "dead_letters")
     # Columns an older writer did not keep: a letter's defaults.
-    key = '"key"' if "key" in have else "NULL"
-    size = "payload_size" if "payload_size" in have else "NULL"
+    added = ", ".join(
+        f'"{name}"' if name in have else f"{default} AS {name}"
+        for name, default in _ADDED_LETTER_COLUMNS
+    )
     rows = db.execute(
         f"""
         SELECT dlq_partition, dlq_offset, topic, "partition", "offset", error,
-               dead_at, source, payload, {key}, message_id, saga_id, attempts,
-               {size}
+               dead_at, source, payload, message_id, saga_id, attempts, {added}
         FROM dead_letters
-        WHERE (?::VARCHAR IS NULL OR topic = ?) AND (?::VARCHAR IS NULL OR saga_id = ?)
-          AND (?::INTEGER IS NULL OR (dlq_partition = ? AND dlq_offset = ?))
+        WHERE (?::INTEGER IS NULL OR (dlq_partition = ? AND dlq_offset = ?))
         ORDER BY dead_at, dlq_partition, dlq_offset
         """,
-        [topic, topic, saga_id, saga_id, partition, partition, offset],
+        [partition, partition, offset],
     ).fetchall()
-    return [_entry(row) for row in rows]
+    actions = _actions(db)
+    return linked(_entry(row, actions) for row in rows)
+
+
+#: The letter columns added since the first release, with their defaults.
+_ADDED_LETTER_COLUMNS = (
+    ("key", "NULL"),
+    ("payload_size", "0"),
+    ("saga_type", "''"),
+    ("step", "''"),
+    ("saga_status", "''"),
+)
+
+
+def _actions(db: duckdb.DuckDBPyConnection) -> dict[str, LetterAction]:
+    """The newest action on each letter (none in files from before actions)."""
+    if not columns_of(db, "dead_letter_actions"):
+        return {}
+    rows = db.execute(
+        """
+        SELECT dlq_partition, dlq_offset,
+               arg_max((state, "at", operator, reason, sent), "at")
+        FROM dead_letter_actions GROUP BY dlq_partition, dlq_offset
+        """
+    ).fetchall()
+    found = {}
+    for partition, offset, newest in rows:
+        state, when, operator, reason, sent = newest
+        found[f"{partition}:{offset}"] = LetterAction(
+            letter=f"{partition}:{offset}",
+            state=LetterState(state),
+            at=when.astimezone(UTC),
+            operator=operator,
+            reason=reason,
+            sent=sent,
+        )
+    return found
 
 
 def dead_letter(db: duckdb.DuckDBPyConnection, letter_id: str) -> Entry:
@@ -109,9 +142,10 @@ def dead_letter(db: duckdb.DuckDBPyConnection, letter_id: str) -> Entry:
     )
 
 
-def _entry(row: tuple[Any, ...]) -> Entry:
+def _entry(row: tuple[Any, ...], actions: dict[str, LetterAction]) -> Entry:
     (dlq_partition, dlq_offset, topic, partition, offset, error, dead_at,
-     source, payload, key, message_id, saga_id, attempts, size) = row  # fmt: skip
+     source, payload, message_id, saga_id, attempts, key, size, saga_type, step,
+     saga_status) = row  # fmt: skip
     when: datetime = dead_at
     letter = DeadLetter(
         topic=topic,
@@ -125,6 +159,11 @@ def _entry(row: tuple[Any, ...]) -> Entry:
         message_id=message_id,
         saga_id=saga_id,
         attempts=attempts,
-        payload_size=0 if size is None else size,
+        payload_size=size or 0,
+        saga_type=saga_type or "",
+        step=step or "",
+        saga_status=saga_status or "",
     )
-    return Entry(dlq_partition, dlq_offset, letter)
+    return Entry(
+        dlq_partition, dlq_offset, letter, actions.get(f"{dlq_partition}:{dlq_offset}")
+    )

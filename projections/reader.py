@@ -38,7 +38,7 @@ from projections.writer import PUBLISHED
 #: published lacks them (as does one a newer writer is publishing for the
 #: first time, its files renamed into place one by one). It still opens,
 #: without their views (:func:`columns_of` finds none).
-ADDED_LATER: Final = frozenset({"partition_owners"})
+ADDED_LATER: Final = frozenset({"partition_owners", "dead_letter_actions"})
 
 
 def open_projections(directory: str | Path) -> duckdb.DuckDBPyConnection:

@@ -32,7 +32,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     "offset" BIGINT, error VARCHAR, attempts INTEGER, dead_at TIMESTAMPTZ,
     payload BLOB, source VARCHAR, dlq_partition INTEGER NOT NULL,
     dlq_offset BIGINT NOT NULL, "key" VARCHAR, payload_size INTEGER,
+    saga_type VARCHAR, step VARCHAR, saga_status VARCHAR,
     PRIMARY KEY (dlq_partition, dlq_offset));
+CREATE TABLE IF NOT EXISTS dead_letter_actions (
+    dlq_partition INTEGER NOT NULL, dlq_offset BIGINT NOT NULL, state VARCHAR,
+    "at" TIMESTAMPTZ, operator VARCHAR, reason VARCHAR, sent VARCHAR,
+    actions_partition INTEGER NOT NULL, actions_offset BIGINT NOT NULL,
+    PRIMARY KEY (actions_partition, actions_offset));
 CREATE TABLE IF NOT EXISTS projection_offsets (
     topic VARCHAR NOT NULL, "partition" INTEGER NOT NULL, next_offset BIGINT NOT NULL,
     PRIMARY KEY (topic, "partition"));
@@ -46,7 +52,13 @@ ADDED: Final = {
         ("reason", "VARCHAR"),
         ("last_error", "VARCHAR"),
     ),
-    "dead_letters": (("key", "VARCHAR"), ("payload_size", "INTEGER")),
+    "dead_letters": (
+        ("key", "VARCHAR"),
+        ("payload_size", "INTEGER"),
+        ("saga_type", "VARCHAR"),
+        ("step", "VARCHAR"),
+        ("saga_status", "VARCHAR"),
+    ),
 }
 
 #: The error a step's events leave on its saga, as the writer's fold sets

@@ -13,7 +13,10 @@ added, never renamed):
   outcome)``; a compensation's step is ``<step>.compensate``.
 - ``dead_letters(message_id, saga_id, topic, partition, offset, error,
   attempts, dead_at, payload, source, dlq_partition, dlq_offset, key,
-  payload_size)``.
+  payload_size, saga_type, step, saga_status)``.
+- ``dead_letter_actions(dlq_partition, dlq_offset, state, at, operator,
+  reason, sent, actions_partition, actions_offset)``: what operators did with
+  the letters (``saga.dlq.actions``); a letter's state is its newest row's.
 - ``partition_owners(partition, epoch, owner, engine, claimed_at,
   claim_offset, fenced_records, node)``: who owns each partition of the log
   (see :mod:`projections.owners`).
@@ -57,8 +60,8 @@ from actors.core import (
     StepTimedOut,
 )
 from events.errors import MessageDecodeError
-from events.wire.dead_letters import DeadLetterCodec
-from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
+from events.wire.dead_letters import DeadLetterCodec, LetterActionCodec
+from events.wire.topics import SAGA_DLQ, SAGA_DLQ_ACTIONS, SAGA_EVENTS
 from projections.owners import BatchFence, Owners
 from projections.schema import migrate
 
@@ -176,6 +179,7 @@ PUBLISHED = {
     "sagas": "started_at",
     "steps": "commanded_at",
     "dead_letters": "dead_at",
+    "dead_letter_actions": "at",
     "projection_offsets": "topic, partition",
     "partition_owners": "partition",
 }
@@ -189,6 +193,7 @@ class ProjectionWriter:
         migrate(db)
         self._owners = Owners(db)
         self._letters = DeadLetterCodec()
+        self._letter_actions = LetterActionCodec()
         #: The newest decision time (epoch ms) applied: how far the tables reach.
         self.newest_at = 0
         # Rows still changing, rebuilt from the tables after a restart.
@@ -228,6 +233,7 @@ class ProjectionWriter:
         """Write a batch and the positions it consumed in one transaction."""
         events: list[_Event] = []
         letters: list[tuple[Any, ...]] = []
+        actions: list[tuple[Any, ...]] = []
         positions: dict[tuple[str, int], int] = {}
         skipped = unreadable = 0
         fence = self._fence(batch)
@@ -237,7 +243,7 @@ class ProjectionWriter:
                 continue
             positions[(item.topic, item.partition)] = item.offset + 1
             try:
-                self._read(item, fence, events, letters)
+                self._read(item, fence, events, letters, actions)
             except MessageDecodeError as exc:
                 unreadable += 1
                 log.error(
@@ -271,12 +277,14 @@ class ProjectionWriter:
                     time_columns=(3, 4, 9),
                 )
                 _upsert(db, "steps", list(steps.values()), time_columns=(3, 4))
-            if letters:
-                columns = [list(c) for c in zip(*letters, strict=True)]
-                marks = ", ".join("unnest(?)" for _ in columns)
-                db.execute(
-                    f"INSERT OR IGNORE INTO dead_letters SELECT {marks}", columns
-                )
+            for table, rows in (
+                ("dead_letters", letters),
+                ("dead_letter_actions", actions),
+            ):
+                if rows:
+                    columns = [list(c) for c in zip(*rows, strict=True)]
+                    marks = ", ".join("unnest(?)" for _ in columns)
+                    db.execute(f"INSERT OR IGNORE INTO {table} SELECT {marks}", columns)
             db.execute(
                 "INSERT OR REPLACE INTO projection_offsets "
                 "SELECT unnest(?), unnest(?), unnest(?)",
@@ -323,8 +331,9 @@ class ProjectionWriter:
         fence: BatchFence,
         events: list[_Event],
         letters: list[tuple[Any, ...]],
+        actions: list[tuple[Any, ...]],
     ) -> None:
-        """The item's rows onto ``events`` or ``letters``."""
+        """The item's rows onto ``events``, ``letters`` or ``actions``."""
         if item.topic == SAGA_EVENTS:
             record = fence.read(item.partition, item.offset, item.value)
             if record is None:
@@ -352,6 +361,25 @@ class ProjectionWriter:
                     item.offset,
                     letter.key,
                     letter.payload_size,
+                    letter.saga_type,
+                    letter.step,
+                    letter.saga_status,
+                )
+            )
+        elif item.topic == SAGA_DLQ_ACTIONS:
+            action = self._letter_actions.decode(item.value)
+            partition, _, offset = action.letter.partition(":")
+            actions.append(
+                (
+                    int(partition),
+                    int(offset),
+                    str(action.state),
+                    action.at,
+                    action.operator,
+                    action.reason,
+                    action.sent,
+                    item.partition,
+                    item.offset,
                 )
             )
 

@@ -12,7 +12,12 @@ from actors.core import DEFINITIONS
 from actors.engine.router import listened_topics
 from actors.participants import PARTICIPANTS
 from actors.topology import PROJECTION_GROUP, service_group
-from events.wire.topics import SAGA_DLQ, SAGA_EVENTS, command_topic
+from events.wire.topics import (
+    SAGA_DLQ,
+    SAGA_DLQ_ACTIONS,
+    SAGA_EVENTS,
+    command_topic,
+)
 
 
 def consumer_groups(orchestrator_group: str) -> dict[str, list[str]]:
@@ -24,5 +29,5 @@ def consumer_groups(orchestrator_group: str) -> dict[str, list[str]]:
         groups[service_group(name)] = [
             command_topic(cls.service, action) for action in cls.actions
         ]
-    groups[PROJECTION_GROUP] = [SAGA_EVENTS, SAGA_DLQ]
+    groups[PROJECTION_GROUP] = [SAGA_EVENTS, SAGA_DLQ, SAGA_DLQ_ACTIONS]
     return groups

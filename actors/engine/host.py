@@ -183,32 +183,35 @@ class SagaHost(PartitionOwner):
     # -- applying inputs ---------------------------------------------------
 
     def _apply(self, work: Batch, inbound: Inbound, now: int) -> None:
+        dead = self._write_ahead.dead
         message = read_message(self._codec, inbound)
         if isinstance(message, Refused):
-            self._write_ahead.dead(work, inbound, message.reason, now, message.message)
+            known = message.message
+            saga_id = inbound.key if known is None else known.saga_id
+            dead(work, inbound, message.reason, now, known, self._held(work, saga_id))
             return
         saga_id = message.saga_id
         number = home_partition(saga_id, self._count)
         part = self._parts.get(number)
         if part is None:
             reason = misrouted(saga_id, number, sorted(self._parts))
-            self._write_ahead.dead(work, inbound, reason, now, message)
-            return
-        item = to_input(inbound, message, self._definitions, now, self._random.random())
-        if isinstance(item, Refused):
-            self._write_ahead.dead(work, inbound, item.reason, now, message)
+            dead(work, inbound, reason, now, message)
             return
         state = work.state_of(saga_id, part)
+        item = to_input(inbound, message, self._definitions, now, self._random.random())
+        if isinstance(item, Refused):
+            dead(work, inbound, item.reason, now, message, state)
+            return
         if state is not None:
             saga_type = state.saga_type
         elif isinstance(item, Reply):
             reason = _reply_to_ended(work, number, part, item)
             if reason:
-                self._write_ahead.dead(work, inbound, reason, now, message)
+                dead(work, inbound, reason, now, message)
             return
         elif not isinstance(item, Start):  # an operator's request, not in flight
             reason = not_in_flight(saga_id, saga_id in part.finished, part.retention)
-            self._write_ahead.dead(work, inbound, reason, now, message)
+            dead(work, inbound, reason, now, message)
             return
         elif saga_id in part.finished:
             work.report["duplicates"] += 1  # a start request again, for an ended saga
@@ -223,13 +226,20 @@ class SagaHost(PartitionOwner):
             work.late.add((number, saga_id))
             work.report["late_replies"] += 1
         if decision.verdict in (Verdict.UNEXPECTED, Verdict.LATE):
-            self._write_ahead.dead(work, inbound, decision.reason, now, message)
+            dead(work, inbound, decision.reason, now, message, state)
             return
         refused = self._write_ahead.stage(
             work, (number, part.end), state, decision, now, str(inbound), part.epoch
         )
         if refused:
-            self._write_ahead.dead(work, inbound, refused, now, message)
+            dead(work, inbound, refused, now, message, state)
+
+    def _held(self, work: Batch, saga_id: str | None) -> SagaState | None:
+        """The saga's state, if it is in flight on a partition owned here."""
+        if not saga_id:
+            return None
+        part = self._parts.get(home_partition(saga_id, self._count))
+        return None if part is None else work.state_of(saga_id, part)
 
     # -- making a batch durable, then current -------------------------------
 

@@ -170,8 +170,12 @@ class WriteAhead:
         error: str,
         now: int,
         message: Message | None = None,
+        saga: SagaState | None = None,
+        step: str = "",
     ) -> None:
-        """Stage a dead letter for the record ``inbound``."""
+        """Stage a dead letter for the record ``inbound``; ``saga`` is the state
+        of its saga when the host holds it (its type and status go on the
+        letter), ``step`` the step it is about when there is no message."""
         batch.report["dead_letters"] += 1
         batch.letters.append(
             DeadLetter.of(
@@ -183,6 +187,8 @@ class WriteAhead:
                 at=datetime.fromtimestamp(now / 1000, UTC),
                 max_message_bytes=self._max_message_bytes,
                 message=message,
+                saga=None if saga is None else (saga.saga_type, str(saga.status)),
+                step=step,
             )
         )
 
@@ -219,7 +225,7 @@ class WriteAhead:
         where = Inbound(
             SAGA_EVENTS, partition, end, state.saga_id, _STATE_ENCODER.encode(state)
         )
-        self.dead(batch, where, error, now)
+        self.dead(batch, where, error, now, saga=state, step=state.step_id)
 
     def append(self, batch: Batch) -> list[Ack]:
         """Append the batch's letters, then its records; all acknowledged or

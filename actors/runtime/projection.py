@@ -28,7 +28,7 @@ from actors.topology import PROJECTION_GROUP
 from events.transport.listener import Delivery, KafkaEventListener
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP
-from events.wire.topics import SAGA_DLQ, SAGA_EVENTS
+from events.wire.topics import SAGA_DLQ, SAGA_DLQ_ACTIONS, SAGA_EVENTS
 from projections.counts import SagaCounts, StepLatency, saga_counts, step_latencies
 from projections.freshness import BEAT_EVERY_S, beat
 from projections.store import open_store
@@ -77,7 +77,7 @@ class ProjectionActor:
         def join() -> KafkaEventListener:
             return KafkaEventListener(
                 steady,
-                [SAGA_EVENTS, SAGA_DLQ],
+                [SAGA_EVENTS, SAGA_DLQ, SAGA_DLQ_ACTIONS],
                 self._handle,
                 group_id=PROJECTION_GROUP,
                 decode=False,

@@ -72,6 +72,8 @@ def event_topic(service: str, action: str) -> str:
 SAGA_REQUESTS: Final = "saga.requests"
 SAGA_EVENTS: Final = "saga.events"
 SAGA_DLQ: Final = "saga.dlq"
+#: What operators did with the dead letters (replayed, resolved): their state.
+SAGA_DLQ_ACTIONS: Final = "saga.dlq.actions"
 #: Snapshots of in-flight sagas, per partition of ``saga.events``.
 SAGA_SNAPSHOTS: Final = "saga.snapshots"
 
@@ -86,17 +88,24 @@ SERVICE_ACTIONS: Final = (
 
 COMMAND_TOPICS: Final = tuple(command_topic(s, a) for s, a in SERVICE_ACTIONS)
 EVENT_TOPICS: Final = tuple(event_topic(s, a) for s, a in SERVICE_ACTIONS)
-SAGA_TOPICS: Final = (SAGA_REQUESTS, SAGA_EVENTS, SAGA_SNAPSHOTS, SAGA_DLQ)
+SAGA_TOPICS: Final = (
+    SAGA_REQUESTS,
+    SAGA_EVENTS,
+    SAGA_SNAPSHOTS,
+    SAGA_DLQ,
+    SAGA_DLQ_ACTIONS,
+)
 
 #: Every topic the platform uses. All have the same partition count, so a sagaId
 #: maps to the same partition number on every one of them.
 ALL_TOPICS: Final = SAGA_TOPICS + COMMAND_TOPICS + EVENT_TOPICS
 
 #: The platform's own record, which must keep every message: the saga log and
-#: its snapshots (a restore reads them back from their start) and the dead
-#: letters (nothing else holds them). Time- or size-bound retention would lose
-#: sagas; compaction would keep only a saga's last log record.
-KEPT_FOREVER: Final = (SAGA_EVENTS, SAGA_SNAPSHOTS, SAGA_DLQ)
+#: its snapshots (a restore reads them back from their start), the dead
+#: letters and what was done with them (nothing else holds them). Time- or
+#: size-bound retention would lose sagas; compaction would keep only a saga's
+#: last log record.
+KEPT_FOREVER: Final = (SAGA_EVENTS, SAGA_SNAPSHOTS, SAGA_DLQ, SAGA_DLQ_ACTIONS)
 #: The configs the platform creates those topics with.
 KEEP_FOREVER_CONFIGS: Final = {
     "retention.ms": "-1",

@@ -11,11 +11,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from events.wire.dead_letters import LetterAction, LetterActionCodec, LetterState
 from projections.listing import FilterError, Filters, list_sagas, parse_moment
 from projections.reader import open_projections
 from projections.schema import migrate
 from projections.store import open_store
-from projections.writer import ProjectionWriter
+from projections.writer import Consumed, ProjectionWriter
 from tests.projections.test_status import published, saga
 from tests.projections.test_writer import golden_batch
 
@@ -141,7 +142,7 @@ def test_dead_letters_are_listed_and_shown_from_the_projections(tmp_path: Path) 
     listing = saga("dlq", "list", "--data-dir", str(data))
     assert listing.returncode == 0, listing.stderr
     assert listing.stdout.splitlines()[1].split()[:2] == ["2:0", "2026-11-25"]
-    assert "1 dead letter(s)" in listing.stderr
+    assert "1 open dead letter(s)" in listing.stderr
     shown = saga("dlq", "show", "2:0", "--json", "--data-dir", str(data))
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout) == {
@@ -158,11 +159,46 @@ def test_dead_letters_are_listed_and_shown_from_the_projections(tmp_path: Path) 
         "sagaId": None,
         "attempts": 1,
         "payloadSize": 5,
+        "sagaType": "",
+        "step": "",
+        "sagaStatus": "",
+        "state": "open",
+        "previous": None,
+        "action": None,
         "payloadEncoding": "utf-8",
     }
     missing = saga("dlq", "show", "9:9", "--data-dir", str(data))
     assert missing.returncode == 1
     assert "no dead letter 9:9 in the projections (1 letter there" in missing.stderr
+
+
+def test_a_letters_state_is_its_newest_action_in_the_projections(
+    tmp_path: Path,
+) -> None:
+    """What was done with a letter (saga.dlq.actions) is projected too: a
+    finished run's letters list with the state they ended in."""
+    db = open_store(tmp_path / "projections.duckdb")
+    writer = ProjectionWriter(db)
+    codec = LetterActionCodec()
+    replayed = LetterAction(
+        letter="2:0",
+        state=LetterState.REPLAYED,
+        at=datetime(2026, 11, 25, 1, tzinfo=UTC),
+        operator="ops@desk",
+        sent="user.events.verify/2/10",
+    )
+    writer.apply(
+        [*golden_batch(), Consumed("saga.dlq.actions", 2, 0, codec.encode(replayed))]
+    )
+    writer.publish(tmp_path / "projections")
+    db.close()
+    still_open = saga("dlq", "list", "--json", "--data-dir", str(tmp_path))
+    assert json.loads(still_open.stdout) == []
+    every = saga("dlq", "list", "--state", "all", "--json", "--data-dir", str(tmp_path))
+    [row] = json.loads(every.stdout)
+    assert row["state"] == "replayed"
+    assert row["action"]["sent"] == "user.events.verify/2/10"
+    assert row["action"]["operator"] == "ops@desk"
 
 
 def test_an_older_writers_file_gains_the_new_columns_filled_in(tmp_path: Path) -> None:

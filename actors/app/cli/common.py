@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import getpass
 import json
 import socket
 import sys
@@ -222,3 +223,12 @@ def print_json(data: Any) -> None:
 def print_error(message: object) -> None:
     """``error: <message>`` on stderr, as every command reports a failure."""
     print(f"error: {message}", file=sys.stderr)
+
+
+def operator_name() -> str:
+    """``user@host`` of whoever runs the command."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"

@@ -11,13 +11,12 @@ reason; one that races the saga's end is dead-lettered by the engine with it.
 from __future__ import annotations
 
 import argparse
-import getpass
-import socket
 import sys
 from typing import Final
 
 from actors.app.cli.common import (
     Commands,
+    operator_name,
     print_error,
     require_kafka,
     require_positive,
@@ -65,7 +64,7 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         )
         parser.add_argument(
             "--operator",
-            default=_operator(),
+            default=operator_name(),
             help="who asks (default: %(default)s)",
         )
         parser.add_argument(
@@ -128,12 +127,3 @@ def _refusal(step: str, saga_id: str, state: SagaState | None) -> str:
     if step == RETRY_STEP and state.status is not Status.FAILED:
         return f"saga {saga_id} is {state.status}: only a failed saga can be retried"
     return ""
-
-
-def _operator() -> str:
-    """``user@host`` of whoever runs the command."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no name for this uid (a bare container)
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"

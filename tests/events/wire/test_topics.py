@@ -22,6 +22,7 @@ def test_catalog_holds_every_topic_of_the_design() -> None:
         "account.events.deposit", "payment.events.process",
         "user.events.verify", "payment.events.refund",
         "saga.requests", "saga.events", "saga.snapshots", "saga.dlq",
+        "saga.dlq.actions",
     } == set(ALL_TOPICS)  # fmt: skip
     assert len(ALL_TOPICS) == len(set(ALL_TOPICS))
 
