@@ -10,7 +10,9 @@ taken by reading the topic: this test is about the host and the DLQ.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,13 +20,14 @@ from actors.core import DEFINITIONS, HistoryCodec, SagaCompleted
 from actors.engine.claims import own
 from actors.engine.host import SagaHost
 from actors.engine.inbound import Inbound
+from actors.engine.rehearsal import relative_event
 from events.transport.partitions import home_partition
 from events.transport.reader import read_to_end
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP
 from events.wire.dead_letters import DeadLetterCodec
 from events.wire.topics import SAGA_DLQ, SAGA_EVENTS, SAGA_REQUESTS
-from tests.actors.engine.test_host import PARTITIONS, Clock, _answer, start
+from tests.actors.engine.test_host import PARTITIONS, Clock, _answer, commands, start
 from tests.conftest import private_kafka
 from tests.events.transport.test_dlq import cli
 
@@ -95,3 +98,81 @@ def test_a_start_dead_lettered_before_its_type_was_deployed_completes_on_replay(
     log = read_to_end(kafka, {TP(SAGA_EVENTS, home_partition("s-1", PARTITIONS)): 0})
     last = HistoryCodec().decode(list(log)[-1].value)
     assert isinstance(last.events[-1], SagaCompleted)
+
+
+def test_a_dry_run_of_a_fixed_letter_is_what_the_real_replay_then_logs(
+    kafka: KafkaSettings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Must hold: `saga dlq replay --dry-run` prints the saga events and
+    commands the real replay then logs and sends. A reply that broke the wire
+    schema is dead-lettered; its dry run says why it would be refused again;
+    the fixed reply's dry run, and then its real replay, move the saga on."""
+    clock = Clock()
+    host = own(
+        SagaHost(kafka, PARTITIONS, clock=clock, start_timers=False),
+        range(PARTITIONS),
+    )
+    partitions = ("--partitions", str(PARTITIONS))
+    try:
+        host.handle([start("s-2", 5)])
+        good = Inbound(*_answer("s-2", "verify_user", "user.events.verify", 6))
+        broken = good.value.replace(b'"success":true', b'"success":"yes"')
+        assert broken != good.value
+        assert host.handle([good._replace(value=broken)]).dead_letters == 1
+        [raw] = read_to_end(kafka, {TP(SAGA_DLQ, p): 0 for p in range(PARTITIONS)})
+        letter_id = f"{raw.partition}:{raw.offset}"
+        fixed = tmp_path / "fixed.json"
+        fixed.write_bytes(good.value)
+
+        code, out, err = cli(
+            kafka, capsys, "dlq", "replay", letter_id, "--dry-run", "--json",
+            *partitions,
+        )  # fmt: skip
+        assert code == 0, err
+        [again] = json.loads(out)
+        assert again["verdict"] == "refused" and "success" in again["reason"]
+        code, out, err = cli(
+            kafka, capsys, "dlq", "replay", letter_id, "--dry-run", "--json",
+            "--payload", str(fixed), *partitions,
+        )  # fmt: skip
+        assert code == 0, err
+        [rehearsal] = json.loads(out)
+        assert (rehearsal["statusBefore"], rehearsal["stepBefore"]) == (
+            "running",
+            "verify_user",
+        )
+        assert rehearsal["verdict"] == "applied"
+        assert [e["type"] for e in rehearsal["events"]] == [
+            "step_succeeded",
+            "step_commanded",
+        ]
+        # Nothing was sent by the dry runs.
+        replies = {TP("user.events.verify", p): 0 for p in range(PARTITIONS)}
+        assert list(read_to_end(kafka, replies)) == []
+
+        code, out, err = cli(
+            kafka, capsys, "dlq", "replay", letter_id, "--payload", str(fixed),
+            *partitions,
+        )  # fmt: skip
+        assert code == 0, err
+        [replayed] = read_to_end(kafka, replies)  # what the router would take
+        assert replayed.value == good.value
+        clock.now += 7.0  # later than the rehearsal: times compare as offsets
+        applied = host.handle(
+            [Inbound(replayed.topic, replayed.partition, replayed.offset, "s-2",
+                     replayed.value)]
+        )  # fmt: skip
+        assert applied.applied == 1
+    finally:
+        host.close()
+    log = read_to_end(kafka, {TP(SAGA_EVENTS, home_partition("s-2", PARTITIONS)): 0})
+    last = HistoryCodec().decode(list(log)[-1].value)
+    assert [relative_event(e, last.at) for e in last.events] == rehearsal["events"]
+    [sent] = [c for c in commands(kafka, "payment.commands.process")]
+    [would] = rehearsal["commands"]
+    assert would["topic"] == "payment.commands.process"
+    assert (would["message"]["messageId"], would["message"]["payload"]) == (
+        sent.message_id,
+        sent.payload,
+    )
+    assert would["message"]["metadata"] == sent.metadata
