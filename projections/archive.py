@@ -52,6 +52,15 @@ def saga_log(db: duckdb.DuckDBPyConnection, saga_id: str) -> list[LogRecord]:
     return records
 
 
+def in_flight_logs(db: duckdb.DuckDBPyConnection) -> dict[str, list[LogRecord]]:
+    """The log records of every saga the projections hold as not ended."""
+    rows = db.execute(
+        "SELECT saga_id FROM sagas WHERE status IN ('running', 'compensating') "
+        "ORDER BY saga_id"
+    ).fetchall()
+    return {saga_id: saga_log(db, saga_id) for (saga_id,) in rows}
+
+
 def _record(saga_id: str, group: list[tuple[Any, ...]]) -> LogRecord:
     saga_type, seq, at, _ = group[0]
     raw = "[" + ",".join(row[3] for row in group) + "]"

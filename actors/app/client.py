@@ -18,6 +18,7 @@ from typing import Any
 
 from actors.core import (
     DEFINITIONS,
+    TERMINAL_EVENTS,
     Fence,
     LogRecord,
     OperatorRequest,
@@ -138,6 +139,17 @@ class SagaClient(Closing):
             assert state is not None
             states[record.saga_id] = state
         return states
+
+    def in_flight(self) -> dict[str, list[LogRecord]]:
+        """The log records of every saga that has not ended, by sagaId."""
+        tps = {TP(SAGA_EVENTS, p): 0 for p in range(self._partitions)}
+        histories: dict[str, list[LogRecord]] = {}
+        ended: set[str] = set()
+        for record in self._records(tps):
+            histories.setdefault(record.saga_id, []).append(record)
+            if any(isinstance(e, TERMINAL_EVENTS) for e in record.events):
+                ended.add(record.saga_id)
+        return {k: v for k, v in histories.items() if k not in ended}
 
     def _records(self, starts: Mapping[TP, int]) -> Iterator[LogRecord]:
         """The records the fence applies, read from ``starts`` (offset 0 of

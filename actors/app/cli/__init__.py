@@ -14,7 +14,8 @@ group, and :func:`main`, which runs the chosen command's handler.
 - :mod:`~actors.app.cli.listing`: ``saga list``;
 - :mod:`~actors.app.cli.reading`: ``--run`` and finding the projections under
   DATA_DIR, for every command that reads them;
-- :mod:`~actors.app.cli.dlq`: ``saga dlq list|show|replay``;
+- :mod:`~actors.app.cli.dlq`: ``saga dlq list|show|replay|resolve``;
+- :mod:`~actors.app.cli.check`: ``saga check``, the deploy gate;
 - :mod:`~actors.app.cli.config`: ``saga config show``;
 - :mod:`~actors.app.cli.bench`: ``saga bench``.
 
@@ -38,6 +39,7 @@ from typing import Final
 from actors.app.cli import (
     bench,
     broker,
+    check,
     config,
     dlq,
     listing,
@@ -74,6 +76,7 @@ GROUPS = (
     status,
     listing,
     dlq,
+    check,
     config,
     bench,
 )
