@@ -8,6 +8,8 @@ saga's log reaches the same state and the same decisions.
   of ``saga.events``) and the log record that holds one decision's events;
 - :mod:`~actors.core.state`: a saga's state as the fold of its events
   (``evolve``, ``replay``, ``fold``);
+- :mod:`~actors.core.inputs`: what the decider takes and gives back (the
+  inputs, ``Decision``, ``Send``);
 - :mod:`~actors.core.decide`: the decider, ``decide(definition, state, input)
   -> Decision(events, commands)``;
 - :mod:`~actors.core.ownership`: who may write a partition of the log (claims,
@@ -20,7 +22,16 @@ saga's log reaches the same state and the same decisions.
 """
 
 from actors.core.catalog import DEFINITIONS, DEPOSIT
-from actors.core.decide import (
+from actors.core.decide import decide, late_reason, pending_command
+from actors.core.definitions import (
+    Action,
+    InputType,
+    RetryPolicy,
+    SagaDefinition,
+    Step,
+    render,
+)
+from actors.core.inputs import (
     Cancel,
     Decision,
     Input,
@@ -30,17 +41,6 @@ from actors.core.decide import (
     Start,
     Tick,
     Verdict,
-    decide,
-    late_reason,
-    pending_command,
-)
-from actors.core.definitions import (
-    Action,
-    InputType,
-    RetryPolicy,
-    SagaDefinition,
-    Step,
-    render,
 )
 from actors.core.ownership import Claim, Fence, LogCodec
 from actors.core.requests import (

@@ -25,19 +25,9 @@ from typing import Any
 
 import msgspec
 
-from actors.core.decide import (
-    Cancel,
-    Input,
-    Reply,
-    Retry,
-    Send,
-    Start,
-    Tick,
-    Verdict,
-    decide,
-    pending_command,
-)
+from actors.core.decide import decide, pending_command
 from actors.core.definitions import SagaDefinition
+from actors.core.inputs import Cancel, Input, Reply, Retry, Send, Start, Tick, Verdict
 from actors.core.saga_events import (
     AnySagaEvent,
     CancelRequested,

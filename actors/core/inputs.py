@@ -1,0 +1,96 @@
+"""The inputs a saga reacts to and the decision it makes, as data: what
+:func:`~actors.core.decide.decide` takes and gives back. ``now`` is epoch
+milliseconds, from outside, like the jitter and the ids.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, TypeAlias
+
+import msgspec
+
+from actors.core.saga_events import AnySagaEvent
+from actors.core.state import SagaState
+from events.wire.messages import CommandMessage
+
+
+class Start(msgspec.Struct, frozen=True, kw_only=True):
+    saga_id: str
+    saga_type: str
+    input: dict[str, Any]
+    now: int
+
+
+class Reply(msgspec.Struct, frozen=True, kw_only=True):
+    """A participant's answer, as it arrived on ``topic``. ``jitter`` in [0, 1)
+    spreads the retry of a refused compensation."""
+
+    saga_id: str
+    topic: str
+    step_id: str
+    message_id: str
+    success: bool
+    payload: dict[str, Any]
+    error: str | None
+    now: int
+    jitter: float = 0.0
+    #: The messageId of the command it answers, where the participant says.
+    command_id: str | None = None
+
+
+class Tick(msgspec.Struct, frozen=True, kw_only=True):
+    """Time passed: the saga checks its deadline."""
+
+    saga_id: str
+    now: int
+    jitter: float = 0.0
+
+
+class _Operator(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator's request: ``request_id`` comes from the requester (it
+    makes the request idempotent), ``operator`` says who asks."""
+
+    saga_id: str
+    request_id: str
+    reason: str
+    operator: str = ""
+    now: int
+
+
+class Cancel(_Operator, frozen=True, kw_only=True):
+    """Stop the saga and undo what it did, through its compensations
+    (``saga cancel``)."""
+
+
+class Retry(_Operator, frozen=True, kw_only=True):
+    """A ``failed`` saga tries the compensation it gave up on again, with a
+    fresh retry policy (``saga retry``)."""
+
+
+Input: TypeAlias = Start | Reply | Tick | Cancel | Retry
+
+
+class Send(msgspec.Struct, frozen=True):
+    """A command to publish on ``topic``."""
+
+    topic: str
+    message: CommandMessage
+
+
+class Verdict(StrEnum):
+    APPLIED = "applied"  # the input moved the saga (or was a tick with nothing due)
+    DUPLICATE = "duplicate"  # already applied before: harmless, dropped
+    UNEXPECTED = "unexpected"  # cannot apply: the caller dead-letters it
+    #: A success for a step the saga gave up on in doubt and compensated: it did
+    #: take effect after all. Consistent (its compensation undoes or barred it)
+    #: but never silent: the caller dead-letters it with the reason and counts it.
+    LATE = "late"
+
+
+class Decision(msgspec.Struct, frozen=True):
+    events: list[AnySagaEvent]
+    commands: list[Send]
+    state: SagaState | None
+    verdict: Verdict = Verdict.APPLIED
+    reason: str = ""
