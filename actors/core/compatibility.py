@@ -27,16 +27,31 @@ import msgspec
 
 from actors.core.decide import decide, pending_command
 from actors.core.definitions import SagaDefinition
-from actors.core.inputs import Cancel, Input, Reply, Retry, Send, Start, Tick, Verdict
+from actors.core.hold import taken
+from actors.core.inputs import (
+    Cancel,
+    Hold,
+    Input,
+    Release,
+    Reply,
+    Retry,
+    Send,
+    Start,
+    Tick,
+    Verdict,
+)
 from actors.core.saga_events import (
     AnySagaEvent,
     CancelRequested,
     CompensationCommanded,
     CompensationFailed,
     CompensationTimedOut,
+    HoldReleased,
     LogRecord,
+    ReplyHeld,
     RetryRequested,
     SagaFailed,
+    SagaHeld,
     SagaStarted,
     StepCommanded,
     StepCompensated,
@@ -125,6 +140,21 @@ def recorded_input(record: LogRecord, definition: SagaDefinition) -> Input:
         case CompensationFailed(step=step, reply_id=str() as reply_id, error=error):
             return _reply(
                 record, definition, step + COMPENSATE, reply_id, False, {}, error
+            )
+        case SagaHeld(origin=origin, reason=reason):
+            return Hold(saga_id=saga_id, origin=origin, reason=reason, now=now)
+        case ReplyHeld():
+            return taken(saga_id, first, now)
+        case HoldReleased(replayed=replayed):
+            return Release(
+                saga_id=saga_id,
+                request_id=first.request_id,
+                reason=first.reason,
+                operator=first.operator,
+                origin=first.origin,
+                how=first.how,
+                reply=None if replayed is None else taken(saga_id, replayed, now),
+                now=now,
             )
         case CancelRequested(request_id=request_id, reason=reason, operator=who):
             return Cancel(

@@ -19,10 +19,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from actors.core.definitions import Action, SagaDefinition, render
+from actors.core.hold import held_reason, hold, hold_reply, release
 from actors.core.inputs import (
     Cancel,
     Decision,
+    Hold,
     Input,
+    Release,
     Reply,
     Retry,
     Send,
@@ -66,14 +69,24 @@ def decide(
     if state is None:  # every other input is for a saga that started
         return _refuse(state, f"no saga {input.saga_id} is known")
     match input:
+        case Reply() if state.held:
+            return hold_reply(state, input)
         case Reply():
             return _reply(definition, state, input)
+        case Tick() if state.held:
+            return Decision([], [], state)  # its deadlines wait for the release
         case Tick():
             return _tick(definition, state, input)
+        case Cancel() if state.held and input.request_id not in state.requests:
+            return _refuse(state, held_reason(state))
         case Cancel():
             return _cancel(definition, state, input)
         case Retry():
             return _retry(definition, state, input)
+        case Hold():
+            return hold(state, input)
+        case Release():
+            return release(definition, state, input, _reply)
     raise TypeError(f"not a saga input: {input!r}")
 
 

@@ -68,7 +68,27 @@ class Retry(_Operator, frozen=True, kw_only=True):
     fresh retry policy (``saga retry``)."""
 
 
-Input: TypeAlias = Start | Reply | Tick | Cancel | Retry
+class Release(_Operator, frozen=True, kw_only=True):
+    """An operator replayed (``how`` ``replayed``: ``reply`` is the letter's
+    message, or a fixed version of it) or resolved (``resolved``) the dead
+    letter at ``origin`` that the saga is held behind (``saga dlq``)."""
+
+    origin: str
+    how: str
+    reply: Reply | None = None
+
+
+class Hold(msgspec.Struct, frozen=True, kw_only=True):
+    """The saga's host dead-lettered a message for it (at ``origin``, for
+    ``reason``): from now on the saga holds its later replies behind it."""
+
+    saga_id: str
+    origin: str
+    reason: str
+    now: int
+
+
+Input: TypeAlias = Start | Reply | Tick | Cancel | Retry | Release | Hold
 
 
 class Send(msgspec.Struct, frozen=True):

@@ -147,6 +147,54 @@ class RetryRequested(SagaEvent, frozen=True, kw_only=True, tag="retry_requested"
     spent: int = 0
 
 
+class SagaHeld(SagaEvent, frozen=True, kw_only=True, tag="saga_held"):
+    """A message for this saga could not be processed and was dead-lettered
+    (``origin``: its ``topic/partition/offset``, the letter's origin). The saga
+    holds every later reply behind it, in order, and its deadlines wait, until
+    an operator replays or resolves that letter (``saga dlq``)."""
+
+    origin: str
+    reason: str
+
+
+class ReplyHeld(
+    SagaEvent, frozen=True, kw_only=True, omit_defaults=True, tag="reply_held"
+):
+    """A reply that came while the saga was held: kept here, applied in order
+    when the hold is released."""
+
+    topic: str
+    step_id: str
+    reply_id: str
+    success: bool
+    payload: dict[str, Any] = {}
+    error: str | None = None
+    command_id: str | None = None
+
+
+class HoldReleased(SagaEvent, frozen=True, kw_only=True, tag="hold_released"):
+    """An operator released the hold: ``replayed`` the letter at ``origin``
+    (its message, or a fixed version, is applied next in this decision) or
+    ``resolved`` it (closed without a replay). The held replies follow, in
+    order."""
+
+    request_id: str
+    origin: str
+    how: str
+    reason: str = ""
+    operator: str = ""
+    #: The message replayed (as the saga took it), with ``how`` ``replayed``.
+    replayed: ReplyHeld | None = None
+
+
+class HeldReplyRefused(SagaEvent, frozen=True, kw_only=True, tag="held_reply_refused"):
+    """A held reply the saga could not apply once released, and why: it is
+    kept in the log (its :class:`ReplyHeld` before), never applied."""
+
+    reply_id: str
+    reason: str
+
+
 class SagaCompleted(SagaEvent, frozen=True, kw_only=True, tag="saga_completed"):
     """Every step succeeded."""
 
@@ -181,6 +229,10 @@ AnySagaEvent: TypeAlias = (
     | CompensationTimedOut
     | CancelRequested
     | RetryRequested
+    | SagaHeld
+    | ReplyHeld
+    | HoldReleased
+    | HeldReplyRefused
     | SagaCompleted
     | SagaCompensated
     | SagaRejected

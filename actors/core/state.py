@@ -20,11 +20,15 @@ from actors.core.saga_events import (
     CompensationCommanded,
     CompensationFailed,
     CompensationTimedOut,
+    HeldReplyRefused,
+    HoldReleased,
     LogRecord,
+    ReplyHeld,
     RetryRequested,
     SagaCompensated,
     SagaCompleted,
     SagaFailed,
+    SagaHeld,
     SagaRejected,
     SagaStarted,
     StepCommanded,
@@ -92,6 +96,10 @@ class SagaState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     #: Attempts of the current command made before an operator's retry: they
     #: no longer count against its retry policy.
     spent: int = 0
+    #: The origin (``topic/partition/offset``) of the dead-lettered message the
+    #: saga is held behind ("" when not held), and the replies held since.
+    held: str = ""
+    held_replies: tuple[ReplyHeld, ...] = ()
 
     @property
     def compensating(self) -> bool:
@@ -207,6 +215,20 @@ def evolve(state: SagaState | None, event: AnySagaEvent) -> SagaState:
                 spent=spent,
                 reason=f"retried: {reason}",
             )
+        case SagaHeld(origin=origin):
+            return replace(state, seq=seq, held=origin)
+        case ReplyHeld():
+            return replace(state, seq=seq, held_replies=(*state.held_replies, event))
+        case HoldReleased(request_id=request_id):
+            return replace(
+                state,
+                seq=seq,
+                requests=(*state.requests, request_id),
+                held="",
+                held_replies=(),
+            )
+        case HeldReplyRefused():
+            return replace(state, seq=seq)
         case SagaCompleted():
             return replace(state, seq=seq, status=Status.COMPLETED, deadline=0)
         case SagaCompensated(reason=reason):

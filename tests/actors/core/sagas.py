@@ -12,7 +12,9 @@ from actors.core import (
     Claim,
     Decision,
     HistoryCodec,
+    Hold,
     LogRecord,
+    Release,
     Reply,
     Retry,
     SagaDefinition,
@@ -109,6 +111,32 @@ class Run:
                 request_id=request_id,
                 reason=reason,
                 operator="ana@desk",
+                now=now,
+            )
+        )
+
+    def hold(self, now: int, origin: str = "user.events.verify/0/7") -> Decision:
+        return self.feed(
+            Hold(saga_id=self.saga_id, origin=origin, reason="poison", now=now)
+        )
+
+    def release(
+        self,
+        now: int,
+        how: str = "resolved",
+        reply: Reply | None = None,
+        origin: str = "user.events.verify/0/7",
+        request_id: str = "op-3",
+    ) -> Decision:
+        return self.feed(
+            Release(
+                saga_id=self.saga_id,
+                request_id=request_id,
+                reason="looked at it",
+                operator="ana@desk",
+                origin=origin,
+                how=how,
+                reply=reply,
                 now=now,
             )
         )

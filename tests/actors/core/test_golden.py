@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from actors.core import HistoryCodec, Status, Tick, fold
@@ -92,6 +93,25 @@ def failed_then_retried(run: Run) -> None:
     run.feed(reply_to(run.sent[-1], now + 40, refundId="r-7"))
 
 
+def held_then_released(run: Run) -> None:
+    """The payment's reply dead-lettered: the saga held behind it keeps a
+    duplicate reply that came meanwhile, and goes on when an operator replays
+    the fixed reply."""
+    run.start(now=1_700_000_000_000)
+    run.feed(reply_to(run.sent[-1], 1_700_000_000_040))
+    payment = run.sent[-1]
+    run.hold(1_700_000_000_090, origin="payment.events.process/0/12")
+    run.feed(reply_to(payment, 1_700_000_000_095, paymentId="p-8"))
+    fixed = reply_to(payment, 1_700_000_000_100, paymentId="p-8")
+    run.release(
+        1_700_000_000_200,
+        how="replayed",
+        reply=msgspec.structs.replace(fixed, message_id="fixed:" + fixed.message_id),
+        origin="payment.events.process/0/12",
+    )
+    run.feed(reply_to(run.sent[-1], 1_700_000_000_240, balance=250))
+
+
 SCENARIOS: dict[str, tuple[Callable[[Run], None], Status]] = {
     "completed": (completed, Status.COMPLETED),
     "compensated": (compensated, Status.COMPENSATED),
@@ -100,6 +120,7 @@ SCENARIOS: dict[str, tuple[Callable[[Run], None], Status]] = {
     "in_doubt": (deposit_in_doubt, Status.COMPLETED),
     "cancelled": (cancelled, Status.COMPENSATED),
     "failed_then_retried": (failed_then_retried, Status.COMPENSATED),
+    "held_then_released": (held_then_released, Status.COMPLETED),
 }
 
 #: Logs written by earlier rules, which today's core no longer decides the same
