@@ -37,6 +37,7 @@ from events.transport.publisher import KafkaMessagePublisher
 from events.transport.reader import PartitionTail, read_to_end
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP, Record
+from events.wire.messages import CommandMessage
 from events.wire.topics import SAGA_EVENTS, SAGA_REQUESTS
 
 
@@ -111,6 +112,16 @@ class SagaClient(Closing):
         publisher = self._publisher
         publisher.send_all([publisher.outgoing(SAGA_REQUESTS, message, partition)])
         return request_id
+
+    def release(self, message: CommandMessage) -> str:
+        """Send a release request (``release_message``) to the saga it names;
+        returns where it landed, ``topic/partition/offset``."""
+        partition = home_partition(message.saga_id, self._partitions)
+        publisher = self._publisher
+        [ack] = publisher.send_all(
+            [publisher.outgoing(SAGA_REQUESTS, message, partition)]
+        )
+        return f"{ack.topic}/{ack.partition}/{ack.offset}"
 
     def watch(self, saga_id: str) -> SagaWatch:
         """Follow the saga's log live: see :class:`SagaWatch`."""

@@ -20,13 +20,22 @@ a ``messageId`` of the requester's choosing (it makes the request idempotent)::
     {"type": "command", "messageId": "7f0c...", "sagaId": "s-42",
      "stepId": "cancel", "timestamp": "...", "targetService": "saga-orchestrator",
      "payload": {"reason": "customer withdrew the order", "operator": "ana@desk3"}}
+
+``release`` lets a saga held behind a dead letter go on (``saga dlq replay`` or
+``resolve`` of that letter): the payload names the letter's ``origin`` and
+``how``; a replay carries the message to apply (the letter's, or a fixed one)
+as text with the ``topic`` it is a reply on::
+
+    "payload": {"reason": "...", "operator": "...", "origin":
+                "payment.events.process/3/120", "how": "replayed", "topic":
+                "payment.events.process", "message": "{\"type\": \"event\", ...}"}
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 import msgspec
 
@@ -39,6 +48,7 @@ START_STEP: Final = "start"
 _T = TypeVar("_T")
 CANCEL_STEP: Final = "cancel"
 RETRY_STEP: Final = "retry"
+RELEASE_STEP: Final = "release"
 #: What each operator's request is called, by its stepId.
 OPERATOR_STEPS: Final = (CANCEL_STEP, RETRY_STEP)
 
@@ -53,6 +63,16 @@ class OperatorRequest(msgspec.Struct, frozen=True, rename="camel"):
 
     reason: str
     operator: str = ""
+
+
+class ReleaseRequest(OperatorRequest, frozen=True, rename="camel"):
+    """Let a held saga go on: the letter it is held behind (``origin``) was
+    ``replayed`` (``message``, a reply on ``topic``) or ``resolved``."""
+
+    origin: str = ""
+    how: Literal["replayed", "resolved"] = "resolved"
+    topic: str = ""
+    message: str = ""
 
 
 def start_message(
@@ -102,6 +122,41 @@ def operator_message(
         target_service=ORCHESTRATOR,
         payload=msgspec.to_builtins(request),
     )
+
+
+def release_message(
+    saga_id: str, request_id: str, request: ReleaseRequest, timestamp: datetime
+) -> CommandMessage:
+    """The request that lets a saga held behind a dead letter go on."""
+    return CommandMessage(
+        message_id=request_id,
+        saga_id=saga_id,
+        step_id=RELEASE_STEP,
+        timestamp=timestamp,
+        target_service=ORCHESTRATOR,
+        payload=msgspec.to_builtins(request),
+    )
+
+
+def parse_release(message: Message) -> ReleaseRequest:
+    """The release a message carries, or a typed error saying what is wrong."""
+    request = _payload(
+        message,
+        ReleaseRequest,
+        '{"reason": "...", "origin": "topic/partition/offset", "how": '
+        '"replayed" or "resolved", "topic": "...", "message": "..."}',
+    )
+    if not request.reason.strip() or not request.origin:
+        raise InvalidRequestError(
+            f"release request for saga {message.saga_id} must give a reason and "
+            "the origin of the letter the saga is held behind"
+        )
+    if request.how == "replayed" and not (request.topic and request.message):
+        raise InvalidRequestError(
+            f"release request for saga {message.saga_id} replays a message: it "
+            "must carry it (message) and the topic it is a reply on (topic)"
+        )
+    return request
 
 
 def parse_operator(message: Message) -> OperatorRequest:

@@ -37,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from actors.core import (
     DEFINITIONS,
+    Hold,
     Reply,
     SagaDefinition,
     SagaState,
@@ -68,7 +69,8 @@ from events.transport.partitions import home_partition
 from events.transport.settings import KafkaSettings
 from events.transport.types import LogIdentity
 from events.wire.latency import snapshot
-from events.wire.messages import MessageCodec
+from events.wire.messages import Message, MessageCodec
+from events.wire.topics import SAGA_REQUESTS
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +190,7 @@ class SagaHost(PartitionOwner):
         if isinstance(message, Refused):
             known = message.message
             saga_id = inbound.key if known is None else known.saga_id
-            dead(work, inbound, message.reason, now, known, self._held(work, saga_id))
+            self._refuse(work, inbound, message.reason, now, known, saga_id)
             return
         saga_id = message.saga_id
         number = home_partition(saga_id, self._count)
@@ -198,9 +200,11 @@ class SagaHost(PartitionOwner):
             dead(work, inbound, reason, now, message)
             return
         state = work.state_of(saga_id, part)
-        item = to_input(inbound, message, self._definitions, now, self._random.random())
+        item = to_input(
+            inbound, message, self._definitions, now, self._random.random(), self._codec
+        )
         if isinstance(item, Refused):
-            dead(work, inbound, item.reason, now, message, state)
+            self._refuse(work, inbound, item.reason, now, message, saga_id)
             return
         if state is not None:
             saga_type = state.saga_type
@@ -225,21 +229,41 @@ class SagaHost(PartitionOwner):
                 return
             work.late.add((number, saga_id))
             work.report["late_replies"] += 1
-        if decision.verdict in (Verdict.UNEXPECTED, Verdict.LATE):
             dead(work, inbound, decision.reason, now, message, state)
+            return
+        if decision.verdict is Verdict.UNEXPECTED:
+            self._refuse(work, inbound, decision.reason, now, message, saga_id)
             return
         refused = self._write_ahead.stage(
             work, (number, part.end), state, decision, now, str(inbound), part.epoch
         )
         if refused:
-            dead(work, inbound, refused, now, message, state)
+            self._refuse(work, inbound, refused, now, message, saga_id)
 
-    def _held(self, work: Batch, saga_id: str | None) -> SagaState | None:
-        """The saga's state, if it is in flight on a partition owned here."""
-        if not saga_id:
-            return None
-        part = self._parts.get(home_partition(saga_id, self._count))
-        return None if part is None else work.state_of(saga_id, part)
+    def _refuse(
+        self,
+        work: Batch,
+        inbound: Inbound,
+        reason: str,
+        now: int,
+        message: Message | None,
+        saga_id: str | None,
+    ) -> None:
+        """Dead-letter ``inbound``; a reply (or a record keyed by a saga that
+        does not decode) for a saga in flight here also holds that saga behind
+        it (:mod:`actors.core.hold`), so its later replies wait in order. An
+        operator's request refused holds nothing: the operator is told."""
+        number = home_partition(saga_id, self._count) if saga_id else -1
+        part = self._parts.get(number)
+        state = None if part is None else work.state_of(saga_id or "", part)
+        self._write_ahead.dead(work, inbound, reason, now, message, state)
+        if part is None or state is None or inbound.topic == SAGA_REQUESTS:
+            return
+        held = Hold(saga_id=state.saga_id, origin=str(inbound), reason=reason, now=now)
+        decision = decide(self._definitions[state.saga_type], state, held)
+        self._write_ahead.stage(
+            work, (number, part.end), state, decision, now, str(inbound), part.epoch
+        )
 
     # -- making a batch durable, then current -------------------------------
 

@@ -17,14 +17,17 @@ import msgspec
 
 from actors.core import (
     CANCEL_STEP,
+    RELEASE_STEP,
     RETRY_STEP,
     START_STEP,
     Cancel,
+    Release,
     Reply,
     Retry,
     SagaDefinition,
     Start,
     parse_operator,
+    parse_release,
     parse_start,
 )
 from actors.errors import InvalidRequestError, SagaError
@@ -87,20 +90,23 @@ def to_input(
     definitions: Mapping[str, SagaDefinition],
     now: int,
     jitter: float,
-) -> Start | Cancel | Retry | Reply | Refused:
+    codec: MessageCodec,
+) -> Start | Cancel | Retry | Release | Reply | Refused:
     """A request on ``saga.requests``, a reply anywhere else."""
     if inbound.topic == SAGA_REQUESTS:
         try:
-            return _request(message, definitions, now)
+            return _request(message, definitions, now, codec)
         except SagaError as exc:
             return Refused(str(exc), message)
+    return _reply(inbound.topic, message, now, jitter)
+
+
+def _reply(topic: str, message: Message, now: int, jitter: float) -> Reply | Refused:
     if not isinstance(message, EventMessage):
-        return Refused(
-            f"{inbound.topic} takes replies (type 'event'), got a command", message
-        )
+        return Refused(f"{topic} takes replies (type 'event'), got a command", message)
     return Reply(
         saga_id=message.saga_id,
-        topic=inbound.topic,
+        topic=topic,
         step_id=message.step_id,
         message_id=message.message_id,
         success=message.success,
@@ -113,10 +119,16 @@ def to_input(
 
 
 def _request(
-    message: Message, definitions: Mapping[str, SagaDefinition], now: int
-) -> Start | Cancel | Retry:
-    """A start request, or an operator's cancel or retry, by its stepId."""
+    message: Message,
+    definitions: Mapping[str, SagaDefinition],
+    now: int,
+    codec: MessageCodec,
+) -> Start | Cancel | Retry | Release | Refused:
+    """A start request, or an operator's cancel, retry or release, by its
+    stepId."""
     step = message.step_id
+    if step == RELEASE_STEP:
+        return _release(message, now, codec)
     if step in (CANCEL_STEP, RETRY_STEP):
         asked = parse_operator(message)
         kind = Cancel if step == CANCEL_STEP else Retry
@@ -137,6 +149,37 @@ def _request(
         saga_id=message.saga_id,
         saga_type=definition.name,
         input=request.input,
+        now=now,
+    )
+
+
+def _release(message: Message, now: int, codec: MessageCodec) -> Release | Refused:
+    """An operator's release; a replayed message must be a reply for the saga."""
+    asked = parse_release(message)
+    reply = None
+    if asked.how == "replayed":
+        try:
+            replayed = codec.decode(asked.message.encode())
+        except MessageDecodeError as exc:
+            return Refused(f"the replayed message cannot be read: {exc}", message)
+        if replayed.saga_id != message.saga_id:
+            return Refused(
+                f"the replayed message is saga {replayed.saga_id}'s, not "
+                f"{message.saga_id}'s",
+                message,
+            )
+        found = _reply(asked.topic, replayed, now, 0.0)
+        if isinstance(found, Refused):
+            return Refused(f"the replayed message: {found.reason}", message)
+        reply = found
+    return Release(
+        saga_id=message.saga_id,
+        request_id=message.message_id,
+        reason=asked.reason,
+        operator=asked.operator,
+        origin=asked.origin,
+        how=asked.how,
+        reply=reply,
         now=now,
     )
 

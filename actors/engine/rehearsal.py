@@ -78,7 +78,7 @@ def rehearse(
     saga_id = message.saga_id
     if state is not None and state.saga_id != saga_id:
         raise ValueError(f"the history is saga {state.saga_id}'s, not {saga_id}'s")
-    item = to_input(inbound, message, definitions, now, 0.0)
+    item = to_input(inbound, message, definitions, now, 0.0, codec)
     if isinstance(item, Refused):
         return replace(blank, reason=item.reason)
     if state is not None:

@@ -261,12 +261,25 @@ class DeadLetterQueue(Closing):
         self, entries: Iterable[Entry], *, operator: str = "", reason: str = ""
     ) -> list[Entry]:
         """Close each open letter without replaying it."""
+        return self.mark(
+            entries, LetterState.RESOLVED, operator=operator, reason=reason
+        )
+
+    def mark(
+        self,
+        entries: Iterable[Entry],
+        state: LetterState,
+        *,
+        operator: str = "",
+        reason: str = "",
+        sent: list[str] | None = None,
+    ) -> list[Entry]:
+        """Record each open letter ``state`` (``sent``: where each replay's
+        message went, when the caller sent it another way)."""
         chosen = list(entries)
-        refuse_closed(chosen, "resolved")
+        refuse_closed(chosen, str(state))
         with KafkaMessagePublisher(self._kafka) as publisher:
-            return self._record(
-                publisher, chosen, LetterState.RESOLVED, operator, reason, None
-            )
+            return self._record(publisher, chosen, state, operator, reason, sent)
 
     def _record(
         self,

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
@@ -21,6 +21,9 @@ from actors.app.config import SagaConfig
 from actors.errors import UsageError
 from events.transport.dlq import DeadLetterQueue, Entry, LetterQuery, error_kind
 from events.wire.dead_letters import LetterState
+
+if TYPE_CHECKING:
+    from actors.app.letters import Plan
 
 #: More letters than this in one action asks for --yes (or a typed "yes").
 CONFIRM_ABOVE: Final = 5
@@ -268,44 +271,57 @@ def dlq_replay(args: argparse.Namespace, config: SagaConfig) -> int:
     payload = _payload(args.payload)
     if payload is not None and args.all:
         raise UsageError("--payload replaces one letter's message: name its id")
-    with DeadLetterQueue(config.kafka) as queue:
-        chosen = _chosen(args, queue)
-        if args.dry_run:
-            return _rehearse(args, config, chosen, payload)
-        if not _confirmed(args, len(chosen), "replayed"):
-            print("nothing sent", file=sys.stderr)
-            return 1
-        done = queue.replay(
-            chosen, operator=args.operator, reason=args.reason, payload=payload
-        )
-    if args.json:
-        print_json([_letter_json(e, full=False) for e in done])
-    for e in done if not args.json else []:
-        assert e.action is not None
-        print(f"sent {e.id} -> {e.action.sent}")
-    print(f"{len(done)} letter(s) replayed", file=sys.stderr)
-    return 0
+    return _act(args, config, LetterState.REPLAYED, payload)
 
 
 def dlq_resolve(args: argparse.Namespace, config: SagaConfig) -> int:
     require_kafka(config)
-    with DeadLetterQueue(config.kafka) as queue:
+    return _act(args, config, LetterState.RESOLVED, None)
+
+
+def _act(
+    args: argparse.Namespace,
+    config: SagaConfig,
+    state: LetterState,
+    payload: bytes | None,
+) -> int:
+    """Replay or resolve the chosen letters (through their sagas where a saga
+    is held behind one), or with --dry-run say what that would do."""
+    from actors.app.client import SagaClient
+    from actors.app.letters import carry_out, plan
+
+    verb = "replayed" if state is LetterState.REPLAYED else "resolved"
+    with DeadLetterQueue(config.kafka) as queue, SagaClient(config.kafka) as client:
         chosen = _chosen(args, queue)
+        plans = plan(
+            client,
+            chosen,
+            how=verb,
+            payload=payload,
+            reason=args.reason,
+            operator=args.operator,
+        )
         if args.dry_run:
-            for e in chosen:
-                print(f"would resolve {e.id} ({e.letter.topic}: {e.letter.error[:80]})")
-            print(f"{len(chosen)} letter(s) would be resolved", file=sys.stderr)
-            return 0
-        if not _confirmed(args, len(chosen), "resolved"):
-            print("nothing resolved", file=sys.stderr)
+            return _rehearse(args, config, plans, payload, state)
+        if not _confirmed(args, len(chosen), verb):
+            print(f"nothing {verb}", file=sys.stderr)
             return 1
-        done = queue.resolve(chosen, operator=args.operator, reason=args.reason)
+        done = carry_out(
+            queue,
+            client,
+            plans,
+            state,
+            operator=args.operator,
+            reason=args.reason,
+            payload=payload,
+        )
     if args.json:
         print_json([_letter_json(e, full=False) for e in done])
     else:
         for e in done:
-            print(f"resolved {e.id}")
-    print(f"{len(done)} letter(s) resolved", file=sys.stderr)
+            sent = e.action.sent if e.action is not None else ""
+            print(f"{verb} {e.id}" + (f" -> {sent}" if sent else ""))
+    print(f"{len(done)} letter(s) {verb}", file=sys.stderr)
     return 0
 
 
@@ -323,57 +339,73 @@ def _payload(path: str | None) -> bytes | None:
 def _rehearse(
     args: argparse.Namespace,
     config: SagaConfig,
-    chosen: list[Entry],
+    every: list[Plan],
     payload: bytes | None,
+    state: LetterState,
 ) -> int:
-    """Each letter through the saga's decider, on its state from the log."""
-    from actors.app.client import SagaClient
+    """What acting on each letter would do: the saga's host's own steps and
+    the pure decider, on the saga's state folded from its log (a letter no
+    saga is held behind is only closed by a resolve)."""
+    from actors.app.letters import rehearsed
     from actors.core import DEFINITIONS
-    from actors.engine.inbound import Inbound
-    from actors.engine.rehearsal import rehearse, relative_event
+    from actors.engine.rehearsal import relative_event
     from events.wire.messages import MessageCodec
 
     codec = MessageCodec(config.kafka.max_message_bytes)
     now = int(time.time() * 1000)
-    found = []
-    with SagaClient(config.kafka) as client:
-        for e in chosen:
-            letter = e.letter
-            value = letter.payload if payload is None else payload
-            inbound = Inbound(
-                letter.topic, letter.partition, letter.offset, letter.key, value
-            )
-            saga_id = letter.saga_id or letter.key
-            history = client.history(saga_id) if saga_id else []
-            outcome = rehearse(inbound, history, DEFINITIONS, codec, now)
-            found.append(
-                {
-                    "id": e.id,
-                    "state": str(e.state),
-                    "sagaId": outcome.saga_id,
-                    "statusBefore": outcome.status_before,
-                    "stepBefore": outcome.step_before,
-                    "verdict": outcome.verdict,
-                    "reason": outcome.reason,
-                    "statusAfter": outcome.status_after,
-                    "events": [relative_event(ev, now) for ev in outcome.events],
-                    "commands": msgspec.to_builtins(outcome.commands),
-                }
-            )
+    # A resolve of a letter no saga is held behind only closes it.
+    closing = state is LetterState.RESOLVED
+    acting = [p for p in every if p.release is not None or not closing]
+    outcomes = dict(
+        zip(
+            (p.entry.id for p in acting),
+            rehearsed(acting, DEFINITIONS, codec, payload, now),
+            strict=True,
+        )
+    )
+    found: list[dict[str, Any]] = []
+    for item in every:
+        outcome = outcomes.get(item.entry.id)
+        found.append(
+            {
+                "id": item.entry.id,
+                "state": str(item.entry.state),
+                "through": "saga" if item.release is not None else "topic",
+                "sagaId": item.entry.letter.saga_id,
+                "verdict": "closed",
+            }
+            if outcome is None
+            else {
+                "id": item.entry.id,
+                "state": str(item.entry.state),
+                "through": "saga" if item.release is not None else "topic",
+                "sagaId": outcome.saga_id,
+                "statusBefore": outcome.status_before,
+                "stepBefore": outcome.step_before,
+                "verdict": outcome.verdict,
+                "reason": outcome.reason,
+                "statusAfter": outcome.status_after,
+                "events": [relative_event(ev, now) for ev in outcome.events],
+                "commands": msgspec.to_builtins(outcome.commands),
+            }
+        )
     if args.json:
         print_json(found)
     else:
-        for item in found:
-            print(_rehearsal_text(item))
+        for row in found:
+            print(_rehearsal_text(row))
     print(f"{len(found)} letter(s) rehearsed; nothing sent", file=sys.stderr)
     return 0
 
 
 def _rehearsal_text(item: dict[str, Any]) -> str:
+    if item["verdict"] == "closed":
+        return f"{item['id']} ({item['state']}): would resolve it, closed unreplayed"
     saga = item["sagaId"] or "no saga"
     before = item["statusBefore"] or "not in the log"
     at = f" at step {item['stepBefore']}" if item["stepBefore"] else ""
-    lines = [f"{item['id']} ({item['state']}): saga {saga}, {before}{at}"]
+    how = ", held behind it: released" if item["through"] == "saga" else ""
+    lines = [f"{item['id']} ({item['state']}): saga {saga}, {before}{at}{how}"]
     if item["verdict"] == "refused":
         lines.append(f"  would be refused (a new dead letter): {item['reason']}")
         return "\n".join(lines)

@@ -105,20 +105,24 @@ def test_a_dry_run_of_a_fixed_letter_is_what_the_real_replay_then_logs(
 ) -> None:
     """Must hold: `saga dlq replay --dry-run` prints the saga events and
     commands the real replay then logs and sends. A reply that broke the wire
-    schema is dead-lettered; its dry run says why it would be refused again;
-    the fixed reply's dry run, and then its real replay, move the saga on."""
+    schema is dead-lettered and holds its saga; its dry run says why it would
+    be refused again; the fixed reply's dry run, and then its real replay,
+    release the saga through its log."""
     clock = Clock()
     host = own(
         SagaHost(kafka, PARTITIONS, clock=clock, start_timers=False),
         range(PARTITIONS),
     )
     partitions = ("--partitions", str(PARTITIONS))
+    home = home_partition("s-2", PARTITIONS)
     try:
         host.handle([start("s-2", 5)])
         good = Inbound(*_answer("s-2", "verify_user", "user.events.verify", 6))
         broken = good.value.replace(b'"success":true', b'"success":"yes"')
         assert broken != good.value
         assert host.handle([good._replace(value=broken)]).dead_letters == 1
+        held = host.state("s-2")
+        assert held is not None and held.held == "user.events.verify/0/6"
         [raw] = read_to_end(kafka, {TP(SAGA_DLQ, p): 0 for p in range(PARTITIONS)})
         letter_id = f"{raw.partition}:{raw.offset}"
         fixed = tmp_path / "fixed.json"
@@ -130,7 +134,9 @@ def test_a_dry_run_of_a_fixed_letter_is_what_the_real_replay_then_logs(
         )  # fmt: skip
         assert code == 0, err
         [again] = json.loads(out)
-        assert again["verdict"] == "refused" and "success" in again["reason"]
+        assert (again["through"], again["verdict"]) == ("saga", "refused")
+        assert "the replayed message cannot be read" in again["reason"]
+        assert "success" in again["reason"]
         code, out, err = cli(
             kafka, capsys, "dlq", "replay", letter_id, "--dry-run", "--json",
             "--payload", str(fixed), *partitions,
@@ -143,29 +149,33 @@ def test_a_dry_run_of_a_fixed_letter_is_what_the_real_replay_then_logs(
         )
         assert rehearsal["verdict"] == "applied"
         assert [e["type"] for e in rehearsal["events"]] == [
+            "hold_released",
             "step_succeeded",
             "step_commanded",
         ]
         # Nothing was sent by the dry runs.
-        replies = {TP("user.events.verify", p): 0 for p in range(PARTITIONS)}
-        assert list(read_to_end(kafka, replies)) == []
+        requests = {TP(SAGA_REQUESTS, home): 0}
+        assert list(read_to_end(kafka, requests)) == []
 
         code, out, err = cli(
             kafka, capsys, "dlq", "replay", letter_id, "--payload", str(fixed),
             *partitions,
         )  # fmt: skip
         assert code == 0, err
-        [replayed] = read_to_end(kafka, replies)  # what the router would take
-        assert replayed.value == good.value
+        assert f"replayed {letter_id} -> saga.requests/{home}/0" in out
+        [release] = read_to_end(kafka, requests)  # what the router would take
         clock.now += 7.0  # later than the rehearsal: times compare as offsets
         applied = host.handle(
-            [Inbound(replayed.topic, replayed.partition, replayed.offset, "s-2",
-                     replayed.value)]
+            [Inbound(release.topic, release.partition, release.offset, "s-2",
+                     release.value)]
         )  # fmt: skip
         assert applied.applied == 1
+        released = host.state("s-2")
+        assert released is not None and released.step == "process_payment"
+        assert not released.held
     finally:
         host.close()
-    log = read_to_end(kafka, {TP(SAGA_EVENTS, home_partition("s-2", PARTITIONS)): 0})
+    log = read_to_end(kafka, {TP(SAGA_EVENTS, home): 0})
     last = HistoryCodec().decode(list(log)[-1].value)
     assert [relative_event(e, last.at) for e in last.events] == rehearsal["events"]
     [sent] = [c for c in commands(kafka, "payment.commands.process")]

@@ -93,7 +93,7 @@ def test_list_show_and_replay(
     assert json.loads(out)["payloadEncoding"] == "base64"
 
     code, out, _ = cli(kafka, capsys, "dlq", "replay", "3:0")
-    assert code == 0 and "sent 3:0 -> payment.commands.process/3/0" in out
+    assert code == 0 and "replayed 3:0 -> payment.commands.process/3/0" in out
     back = list(read_to_end(kafka, {TP("payment.commands.process", 3): 0}))
     assert [(r.key, r.value) for r in back] == [(b"s-1", b'{"hello": "again"}')]
     assert list(read_to_end(kafka, {TP("user.commands.verify", 3): 0})) == []
@@ -203,7 +203,7 @@ def test_acting_on_many_letters_asks_first(
     assert code == 2 and "6 letters would be resolved: add --yes" in err
     code, out, _ = cli(kafka, capsys, "dlq", "resolve", "--all", "--reason", "noise",
                        "--dry-run")  # fmt: skip
-    assert code == 0 and out.count("would resolve") == 6
+    assert code == 0 and out.count("would resolve it") == 6
     code, out, _ = cli(kafka, capsys, "dlq", "list", "--json")
     assert len(json.loads(out)) == 6  # a dry run changed nothing
     code, out, _ = cli(kafka, capsys, "dlq", "resolve", "--all", "--reason", "noise",
