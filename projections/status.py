@@ -76,9 +76,63 @@ def status(db: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "rejection_rate": window[6],
         "compensation_rate": window[7],
         "dead_letters": dead,
+        "letters": letters(db),
+        "held": held(db),
         "in_flight": in_flight(db),
         "owners": owners(db),
     }
+
+
+#: A letter's error with what differs between sagas masked (its sagaId,
+#: numbers): ``events.transport.dlq.error_kind`` in SQL.
+_ERROR_KIND = (
+    "left(regexp_replace(CASE WHEN saga_id IS NULL OR saga_id = '' THEN error "
+    "ELSE replace(error, saga_id, '<saga>') END, '[0-9]+', 'N', 'g'), 120)"
+)
+
+
+def letters(db: duckdb.DuckDBPyConnection, top: int = 5) -> dict[str, Any]:
+    """The open dead letters (none replayed or resolved yet), and how many of
+    them died of each error, most first (the ``top`` ones)."""
+    acted = (
+        "SELECT dlq_partition, dlq_offset FROM dead_letter_actions"
+        if columns_of(db, "dead_letter_actions")
+        else "SELECT NULL::INTEGER, NULL::BIGINT WHERE false"
+    )
+    rows = db.execute(
+        f"""
+        SELECT {_ERROR_KIND} AS kind, count(*) FROM dead_letters
+        WHERE (dlq_partition, dlq_offset) NOT IN ({acted})
+        GROUP BY kind ORDER BY count(*) DESC, kind
+        """
+    ).fetchall()
+    return {
+        "open": sum(n for _, n in rows),
+        "by_error": [{"error": kind, "letters": n} for kind, n in rows[:top]],
+    }
+
+
+def held(db: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """The sagas held behind a dead letter now (a ``saga_held`` not released
+    since), and the replies they hold."""
+    row = db.execute(
+        """
+        WITH marks AS (
+            SELECT saga_id,
+                   max(seq) FILTER (WHERE event_type = 'saga_held') AS held_at,
+                   coalesce(max(seq) FILTER (WHERE event_type = 'hold_released'),
+                            0) AS released_at
+            FROM saga_events WHERE event_type IN ('saga_held', 'hold_released')
+            GROUP BY saga_id
+        )
+        SELECT count(DISTINCT e.saga_id),
+               count(*) FILTER (WHERE e.event_type = 'reply_held')
+        FROM saga_events e JOIN marks m USING (saga_id)
+        WHERE m.held_at > m.released_at AND e.seq >= m.held_at
+        """
+    ).fetchone()
+    sagas, replies = row if row is not None else (0, 0)
+    return {"sagas": sagas, "replies": replies}
 
 
 def in_flight(db: duckdb.DuckDBPyConnection) -> dict[str, Any]:

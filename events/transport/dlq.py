@@ -109,16 +109,23 @@ def error_kind(entry: Entry) -> str:
     return re.sub(r"\d+", "N", text)[:120]
 
 
+#: The messageId of a release request acting on a letter (``saga dlq replay``
+#: of a letter a saga is held behind): it names the letter.
+_ACTING_ON = re.compile(r"^(?:replayed|resolved):([0-9]+:[0-9]+):")
+
+
 def linked(entries: Iterable[Entry]) -> list[Entry]:
     """``entries`` in queue order, each linked to the letter before it for the
-    same message."""
+    same message (or, for a refused release request, the letter it acted on)."""
     last: dict[tuple[object, ...], str] = {}
     found = []
     for entry in sorted(
         entries, key=lambda e: (e.letter.dead_at, e.partition, e.offset)
     ):
         key = entry.same_message
-        found.append(replace(entry, previous=last.get(key)))
+        acting = _ACTING_ON.match(entry.letter.message_id or "")
+        before = acting.group(1) if acting else last.get(key)
+        found.append(replace(entry, previous=before))
         last[key] = entry.id
     return found
 

@@ -282,3 +282,68 @@ def test_top_redraws_in_place_on_a_terminal(tmp_path: Path) -> None:
     assert b"nothing in flight" in out  # the golden sagas all ended
     assert b"dead letters \x1b[1;31m1" in out  # errors in red
     assert b"saga latency p50 170" in out
+
+
+def test_status_counts_open_letters_by_error_and_the_held_sagas(
+    tmp_path: Path,
+) -> None:
+    """Letters by error with their sagaIds masked, the replayed one not open;
+    a saga held behind a letter, with the reply it holds; a released one not."""
+    from events.wire.dead_letters import (
+        DeadLetter,
+        DeadLetterCodec,
+        LetterAction,
+        LetterActionCodec,
+        LetterState,
+    )
+    from tests.actors.core.sagas import reply_to
+
+    held = Run("s-held")
+    held.start(now=1_000)
+    held.hold(1_010)
+    held.feed(reply_to(held.sent[-1], 1_040))
+    released = Run("s-released")
+    released.start(now=1_000)
+    released.hold(1_010)
+    released.release(1_050)
+    batch = [
+        Consumed("saga.events", 0, n, raw)
+        for n, raw in enumerate([*held.log, *released.log])
+    ]
+    codec = DeadLetterCodec()
+    for n, saga_id in enumerate(["s-held", "s-released", "s-other"]):
+        letter = DeadLetter(
+            topic="user.events.verify",
+            partition=0,
+            offset=n,
+            error=f"saga {saga_id} is waiting on step 'a', not 'b' (offset {n})",
+            dead_at=datetime(2026, 11, 25, tzinfo=UTC),
+            source="saga-host",
+            payload=b"{}",
+            saga_id=saga_id,
+        )
+        batch.append(Consumed("saga.dlq", 0, n, codec.encode(letter)))
+    action = LetterAction(
+        letter="0:1", state=LetterState.RESOLVED, at=datetime(2026, 11, 25, tzinfo=UTC)
+    )
+    batch.append(Consumed("saga.dlq.actions", 0, 0, LetterActionCodec().encode(action)))
+    db = open_store(tmp_path / "projections.duckdb")
+    writer = ProjectionWriter(db)
+    writer.apply(batch)
+    writer.publish(tmp_path / "projections")
+    db.close()
+    result = saga("status", "--json", "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["dead_letters"] == 3
+    assert report["letters"] == {
+        "open": 2,
+        "by_error": [
+            {"error": "saga <saga> is waiting on step 'a', not 'b' (offset N)",
+             "letters": 2},
+        ],
+    }  # fmt: skip
+    assert report["held"] == {"sagas": 1, "replies": 1}
+    text = status_text(report)
+    assert "dead letters 3, 2 open" in text
+    assert "held         1 saga(s) behind a dead letter, 1 repl(ies) held" in text

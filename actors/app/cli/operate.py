@@ -1,4 +1,5 @@
-"""``saga cancel`` and ``saga retry``: an operator's actions on one saga.
+"""``saga cancel`` and ``saga retry``: an operator's actions on a saga, or on
+every saga a filter over the projections finds (``--all``).
 
 Each is a request on ``saga.requests`` that the saga applies like any other
 input: it lands in the saga's log with the operator's name and reason, and the
@@ -6,6 +7,9 @@ saga acts on it through its normal path (compensations, retry policies). No
 command writes behind a saga's back. The saga's state is read from its log
 first, so a request that cannot apply is refused here, at once, with the
 reason; one that races the saga's end is dead-lettered by the engine with it.
+``--dry-run`` decides each request offline, on the saga's state from its log,
+and prints what the saga would log and send; more than a few sagas at once
+need ``--yes``.
 """
 
 from __future__ import annotations
@@ -56,7 +60,44 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         "The request and its reason land in the saga's log.",
     )
     for parser, step in ((cancel, CANCEL_STEP), (retry, RETRY_STEP)):
-        parser.add_argument("saga_id", metavar="SAGA_ID", help="the saga to act on")
+        parser.add_argument(
+            "saga_id", nargs="?", metavar="SAGA_ID", help="the saga to act on"
+        )
+        chosen = parser.add_argument_group(
+            "many sagas at once: --all and the filters of saga list (over "
+            "DATA_DIR's projections; each saga's state is then read from its log)"
+        )
+        chosen.add_argument(
+            "--all", action="store_true", help="every saga the filters match"
+        )
+        chosen.add_argument(
+            "--status",
+            action="append",
+            default=[],
+            metavar="STATUS[,...]",
+            help="running, compensating, ... failed (repeat or comma-separate)",
+        )
+        chosen.add_argument("--type", dest="saga_type", help="saga type")
+        chosen.add_argument("--step", help="current step (the one it runs or undoes)")
+        chosen.add_argument("--since", metavar="TIME", help="started at or after")
+        chosen.add_argument("--until", metavar="TIME", help="started before")
+        chosen.add_argument("--error", metavar="TEXT", help="TEXT in reason or error")
+        chosen.add_argument("--where", metavar="SQL", help="SQL over sagas' columns")
+        chosen.add_argument("--run", metavar="ID", help="a run under DATA_DIR")
+        chosen.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="decide each request offline and print what each saga would "
+            "log and send; send nothing",
+        )
+        chosen.add_argument(
+            "--yes",
+            action="store_true",
+            help="act on more than 5 sagas without asking",
+        )
+        chosen.add_argument(
+            "--json", action="store_true", help="with --all or --dry-run: print JSON"
+        )
         parser.add_argument(
             "--reason",
             required=True,
@@ -80,20 +121,28 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
             metavar="S",
             help="with --wait, how long to wait for the saga to end (default: 120)",
         )
-        parser.set_defaults(handler=act, step=step)
+        parser.set_defaults(handler=act, request=step)
 
 
 def act(args: argparse.Namespace, config: SagaConfig) -> int:
     require_kafka(config)
-    step: str = args.step
+    step: str = args.request
     if not args.reason.strip():
         raise UsageError("--reason must say why")
     require_positive("--timeout", args.timeout)
+    if args.all == (args.saga_id is not None):
+        raise UsageError("name one SAGA_ID, or choose sagas with --all and filters")
+    if args.all or args.dry_run:
+        from actors.app.cli.bulk import act_on_many
+
+        if args.wait:
+            raise UsageError("--wait follows one saga: not with --all or --dry-run")
+        return act_on_many(args, config, step)
     with SagaClient(config.kafka) as client:
         state = client.state(args.saga_id)
-        refusal = _refusal(step, args.saga_id, state)
-        if refusal:
-            print_error(refusal)
+        refused = refusal(step, args.saga_id, state)
+        if refused:
+            print_error(refused)
             return 1
         assert state is not None
         request_id = client.request(args.saga_id, step, args.reason, args.operator)
@@ -115,7 +164,7 @@ def act(args: argparse.Namespace, config: SagaConfig) -> int:
         )
 
 
-def _refusal(step: str, saga_id: str, state: SagaState | None) -> str:
+def refusal(step: str, saga_id: str, state: SagaState | None) -> str:
     """Why ``step`` cannot apply to the saga as its log has it, or ""."""
     if state is None:
         return (

@@ -171,6 +171,25 @@ def show_saga(args: argparse.Namespace, config: SagaConfig) -> int:
     print(f"saga {state.saga_id} ({state.saga_type}): {state.status}")
     if state.reason:
         print(f"reason: {state.reason}")
+    for line in held_lines(state):
+        print(line)
     for line in event_lines(history, history[0].at):
         print(line)
     return 0
+
+
+def held_lines(state: SagaState) -> list[str]:
+    """What a saga held behind a dead letter waits on, and the replies it holds."""
+    if not state.held:
+        return []
+    lines = [
+        f"held: behind the dead letter of the message at {state.held}; "
+        f"{len(state.held_replies)} repl(ies) held, applied in order when that "
+        f"letter is replayed or resolved (saga dlq list --saga-id {state.saga_id})"
+    ]
+    lines.extend(
+        f"  held reply {h.reply_id} on {h.topic} for {h.step_id}: "
+        + ("success" if h.success else f"failure: {h.error}")
+        for h in state.held_replies
+    )
+    return lines

@@ -138,7 +138,7 @@ def status_text(report: dict[str, Any]) -> str:
         f"compensated {_share(report['compensation_rate'])}{of}"
     )
     lines.append(f"errors       failed {_share(report['error_rate'])}{of}")
-    lines.append(f"dead letters {report['dead_letters']:,}")
+    lines.extend(letter_lines(report))
     lines.extend(in_flight_lines(report.get("in_flight")))
     lines.extend(_owner_lines(report["owners"]))
     lines.extend(lag_lines(report.get("consumer_lag", [])))
@@ -197,6 +197,25 @@ def throughput_text(report: dict[str, Any]) -> str:
             break
         parts.append(f"{_number(rate, ',.1f')}/s ({WINDOWS[name] // 60} min)")
     return ", ".join(parts)
+
+
+def letter_lines(report: dict[str, Any]) -> list[str]:
+    """The dead letters: how many, how many open and of what, the held sagas."""
+    letters = report.get("letters")
+    if letters is None:  # a report from before letters had states
+        return [f"dead letters {report['dead_letters']:,}"]
+    lines = [f"dead letters {report['dead_letters']:,}, {letters['open']:,} open"]
+    lines.extend(
+        f"             {row['letters']:>6,}  {row['error'][:90]}"
+        for row in letters["by_error"]
+    )
+    held = report.get("held") or {"sagas": 0, "replies": 0}
+    if held["sagas"]:
+        lines.append(
+            f"held         {held['sagas']:,} saga(s) behind a dead letter, "
+            f"{held['replies']:,} repl(ies) held (saga dlq list)"
+        )
+    return lines
 
 
 def in_flight_lines(flight: dict[str, Any] | None) -> list[str]:

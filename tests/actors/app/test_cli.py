@@ -185,7 +185,7 @@ def test_saga_broker_prints_bootstrap_serves_topics_and_stops_with_its_owner(
         assert process.stdout is not None
         first = process.stdout.readline().strip()
         assert first.startswith("bootstrap: 127.0.0.1:")
-        assert "12 created" in process.stdout.readline()
+        assert "13 created" in process.stdout.readline()
         bootstrap = first.removeprefix("bootstrap: ")
         [broker_pid] = broker_children(process.pid)
         listed = subprocess.run(

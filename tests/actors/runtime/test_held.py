@@ -159,6 +159,12 @@ def test_a_held_saga_waits_in_order_while_the_others_complete(
                 assert state.step == "verify_user" and state.held
                 [kept] = state.held_replies
                 assert kept.reply_id == services.later[saga_id].message_id
+            shown = cli(kafka, capsys, "show", "held-a")
+            assert (
+                f"held: behind the dead letter of the message at {found['held-a'].held}"
+                in shown
+            )
+            assert f"held reply {services.later['held-a'].message_id}" in shown
             letters = json.loads(cli(kafka, capsys, "dlq", "list", "--json"))
             by_saga = {row["sagaId"]: row for row in letters}
             assert set(by_saga) == set(held)

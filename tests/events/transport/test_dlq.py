@@ -10,6 +10,7 @@ import msgspec
 import pytest
 
 from actors.app.cli import main
+from events.transport.dlq import Entry, linked
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.reader import read_to_end
 from events.transport.settings import KafkaSettings
@@ -211,3 +212,20 @@ def test_acting_on_many_letters_asks_first(
     assert code == 0 and len(json.loads(out)) == 6
     code, out, _ = cli(kafka, capsys, "dlq", "list", "--json")
     assert json.loads(out) == []
+
+
+def test_a_refused_release_links_to_the_letter_it_acted_on() -> None:
+    """A release request the saga refused (the replayed message still broken)
+    is a letter of its own, on saga.requests: it names the letter it acted on."""
+    first = Entry(2, 5, letter("payment.events.process", 0, 3, b"{}"))
+    refused = Entry(
+        1,
+        9,
+        msgspec.structs.replace(
+            letter("saga.requests", 1, 40, b"{}"),
+            message_id="replayed:2:5:0123456789abcdef",
+        ),
+    )
+    unrelated = Entry(1, 10, letter("user.events.verify", 0, 4, b"[]"))
+    found = {e.id: e.previous for e in linked([first, refused, unrelated])}
+    assert found == {"2:5": None, "1:9": "2:5", "1:10": None}

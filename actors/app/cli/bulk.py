@@ -1,0 +1,162 @@
+"""``saga cancel|retry --all`` and ``--dry-run``: an operator's request to many
+sagas at once, found by the filters of ``saga list``.
+
+The sagas are found in the projections; each one's state is then read from its
+log, which has the last word (a saga the projections still show running may
+have ended). A request that cannot apply is skipped with the reason. A dry run
+decides each request offline with the pure decider, as its host would, and
+prints what each saga would log and send: nothing is sent. More than a few
+sagas at once need ``--yes`` (or a typed "yes" on a terminal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime
+from typing import Any, Final
+
+from actors.app.cli.common import print_json
+from actors.app.cli.reading import located, warn_if_not_fresh
+from actors.app.client import SagaClient
+from actors.app.config import SagaConfig
+from actors.core import (
+    CANCEL_STEP,
+    DEFINITIONS,
+    Cancel,
+    Retry,
+    SagaState,
+    Verdict,
+    decide,
+)
+from actors.core.compatibility import event_line
+from actors.errors import UsageError
+
+#: More sagas than this in one action asks for --yes (or a typed "yes").
+CONFIRM_ABOVE: Final = 5
+
+
+def act_on_many(args: argparse.Namespace, config: SagaConfig, step: str) -> int:
+    from actors.app.cli.operate import ACTIONS, refusal
+
+    ids = [args.saga_id] if args.saga_id else _found(args, config)
+    with SagaClient(config.kafka) as client:
+        states = (
+            client.states() if args.all else {args.saga_id: client.state(args.saga_id)}
+        )
+        plans = [(i, states.get(i), refusal(step, i, states.get(i))) for i in ids]
+        acting = [(i, state) for i, state, refused in plans if not refused]
+        if args.dry_run:
+            return _rehearse(args, step, plans)
+        if not _confirmed(args, len(acting), step):
+            print("nothing sent", file=sys.stderr)
+            return 1
+        sent = {
+            i: client.request(i, step, args.reason, args.operator) for i, _ in acting
+        }
+    if args.json:
+        print_json(
+            [
+                {"sagaId": i, "requestId": sent.get(i), "refused": refused}
+                for i, _, refused in plans
+            ]
+        )
+    for saga_id, _, refused in plans:
+        if refused:
+            print(f"skipped {saga_id}: {refused}", file=sys.stderr)
+        elif not args.json:
+            print(f"{step} requested for saga {saga_id} (request {sent[saga_id]})")
+    print(
+        f"{len(sent)} of {len(plans)} saga(s) asked to {step}: {ACTIONS[step]}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _found(args: argparse.Namespace, config: SagaConfig) -> list[str]:
+    """The ids of the sagas the filters match in the projections."""
+    from projections.listing import FilterError, Filters, list_sagas, parse_moment
+    from projections.reader import open_projections
+
+    where = located(args, config)
+    now = datetime.now().astimezone()
+    try:
+        filters = Filters(
+            statuses=tuple(
+                s.strip().lower() for value in args.status for s in value.split(",")
+                if s.strip()
+            ),
+            saga_type=args.saga_type,
+            step=args.step,
+            since=None if args.since is None else parse_moment(args.since, now),
+            until=None if args.until is None else parse_moment(args.until, now),
+            error=args.error,
+            where=args.where,
+        )  # fmt: skip
+        db = open_projections(where.projections)
+        found = list_sagas(db, filters, limit=10**9)
+    except FilterError as exc:
+        raise UsageError(str(exc)) from None
+    warn_if_not_fresh(where)
+    return [row["saga_id"] for row in found.sagas]
+
+
+def _confirmed(args: argparse.Namespace, count: int, step: str) -> bool:
+    if args.yes or count <= CONFIRM_ABOVE:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"{count} sagas would be asked to {step}: add --yes to go on "
+            "(--dry-run shows what each would do; filters narrow them)"
+        )
+    answer = input(f"ask {count} sagas to {step}? Type yes to go on: ")
+    return answer.strip().lower() == "yes"
+
+
+def _rehearse(
+    args: argparse.Namespace,
+    step: str,
+    plans: list[tuple[str, SagaState | None, str]],
+) -> int:
+    """What each saga would log and send, decided offline."""
+    now = int(time.time() * 1000)
+    found: list[dict[str, Any]] = []
+    for saga_id, state, refused in plans:
+        item: dict[str, Any] = {"sagaId": saga_id, "refused": refused}
+        if state is not None and not refused:
+            kind = Cancel if step == CANCEL_STEP else Retry
+            request = kind(
+                saga_id=saga_id,
+                request_id="dry-run",
+                reason=args.reason,
+                operator=args.operator,
+                now=now,
+            )
+            decision = decide(DEFINITIONS[state.saga_type], state, request)
+            if decision.verdict is not Verdict.APPLIED:
+                item["refused"] = decision.reason
+            item["status"] = str(state.status)
+            item["step"] = state.step_id
+            item["events"] = [event_line(e) for e in decision.events]
+            item["commands"] = [
+                f"{c.topic} {c.message.message_id}" for c in decision.commands
+            ]
+        found.append(item)
+    if args.json:
+        print_json(found)
+    else:
+        for item in found:
+            if item["refused"]:
+                print(f"{item['sagaId']}: would be refused: {item['refused']}")
+                continue
+            print(f"{item['sagaId']} ({item['status']} at {item['step']}): would log")
+            print("\n".join(f"    {line}" for line in item["events"]))
+            for command in item["commands"]:
+                print(f"  and send {command}")
+    acting = sum(1 for item in found if not item["refused"])
+    print(
+        f"{acting} of {len(found)} saga(s) would take the {step}; nothing sent",
+        file=sys.stderr,
+    )
+    return 0
