@@ -32,6 +32,7 @@ from actors.core.inputs import (
     Cancel,
     Hold,
     Input,
+    Migrate,
     Release,
     Reply,
     Retry,
@@ -46,6 +47,7 @@ from actors.core.saga_events import (
     CompensationCommanded,
     CompensationFailed,
     CompensationTimedOut,
+    DefinitionMoved,
     HoldReleased,
     LogRecord,
     ReplyHeld,
@@ -77,13 +79,20 @@ class Divergence(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 
 def check_history(
-    history: Iterable[LogRecord], candidate: SagaDefinition
+    history: Iterable[LogRecord],
+    candidate: SagaDefinition,
+    *,
+    on_version: int | None = None,
 ) -> Divergence | None:
-    """The first record of ``history`` the candidate would not have written."""
+    """The first record of ``history`` the candidate would not have written:
+    each saga on the version it started with (or was moved to), or with
+    ``on_version`` on that version of the candidate throughout (whether a
+    saga moved there by ``saga migrate`` goes on from a history it could
+    have written)."""
     state: SagaState | None = None
     for record in history:
         try:
-            found = _check_record(state, record, candidate)
+            found = _check_record(state, record, candidate, on_version)
         except Exception as exc:  # the candidate cannot even decide it
             found = _divergence(
                 record, [], f"the candidate fails on it: {type(exc).__name__}: {exc}"
@@ -140,6 +149,15 @@ def recorded_input(record: LogRecord, definition: SagaDefinition) -> Input:
         case CompensationFailed(step=step, reply_id=str() as reply_id, error=error):
             return _reply(
                 record, definition, step + COMPENSATE, reply_id, False, {}, error
+            )
+        case DefinitionMoved(request_id=request_id, reason=reason, operator=who):
+            return Migrate(
+                saga_id=saga_id,
+                request_id=request_id,
+                reason=reason,
+                operator=who,
+                to_version=first.to_version,
+                now=now,
             )
         case SagaHeld(origin=origin, reason=reason):
             return Hold(saga_id=saga_id, origin=origin, reason=reason, now=now)
@@ -210,14 +228,30 @@ _SHOWN = ("step", "attempt", "error", "reason", "inDoubt", "retryAt")
 
 
 def _check_record(
-    state: SagaState | None, record: LogRecord, candidate: SagaDefinition
+    state: SagaState | None,
+    record: LogRecord,
+    candidate: SagaDefinition,
+    on_version: int | None,
 ) -> Divergence | None:
+    logged = [essence(e) for e in record.events]
+    first = record.events[0]
+    if on_version is not None:
+        # That version alone, and the saga on it from the start.
+        candidate = msgspec.structs.replace(candidate.at(on_version), previous=())
+        if state is not None:
+            state = msgspec.structs.replace(state, version=on_version)
+        if isinstance(first, SagaStarted):  # 1 is left out of a record
+            logged[0] = {k: v for k, v in logged[0].items() if k != "version"}
+            if on_version != 1:
+                logged[0]["version"] = on_version
+    elif isinstance(first, SagaStarted):
+        # Started on the version it logged, as its host started it then.
+        candidate = candidate.at(first.version)
     decision = decide(candidate, state, recorded_input(record, candidate))
     if decision.verdict is not Verdict.APPLIED:
         return _divergence(
             record, [], f"the candidate would refuse its input: {decision.reason}"
         )
-    logged = [essence(e) for e in record.events]
     if [essence(e) for e in decision.events] == logged:
         return None
     return _divergence(record, decision.events, "the candidate decides otherwise")

@@ -25,6 +25,7 @@ from actors.core.inputs import (
     Decision,
     Hold,
     Input,
+    Migrate,
     Release,
     Reply,
     Retry,
@@ -40,6 +41,7 @@ from actors.core.saga_events import (
     CompensationCommanded,
     CompensationFailed,
     CompensationTimedOut,
+    DefinitionMoved,
     RetryRequested,
     SagaCompensated,
     SagaCompleted,
@@ -53,7 +55,7 @@ from actors.core.saga_events import (
     StepTimedOut,
 )
 from actors.core.state import COMPENSATE, SagaState, Status, evolve, message_id
-from actors.errors import InvalidRequestError, PayloadError
+from actors.errors import DefinitionError, InvalidRequestError, PayloadError
 from events.wire.messages import CommandMessage
 
 # ---------------------------------------------------------------------------
@@ -68,6 +70,11 @@ def decide(
         return _start(definition, state, input)
     if state is None:  # every other input is for a saga that started
         return _refuse(state, f"no saga {input.saga_id} is known")
+    if isinstance(input, Migrate):
+        return _migrate(definition, state, input)
+    # The saga runs on the version it started with (or was moved to); one no
+    # longer deployed raises, and its host dead-letters the input with why.
+    definition = definition.at(state.version)
     match input:
         case Reply() if state.held:
             return hold_reply(state, input)
@@ -233,7 +240,12 @@ def _start(
         return _refuse(state, str(exc))
     decision = _Decision(definition, None, start.now)
     decision.emit(
-        SagaStarted(saga_id=start.saga_id, saga_type=definition.name, input=start.input)
+        SagaStarted(
+            saga_id=start.saga_id,
+            saga_type=definition.name,
+            input=start.input,
+            version=definition.version,
+        )
     )
     decision.command_step(0, 1)
     return decision.done()
@@ -481,6 +493,43 @@ def _retry(definition: SagaDefinition, state: SagaState, retry: Retry) -> Decisi
     return decision.done()
 
 
+def _migrate(root: SagaDefinition, state: SagaState, move: Migrate) -> Decision:
+    """Move a saga in flight onto another version of its definition: it goes
+    on from its step there (the deploy gate, ``saga check``, says first
+    whether its history holds under that version)."""
+    if move.request_id in state.requests:
+        return _duplicate(state, f"request {move.request_id} was applied already")
+    if state.status.terminal:
+        return _refuse(state, f"saga {state.saga_id} has ended ({state.status})")
+    if state.held:
+        return _refuse(state, held_reason(state))
+    if move.to_version == state.version:
+        return _refuse(
+            state, f"saga {state.saga_id} runs on version {state.version} already"
+        )
+    try:
+        target = root.at(move.to_version)
+    except DefinitionError as exc:
+        return _refuse(state, str(exc))
+    if state.step and not target.has_step(state.step):
+        return _refuse(
+            state,
+            f"version {move.to_version} of saga {root.name!r} has no step "
+            f"{state.step!r}, where saga {state.saga_id} is",
+        )
+    decision = _Decision(target, state, move.now)
+    decision.emit(
+        DefinitionMoved(
+            request_id=move.request_id,
+            from_version=state.version,
+            to_version=move.to_version,
+            reason=move.reason,
+            operator=move.operator,
+        )
+    )
+    return decision.done()
+
+
 def _doubt_retry_at(action: Action, attempt: int, tick: Tick) -> int:
     """When a command in doubt goes out again: the backoff keeps growing to its
     cap, so a participant that is down is asked at the policy's slowest pace."""
@@ -495,6 +544,7 @@ def pending_command(
     Same messageId as the original; ``None`` if nothing is awaited."""
     if state.status.terminal or state.retrying or not state.deadline:
         return None
+    definition = definition.at(state.version)
     step = definition.step(state.step)
     action = step.compensation if state.compensating else step.action
     assert action is not None

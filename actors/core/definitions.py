@@ -132,16 +132,35 @@ class InputType(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class SagaDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A saga type. ``inputs`` are the fields a start request must carry;
     ``input_types`` what some of them must hold (a request that breaks them is
-    refused before the saga starts, not failed by a participant later)."""
+    refused before the saga starts, not failed by a participant later).
+
+    ``version`` numbers the definition; ``previous`` keeps the versions it
+    replaces, so a saga runs to its end on the version it started with
+    (:meth:`at`) unless an operator moves it (``saga migrate``)."""
 
     name: str
     steps: tuple[Step, ...]
     inputs: tuple[str, ...] = ()
     input_types: dict[str, InputType] = {}
+    version: Positive = 1
+    previous: tuple[SagaDefinition, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.steps:
             raise DefinitionError(f"saga {self.name!r} has no steps")
+        numbers = [self.version]
+        for older in self.previous:
+            if older.name != self.name or older.previous:
+                raise DefinitionError(
+                    f"saga {self.name!r}: a previous version must be saga "
+                    f"{self.name!r} itself, without versions of its own"
+                )
+            if older.version in numbers or older.version > self.version:
+                raise DefinitionError(
+                    f"saga {self.name!r}: previous version {older.version} must be "
+                    f"below version {self.version} and given once"
+                )
+            numbers.append(older.version)
         undeclared = sorted(set(self.input_types) - set(self.inputs))
         if undeclared:
             raise DefinitionError(
@@ -174,6 +193,23 @@ class SagaDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 f"around it, which cannot be undone. Give {pivot.name!r} a "
                 "compensation or make it the last step"
             )
+
+    @property
+    def versions(self) -> list[int]:
+        return sorted([self.version, *(d.version for d in self.previous)])
+
+    def at(self, version: int) -> SagaDefinition:
+        """This saga type as of ``version``: itself, or a previous version."""
+        if version == self.version:
+            return self
+        for older in self.previous:
+            if older.version == version:
+                return older
+        raise DefinitionError(
+            f"saga {self.name!r} has no version {version} (it has "
+            f"{', '.join(map(str, self.versions))}): a saga that started on it "
+            "needs it kept in previous"
+        )
 
     def index(self, name: str) -> int:
         """The step's position; sagas have a handful of steps, so a scan is cheapest."""

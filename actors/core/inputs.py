@@ -68,6 +68,13 @@ class Retry(_Operator, frozen=True, kw_only=True):
     fresh retry policy (``saga retry``)."""
 
 
+class Migrate(_Operator, frozen=True, kw_only=True):
+    """Move the saga onto version ``to_version`` of its definition, to go on
+    from where it is (``saga migrate``)."""
+
+    to_version: int
+
+
 class Release(_Operator, frozen=True, kw_only=True):
     """An operator replayed (``how`` ``replayed``: ``reply`` is the letter's
     message, or a fixed version of it) or resolved (``resolved``) the dead
@@ -88,7 +95,7 @@ class Hold(msgspec.Struct, frozen=True, kw_only=True):
     now: int
 
 
-Input: TypeAlias = Start | Reply | Tick | Cancel | Retry | Release | Hold
+Input: TypeAlias = Start | Reply | Tick | Cancel | Retry | Release | Hold | Migrate
 
 
 class Send(msgspec.Struct, frozen=True):

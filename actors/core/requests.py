@@ -21,6 +21,9 @@ a ``messageId`` of the requester's choosing (it makes the request idempotent)::
      "stepId": "cancel", "timestamp": "...", "targetService": "saga-orchestrator",
      "payload": {"reason": "customer withdrew the order", "operator": "ana@desk3"}}
 
+``migrate`` moves a saga onto another version of its definition (a payload of
+``{"reason": "...", "operator": "...", "version": 2}``).
+
 ``release`` lets a saga held behind a dead letter go on (``saga dlq replay`` or
 ``resolve`` of that letter): the payload names the letter's ``origin`` and
 ``how``; a replay carries the message to apply (the letter's, or a fixed one)
@@ -49,6 +52,7 @@ _T = TypeVar("_T")
 CANCEL_STEP: Final = "cancel"
 RETRY_STEP: Final = "retry"
 RELEASE_STEP: Final = "release"
+MIGRATE_STEP: Final = "migrate"
 #: What each operator's request is called, by its stepId.
 OPERATOR_STEPS: Final = (CANCEL_STEP, RETRY_STEP)
 
@@ -122,6 +126,39 @@ def operator_message(
         target_service=ORCHESTRATOR,
         payload=msgspec.to_builtins(request),
     )
+
+
+class MigrateRequest(OperatorRequest, frozen=True, rename="camel"):
+    """Move a saga onto ``version`` of its definition."""
+
+    version: int = 0
+
+
+def migrate_message(
+    saga_id: str, request_id: str, request: MigrateRequest, timestamp: datetime
+) -> CommandMessage:
+    """The request that moves a saga onto another version of its definition."""
+    return CommandMessage(
+        message_id=request_id,
+        saga_id=saga_id,
+        step_id=MIGRATE_STEP,
+        timestamp=timestamp,
+        target_service=ORCHESTRATOR,
+        payload=msgspec.to_builtins(request),
+    )
+
+
+def parse_migrate(message: Message) -> MigrateRequest:
+    """The move a message asks for, or a typed error saying what is wrong."""
+    request = _payload(
+        message, MigrateRequest, '{"reason": "...", "operator": "...", "version": 2}'
+    )
+    if not request.reason.strip() or request.version < 1:
+        raise InvalidRequestError(
+            f"migrate request for saga {message.saga_id} must give a reason and "
+            "the version (1 or more) to move to"
+        )
+    return request
 
 
 def release_message(

@@ -31,10 +31,16 @@ class SagaEvent(
     """Base of every saga event. ``type`` is the union tag."""
 
 
-class SagaStarted(SagaEvent, frozen=True, kw_only=True, tag="saga_started"):
+class SagaStarted(
+    SagaEvent, frozen=True, kw_only=True, omit_defaults=True, tag="saga_started"
+):
+    """``version``: the version of its definition the saga runs on (1, and
+    left out of the record, for logs from before versions)."""
+
     saga_id: str
     saga_type: str
     input: dict[str, Any]
+    version: int = 1
 
 
 class StepCommanded(SagaEvent, frozen=True, kw_only=True, tag="step_commanded"):
@@ -147,6 +153,17 @@ class RetryRequested(SagaEvent, frozen=True, kw_only=True, tag="retry_requested"
     spent: int = 0
 
 
+class DefinitionMoved(SagaEvent, frozen=True, kw_only=True, tag="definition_moved"):
+    """An operator moved the saga onto another version of its definition
+    (``saga migrate``): it goes on from where it is, on that version."""
+
+    request_id: str
+    from_version: int
+    to_version: int
+    reason: str
+    operator: str = ""
+
+
 class SagaHeld(SagaEvent, frozen=True, kw_only=True, tag="saga_held"):
     """A message for this saga could not be processed and was dead-lettered
     (``origin``: its ``topic/partition/offset``, the letter's origin). The saga
@@ -229,6 +246,7 @@ AnySagaEvent: TypeAlias = (
     | CompensationTimedOut
     | CancelRequested
     | RetryRequested
+    | DefinitionMoved
     | SagaHeld
     | ReplyHeld
     | HoldReleased

@@ -20,6 +20,7 @@ from actors.core.saga_events import (
     CompensationCommanded,
     CompensationFailed,
     CompensationTimedOut,
+    DefinitionMoved,
     HeldReplyRefused,
     HoldReleased,
     LogRecord,
@@ -100,6 +101,8 @@ class SagaState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     #: saga is held behind ("" when not held), and the replies held since.
     held: str = ""
     held_replies: tuple[ReplyHeld, ...] = ()
+    #: The version of its definition the saga runs on.
+    version: int = 1
 
     @property
     def compensating(self) -> bool:
@@ -125,7 +128,11 @@ def evolve(state: SagaState | None, event: AnySagaEvent) -> SagaState:
         if not isinstance(event, SagaStarted):
             raise ValueError(f"a saga's first event must be saga_started, got {event}")
         return SagaState(
-            saga_id=event.saga_id, saga_type=event.saga_type, input=event.input, seq=1
+            saga_id=event.saga_id,
+            saga_type=event.saga_type,
+            input=event.input,
+            seq=1,
+            version=event.version,
         )
     replace = msgspec.structs.replace
     seq = state.seq + 1
@@ -214,6 +221,13 @@ def evolve(state: SagaState | None, event: AnySagaEvent) -> SagaState:
                 status=Status.COMPENSATING,
                 spent=spent,
                 reason=f"retried: {reason}",
+            )
+        case DefinitionMoved(request_id=request_id, to_version=version):
+            return replace(
+                state,
+                seq=seq,
+                requests=(*state.requests, request_id),
+                version=version,
             )
         case SagaHeld(origin=origin):
             return replace(state, seq=seq, held=origin)

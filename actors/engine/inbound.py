@@ -17,15 +17,18 @@ import msgspec
 
 from actors.core import (
     CANCEL_STEP,
+    MIGRATE_STEP,
     RELEASE_STEP,
     RETRY_STEP,
     START_STEP,
     Cancel,
+    Migrate,
     Release,
     Reply,
     Retry,
     SagaDefinition,
     Start,
+    parse_migrate,
     parse_operator,
     parse_release,
     parse_start,
@@ -91,7 +94,7 @@ def to_input(
     now: int,
     jitter: float,
     codec: MessageCodec,
-) -> Start | Cancel | Retry | Release | Reply | Refused:
+) -> Start | Cancel | Retry | Release | Migrate | Reply | Refused:
     """A request on ``saga.requests``, a reply anywhere else."""
     if inbound.topic == SAGA_REQUESTS:
         try:
@@ -123,12 +126,22 @@ def _request(
     definitions: Mapping[str, SagaDefinition],
     now: int,
     codec: MessageCodec,
-) -> Start | Cancel | Retry | Release | Refused:
-    """A start request, or an operator's cancel, retry or release, by its
-    stepId."""
+) -> Start | Cancel | Retry | Release | Migrate | Refused:
+    """A start request, or an operator's cancel, retry, release or migrate,
+    by its stepId."""
     step = message.step_id
     if step == RELEASE_STEP:
         return _release(message, now, codec)
+    if step == MIGRATE_STEP:
+        move = parse_migrate(message)
+        return Migrate(
+            saga_id=message.saga_id,
+            request_id=message.message_id,
+            reason=move.reason,
+            operator=move.operator,
+            to_version=move.version,
+            now=now,
+        )
     if step in (CANCEL_STEP, RETRY_STEP):
         asked = parse_operator(message)
         kind = Cancel if step == CANCEL_STEP else Retry
