@@ -21,10 +21,12 @@ from actors.core import (
     TERMINAL_EVENTS,
     Fence,
     LogRecord,
+    MigrateRequest,
     OperatorRequest,
     SagaDefinition,
     SagaState,
     check_input,
+    migrate_message,
     operator_message,
     replay,
     start_message,
@@ -106,6 +108,21 @@ class SagaClient(Closing):
             step,
             request_id,
             OperatorRequest(reason=reason, operator=operator),
+            datetime.now(UTC),
+        )
+        partition = home_partition(saga_id, self._partitions)
+        publisher = self._publisher
+        publisher.send_all([publisher.outgoing(SAGA_REQUESTS, message, partition)])
+        return request_id
+
+    def migrate(self, saga_id: str, version: int, reason: str, operator: str) -> str:
+        """Ask ``saga_id`` to go on on ``version`` of its definition; returns
+        the request's id once the broker has it."""
+        request_id = str(uuid.uuid4())
+        message = migrate_message(
+            saga_id,
+            request_id,
+            MigrateRequest(reason=reason, operator=operator, version=version),
             datetime.now(UTC),
         )
         partition = home_partition(saga_id, self._partitions)

@@ -1,4 +1,4 @@
-"""``saga cancel|retry --all`` and ``--dry-run``: an operator's request to many
+"""``saga cancel|retry|migrate --all`` and ``--dry-run``: an operator's request to many
 sagas at once, found by the filters of ``saga list``.
 
 The sagas are found in the projections; each one's state is then read from its
@@ -17,6 +17,9 @@ import time
 from datetime import datetime
 from typing import Any, Final
 
+import msgspec
+
+from actors.app.candidates import load_definitions
 from actors.app.cli.common import print_json
 from actors.app.cli.reading import located, warn_if_not_fresh
 from actors.app.client import SagaClient
@@ -24,13 +27,17 @@ from actors.app.config import SagaConfig
 from actors.core import (
     CANCEL_STEP,
     DEFINITIONS,
+    MIGRATE_STEP,
     Cancel,
+    Input,
+    LogRecord,
+    Migrate,
     Retry,
     SagaState,
     Verdict,
     decide,
 )
-from actors.core.compatibility import event_line
+from actors.core.compatibility import check_history, event_line
 from actors.errors import UsageError
 
 #: More sagas than this in one action asks for --yes (or a typed "yes").
@@ -48,13 +55,18 @@ def act_on_many(args: argparse.Namespace, config: SagaConfig, step: str) -> int:
         plans = [(i, states.get(i), refusal(step, i, states.get(i))) for i in ids]
         acting = [(i, state) for i, state, refused in plans if not refused]
         if args.dry_run:
-            return _rehearse(args, step, plans)
+            histories: dict[str, list[LogRecord]] = {}
+            if step == MIGRATE_STEP:
+                histories = (
+                    client.in_flight()
+                    if args.all
+                    else {args.saga_id: client.history(args.saga_id)}
+                )
+            return _rehearse(args, step, plans, histories)
         if not _confirmed(args, len(acting), step):
             print("nothing sent", file=sys.stderr)
             return 1
-        sent = {
-            i: client.request(i, step, args.reason, args.operator) for i, _ in acting
-        }
+        sent = {i: _send(client, args, step, i) for i, _ in acting}
     if args.json:
         print_json(
             [
@@ -72,6 +84,26 @@ def act_on_many(args: argparse.Namespace, config: SagaConfig, step: str) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _send(client: SagaClient, args: argparse.Namespace, step: str, saga_id: str) -> str:
+    if step == MIGRATE_STEP:
+        return client.migrate(saga_id, args.to_version, args.reason, args.operator)
+    return client.request(saga_id, step, args.reason, args.operator)
+
+
+def _request(args: argparse.Namespace, step: str, saga_id: str, now: int) -> Input:
+    """The input a saga's host would build from the request."""
+    fields = {
+        "saga_id": saga_id,
+        "request_id": "dry-run",
+        "reason": args.reason,
+        "operator": args.operator,
+        "now": now,
+    }
+    if step == MIGRATE_STEP:
+        return Migrate(**fields, to_version=args.to_version)
+    return Cancel(**fields) if step == CANCEL_STEP else Retry(**fields)
 
 
 def _found(args: argparse.Namespace, config: SagaConfig) -> list[str]:
@@ -118,24 +150,33 @@ def _rehearse(
     args: argparse.Namespace,
     step: str,
     plans: list[tuple[str, SagaState | None, str]],
+    histories: dict[str, list[LogRecord]],
 ) -> int:
-    """What each saga would log and send, decided offline."""
+    """What each saga would log and send, decided offline; for a migrate,
+    whether its history holds on the version it would move to."""
     now = int(time.time() * 1000)
+    spec = getattr(args, "definitions", None)
+    definitions = DEFINITIONS if spec is None else load_definitions(spec)
     found: list[dict[str, Any]] = []
     for saga_id, state, refused in plans:
         item: dict[str, Any] = {"sagaId": saga_id, "refused": refused}
         if state is not None and not refused:
-            kind = Cancel if step == CANCEL_STEP else Retry
-            request = kind(
-                saga_id=saga_id,
-                request_id="dry-run",
-                reason=args.reason,
-                operator=args.operator,
-                now=now,
-            )
-            decision = decide(DEFINITIONS[state.saga_type], state, request)
+            definition = definitions.get(state.saga_type)
+            if definition is None:
+                item["refused"] = f"no saga type {state.saga_type!r} in {spec}"
+                found.append(item)
+                continue
+            request = _request(args, step, saga_id, now)
+            decision = decide(definition, state, request)
             if decision.verdict is not Verdict.APPLIED:
                 item["refused"] = decision.reason
+            elif step == MIGRATE_STEP:
+                diverges = check_history(
+                    histories.get(saga_id, []), definition, on_version=args.to_version
+                )
+                item["divergence"] = (
+                    None if diverges is None else msgspec.to_builtins(diverges)
+                )
             item["status"] = str(state.status)
             item["step"] = state.step_id
             item["events"] = [event_line(e) for e in decision.events]
@@ -154,6 +195,14 @@ def _rehearse(
             print("\n".join(f"    {line}" for line in item["events"]))
             for command in item["commands"]:
                 print(f"  and send {command}")
+            diverges = item.get("divergence")
+            if diverges:
+                print(
+                    f"  but its history diverges at record {diverges['seq']} on "
+                    f"that version: {diverges['reason']}"
+                )
+                print("\n".join(f"    logged:    {x}" for x in diverges["logged"]))
+                print("\n".join(f"    candidate: {x}" for x in diverges["candidate"]))
     acting = sum(1 for item in found if not item["refused"])
     print(
         f"{acting} of {len(found)} saga(s) would take the {step}; nothing sent",

@@ -1,5 +1,5 @@
-"""``saga cancel`` and ``saga retry``: an operator's actions on a saga, or on
-every saga a filter over the projections finds (``--all``).
+"""``saga cancel``, ``saga retry``, ``saga migrate``: an operator's actions on
+a saga, or on every saga a filter over the projections finds (``--all``).
 
 Each is a request on ``saga.requests`` that the saga applies like any other
 input: it lands in the saga's log with the operator's name and reason, and the
@@ -29,13 +29,14 @@ from actors.app.cli.follow import EXIT_CODES_HELP, follow
 from actors.app.cli.sagas import ended
 from actors.app.client import SagaClient
 from actors.app.config import SagaConfig
-from actors.core import CANCEL_STEP, RETRY_STEP, SagaState, Status
+from actors.core import CANCEL_STEP, MIGRATE_STEP, RETRY_STEP, SagaState, Status
 from actors.errors import UsageError
 
 #: What each action does, for its help and its report.
 ACTIONS: Final = {
     CANCEL_STEP: "stop the saga and undo what it did, through its compensations",
     RETRY_STEP: "send a failed saga's compensation again, with a fresh retry policy",
+    MIGRATE_STEP: "go on from its step on another version of its definition",
 }
 
 
@@ -59,7 +60,35 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         "attempt) to send that compensation again, its attempts counted afresh. "
         "The request and its reason land in the saga's log.",
     )
-    for parser, step in ((cancel, CANCEL_STEP), (retry, RETRY_STEP)):
+    migrate = commands.add_parser(
+        "migrate",
+        parents=[common],
+        help="move sagas in flight onto another version of their definition",
+        description="Ask sagas in flight to go on from their step on version "
+        "--to-version of their definition (it must be deployed, as the current "
+        "version or in previous). --dry-run first: it checks each saga's history "
+        "against that version, as `saga check` does, and prints the move and the "
+        "first record that version would not have written. The request and its "
+        "reason land in each saga's log.",
+    )
+    migrate.add_argument(
+        "--definitions",
+        metavar="MODULE_OR_FILE",
+        help="with --dry-run: the definitions the engine will run (as saga check "
+        "takes them; default: this installation's)",
+    )
+    migrate.add_argument(
+        "--to-version",
+        type=int,
+        required=True,
+        metavar="N",
+        help="the version to move to",
+    )
+    for parser, step in (
+        (cancel, CANCEL_STEP),
+        (retry, RETRY_STEP),
+        (migrate, MIGRATE_STEP),
+    ):
         parser.add_argument(
             "saga_id", nargs="?", metavar="SAGA_ID", help="the saga to act on"
         )
@@ -132,7 +161,7 @@ def act(args: argparse.Namespace, config: SagaConfig) -> int:
     require_positive("--timeout", args.timeout)
     if args.all == (args.saga_id is not None):
         raise UsageError("name one SAGA_ID, or choose sagas with --all and filters")
-    if args.all or args.dry_run:
+    if args.all or args.dry_run or step == MIGRATE_STEP:
         from actors.app.cli.bulk import act_on_many
 
         if args.wait:
@@ -175,4 +204,6 @@ def refusal(step: str, saga_id: str, state: SagaState | None) -> str:
         return f"saga {saga_id} has ended ({state.status}): there is nothing to cancel"
     if step == RETRY_STEP and state.status is not Status.FAILED:
         return f"saga {saga_id} is {state.status}: only a failed saga can be retried"
+    if step == MIGRATE_STEP and state.status.terminal:
+        return f"saga {saga_id} has ended ({state.status}): there is nothing to move"
     return ""

@@ -168,7 +168,9 @@ def show_saga(args: argparse.Namespace, config: SagaConfig) -> int:
             }
         )
         return 0
-    print(f"saga {state.saga_id} ({state.saga_type}): {state.status}")
+    # Version 1 goes unsaid: the line reads as before versions existed.
+    version = f", version {state.version}" if state.version != 1 else ""
+    print(f"saga {state.saga_id} ({state.saga_type}{version}): {state.status}")
     if state.reason:
         print(f"reason: {state.reason}")
     for line in held_lines(state):

@@ -130,3 +130,67 @@ def test_many_sagas_at_once_need_yes(
     code, _, err = saga_cli(kafka, capsys, tmp_path, "cancel", "s-pay-1", "--all",
                             "--reason", "x")  # fmt: skip
     assert code == 2 and "name one SAGA_ID, or choose sagas with --all" in err
+
+
+#: Version 2 of the deposit saga (a limits check before the payment), with
+#: version 1 kept: what a deploy that lets sagas finish on 1 ships.
+VERSION_2 = """
+import msgspec
+
+from actors.core import DEPOSIT, Action, Step
+
+V2 = msgspec.structs.replace(
+    DEPOSIT,
+    version=2,
+    previous=(DEPOSIT,),
+    steps=(
+        DEPOSIT.steps[0],
+        Step(
+            name="check_limits",
+            action=Action(
+                command_topic="payment.commands.limits",
+                payload={"userId": "$input.userId", "amount": "$input.amount"},
+            ),
+        ),
+        *DEPOSIT.steps[1:],
+    ),
+)
+DEFINITIONS = {V2.name: V2}
+"""
+
+
+def test_migrate_dry_run_names_the_sagas_whose_history_would_not_hold(
+    kafka: KafkaSettings, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    sagas(kafka, tmp_path, running=2)  # at the payment: past the new step
+    early = Run("s-early")
+    early.start(now=1_000)  # still at verification: it can move
+    append_to_log(kafka, home_partition("s-early", PARTITIONS), early.records())
+    candidate = tmp_path / "v2.py"
+    candidate.write_text(VERSION_2)
+    move = ("migrate", "s-early", "--to-version", "2", "--reason", "new limits")
+    code, out, err = saga_cli(kafka, capsys, tmp_path, *move, "--definitions",
+                              str(candidate), "--dry-run", "--json")  # fmt: skip
+    assert code == 0, err
+    [item] = json.loads(out)
+    assert (
+        item["events"] == ["definition_moved reason=new limits"]
+        and item["divergence"] is None
+    )
+    code, out, err = saga_cli(kafka, capsys, tmp_path, "migrate", "s-pay-0",
+                              "--to-version", "2", "--definitions", str(candidate),
+                              "--reason", "new limits", "--dry-run")  # fmt: skip
+    assert code == 0, err
+    assert "but its history diverges at record 3 on that version" in out
+    assert "candidate: step_commanded step=check_limits attempt=1" in out
+    # The deployed catalog has no version 2: the host would refuse, and so
+    # does the dry run.
+    code, out, err = saga_cli(kafka, capsys, tmp_path, "migrate", "s-early",
+                              "--to-version", "2", "--reason", "x",
+                              "--dry-run")  # fmt: skip
+    assert code == 0 and "would be refused: saga 'deposit' has no version 2" in out
+    assert requests(kafka) == []
+    code, out, err = saga_cli(kafka, capsys, tmp_path, *move)
+    assert code == 0, err
+    [(saga_id, step, payload)] = requests(kafka)
+    assert (saga_id, step, payload["version"]) == ("s-early", "migrate", 2)
