@@ -58,10 +58,11 @@ BROKER_ERRORS: Final = (EventsError,)
 
 
 def listened_topics(definitions: Mapping[str, SagaDefinition]) -> list[str]:
-    """``saga.requests`` and every reply topic the definitions wait on."""
+    """``saga.requests`` and every reply topic the definitions wait on (their
+    previous versions' too: sagas run on to their end on those)."""
     topics = {SAGA_REQUESTS}
-    for definition in definitions.values():
-        for step in definition.steps:
+    for current in definitions.values():
+        for step in (s for d in (current, *current.previous) for s in d.steps):
             topics.add(step.action.reply_topic)
             if step.compensation is not None:
                 topics.add(step.compensation.reply_topic)

@@ -8,12 +8,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import msgspec
 import pytest
 
 from actors.core import MigrateRequest, migrate_message
 from actors.engine.claims import own
 from actors.engine.host import SagaHost
 from actors.engine.inbound import Inbound
+from actors.engine.router import listened_topics
 from events.transport.admin import TopicAdmin
 from events.transport.settings import KafkaSettings
 from events.wire.messages import MessageCodec
@@ -80,3 +82,12 @@ def test_old_sagas_finish_on_their_version_and_a_migrate_moves_one(
     to_limits = {c.saga_id for c in commands(kafka, "payment.commands.limits")}
     to_payment = {c.saga_id for c in commands(kafka, "payment.commands.process")}
     assert (to_limits, to_payment) == ({"s-moved", "s-new"}, {"s-old"})
+
+
+def test_routers_listen_to_the_replies_of_every_version_still_running() -> None:
+    # A version 2 that only verifies and checks limits: version 1's sagas still
+    # pay, refund and deposit, and their replies must still reach them.
+    checks_only = msgspec.structs.replace(V2, steps=V2.steps[:2])
+    topics = set(listened_topics({"deposit": checks_only}))
+    assert {"payment.events.limits", "payment.events.process",
+            "payment.events.refund", "account.events.deposit"} <= topics  # fmt: skip
