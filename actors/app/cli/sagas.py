@@ -175,6 +175,9 @@ def show_saga(args: argparse.Namespace, config: SagaConfig) -> int:
         print(f"reason: {state.reason}")
     for line in held_lines(state):
         print(line)
+    if state.held and source == "saga.events":
+        for line in letter_lines(config, state.saga_id):
+            print(line)
     for line in event_lines(history, history[0].at):
         print(line)
     return 0
@@ -195,3 +198,16 @@ def held_lines(state: SagaState) -> list[str]:
         for h in state.held_replies
     )
     return lines
+
+
+def letter_lines(config: SagaConfig, saga_id: str) -> list[str]:
+    """The saga's dead letters, each with its state and reason."""
+    from events.transport.dlq import DeadLetterQueue, LetterQuery
+
+    with DeadLetterQueue(config.kafka) as queue:
+        found = queue.entries(LetterQuery(saga_id=saga_id))
+    return [
+        f"  letter {e.id} ({e.state}) of {e.letter.topic}/{e.letter.partition}/"
+        f"{e.letter.offset}: {e.letter.error[:100]}"
+        for e in found
+    ]

@@ -27,7 +27,14 @@ from events.transport.settings import KafkaSettings
 from events.transport.types import TP
 from events.wire.dead_letters import DeadLetterCodec
 from events.wire.topics import SAGA_DLQ, SAGA_EVENTS, SAGA_REQUESTS
-from tests.actors.engine.test_host import PARTITIONS, Clock, _answer, commands, start
+from tests.actors.engine.test_host import (
+    PARTITIONS,
+    Clock,
+    _answer,
+    commands,
+    host,
+    start,
+)
 from tests.conftest import private_kafka
 from tests.events.transport.test_dlq import cli
 
@@ -109,19 +116,19 @@ def test_a_dry_run_of_a_fixed_letter_is_what_the_real_replay_then_logs(
     be refused again; the fixed reply's dry run, and then its real replay,
     release the saga through its log."""
     clock = Clock()
-    host = own(
+    saga_host = own(
         SagaHost(kafka, PARTITIONS, clock=clock, start_timers=False),
         range(PARTITIONS),
     )
     partitions = ("--partitions", str(PARTITIONS))
     home = home_partition("s-2", PARTITIONS)
     try:
-        host.handle([start("s-2", 5)])
+        saga_host.handle([start("s-2", 5)])
         good = Inbound(*_answer("s-2", "verify_user", "user.events.verify", 6))
         broken = good.value.replace(b'"success":true', b'"success":"yes"')
         assert broken != good.value
-        assert host.handle([good._replace(value=broken)]).dead_letters == 1
-        held = host.state("s-2")
+        assert saga_host.handle([good._replace(value=broken)]).dead_letters == 1
+        held = saga_host.state("s-2")
         assert held is not None and held.held == "user.events.verify/0/6"
         [raw] = read_to_end(kafka, {TP(SAGA_DLQ, p): 0 for p in range(PARTITIONS)})
         letter_id = f"{raw.partition}:{raw.offset}"
@@ -165,16 +172,16 @@ def test_a_dry_run_of_a_fixed_letter_is_what_the_real_replay_then_logs(
         assert f"replayed {letter_id} -> saga.requests/{home}/0" in out
         [release] = read_to_end(kafka, requests)  # what the router would take
         clock.now += 7.0  # later than the rehearsal: times compare as offsets
-        applied = host.handle(
+        applied = saga_host.handle(
             [Inbound(release.topic, release.partition, release.offset, "s-2",
                      release.value)]
         )  # fmt: skip
         assert applied.applied == 1
-        released = host.state("s-2")
+        released = saga_host.state("s-2")
         assert released is not None and released.step == "process_payment"
         assert not released.held
     finally:
-        host.close()
+        saga_host.close()
     log = read_to_end(kafka, {TP(SAGA_EVENTS, home): 0})
     last = HistoryCodec().decode(list(log)[-1].value)
     assert [relative_event(e, last.at) for e in last.events] == rehearsal["events"]
@@ -186,3 +193,30 @@ def test_a_dry_run_of_a_fixed_letter_is_what_the_real_replay_then_logs(
         sent.payload,
     )
     assert would["message"]["metadata"] == sent.metadata
+
+
+def test_a_held_saga_and_the_replies_it_holds_survive_a_restore(
+    kafka: KafkaSettings,
+) -> None:
+    """Held sagas come back held, from a snapshot and from the log's tail,
+    with their held replies in order."""
+    clock = Clock()
+    first = host(kafka, clock, snapshot_every=3)
+    ids = [f"h-{i}" for i in range(6)]
+    try:
+        for n, saga_id in enumerate(ids):
+            first.handle([start(saga_id, n)])
+            good = Inbound(*_answer(saga_id, "verify_user", "user.events.verify", n))
+            poison = good._replace(value=b"\xff not json", offset=100 + n)
+            first.handle([poison, good])
+        before = {i: first.state(i) for i in ids}
+        assert all(s is not None and s.held and len(s.held_replies) == 1
+                   for s in before.values())  # fmt: skip
+        assert first.stats().snapshots > 0, "the test needs a snapshot"
+    finally:
+        first.close()
+    second = host(kafka, clock, snapshot_every=3)
+    try:
+        assert {i: second.state(i) for i in ids} == before
+    finally:
+        second.close()

@@ -165,6 +165,7 @@ def test_a_held_saga_waits_in_order_while_the_others_complete(
                 in shown
             )
             assert f"held reply {services.later['held-a'].message_id}" in shown
+            assert "  letter " in shown and "(open) of user.events.verify/" in shown
             letters = json.loads(cli(kafka, capsys, "dlq", "list", "--json"))
             by_saga = {row["sagaId"]: row for row in letters}
             assert set(by_saga) == set(held)
