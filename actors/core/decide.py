@@ -72,6 +72,8 @@ def decide(
         return _refuse(state, f"no saga {input.saga_id} is known")
     if isinstance(input, Migrate):
         return _migrate(definition, state, input)
+    if isinstance(input, Hold):  # needs no definition: a dead letter may be why
+        return hold(state, input)
     # The saga runs on the version it started with (or was moved to); one no
     # longer deployed raises, and its host dead-letters the input with why.
     definition = definition.at(state.version)
@@ -90,8 +92,6 @@ def decide(
             return _cancel(definition, state, input)
         case Retry():
             return _retry(definition, state, input)
-        case Hold():
-            return hold(state, input)
         case Release():
             return release(definition, state, input, _reply)
     raise TypeError(f"not a saga input: {input!r}")
