@@ -262,7 +262,8 @@ def _confirmed(args: argparse.Namespace, count: int, verb: str) -> bool:
             f"{count} letters would be {verb}: add --yes to act on them all "
             "(--dry-run lists them; filters narrow them)"
         )
-    answer = input(f"{verb[:-1]} {count} letters? Type yes to go on: ")
+    asked = {"replayed": "replay", "resolved": "resolve"}[verb]
+    answer = input(f"{asked} {count} letters? Type yes to go on: ")
     return answer.strip().lower() == "yes"
 
 
