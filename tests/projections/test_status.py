@@ -121,8 +121,9 @@ def test_status_shows_each_hosts_partitions_node_and_epochs(tmp_path: Path) -> N
         "claimed_at": None,  # its claim gave no time
     }
     text = saga("status", "--data-dir", str(data)).stdout.splitlines()
-    after = text.index("dead letters 1") + 1
-    assert text[after : after + 3] == [
+    after = text.index("dead letters 1, 1 open") + 1
+    assert text[after] == "                  1  not JSON"  # open letters by error
+    assert text[after + 1 : after + 4] == [
         "owners       saga-host-ab12-0 on node 4f3a4f3a...: partitions 1,3,4 "
         "(epochs 1-3)",
         "owners       saga-host-ab12-1 on node 9c0d9c0d...: partitions 2 (epoch 2)",
