@@ -221,7 +221,7 @@ def event_line(event: AnySagaEvent) -> str:
     data = essence(event)
     tag = data.pop("type")
     shown = {k: v for k, v in data.items() if k in _SHOWN}
-    return f"{tag} " + " ".join(f"{k}={v}" for k, v in shown.items())
+    return " ".join([tag, *(f"{k}={v}" for k, v in shown.items())])
 
 
 _SHOWN = ("step", "attempt", "error", "reason", "inDoubt", "retryAt")

@@ -179,7 +179,10 @@ class DeadLetterQueue(Closing):
                 f"no dead letter {text}: partition {partition} of {SAGA_DLQ} holds "
                 f"offsets below {end} (`saga dlq list` names the letters)"
             )
-        for record in self._reader.read({tp: offset}, limit=1):
+        # Read to the end of the read (one record) before the next read: a
+        # generator left open would let go of its partitions under that one.
+        records = list(self._reader.read({tp: offset}, limit=1))
+        for record in records:
             if record.offset == offset:
                 found = Entry(partition, offset, self._decode(record))
                 return replace(found, action=self._read_actions().get(found.id))

@@ -68,6 +68,8 @@ def check_definitions(args: argparse.Namespace, config: SagaConfig) -> int:
         )
     else:
         print(_report(found, len(histories), types, args.definitions))
+    if found:
+        print(f"{len(found)} saga(s) would diverge", file=sys.stderr)
     return 1 if found else 0
 
 
@@ -130,5 +132,4 @@ def _report(found: list[Divergence], checked: int, types: list[str], spec: str) 
         label = "logged:   " if d.seq else "deployed: "
         lines.extend(f"    {label} {line}" for line in d.logged)
         lines.extend(f"    candidate: {line}" for line in d.candidate)
-    print(f"{len(found)} saga(s) would diverge", file=sys.stderr)
     return "\n".join(lines)
