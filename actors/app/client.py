@@ -151,6 +151,15 @@ class SagaClient(Closing):
         # alone: the claims that set the epoch in force are keyed otherwise.
         return [r for r in self._records({tp: 0}) if r.saga_id == saga_id]
 
+    def histories(self, saga_ids: Iterable[str]) -> dict[str, list[LogRecord]]:
+        """Each saga's log records, reading each home partition once."""
+        found: dict[str, list[LogRecord]] = {s: [] for s in saga_ids}
+        homes = {home_partition(s, self._partitions) for s in found}
+        for record in self._records({TP(SAGA_EVENTS, p): 0 for p in homes}):
+            if record.saga_id in found:
+                found[record.saga_id].append(record)
+        return found
+
     def state(self, saga_id: str) -> SagaState | None:
         """The saga's current state as the log has it (``None`` if unknown)."""
         state: SagaState | None = None

@@ -76,11 +76,15 @@ def plan(
     operator: str,
 ) -> list[Plan]:
     """Each letter's plan, from its saga's log as it stands."""
+    chosen = list(entries)
+    histories = client.histories(
+        s for e in chosen if (s := e.letter.saga_id or e.letter.key)
+    )
     plans = []
-    for entry in entries:
+    for entry in chosen:
         letter = entry.letter
         saga_id = letter.saga_id or letter.key
-        history = client.history(saga_id) if saga_id else []
+        history = histories.get(saga_id, []) if saga_id else []
         state: SagaState | None = None
         for record in history:
             state = replay(state, record)

@@ -135,6 +135,13 @@ def test_list_show_and_replay(
     assert states["3:3"][1]["operator"] == "ops@desk"
     code, _, err = cli(kafka, capsys, "dlq", "resolve", "3:3", "--reason", "again")
     assert code == 1 and "3:3 was resolved at" in err
+    # replay --all sends each open letter once: the second one finds none.
+    verify = {TP("user.commands.verify", 3): 0}
+    code, out, err = cli(kafka, capsys, "dlq", "replay", "--all")
+    assert code == 0 and out == "replayed 3:1 -> user.commands.verify/3/0\n"
+    code, out, err = cli(kafka, capsys, "dlq", "replay", "--all")
+    assert code == 0 and out == "" and "0 letter(s) replayed" in err
+    assert len(list(read_to_end(kafka, verify))) == 1
 
 
 def test_filters_groups_links_and_ids_that_do_not_exist(
