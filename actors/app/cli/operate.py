@@ -137,20 +137,21 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
             default=operator_name(),
             help="who asks (default: %(default)s)",
         )
-        parser.add_argument(
-            "--wait",
-            action="store_true",
-            help="follow the saga, printing its events, until it ends; "
-            + EXIT_CODES_HELP,
-        )
-        parser.add_argument(
-            "--timeout",
-            type=float,
-            default=120.0,
-            metavar="S",
-            help="with --wait, how long to wait for the saga to end (default: 120)",
-        )
-        parser.set_defaults(handler=act, request=step)
+        if parser is not migrate:  # a move has no end of its own to wait for
+            parser.add_argument(
+                "--wait",
+                action="store_true",
+                help="follow the saga, printing its events, until it ends; "
+                + EXIT_CODES_HELP,
+            )
+            parser.add_argument(
+                "--timeout",
+                type=float,
+                default=120.0,
+                metavar="S",
+                help="with --wait, how long to wait for the saga to end (default: 120)",
+            )
+        parser.set_defaults(handler=act, request=step, wait=False, timeout=120.0)
 
 
 def act(args: argparse.Namespace, config: SagaConfig) -> int:
