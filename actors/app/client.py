@@ -38,7 +38,7 @@ from events.transport.partitions import home_partition
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.reader import PartitionTail, read_to_end
 from events.transport.settings import KafkaSettings
-from events.transport.types import TP, Record
+from events.transport.types import TP, Ack, Record
 from events.wire.messages import CommandMessage
 from events.wire.topics import SAGA_EVENTS, SAGA_REQUESTS
 
@@ -110,9 +110,7 @@ class SagaClient(Closing):
             OperatorRequest(reason=reason, operator=operator),
             datetime.now(UTC),
         )
-        partition = home_partition(saga_id, self._partitions)
-        publisher = self._publisher
-        publisher.send_all([publisher.outgoing(SAGA_REQUESTS, message, partition)])
+        self._request(message)
         return request_id
 
     def migrate(self, saga_id: str, version: int, reason: str, operator: str) -> str:
@@ -125,20 +123,24 @@ class SagaClient(Closing):
             MigrateRequest(reason=reason, operator=operator, version=version),
             datetime.now(UTC),
         )
-        partition = home_partition(saga_id, self._partitions)
-        publisher = self._publisher
-        publisher.send_all([publisher.outgoing(SAGA_REQUESTS, message, partition)])
+        self._request(message)
         return request_id
 
     def release(self, message: CommandMessage) -> str:
         """Send a release request (``release_message``) to the saga it names;
         returns where it landed, ``topic/partition/offset``."""
+        ack = self._request(message)
+        return f"{ack.topic}/{ack.partition}/{ack.offset}"
+
+    def _request(self, message: CommandMessage) -> Ack:
+        """Send an operator's request to its saga's home partition of
+        ``saga.requests``; acknowledged, or raise."""
         partition = home_partition(message.saga_id, self._partitions)
         publisher = self._publisher
         [ack] = publisher.send_all(
             [publisher.outgoing(SAGA_REQUESTS, message, partition)]
         )
-        return f"{ack.topic}/{ack.partition}/{ack.offset}"
+        return ack
 
     def watch(self, saga_id: str) -> SagaWatch:
         """Follow the saga's log live: see :class:`SagaWatch`."""

@@ -118,6 +118,17 @@ def operator_message(
         raise InvalidRequestError(
             f"an operator's request is one of {', '.join(OPERATOR_STEPS)}, not {step!r}"
         )
+    return _to_orchestrator(saga_id, step, request_id, request, timestamp)
+
+
+def _to_orchestrator(
+    saga_id: str,
+    step: str,
+    request_id: str,
+    request: OperatorRequest,
+    timestamp: datetime,
+) -> CommandMessage:
+    """An operator's request on ``saga.requests``, its payload the request."""
     return CommandMessage(
         message_id=request_id,
         saga_id=saga_id,
@@ -138,14 +149,7 @@ def migrate_message(
     saga_id: str, request_id: str, request: MigrateRequest, timestamp: datetime
 ) -> CommandMessage:
     """The request that moves a saga onto another version of its definition."""
-    return CommandMessage(
-        message_id=request_id,
-        saga_id=saga_id,
-        step_id=MIGRATE_STEP,
-        timestamp=timestamp,
-        target_service=ORCHESTRATOR,
-        payload=msgspec.to_builtins(request),
-    )
+    return _to_orchestrator(saga_id, MIGRATE_STEP, request_id, request, timestamp)
 
 
 def parse_migrate(message: Message) -> MigrateRequest:
@@ -165,14 +169,7 @@ def release_message(
     saga_id: str, request_id: str, request: ReleaseRequest, timestamp: datetime
 ) -> CommandMessage:
     """The request that lets a saga held behind a dead letter go on."""
-    return CommandMessage(
-        message_id=request_id,
-        saga_id=saga_id,
-        step_id=RELEASE_STEP,
-        timestamp=timestamp,
-        target_service=ORCHESTRATOR,
-        payload=msgspec.to_builtins(request),
-    )
+    return _to_orchestrator(saga_id, RELEASE_STEP, request_id, request, timestamp)
 
 
 def parse_release(message: Message) -> ReleaseRequest:
