@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 
 from actors.app.candidates import load_definitions
-from actors.app.cli.common import print_json
+from actors.app.cli.common import confirmed, print_json
 from actors.app.cli.reading import located, warn_if_not_fresh
 from actors.app.client import SagaClient
 from actors.app.config import SagaConfig
@@ -39,9 +38,6 @@ from actors.core import (
 )
 from actors.core.compatibility import check_history, event_line
 from actors.errors import UsageError
-
-#: More sagas than this in one action asks for --yes (or a typed "yes").
-CONFIRM_ABOVE: Final = 5
 
 
 def act_on_many(args: argparse.Namespace, config: SagaConfig, step: str) -> int:
@@ -63,7 +59,14 @@ def act_on_many(args: argparse.Namespace, config: SagaConfig, step: str) -> int:
                     else {args.saga_id: client.history(args.saga_id)}
                 )
             return _rehearse(args, step, plans, histories)
-        if not _confirmed(args, len(acting), step):
+        count = len(acting)
+        if not confirmed(
+            args.yes,
+            count,
+            f"ask {count} sagas to {step}?",
+            f"{count} sagas would be asked to {step}: add --yes to go on "
+            "(--dry-run shows what each would do; filters narrow them)",
+        ):
             print("nothing sent", file=sys.stderr)
             return 1
         sent = {i: _send(client, args, step, i) for i, _ in acting}
@@ -108,42 +111,19 @@ def _request(args: argparse.Namespace, step: str, saga_id: str, now: int) -> Inp
 
 def _found(args: argparse.Namespace, config: SagaConfig) -> list[str]:
     """The ids of the sagas the filters match in the projections."""
-    from projections.listing import FilterError, Filters, list_sagas, parse_moment
+    from actors.app.cli.listing import filters_of
+    from projections.listing import FilterError, list_sagas
     from projections.reader import open_projections
 
     where = located(args, config)
-    now = datetime.now().astimezone()
     try:
-        filters = Filters(
-            statuses=tuple(
-                s.strip().lower() for value in args.status for s in value.split(",")
-                if s.strip()
-            ),
-            saga_type=args.saga_type,
-            step=args.step,
-            since=None if args.since is None else parse_moment(args.since, now),
-            until=None if args.until is None else parse_moment(args.until, now),
-            error=args.error,
-            where=args.where,
-        )  # fmt: skip
+        filters = filters_of(args)
         db = open_projections(where.projections)
         found = list_sagas(db, filters, limit=10**9)
     except FilterError as exc:
         raise UsageError(str(exc)) from None
     warn_if_not_fresh(where)
     return [row["saga_id"] for row in found.sagas]
-
-
-def _confirmed(args: argparse.Namespace, count: int, step: str) -> bool:
-    if args.yes or count <= CONFIRM_ABOVE:
-        return True
-    if not sys.stdin.isatty():
-        raise UsageError(
-            f"{count} sagas would be asked to {step}: add --yes to go on "
-            "(--dry-run shows what each would do; filters narrow them)"
-        )
-    answer = input(f"ask {count} sagas to {step}? Type yes to go on: ")
-    return answer.strip().lower() == "yes"
 
 
 def _rehearse(

@@ -232,3 +232,18 @@ def operator_name() -> str:
     except (KeyError, OSError):  # no name for this uid (a bare container)
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+#: More sagas or letters than this in one action ask for --yes (or a typed "yes").
+CONFIRM_ABOVE: Final = 5
+
+
+def confirmed(yes: bool, count: int, question: str, refusal: str) -> bool:
+    """Whether to act on ``count`` sagas or letters: a few always, more with
+    ``--yes`` or a typed "yes" on a terminal (asked ``question``); with no
+    terminal to ask, a usage error saying ``refusal``."""
+    if yes or count <= CONFIRM_ABOVE:
+        return True
+    if not sys.stdin.isatty():
+        raise UsageError(refusal)
+    return input(f"{question} Type yes to go on: ").strip().lower() == "yes"

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
-from actors.app.cli.common import Commands, operator_name, print_json, require_kafka
+from actors.app.cli.common import (
+    CONFIRM_ABOVE,
+    Commands,
+    confirmed,
+    operator_name,
+    print_json,
+    require_kafka,
+)
 from actors.app.cli.reading import open_located, reading_flags, reads_projections
 from actors.app.config import SagaConfig
 from actors.errors import UsageError
@@ -24,9 +31,6 @@ from events.wire.dead_letters import LetterState
 
 if TYPE_CHECKING:
     from actors.app.letters import Plan
-
-#: More letters than this in one action asks for --yes (or a typed "yes").
-CONFIRM_ABOVE: Final = 5
 
 _GROUPS: Final[dict[str, Callable[[Entry], str]]] = {
     "saga": lambda e: e.letter.saga_id or "-",
@@ -252,21 +256,6 @@ def _chosen(args: argparse.Namespace, queue: DeadLetterQueue) -> list[Entry]:
     return queue.entries(query)
 
 
-def _confirmed(args: argparse.Namespace, count: int, verb: str) -> bool:
-    """Whether to act on ``count`` letters: a few always, more with --yes or a
-    typed "yes" on a terminal."""
-    if args.dry_run or args.yes or count <= CONFIRM_ABOVE:
-        return True
-    if not sys.stdin.isatty():
-        raise UsageError(
-            f"{count} letters would be {verb}: add --yes to act on them all "
-            "(--dry-run lists them; filters narrow them)"
-        )
-    asked = {"replayed": "replay", "resolved": "resolve"}[verb]
-    answer = input(f"{asked} {count} letters? Type yes to go on: ")
-    return answer.strip().lower() == "yes"
-
-
 def dlq_replay(args: argparse.Namespace, config: SagaConfig) -> int:
     require_kafka(config)
     payload = _payload(args.payload)
@@ -304,7 +293,15 @@ def _act(
         )
         if args.dry_run:
             return _rehearse(args, config, plans, payload, state)
-        if not _confirmed(args, len(chosen), verb):
+        asked = {"replayed": "replay", "resolved": "resolve"}[verb]
+        count = len(chosen)
+        if not confirmed(
+            args.yes,
+            count,
+            f"{asked} {count} letters?",
+            f"{count} letters would be {verb}: add --yes to act on them all "
+            "(--dry-run lists them; filters narrow them)",
+        ):
             print(f"nothing {verb}", file=sys.stderr)
             return 1
         done = carry_out(

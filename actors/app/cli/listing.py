@@ -16,7 +16,7 @@ from actors.errors import UsageError
 from projections.location import Located
 
 if TYPE_CHECKING:
-    from projections.listing import Listing
+    from projections.listing import Filters, Listing
 
 
 def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
@@ -81,26 +81,14 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
 
 
 def list_sagas(args: argparse.Namespace, config: SagaConfig) -> int:
-    from projections.listing import FilterError, Filters, list_sagas, parse_moment
+    from projections.listing import FilterError, list_sagas
     from projections.reader import open_projections
 
     where = Located(Path(config.data_dir), args.run, None)  # main located it
     if args.page is not None and args.page < 1:
         raise UsageError(f"--page must be 1 or more, not {args.page}")
     try:
-        now = datetime.now().astimezone()
-        filters = Filters(
-            statuses=tuple(
-                s.strip().lower() for value in args.status for s in value.split(",")
-                if s.strip()
-            ),
-            saga_type=args.saga_type,
-            step=args.step,
-            since=None if args.since is None else parse_moment(args.since, now),
-            until=None if args.until is None else parse_moment(args.until, now),
-            error=args.error,
-            where=args.where,
-        )  # fmt: skip
+        filters = filters_of(args)
         db = open_projections(where.projections)
         found = list_sagas(
             db,
@@ -128,6 +116,26 @@ def list_sagas(args: argparse.Namespace, config: SagaConfig) -> int:
         print(listing_text(found, args))
     warn_if_not_fresh(where)
     return 0
+
+
+def filters_of(args: argparse.Namespace) -> Filters:
+    """The filters of ``saga list`` (and of the actions taking them, ``--all``)
+    from their flags; raises ``FilterError`` naming a flag it cannot read."""
+    from projections.listing import Filters, parse_moment
+
+    now = datetime.now().astimezone()
+    return Filters(
+        statuses=tuple(
+            s.strip().lower() for value in args.status for s in value.split(",")
+            if s.strip()
+        ),
+        saga_type=args.saga_type,
+        step=args.step,
+        since=None if args.since is None else parse_moment(args.since, now),
+        until=None if args.until is None else parse_moment(args.until, now),
+        error=args.error,
+        where=args.where,
+    )  # fmt: skip
 
 
 def listing_text(found: Listing, args: argparse.Namespace) -> str:

@@ -19,6 +19,7 @@ import sys
 from typing import Final
 
 from actors.app.cli.common import (
+    CONFIRM_ABOVE,
     Commands,
     operator_name,
     print_error,
@@ -122,7 +123,7 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         chosen.add_argument(
             "--yes",
             action="store_true",
-            help="act on more than 5 sagas without asking",
+            help=f"act on more than {CONFIRM_ABOVE} sagas without asking",
         )
         chosen.add_argument(
             "--json", action="store_true", help="with --all or --dry-run: print JSON"
