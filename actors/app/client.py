@@ -29,6 +29,7 @@ from actors.core import (
     migrate_message,
     operator_message,
     replay,
+    replay_log,
     start_message,
 )
 from actors.errors import RestoreError, StartError, UnknownSagaTypeError
@@ -164,10 +165,7 @@ class SagaClient(Closing):
 
     def state(self, saga_id: str) -> SagaState | None:
         """The saga's current state as the log has it (``None`` if unknown)."""
-        state: SagaState | None = None
-        for record in self.history(saga_id):
-            state = replay(state, record)
-        return state
+        return replay_log(self.history(saga_id))
 
     def states(self) -> dict[str, SagaState]:
         """Every saga in the log, folded: for audits and tests, not hot paths."""

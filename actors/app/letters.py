@@ -26,9 +26,8 @@ from actors.core import (
     LogRecord,
     ReleaseRequest,
     SagaDefinition,
-    SagaState,
     release_message,
-    replay,
+    replay_log,
 )
 from actors.engine.inbound import Inbound
 from actors.engine.rehearsal import Rehearsal, rehearse
@@ -54,16 +53,15 @@ class Plan(NamedTuple):
     history: list[LogRecord]
     release: CommandMessage | None
 
-    @property
-    def inbound(self) -> Inbound:
-        """What the saga's host would take, as a record."""
+    def inbound(self, codec: MessageCodec, payload: bytes | None) -> Inbound:
+        """What the saga's host would take, as a record: the release request,
+        or the letter's message (``payload``: its fixed version)."""
         letter = self.entry.letter
-        if self.release is None:
-            return Inbound(
-                letter.topic, letter.partition, letter.offset, letter.key, b""
-            )
-        saga_id = self.release.saga_id
-        return Inbound(SAGA_REQUESTS, 0, 0, saga_id, b"")
+        if self.release is not None:
+            value = codec.encode(self.release)
+            return Inbound(SAGA_REQUESTS, 0, 0, self.release.saga_id, value)
+        value = letter.payload if payload is None else payload
+        return Inbound(letter.topic, letter.partition, letter.offset, letter.key, value)
 
 
 def plan(
@@ -85,9 +83,7 @@ def plan(
         letter = entry.letter
         saga_id = letter.saga_id or letter.key
         history = histories.get(saga_id, []) if saga_id else []
-        state: SagaState | None = None
-        for record in history:
-            state = replay(state, record)
+        state = replay_log(history)
         origin = f"{letter.topic}/{letter.partition}/{letter.offset}"
         release = None
         if state is not None and state.held == origin:
@@ -120,15 +116,10 @@ def rehearsed(
     now: int,
 ) -> list[Rehearsal]:
     """What each plan would do, worked out offline."""
-    found = []
-    for item in plans:
-        if item.release is not None:
-            value = codec.encode(item.release)
-        else:
-            value = item.entry.letter.payload if payload is None else payload
-        inbound = item.inbound._replace(value=value)
-        found.append(rehearse(inbound, item.history, definitions, codec, now))
-    return found
+    return [
+        rehearse(p.inbound(codec, payload), p.history, definitions, codec, now)
+        for p in plans
+    ]
 
 
 def carry_out(

@@ -105,6 +105,7 @@ from actors.core.state import (
     fold,
     message_id,
     replay,
+    replay_log,
 )
 
 __all__ = [
@@ -187,5 +188,6 @@ __all__ = [
     "release_message",
     "render",
     "replay",
+    "replay_log",
     "start_message",
 ]

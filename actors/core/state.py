@@ -1,6 +1,6 @@
 """A saga's state: the fold of its events. ``evolve(state, event)`` applies one
 saga event and is the only way saga state changes; ``replay`` applies a log
-record as a restore does; ``fold`` folds many events.
+record as a restore does; ``replay_log`` a saga's whole log; ``fold`` folds many events.
 
 Command messageIds are ``<sagaId>:<stepId>:<attempt>``: a re-sent command is
 recognisably the same command. A compensation's stepId is ``<step>.compensate``.
@@ -287,6 +287,14 @@ def replay(state: SagaState | None, record: LogRecord) -> SagaState | None:
         )
     for event in record.events:
         state = evolve(state, event)
+    return state
+
+
+def replay_log(records: Iterable[LogRecord]) -> SagaState | None:
+    """A saga's state from its log records, in order (``None`` for none)."""
+    state: SagaState | None = None
+    for record in records:
+        state = replay(state, record)
     return state
 
 

@@ -20,12 +20,11 @@ from actors.core import (
     LogRecord,
     Reply,
     SagaDefinition,
-    SagaState,
     Send,
     Start,
     Verdict,
     decide,
-    replay,
+    replay_log,
 )
 from actors.engine.inbound import Inbound, Refused, read_message, to_input
 from events.wire.messages import MessageCodec
@@ -60,9 +59,7 @@ def rehearse(
 ) -> Rehearsal:
     """What the host would do with ``inbound`` for a saga whose log is
     ``history`` (the saga's own records, in order)."""
-    state: SagaState | None = None
-    for record in history:
-        state = replay(state, record)
+    state = replay_log(history)
     message = read_message(codec, inbound)
     known = message.message if isinstance(message, Refused) else message
     blank = Rehearsal(

@@ -14,7 +14,7 @@ from actors.app.candidates import load_definitions
 from actors.app.cli.common import Commands, print_json
 from actors.app.cli.reading import open_located, reading_flags, reads_projections
 from actors.app.config import SagaConfig
-from actors.core import DEFINITIONS, LogRecord, SagaDefinition, replay
+from actors.core import DEFINITIONS, LogRecord, SagaDefinition, replay_log
 from actors.core.compatibility import Divergence, check_history, check_next_command
 
 
@@ -94,9 +94,7 @@ def check_saga(
     found = check_history(history, candidate)
     if found is not None:
         return found
-    state = None
-    for record in history:
-        state = replay(state, record)
+    state = replay_log(history)
     assert state is not None
     current = DEFINITIONS.get(saga_type, candidate)
     return check_next_command(state, current, candidate, now)

@@ -363,20 +363,16 @@ def _rehearse(
     )
     found: list[dict[str, Any]] = []
     for item in every:
+        row: dict[str, Any] = {
+            "id": item.entry.id,
+            "state": str(item.entry.state),
+            "through": "saga" if item.release is not None else "topic",
+            "sagaId": item.entry.letter.saga_id,
+            "verdict": "closed",
+        }
         outcome = outcomes.get(item.entry.id)
-        found.append(
-            {
-                "id": item.entry.id,
-                "state": str(item.entry.state),
-                "through": "saga" if item.release is not None else "topic",
-                "sagaId": item.entry.letter.saga_id,
-                "verdict": "closed",
-            }
-            if outcome is None
-            else {
-                "id": item.entry.id,
-                "state": str(item.entry.state),
-                "through": "saga" if item.release is not None else "topic",
+        if outcome is not None:
+            row |= {
                 "sagaId": outcome.saga_id,
                 "statusBefore": outcome.status_before,
                 "stepBefore": outcome.step_before,
@@ -386,7 +382,7 @@ def _rehearse(
                 "events": [relative_event(ev, now) for ev in outcome.events],
                 "commands": msgspec.to_builtins(outcome.commands),
             }
-        )
+        found.append(row)
     if args.json:
         print_json(found)
     else:

@@ -28,7 +28,13 @@ from actors.app.cli.follow import (
 from actors.app.cli.reading import archived_log, reading_flags, reads_projections
 from actors.app.client import SagaClient
 from actors.app.config import SagaConfig
-from actors.core import DEFINITIONS, LogRecord, SagaState, check_input, replay
+from actors.core import (
+    DEFINITIONS,
+    LogRecord,
+    SagaState,
+    check_input,
+    replay_log,
+)
 from actors.errors import InvalidRequestError, UsageError
 
 
@@ -148,9 +154,7 @@ def show_saga(args: argparse.Namespace, config: SagaConfig) -> int:
     else:
         with SagaClient(config.kafka) as client:
             history, source = client.history(args.saga_id), "saga.events"
-    state: SagaState | None = None
-    for record in history:
-        state = replay(state, record)
+    state = replay_log(history)
     if state is None:
         hint = (
             ""
