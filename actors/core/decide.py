@@ -33,6 +33,8 @@ from actors.core.inputs import (
     Start,
     Tick,
     Verdict,
+    duplicate,
+    refused,
 )
 from actors.core.requests import check_input
 from actors.core.saga_events import (
@@ -69,7 +71,7 @@ def decide(
     if isinstance(input, Start):
         return _start(definition, state, input)
     if state is None:  # every other input is for a saga that started
-        return _refuse(state, f"no saga {input.saga_id} is known")
+        return refused(state, f"no saga {input.saga_id} is known")
     if isinstance(input, Migrate):
         return _migrate(definition, state, input)
     if isinstance(input, Hold):  # needs no definition: a dead letter may be why
@@ -87,7 +89,7 @@ def decide(
         case Tick():
             return _tick(definition, state, input)
         case Cancel() if state.held and input.request_id not in state.requests:
-            return _refuse(state, held_reason(state))
+            return refused(state, held_reason(state))
         case Cancel():
             return _cancel(definition, state, input)
         case Retry():
@@ -221,23 +223,15 @@ class _Decision:
         )
 
 
-def _refuse(state: SagaState | None, reason: str) -> Decision:
-    return Decision([], [], state, Verdict.UNEXPECTED, reason)
-
-
-def _duplicate(state: SagaState | None, reason: str) -> Decision:
-    return Decision([], [], state, Verdict.DUPLICATE, reason)
-
-
 def _start(
     definition: SagaDefinition, state: SagaState | None, start: Start
 ) -> Decision:
     if state is not None:
-        return _duplicate(state, f"saga {start.saga_id} was started already")
+        return duplicate(state, f"saga {start.saga_id} was started already")
     try:
         check_input(definition, start.input)
     except InvalidRequestError as exc:
-        return _refuse(state, str(exc))
+        return refused(state, str(exc))
     decision = _Decision(definition, None, start.now)
     decision.emit(
         SagaStarted(
@@ -253,16 +247,16 @@ def _start(
 
 def _reply(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decision:
     if reply.message_id in state.seen:
-        return _duplicate(state, f"reply {reply.message_id} was applied already")
+        return duplicate(state, f"reply {reply.message_id} was applied already")
     if reply.success and reply.step_id == state.doubtful:
         return _late(state, state.doubtful, str(state.status))
     if state.status.terminal:
-        return _duplicate(state, f"saga {state.saga_id} has ended ({state.status})")
+        return duplicate(state, f"saga {state.saga_id} has ended ({state.status})")
     awaited = state.step_id
     if reply.step_id != awaited:
         return _stray(definition, state, reply)
     if reply.command_id is not None and not _sent(state, reply.command_id):
-        return _refuse(
+        return refused(
             state,
             f"reply {reply.message_id} answers command {reply.command_id!r}, which "
             f"saga {state.saga_id} never sent (it sent attempts 1..{state.attempt} "
@@ -272,7 +266,7 @@ def _reply(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decisi
     action = step.compensation if state.compensating else step.action
     assert action is not None
     if reply.topic != action.reply_topic:
-        return _refuse(
+        return refused(
             state,
             f"reply for step {reply.step_id!r} arrived on {reply.topic}, "
             f"expected {action.reply_topic}",
@@ -344,14 +338,14 @@ def _stray(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decisi
     if step_id.endswith(COMPENSATE):
         name = step_id.removesuffix(COMPENSATE)
         if name in state.compensated:
-            return _duplicate(state, f"compensation of {name} was applied already")
+            return duplicate(state, f"compensation of {name} was applied already")
     elif definition.has_step(step_id) and (
         step_id in state.replies
         or step_id == state.failed
         or definition.index(step_id) < definition.index(state.step)
     ):
-        return _duplicate(state, f"step {step_id} was answered already")
-    return _refuse(
+        return duplicate(state, f"step {step_id} was answered already")
+    return refused(
         state,
         f"saga {state.saga_id} is waiting on step {state.step_id!r}, not {step_id!r}",
     )
@@ -433,9 +427,9 @@ def _cancel(definition: SagaDefinition, state: SagaState, cancel: Cancel) -> Dec
     undone), so the cancel waits for its answer; while compensating, the saga
     is on its way back already. Either way the request lands in the log."""
     if cancel.request_id in state.requests:
-        return _duplicate(state, f"request {cancel.request_id} was applied already")
+        return duplicate(state, f"request {cancel.request_id} was applied already")
     if state.status.terminal:
-        return _refuse(
+        return refused(
             state,
             f"saga {state.saga_id} has ended ({state.status}): there is nothing "
             "to cancel",
@@ -468,9 +462,9 @@ def _retry(definition: SagaDefinition, state: SagaState, retry: Retry) -> Decisi
     counted afresh; the messageIds go on from the last attempt, so each is new
     while the idempotency key stays the step's."""
     if retry.request_id in state.requests:
-        return _duplicate(state, f"request {retry.request_id} was applied already")
+        return duplicate(state, f"request {retry.request_id} was applied already")
     if state.status is not Status.FAILED:
-        return _refuse(
+        return refused(
             state,
             f"saga {state.saga_id} is {state.status}: only a failed saga can be "
             "retried",
@@ -478,7 +472,7 @@ def _retry(definition: SagaDefinition, state: SagaState, retry: Retry) -> Decisi
     decision = _Decision(definition, state, retry.now)
     pending = decision.to_compensate()
     if not pending:
-        return _refuse(state, f"saga {state.saga_id} has nothing left to compensate")
+        return refused(state, f"saga {state.saga_id} has nothing left to compensate")
     name = pending[0]
     spent = state.attempt if name == state.step else 0
     decision.emit(
@@ -498,21 +492,21 @@ def _migrate(root: SagaDefinition, state: SagaState, move: Migrate) -> Decision:
     on from its step there (the deploy gate, ``saga check``, says first
     whether its history holds under that version)."""
     if move.request_id in state.requests:
-        return _duplicate(state, f"request {move.request_id} was applied already")
+        return duplicate(state, f"request {move.request_id} was applied already")
     if state.status.terminal:
-        return _refuse(state, f"saga {state.saga_id} has ended ({state.status})")
+        return refused(state, f"saga {state.saga_id} has ended ({state.status})")
     if state.held:
-        return _refuse(state, held_reason(state))
+        return refused(state, held_reason(state))
     if move.to_version == state.version:
-        return _refuse(
+        return refused(
             state, f"saga {state.saga_id} runs on version {state.version} already"
         )
     try:
         target = root.at(move.to_version)
     except DefinitionError as exc:
-        return _refuse(state, str(exc))
+        return refused(state, str(exc))
     if state.step and not target.has_step(state.step):
-        return _refuse(
+        return refused(
             state,
             f"version {move.to_version} of saga {root.name!r} has no step "
             f"{state.step!r}, where saga {state.saga_id} is",

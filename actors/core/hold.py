@@ -23,7 +23,16 @@ from collections.abc import Callable
 import msgspec
 
 from actors.core.definitions import SagaDefinition
-from actors.core.inputs import Decision, Hold, Release, Reply, Send, Verdict
+from actors.core.inputs import (
+    Decision,
+    Hold,
+    Release,
+    Reply,
+    Send,
+    Verdict,
+    duplicate,
+    refused,
+)
 from actors.core.saga_events import (
     AnySagaEvent,
     HeldReplyRefused,
@@ -49,12 +58,8 @@ def hold_reply(state: SagaState, reply: Reply) -> Decision:
     """A reply for a held saga: kept in its log, in order, not applied."""
     held = {h.reply_id for h in state.held_replies}
     if reply.message_id in held or reply.message_id in state.seen:
-        return Decision(
-            [],
-            [],
-            state,
-            Verdict.DUPLICATE,
-            f"reply {reply.message_id} is held already",
+        return duplicate(
+            state, f"reply {reply.message_id} is held or was applied already"
         )
     event = kept(reply)
     return Decision([event], [], evolve(state, event))
@@ -104,13 +109,11 @@ def release(
 ) -> Decision:
     """Release the hold: the replayed message, then the held replies, in order."""
     if item.request_id in state.requests:
-        return Decision(
-            [], [], state, Verdict.DUPLICATE, f"request {item.request_id} was applied"
-        )
+        return duplicate(state, f"request {item.request_id} was applied")
     if not state.held:
-        return _refused(state, f"saga {state.saga_id} is not held: nothing to release")
+        return refused(state, f"saga {state.saga_id} is not held: nothing to release")
     if item.origin != state.held:
-        return _refused(
+        return refused(
             state,
             f"saga {state.saga_id} is held behind the message at {state.held}, not "
             f"{item.origin}: replay or resolve the letter of {state.held}",
@@ -132,7 +135,7 @@ def release(
         reply = msgspec.structs.replace(item.reply, now=item.now)
         first = decide_reply(definition, current, reply)
         if first.verdict in (Verdict.UNEXPECTED, Verdict.LATE):
-            return _refused(
+            return refused(
                 state,
                 f"the replayed message would be refused, so saga {state.saga_id} "
                 f"stays held: {first.reason}",
@@ -143,9 +146,9 @@ def release(
             definition, current, taken(state.saga_id, held, item.now)
         )
         if decision.verdict in (Verdict.UNEXPECTED, Verdict.LATE):
-            refused = HeldReplyRefused(reply_id=held.reply_id, reason=decision.reason)
-            current = evolve(current, refused)
-            events.append(refused)
+            note = HeldReplyRefused(reply_id=held.reply_id, reason=decision.reason)
+            current = evolve(current, note)
+            events.append(note)
             continue
         current = _add(decision, current, events, commands)
     return Decision(events, commands, current)
@@ -161,7 +164,3 @@ def _add(
     events.extend(decision.events)
     commands.extend(decision.commands)
     return decision.state if decision.state is not None else current
-
-
-def _refused(state: SagaState, reason: str) -> Decision:
-    return Decision([], [], state, Verdict.UNEXPECTED, reason)

@@ -121,3 +121,13 @@ class Decision(msgspec.Struct, frozen=True):
     state: SagaState | None
     verdict: Verdict = Verdict.APPLIED
     reason: str = ""
+
+
+def refused(state: SagaState | None, reason: str) -> Decision:
+    """The input cannot apply: nothing changes, and its caller dead-letters it."""
+    return Decision([], [], state, Verdict.UNEXPECTED, reason)
+
+
+def duplicate(state: SagaState | None, reason: str) -> Decision:
+    """The input was applied before: nothing changes."""
+    return Decision([], [], state, Verdict.DUPLICATE, reason)
