@@ -61,7 +61,8 @@ from actors.core.saga_events import (
     StepSucceeded,
     StepTimedOut,
 )
-from actors.core.state import COMPENSATE, SagaState, evolve
+from actors.core.state import COMPENSATE, SagaState, replay
+from actors.errors import DefinitionError
 
 
 class Divergence(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
@@ -89,18 +90,28 @@ def check_history(
     ``on_version`` on that version of the candidate throughout (whether a
     saga moved there by ``saga migrate`` goes on from a history it could
     have written)."""
+    pinned = None
+    if on_version is not None:
+        try:
+            # That version alone: the saga on it from the start.
+            pinned = msgspec.structs.replace(candidate.at(on_version), previous=())
+        except DefinitionError as exc:
+            first = next(iter(history), None)
+            if first is None:
+                return None
+            why = f"the candidate fails on it: {type(exc).__name__}: {exc}"
+            return _divergence(first, [], why)
     state: SagaState | None = None
     for record in history:
         try:
-            found = _check_record(state, record, candidate, on_version)
+            found = _check_record(state, record, candidate, pinned)
         except Exception as exc:  # the candidate cannot even decide it
             found = _divergence(
                 record, [], f"the candidate fails on it: {type(exc).__name__}: {exc}"
             )
         if found is not None:
             return found
-        for event in record.events:
-            state = evolve(state, event)
+        state = replay(state, record)
     return None
 
 
@@ -231,19 +242,19 @@ def _check_record(
     state: SagaState | None,
     record: LogRecord,
     candidate: SagaDefinition,
-    on_version: int | None,
+    pinned: SagaDefinition | None,
 ) -> Divergence | None:
+    """``pinned``: one version alone, the saga decided on it throughout."""
     logged = [essence(e) for e in record.events]
     first = record.events[0]
-    if on_version is not None:
-        # That version alone, and the saga on it from the start.
-        candidate = msgspec.structs.replace(candidate.at(on_version), previous=())
+    if pinned is not None:
+        candidate = pinned
         if state is not None:
-            state = msgspec.structs.replace(state, version=on_version)
+            state = msgspec.structs.replace(state, version=pinned.version)
         if isinstance(first, SagaStarted):  # 1 is left out of a record
             logged[0] = {k: v for k, v in logged[0].items() if k != "version"}
-            if on_version != 1:
-                logged[0]["version"] = on_version
+            if pinned.version != 1:
+                logged[0]["version"] = pinned.version
     elif isinstance(first, SagaStarted):
         # Started on the version it logged, as its host started it then.
         candidate = candidate.at(first.version)
