@@ -84,7 +84,7 @@ def plan(
         saga_id = letter.saga_id or letter.key
         history = histories.get(saga_id, []) if saga_id else []
         state = replay_log(history)
-        origin = f"{letter.topic}/{letter.partition}/{letter.offset}"
+        origin = letter.origin
         release = None
         if state is not None and state.held == origin:
             message = _text(entry, payload) if how == "replayed" else ""

@@ -45,10 +45,6 @@ class Rehearsal(msgspec.Struct, frozen=True, kw_only=True):
     status_after: str = ""
     now: int = 0
 
-    @property
-    def applied(self) -> bool:
-        return self.verdict == Verdict.APPLIED
-
 
 def rehearse(
     inbound: Inbound,

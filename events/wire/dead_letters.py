@@ -42,6 +42,12 @@ class DeadLetter(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     step: str = ""
     saga_status: str = ""
 
+    @property
+    def origin(self) -> str:
+        """Where the original was: ``topic/partition/offset`` (what a saga held
+        behind it names)."""
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
     @classmethod
     def of(
         cls,

@@ -211,7 +211,7 @@ def dlq_list(args: argparse.Namespace, config: SagaConfig) -> int:
         for e in entries:
             letter = e.letter
             again = f"again: {e.previous}; " if e.previous else ""
-            origin = f"{letter.topic}/{letter.partition}/{letter.offset}"
+            origin = letter.origin
             print(
                 f"{e.id:<9} {letter.dead_at:%Y-%m-%d %H:%M:%S} {e.state:<8} "
                 f"{letter.saga_id or '-':<14} {letter.step or '-':<20} "

@@ -211,7 +211,6 @@ def letter_lines(config: SagaConfig, saga_id: str) -> list[str]:
     with DeadLetterQueue(config.kafka) as queue:
         found = queue.entries(LetterQuery(saga_id=saga_id))
     return [
-        f"  letter {e.id} ({e.state}) of {e.letter.topic}/{e.letter.partition}/"
-        f"{e.letter.offset}: {e.letter.error[:100]}"
+        f"  letter {e.id} ({e.state}) of {e.letter.origin}: {e.letter.error[:100]}"
         for e in found
     ]
