@@ -6,9 +6,10 @@ ask (a finished ``saga run``, whose embedded broker lived in memory): the
 ``saga.dlq`` held, as the projection read it through the fence.
 
 A log record holds the events of one decision; the table keeps each event with
-its decision's time, so :func:`saga_log` gives back one record per decision
-time (consecutive events of one time), without the ``cause`` and ``epoch`` the
-table does not keep (their defaults, as in logs from before they existed).
+its record's place on the log, so :func:`saga_log` gives back one record per
+place (in a file from before the table kept it, one per decision time:
+consecutive events of one time), without the ``cause`` and ``epoch`` the table
+does not keep (their defaults, as in logs from before they existed).
 """
 
 from __future__ import annotations
@@ -35,21 +36,40 @@ class NoSuchLetterError(ProjectionError):
 
 def saga_log(db: duckdb.DuckDBPyConnection, saga_id: str) -> list[LogRecord]:
     """The saga's log records, in order (empty if the projections never saw it)."""
+    place = (
+        '"partition", "offset"'
+        if "offset" in columns_of(db, "saga_events")
+        else "NULL, NULL"
+    )
     rows = db.execute(
-        "SELECT saga_type, seq, epoch_ms(occurred_at), data FROM saga_events "
-        "WHERE saga_id = ? ORDER BY seq",
+        f"SELECT saga_type, seq, epoch_ms(occurred_at), data, {place} "
+        "FROM saga_events WHERE saga_id = ? ORDER BY seq",
         [saga_id],
     ).fetchall()
+    return records_of(saga_id, rows)
+
+
+def records_of(saga_id: str, rows: list[tuple[Any, ...]]) -> list[LogRecord]:
+    """One saga's log records from its ``saga_events`` rows in seq order, each
+    ``(saga_type, seq, epoch ms, data, partition, offset)``."""
     records: list[LogRecord] = []
     group: list[tuple[Any, ...]] = []
     for row in rows:
-        if group and (row[2] != group[-1][2] or row[1] != group[-1][1] + 1):
+        if group and not _same_record(group[-1], row):
             records.append(_record(saga_id, group))
             group = []
         group.append(row)
     if group:
         records.append(_record(saga_id, group))
     return records
+
+
+def _same_record(before: tuple[Any, ...], row: tuple[Any, ...]) -> bool:
+    if row[1] != before[1] + 1:
+        return False
+    if row[5] is not None and before[5] is not None:
+        return bool(row[4] == before[4] and row[5] == before[5])
+    return bool(row[2] == before[2])
 
 
 def in_flight_logs(db: duckdb.DuckDBPyConnection) -> dict[str, list[LogRecord]]:
@@ -62,7 +82,7 @@ def in_flight_logs(db: duckdb.DuckDBPyConnection) -> dict[str, list[LogRecord]]:
 
 
 def _record(saga_id: str, group: list[tuple[Any, ...]]) -> LogRecord:
-    saga_type, seq, at, _ = group[0]
+    saga_type, seq, at = group[0][:3]
     raw = "[" + ",".join(row[3] for row in group) + "]"
     try:
         events = _EVENTS.decode(raw)

@@ -32,6 +32,7 @@ from typing import Final
 import duckdb
 
 from projections.errors import ProjectionError
+from projections.point_in_time import install
 from projections.writer import PUBLISHED
 
 #: Tables published since the first release: a directory an older writer
@@ -42,7 +43,8 @@ ADDED_LATER: Final = frozenset({"partition_owners", "dead_letter_actions"})
 
 
 def open_projections(directory: str | Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with a view per published table."""
+    """An in-memory DuckDB with a view per published table and the
+    point-in-time macros (:mod:`projections.point_in_time`)."""
     directory = Path(directory)
     present = [t for t in PUBLISHED if (directory / f"{t}.parquet").exists()]
     missing = [t for t in PUBLISHED if t not in present and t not in ADDED_LATER]
@@ -64,6 +66,7 @@ def open_projections(directory: str | Path) -> duckdb.DuckDBPyConnection:
             shutil.copyfile(directory / f"{table}.parquet", held)
         path = str(held).replace("'", "''")
         db.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{path}')")
+    install(db)
     return db
 
 

@@ -13,11 +13,13 @@ from typing import Final
 
 import duckdb
 
+from projections.point_in_time import install
+
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS saga_events (
     saga_id VARCHAR NOT NULL, seq INTEGER NOT NULL, saga_type VARCHAR NOT NULL,
     event_type VARCHAR NOT NULL, occurred_at TIMESTAMPTZ NOT NULL, data JSON,
-    PRIMARY KEY (saga_id, seq));
+    "partition" INTEGER, "offset" BIGINT, PRIMARY KEY (saga_id, seq));
 CREATE TABLE IF NOT EXISTS sagas (
     saga_id VARCHAR PRIMARY KEY, saga_type VARCHAR, status VARCHAR,
     started_at TIMESTAMPTZ, ended_at TIMESTAMPTZ, duration_ms BIGINT,
@@ -47,6 +49,12 @@ CREATE TABLE IF NOT EXISTS projection_offsets (
 #: Columns added since the first release, per table, in the order they were
 #: added (the order ``SCHEMA`` creates them in).
 ADDED: Final = {
+    # Where each event's log record sits on saga.events (NULL in a file from
+    # before: the rows of an older writer cannot learn it).
+    "saga_events": (
+        ("partition", "INTEGER"),
+        ("offset", "BIGINT"),
+    ),
     "sagas": (
         ("updated_at", "TIMESTAMPTZ"),
         ("reason", "VARCHAR"),
@@ -89,7 +97,8 @@ WHERE sagas.saga_id = e.saga_id
 
 
 def migrate(db: duckdb.DuckDBPyConnection) -> None:
-    """Create the tables, or add what an older writer's file lacks."""
+    """Create the tables, or add what an older writer's file lacks, and the
+    point-in-time macros over them."""
     db.execute(SCHEMA)
     for table, columns in ADDED.items():
         have = {
@@ -105,3 +114,4 @@ def migrate(db: duckdb.DuckDBPyConnection) -> None:
             db.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {kind}')
         if table == "sagas" and missing:
             db.execute(_BACKFILL)
+    install(db)

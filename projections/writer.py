@@ -3,8 +3,10 @@
 The public schema (notebooks and users rely on these names; columns may be
 added, never renamed):
 
-- ``saga_events(saga_id, seq, saga_type, event_type, occurred_at, data)``:
-  every saga event, in order (``data`` is the event as JSON).
+- ``saga_events(saga_id, seq, saga_type, event_type, occurred_at, data,
+  partition, offset)``: every saga event, in order (``data`` is the event as
+  JSON; ``partition`` and ``offset`` place its log record on ``saga.events``:
+  the events of one decision share them).
 - ``sagas(saga_id, saga_type, status, started_at, ended_at, duration_ms,
   current_step, retries, compensations, updated_at, reason, last_error)``:
   ``updated_at`` is its newest event's time, ``reason`` its outcome's,
@@ -264,7 +266,7 @@ class ProjectionWriter:
                 db.execute(
                     "INSERT OR IGNORE INTO saga_events SELECT unnest(?), unnest(?), "
                     "unnest(?), unnest(?), to_timestamp(unnest(?) / 1000), "
-                    "CAST(unnest(?) AS JSON)",
+                    "CAST(unnest(?) AS JSON), unnest(?), unnest(?)",
                     columns,
                 )
                 _upsert(
@@ -341,7 +343,15 @@ class ProjectionWriter:
             self.newest_at = max(self.newest_at, record.at)
             for seq, event in enumerate(record.events, record.seq):
                 events.append(
-                    _Event(record.saga_id, seq, record.saga_type, record.at, event)
+                    _Event(
+                        record.saga_id,
+                        seq,
+                        record.saga_type,
+                        record.at,
+                        event,
+                        item.partition,
+                        item.offset,
+                    )
                 )
         elif item.topic == SAGA_DLQ:
             letter = self._letters.decode(item.value)
@@ -390,7 +400,7 @@ class ProjectionWriter:
         sagas still going (kept in memory) and the batch's typed events."""
         sagas: dict[str, tuple[Any, ...]] = {}
         steps: dict[tuple[str, str, int], tuple[Any, ...]] = {}
-        for saga_id, _seq, saga_type, at, event in events:
+        for saga_id, _seq, saga_type, at, event, _, _ in events:
             saga = self._sagas.get(saga_id)
             if saga is None:
                 # An ended saga's row is final, unless an operator's retry
@@ -472,13 +482,19 @@ class _Event(NamedTuple):
     saga_type: str
     at: int
     event: SagaEvent
+    #: Where its log record sits on ``saga.events``.
+    partition: int
+    offset: int
 
     @property
     def row(self) -> tuple[Any, ...]:
         """Its ``saga_events`` row (``data`` is the event as JSON)."""
         data = _JSON.encode(self.event).decode()
         tag = TAG_OF[type(self.event)]
-        return (self.saga_id, self.seq, self.saga_type, tag, self.at, data)
+        return (
+            self.saga_id, self.seq, self.saga_type, tag, self.at, data,
+            self.partition, self.offset,
+        )  # fmt: skip
 
 
 _JSON = msgspec.json.Encoder()

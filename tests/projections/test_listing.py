@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from events.wire.dead_letters import LetterAction, LetterActionCodec, LetterState
+from projections.archive import saga_log
 from projections.listing import FilterError, Filters, list_sagas, parse_moment
 from projections.reader import open_projections
 from projections.schema import migrate
@@ -223,7 +224,12 @@ def test_an_older_writers_file_gains_the_new_columns_filled_in(tmp_path: Path) -
             "INSERT INTO sagas SELECT * EXCLUDE (updated_at, reason, last_error) "
             "FROM new.sagas"
         )
-        old.execute("INSERT INTO saga_events SELECT * FROM new.saga_events")
+        old.execute('ALTER TABLE saga_events DROP COLUMN "partition"')
+        old.execute('ALTER TABLE saga_events DROP COLUMN "offset"')
+        old.execute(
+            'INSERT INTO saga_events SELECT * EXCLUDE ("partition", "offset") '
+            "FROM new.saga_events"
+        )
         old.execute('ALTER TABLE dead_letters DROP COLUMN "key"')
         old.execute("ALTER TABLE dead_letters DROP COLUMN payload_size")
         expected = old.execute("SELECT * FROM new.sagas ORDER BY saga_id").fetchall()
@@ -232,6 +238,14 @@ def test_an_older_writers_file_gains_the_new_columns_filled_in(tmp_path: Path) -
     assert db.execute("SELECT * FROM sagas ORDER BY saga_id").fetchall() == expected
     letters = db.execute("DESCRIBE dead_letters").fetchall()
     assert [c[0] for c in letters][-2:] == ["key", "payload_size"]
+    # Where each event sat on the log, an older writer never knew: its
+    # records read back by decision time, as they were written.
+    events = db.execute("DESCRIBE saga_events").fetchall()
+    assert [c[0] for c in events][-2:] == ["partition", "offset"]
+    with duckdb.connect(str(tmp_path / "new.duckdb"), read_only=True) as today:
+        for saga_id in ("g-completed", "g-in_doubt", "g-retried_then_failed"):
+            assert saga_log(db, saga_id) == saga_log(today, saga_id)
+    assert db.execute("SELECT count(*) FROM saga_state_at(now())").fetchone() == (5,)
     db.close()
 
 
