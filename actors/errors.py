@@ -58,3 +58,13 @@ class StartError(SagaError):
         )
         self.started = started
         self.failed = failed
+
+
+class PolicyError(SagaError):
+    """A backtest's policy file names what the definitions lack, or breaks
+    their rules. The message names the saga type, the step and the field."""
+
+
+class BacktestError(SagaError):
+    """A backtest cannot run on what was recorded (no sagas in the window, a
+    recording without a saga's start). The message says what to pass instead."""

@@ -17,46 +17,14 @@ from typing import Any
 import msgspec
 import pytest
 
-from actors.core import SagaState, Tick, pending_command
+from actors.core import SagaState, pending_command
 from projections.reader import open_projections
 from projections.store import open_store
 from projections.writer import Consumed, ProjectionWriter
-from tests.actors.core.sagas import Run, reply_to
+from tests.actors.core.sagas import Run, random_history
 from tests.actors.core.test_golden import SCENARIOS
 
 SEED = 20261127
-START = 1_700_000_000_000
-
-
-def random_history(rng: random.Random, saga_id: str) -> Run:
-    """A saga driven by random inputs, as the engine would feed them."""
-    run = Run(saga_id)
-    now = START + rng.randrange(1_000_000)
-    run.start(now=now)
-    for n in range(rng.randrange(3, 25)):
-        state = run.state
-        assert state is not None
-        now += rng.randrange(1, 20_000)
-        roll = rng.random()
-        if state.status.terminal:
-            if state.status != "failed" or roll < 0.5:
-                break
-            run.retry(now, request_id=f"retry-{n}")
-        elif state.held:
-            run.release(now, origin=state.held, request_id=f"release-{n}")
-        elif roll < 0.05:
-            run.hold(now, origin=f"payment.events.process/0/{n}")
-        elif roll < 0.10:
-            run.cancel(now, request_id=f"cancel-{n}")
-        elif state.retrying or roll < 0.35:
-            tick = max(now, state.deadline)
-            run.feed(Tick(saga_id=saga_id, now=tick, jitter=rng.random()))
-            now = tick
-        elif run.sent:
-            success = roll < 0.8
-            payload = {"paymentId": f"p-{n}"} if success else {}
-            run.feed(reply_to(run.sent[-1], now, success=success, **payload))
-    return run
 
 
 def histories() -> Iterator[Run]:

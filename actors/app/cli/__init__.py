@@ -16,6 +16,7 @@ group, and :func:`main`, which runs the chosen command's handler.
   DATA_DIR, for every command that reads them;
 - :mod:`~actors.app.cli.dlq`: ``saga dlq list|show|replay|resolve``;
 - :mod:`~actors.app.cli.check`: ``saga check``, the deploy gate;
+- :mod:`~actors.app.cli.backtest`: ``saga backtest``, a what-if replay;
 - :mod:`~actors.app.cli.config`: ``saga config show``;
 - :mod:`~actors.app.cli.bench`: ``saga bench``.
 
@@ -37,6 +38,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Final
 
 from actors.app.cli import (
+    backtest,
     bench,
     broker,
     check,
@@ -77,6 +79,7 @@ GROUPS = (
     listing,
     dlq,
     check,
+    backtest,
     config,
     bench,
 )

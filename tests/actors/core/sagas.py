@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import msgspec
@@ -208,3 +209,34 @@ def handed_over() -> tuple[list[LogRecord | Claim], SagaState, SagaState]:
     owner, zombie = handover.owner.state, handover.zombie.state
     assert owner is not None and zombie is not None
     return handover.entries, owner, zombie
+
+
+def random_history(rng: random.Random, saga_id: str) -> Run:
+    """A saga driven by random inputs, as the engine would feed them."""
+    run = Run(saga_id)
+    now = 1_700_000_000_000 + rng.randrange(1_000_000)
+    run.start(now=now)
+    for n in range(rng.randrange(3, 25)):
+        state = run.state
+        assert state is not None
+        now += rng.randrange(1, 20_000)
+        roll = rng.random()
+        if state.status.terminal:
+            if state.status != "failed" or roll < 0.5:
+                break
+            run.retry(now, request_id=f"retry-{n}")
+        elif state.held:
+            run.release(now, origin=state.held, request_id=f"release-{n}")
+        elif roll < 0.05:
+            run.hold(now, origin=f"payment.events.process/0/{n}")
+        elif roll < 0.10:
+            run.cancel(now, request_id=f"cancel-{n}")
+        elif state.retrying or roll < 0.35:
+            tick = max(now, state.deadline)
+            run.feed(Tick(saga_id=saga_id, now=tick, jitter=rng.random()))
+            now = tick
+        elif run.sent:
+            success = roll < 0.8
+            payload = {"paymentId": f"p-{n}"} if success else {}
+            run.feed(reply_to(run.sent[-1], now, success=success, **payload))
+    return run

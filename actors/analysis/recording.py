@@ -1,0 +1,315 @@
+"""What a saga's log says happened to it, as a backtest replays it.
+
+A backtest feeds the decider the inputs the world gave the saga, and lets the
+policy under test decide the rest. From the log (and the late replies its
+host dead-lettered) :func:`recorded` takes, by folding the saga's events as
+the engine does:
+
+- the **answers** each command stream got (a step's forward command, or its
+  compensation), each with when it arrived, counted from the stream's first
+  command: a participant applies a step once (every attempt carries one
+  idempotency key), so a slow or frozen participant answers at the same time
+  however often it is asked, and a longer timeout sees that answer sooner;
+- the **outside inputs**: the operator's cancels, retries, migrations and
+  dead-letter releases, and the holds, at their times;
+- each **timer**'s lag past its deadline (how late the engine acted on it),
+  and for a deadline an answer beat, that the timer came after the answer;
+- the **jitter** each retry drew, taken back from the retry time it logged;
+- the outcome: status, reason, end time.
+
+Pure: the records come in, the recording goes out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+from actors.core import (
+    Action,
+    AnySagaEvent,
+    Cancel,
+    CancelRequested,
+    CompensationCommanded,
+    CompensationFailed,
+    CompensationTimedOut,
+    DefinitionMoved,
+    Hold,
+    HoldReleased,
+    Input,
+    LogRecord,
+    Migrate,
+    Release,
+    ReplyHeld,
+    Retry,
+    RetryRequested,
+    SagaDefinition,
+    SagaHeld,
+    SagaState,
+    StepCommanded,
+    StepCompensated,
+    StepFailed,
+    StepSucceeded,
+    StepTimedOut,
+    evolve,
+)
+from actors.core.hold import taken
+from actors.errors import BacktestError, DefinitionError
+from events.wire.messages import EventMessage
+
+#: A timer's kinds: the deadline of a reply (``timeout``) or of a retry's wait.
+TIMEOUT, RETRY = "timeout", "retry"
+
+
+class Answer(NamedTuple):
+    """A participant's answer, ``after_ms`` after its stream's first command;
+    ``rank`` orders answers and inputs of one millisecond as recorded."""
+
+    after_ms: int
+    rank: int
+    reply_id: str
+    success: bool
+    payload: dict[str, Any]
+    error: str | None
+
+
+class Outside(NamedTuple):
+    """An input from outside the saga's exchange with its participants."""
+
+    at: int
+    rank: int
+    input: Input
+
+
+class Recording(NamedTuple):
+    saga_id: str
+    saga_type: str
+    input: dict[str, Any]
+    started_at: int
+    #: When each command stream (a stepId) first went out.
+    first_sent: dict[str, int]
+    answers: dict[str, list[Answer]]
+    outside: list[Outside]
+    #: (stepId, attempt, kind) -> how long after its deadline the timer acted
+    #: (with its rank), or, when an answer came first, a lag just past it.
+    lags: dict[tuple[str, int, str], tuple[int, int]]
+    #: (stepId, attempt) -> the jitter draw the retry after it used.
+    draws: dict[tuple[str, int], float]
+    #: How late each timer the engine acted on came, past its deadline.
+    timer_lags: list[int]
+    status: str
+    reason: str
+    ended_at: int | None
+
+
+def recorded(
+    records: Iterable[LogRecord],
+    late: Iterable[tuple[int, EventMessage]],
+    definitions: Mapping[str, SagaDefinition],
+) -> Recording:
+    """One saga's recording from its log records (in order) and the replies
+    for it its host dead-lettered (``(time, message)``), under the
+    ``definitions`` the log was written with."""
+    folding = _Folding(definitions)
+    for record in records:
+        folding.record(record)
+    state = folding.state
+    if state is None:
+        raise BacktestError("a saga's log without its saga_started record")
+    for at, message in late:
+        # The success of a step given up on in doubt: the participant's
+        # answer after all (its other letters were held behind or refused).
+        if message.success and message.step_id == state.doubtful:
+            folding.answer(
+                message.step_id,
+                at,
+                1 << 40,
+                message.message_id,
+                True,
+                message.payload,
+                message.error,
+            )
+    ended = folding.ended_at
+    return Recording(
+        saga_id=state.saga_id,
+        saga_type=state.saga_type,
+        input=state.input,
+        started_at=folding.started_at,
+        first_sent=folding.first_sent,
+        answers=folding.answers,
+        outside=folding.outside,
+        lags=folding.lags,
+        draws=folding.draws,
+        timer_lags=folding.timer_lags,
+        status=str(state.status),
+        reason=state.reason,
+        ended_at=ended,
+    )
+
+
+class _Folding:
+    """The saga's events folded one by one, each read against the state
+    before it."""
+
+    def __init__(self, definitions: Mapping[str, SagaDefinition]) -> None:
+        self.definitions = definitions
+        self.state: SagaState | None = None
+        self.started_at = 0
+        self.ended_at: int | None = None
+        self.first_sent: dict[str, int] = {}
+        self.answers: dict[str, list[Answer]] = {}
+        self.outside: list[Outside] = []
+        self.lags: dict[tuple[str, int, str], tuple[int, int]] = {}
+        self.draws: dict[tuple[str, int], float] = {}
+        self.timer_lags: list[int] = []
+        self._replies: set[str] = set()
+
+    def record(self, record: LogRecord) -> None:
+        # A release's decision applies replies it carries or held: they
+        # arrived earlier (as reply_held) or with the release (an input).
+        released = bool(record.events) and isinstance(record.events[0], HoldReleased)
+        for seq, event in enumerate(record.events, record.seq):
+            before = self.state
+            self.state = evolve(before, event)
+            if before is None:
+                self.started_at = record.at
+                continue
+            self._read(before, event, record.at, seq, released)
+        if self.state is not None and self.state.status.terminal:
+            self.ended_at = record.at
+
+    def _read(
+        self,
+        before: SagaState,
+        event: AnySagaEvent,
+        at: int,
+        seq: int,
+        released: bool,
+    ) -> None:
+        outside = _outside(before.saga_id, event, at)
+        if outside is not None:
+            self.outside.append(Outside(at, seq, outside))
+            self._beaten(before, at, seq)
+            return
+        match event:
+            case (
+                StepCommanded(attempt=attempt) | CompensationCommanded(attempt=attempt)
+            ):
+                step_id = self.state.step_id if self.state else ""
+                self.first_sent.setdefault(step_id, at)
+                if attempt > 1 and before.retrying and before.deadline:
+                    lag = at - before.deadline
+                    self.lags[(step_id, attempt - 1, RETRY)] = (lag, seq)
+                    self.timer_lags.append(lag)
+            case StepTimedOut() | CompensationTimedOut():
+                lag = at - before.deadline
+                self.lags[(before.step_id, before.attempt, TIMEOUT)] = (lag, seq)
+                self.timer_lags.append(lag)
+                self._draw(before, event.retry_at, at)
+            case (
+                StepSucceeded(reply_id=reply_id)
+                | StepFailed(reply_id=str() as reply_id)
+                | StepCompensated(reply_id=reply_id)
+                | CompensationFailed(reply_id=str() as reply_id)
+            ) if not released:
+                success = isinstance(event, StepSucceeded | StepCompensated)
+                payload = event.payload if isinstance(event, StepSucceeded) else {}
+                error = getattr(event, "error", None)
+                self._beaten(before, at, seq)
+                self.answer(before.step_id, at, seq, reply_id, success, payload, error)
+                if isinstance(event, CompensationFailed):
+                    self._draw(before, event.retry_at, at)
+            case ReplyHeld():
+                self._beaten(before, at, seq)
+                self.answer(
+                    event.step_id,
+                    at,
+                    seq,
+                    event.reply_id,
+                    event.success,
+                    event.payload,
+                    event.error,
+                )
+
+    def answer(
+        self,
+        step_id: str,
+        at: int,
+        rank: int,
+        reply_id: str,
+        success: bool,
+        payload: dict[str, Any],
+        error: str | None,
+    ) -> None:
+        first = self.first_sent.get(step_id)
+        if first is None or reply_id in self._replies:
+            return  # a copy of an answer taken already
+        self._replies.add(reply_id)
+        answer = Answer(at - first, rank, reply_id, success, payload, error)
+        self.answers.setdefault(step_id, []).append(answer)
+
+    def _beaten(self, before: SagaState, at: int, seq: int) -> None:
+        """An input that came after a deadline its timer had not acted on: the
+        timer would have come after it (at least a millisecond later)."""
+        if before.deadline and at >= before.deadline:
+            kind = RETRY if before.retrying else TIMEOUT
+            key = (before.step_id, before.attempt, kind)
+            self.lags.setdefault(key, (at - before.deadline + 1, seq + 1))
+
+    def _draw(self, before: SagaState, retry_at: int | None, at: int) -> None:
+        """The jitter draw a retry time was made with, taken back from it."""
+        action = self._action(before)
+        if retry_at is None or action is None:
+            return
+        tries = before.attempt - before.spent
+        base = action.retry.wait_ms(tries, 0.0)
+        share = action.retry.jitter
+        if base <= 0 or share <= 0:
+            return
+        draw = (1.0 - (retry_at - at) / base) / share
+        self.draws[(before.step_id, before.attempt)] = min(max(draw, 0.0), 0.999999)
+
+    def _action(self, state: SagaState) -> Action | None:
+        try:
+            definition = self.definitions[state.saga_type].at(state.version)
+            step = definition.step(state.step)
+        except (KeyError, DefinitionError):
+            return None
+        return step.compensation if state.compensating else step.action
+
+
+def _outside(saga_id: str, event: AnySagaEvent, at: int) -> Input | None:
+    """The outside input a recorded event was the decider's answer to."""
+    match event:
+        case CancelRequested(request_id=rid, reason=why, operator=who):
+            return Cancel(
+                saga_id=saga_id, request_id=rid, reason=why, operator=who, now=at
+            )
+        case RetryRequested(request_id=rid, reason=why, operator=who):
+            return Retry(
+                saga_id=saga_id, request_id=rid, reason=why, operator=who, now=at
+            )
+        case DefinitionMoved(request_id=rid, reason=why, operator=who):
+            return Migrate(
+                saga_id=saga_id,
+                request_id=rid,
+                reason=why,
+                operator=who,
+                now=at,
+                to_version=event.to_version,
+            )
+        case SagaHeld(origin=origin, reason=why):
+            return Hold(saga_id=saga_id, origin=origin, reason=why, now=at)
+        case HoldReleased(replayed=replayed):
+            reply = None if replayed is None else taken(saga_id, replayed, at)
+            return Release(
+                saga_id=saga_id,
+                request_id=event.request_id,
+                reason=event.reason,
+                operator=event.operator,
+                origin=event.origin,
+                how=event.how,
+                reply=reply,
+                now=at,
+            )
+    return None
