@@ -1,7 +1,11 @@
-"""Shared fixtures: one real embedded broker per session, settings, topics."""
+"""Shared fixtures: one real embedded broker per session, settings, topics, and
+one finished run with a fault for the tests that analyse a run."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -166,3 +170,25 @@ def ray_local() -> Iterator[None]:
     ensure_ray(RaySettings(num_cpus=2))
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def frozen_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished ``saga run`` of 600 deposits whose account service was
+    frozen (SIGSTOP) past the deposit's retries (chaos seed 1): the data home
+    (``$XDG_DATA_HOME``) its run is the newest of. Made once, read by the
+    backtest's test and the notebook's."""
+    home = tmp_path_factory.mktemp("frozen-run")
+    result = subprocess.run(
+        [sys.executable, "-m", "actors.app.cli", "run", "--sagas", "600",
+         "--seed", "1", "--chaos", "--chaos-faults", "service-freeze", "--json"],
+        env={**os.environ, "XDG_DATA_HOME": str(home)},
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The fault fired: the service was seen stopped, then running again.
+    assert "chaos: fired: account" in result.stderr, result.stderr[-3000:]
+    return home
