@@ -10,6 +10,7 @@ the engine does:
   command: a participant applies a step once (every attempt carries one
   idempotency key), so a slow or frozen participant answers at the same time
   however often it is asked, and a longer timeout sees that answer sooner;
+  and when the saga last acted on a stream it never heard back on;
 - the **outside inputs**: the operator's cancels, retries, migrations and
   dead-letter releases, and the holds, at their times;
 - each **timer**'s lag past its deadline (how late the engine acted on it),
@@ -71,6 +72,11 @@ class Answer(NamedTuple):
     success: bool
     payload: dict[str, Any]
     error: str | None
+    #: Inferred for a stream the saga never heard back on: it reaches the
+    #: saga only while the saga still waits on that stream (after that, the
+    #: recording shows nothing came: a refusal to a saga that moved on is
+    #: dropped, as its host drops it).
+    inferred: bool = False
 
 
 class Outside(NamedTuple):
@@ -86,8 +92,12 @@ class Recording(NamedTuple):
     saga_type: str
     input: dict[str, Any]
     started_at: int
-    #: When each command stream (a stepId) first went out.
+    #: When each command stream (a stepId) first went out, and the last
+    #: decision the saga made while waiting on it.
     first_sent: dict[str, int]
+    last_heard: dict[str, int]
+    #: The stream the saga still waited on when its log ends ("" if it ended).
+    awaited: str
     answers: dict[str, list[Answer]]
     outside: list[Outside]
     #: (stepId, attempt, kind) -> how long after its deadline the timer acted
@@ -136,6 +146,8 @@ def recorded(
         input=state.input,
         started_at=folding.started_at,
         first_sent=folding.first_sent,
+        last_heard=folding.last_heard,
+        awaited="" if state.status.terminal else state.step_id,
         answers=folding.answers,
         outside=folding.outside,
         lags=folding.lags,
@@ -157,6 +169,7 @@ class _Folding:
         self.started_at = 0
         self.ended_at: int | None = None
         self.first_sent: dict[str, int] = {}
+        self.last_heard: dict[str, int] = {}
         self.answers: dict[str, list[Answer]] = {}
         self.outside: list[Outside] = []
         self.lags: dict[tuple[str, int, str], tuple[int, int]] = {}
@@ -168,6 +181,10 @@ class _Folding:
         # A release's decision applies replies it carries or held: they
         # arrived earlier (as reply_held) or with the release (an input).
         released = bool(record.events) and isinstance(record.events[0], HoldReleased)
+        state = self.state
+        if state is not None and not state.status.terminal:
+            # The saga listened on the stream it waited on up to this decision.
+            self.last_heard[state.step_id] = record.at
         for seq, event in enumerate(record.events, record.seq):
             before = self.state
             self.state = evolve(before, event)
@@ -197,6 +214,7 @@ class _Folding:
             ):
                 step_id = self.state.step_id if self.state else ""
                 self.first_sent.setdefault(step_id, at)
+                self.last_heard[step_id] = at
                 if attempt > 1 and before.retrying and before.deadline:
                     lag = at - before.deadline
                     self.lags[(step_id, attempt - 1, RETRY)] = (lag, seq)

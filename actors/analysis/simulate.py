@@ -138,7 +138,7 @@ class _Simulation:
             saga_id=recording.saga_id,
             saga_type=recording.saga_type,
             status=self.status,
-            reason="" if state is None else state.reason,
+            reason=_why(state),
             started_at=recording.started_at,
             ended_at=ended_at,
             at_end=self.status if at_end is None else at_end,
@@ -160,6 +160,8 @@ class _Simulation:
                 return  # set for a deadline the saga has left behind
             item = Tick(saga_id=self.recording.saga_id, now=now, jitter=self.jitter())
         elif isinstance(item, _Answered):
+            if item.answer.inferred and not self.waiting_on(item.step_id):
+                return
             item = self.reply(now, item)
         decision = decide(self.definition, self.state, item)
         if decision.verdict in (Verdict.UNEXPECTED, Verdict.LATE):
@@ -204,6 +206,12 @@ class _Simulation:
         lag, rank = self.recording.lags.get(key, (self.clock.lag, UNRANKED))
         self.ticks.add(timer)
         self.push(max(now, state.deadline + lag), rank, timer)
+
+    def waiting_on(self, step_id: str) -> bool:
+        state = self.state
+        return (
+            state is not None and not state.status.terminal and state.step_id == step_id
+        )
 
     def jitter(self) -> float:
         """The draw a retry decided now uses: the recorded one for the
@@ -258,3 +266,15 @@ def _timer(state: SagaState) -> _Due:
 class _Answered(NamedTuple):
     step_id: str
     answer: Answer
+
+
+def _why(state: SagaState | None) -> str:
+    """Why the saga is where it is: its reason, or the step that turned it
+    back (a saga compensated after a timeout logs no reason of its own)."""
+    if state is None:
+        return ""
+    if state.reason:
+        return state.reason
+    if state.doubtful:
+        return f"{state.doubtful} unanswered: given up in doubt"
+    return ""

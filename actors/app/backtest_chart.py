@@ -47,6 +47,10 @@ def _outcomes(axes: Any, result: Comparison) -> None:
         axes.bar_label(bars, fmt="{:,.0f}")
     axes.set_xticks(range(len(statuses)), statuses)
     axes.set_yscale("symlog")  # a handful of changed sagas beside thousands
+    most = max(
+        [*result.baseline.outcomes.values(), *result.candidate.outcomes.values()]
+    )
+    axes.set_ylim(0, most * 4)  # room for the labels under the title
     axes.set_ylabel("sagas")
     axes.set_title(
         f"Outcomes of {result.sagas:,} sagas: {len(result.changed):,} change"
@@ -57,16 +61,28 @@ def _outcomes(axes: Any, result: Comparison) -> None:
 
 def _durations(axes: Any, result: Comparison) -> None:
     """Each policy's ended sagas, by duration: the share ended within each."""
-    for index, name, color in ((0, "recorded policy", "tab:gray"),
-                               (1, "candidate", "tab:blue")):  # fmt: skip
+    # The recorded policy wide and pale beneath, the candidate dashed on top:
+    # where they agree, both show.
+    for index, name, color, style, width in (
+        (0, "recorded policy", "tab:gray", "-", 4.0),
+        (1, "candidate", "tab:blue", "--", 1.5),
+    ):
         durations = sorted(
             d for pair in result.pairs if (d := pair[index].duration_ms) is not None
         )
         if not durations:
             continue
         shares = [(i + 1) / len(result.pairs) for i in range(len(durations))]
-        axes.step([max(d, 1) for d in durations], shares, where="post",
-                  label=name, color=color)  # fmt: skip
+        axes.step(
+            [max(d, 1) for d in durations],
+            shares,
+            where="post",
+            label=name,
+            color=color,
+            linestyle=style,
+            linewidth=width,
+            alpha=0.6 if index == 0 else 1.0,
+        )
     axes.set_xscale("log")
     axes.set_xlabel("saga duration, ms (log)")
     axes.set_ylabel("share of sagas ended within it")

@@ -70,7 +70,11 @@ class Frozen:
         self.logs[saga_id] = run.records()
         self.now += 1_000
 
-    def frozen(self, saga_id: str, step: str, seconds: float) -> Run:
+    def frozen(
+        self, saga_id: str, step: str, seconds: float, *, letter: bool = True
+    ) -> Run:
+        """``letter``: a late success is dead-lettered (else the participant
+        refused the payment the refund barred: a reply its host drops)."""
         run = Run(saga_id)
         run.start(now=self.now)
         run.feed(reply_to(run.sent[-1], self.now + 40))
@@ -102,7 +106,8 @@ class Frozen:
                 success=True,
                 payload={"paymentId": "p"},
             )
-            self.late[saga_id] = [(answered, message)]
+            if letter:
+                self.late[saga_id] = [(answered, message)]
         else:
             run.feed(reply)
         assert run.state is not None and first_sent < answered
@@ -157,6 +162,31 @@ def test_a_longer_payment_timeout_completes_the_sagas_it_would_have_waited_for()
 
 
 TIMEOUT = "[deposit.steps.process_payment]\ntimeout_ms = {}\n"
+
+
+def test_a_stream_never_answered_is_answered_as_those_sent_after_it_were() -> None:
+    """The payment service frozen for 34 s: payments sent in its first
+    seconds were given up on (and, barred by the refund, refused later, which
+    nothing records); those sent after were answered at the thaw. A longer
+    timeout sees the given-up ones answered at the thaw too."""
+    recorded = Frozen()
+    for i in range(10):
+        recorded.normal(f"ok-{i}")
+    thaw = recorded.now + 34_000
+    for i in range(8):
+        seconds = (thaw - recorded.now - 40) / 1000
+        recorded.frozen(f"frozen-{i}", "process_payment", seconds, letter=False)
+    found = recordings(recorded.logs, recorded.late, DEFINITIONS)
+    given_up = sorted(r.saga_id for r in found if r.status == "compensated")
+    assert given_up == ["frozen-0", "frozen-1", "frozen-2"]
+    result = backtest(found, DEFINITIONS, policy(TIMEOUT.format(15_000)), seed=2)
+    assert result.mismatches == []
+    assert result.baseline.dead_letters == 0  # nothing late was recorded
+    assert sorted(c.saga_id for c in result.changed) == given_up
+    for baseline, candidate in result.pairs:
+        if baseline.saga_id in given_up:
+            # Answered at the thaw, then the deposit (drawn: 40 ms).
+            assert candidate.ended_at == thaw + 40, candidate
 
 
 def test_a_longer_deposit_timeout_ends_the_retries_the_recorded_answer_outwaits() -> (
