@@ -3,6 +3,7 @@ one finished run with a fault for the tests that analyse a run."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import msgspec
 import pytest
@@ -172,23 +174,40 @@ def ray_local() -> Iterator[None]:
     ray.shutdown()
 
 
+class FinishedRun(NamedTuple):
+    """A finished ``saga run`` in its own default data dir."""
+
+    #: Its ``$XDG_DATA_HOME``: the run is ``home/saga/run<id>``.
+    home: Path
+    #: Its ``--json`` summary.
+    summary: dict[str, Any]
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.summary["data_dir"])
+
+
 @pytest.fixture(scope="session")
-def frozen_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished ``saga run`` of 600 deposits whose account service was
-    frozen (SIGSTOP) past the deposit's retries (chaos seed 1): the data home
-    (``$XDG_DATA_HOME``) its run is the newest of. Made once, read by the
-    backtest's test and the notebook's."""
+def frozen_run(tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
+    """A finished ``saga run`` of 600 deposits (chaos seed 1) whose account
+    service was frozen (SIGSTOP) past the deposit's retries, with poison
+    records on the topics it reads (dead letters), in the default data dir of
+    its own ``$XDG_DATA_HOME``. Made once, read by the tests that analyse a
+    run: the backtest's, ``saga_state_at``'s and the notebook's."""
     home = tmp_path_factory.mktemp("frozen-run")
     result = subprocess.run(
         [sys.executable, "-m", "actors.app.cli", "run", "--sagas", "600",
-         "--seed", "1", "--chaos", "--chaos-faults", "service-freeze", "--json"],
-        env={**os.environ, "XDG_DATA_HOME": str(home)},
+         "--seed", "1", "--chaos", "--chaos-faults", "service-freeze,poison",
+         "--json"],
+        env={**os.environ, "XDG_DATA_HOME": str(home), "PYTHONUNBUFFERED": "1"},
         cwd=Path(__file__).resolve().parents[1],
         capture_output=True,
         text=True,
         timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    # The fault fired: the service was seen stopped, then running again.
+    # The faults fired: the service was seen stopped, then running again.
     assert "chaos: fired: account" in result.stderr, result.stderr[-3000:]
-    return home
+    summary = json.loads(result.stdout)
+    assert summary["compensated"] > 0 and summary["dlq"] > 0, summary
+    return FinishedRun(home, summary)

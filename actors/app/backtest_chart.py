@@ -19,14 +19,21 @@ def draw(result: Comparison, path: Path) -> None:
     matplotlib.use("Agg")  # files only: no display, whatever the machine has
     from matplotlib import pyplot
 
-    fig, (left, right) = pyplot.subplots(1, 2, figsize=(12, 4.8))
+    fig = figure(result, pyplot)
     try:
-        _outcomes(left, result)
-        _durations(right, result)
-        fig.tight_layout()
         fig.savefig(path, dpi=100, format="png")
     finally:
         pyplot.close(fig)
+
+
+def figure(result: Comparison, pyplot: Any) -> Any:
+    """The chart of ``result`` as a figure of ``pyplot`` (the caller's, with
+    its backend: a notebook shows it inline)."""
+    fig, (left, right) = pyplot.subplots(1, 2, figsize=(12, 4.8))
+    _outcomes(left, result)
+    _durations(right, result)
+    fig.tight_layout()
+    return fig
 
 
 def _outcomes(axes: Any, result: Comparison) -> None:

@@ -5,10 +5,8 @@ the repository's, finding the run in the platform's default data dir by itself.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,10 +16,11 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.conftest import FinishedRun
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "saga_history.ipynb"
 SAGA = [sys.executable, "-m", "actors.app.cli"]
-POISON = ["--chaos", "--chaos-faults", "poison"]
 
 #: The sections that each draw a chart, by their headings.
 CHARTS = (
@@ -32,37 +31,9 @@ CHARTS = (
     "Dead letters by error",
     "One saga's timeline",
     "The state of everything at one instant",
+    "Backtest: what if the policy changed",
 )
 BACKTEST = "## Backtest: what if the policy changed"
-
-
-class Run:
-    """A finished `saga run` in its own default data dir."""
-
-    def __init__(self, home: Path, summary: dict[str, Any]) -> None:
-        self.home = home  # XDG_DATA_HOME: the run is in home/saga/run<id>
-        self.summary = summary
-        self.directory = Path(summary["data_dir"])
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
-    home = tmp_path_factory.mktemp("xdg-data")
-    # Seed 6 sends some deposits to closed accounts (compensated); the poison
-    # records leave dead letters for their chart.
-    result = subprocess.run(
-        [*SAGA, "run", "--sagas", "300", "--seed", "6", "--json", *POISON],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=600,
-        env={**os.environ, "XDG_DATA_HOME": str(home), "PYTHONUNBUFFERED": "1"},
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout)
-    assert summary["compensated"] > 0 and summary["dlq"] > 0, summary
-    assert Path(summary["data_dir"]).parent == home / "saga"
-    return Run(home, summary)
 
 
 def execute(home: Path, elsewhere: Path) -> nbformat.NotebookNode:
@@ -106,21 +77,21 @@ def images(outputs: list[Any]) -> int:
 
 @pytest.mark.broker
 def test_the_notebook_charts_a_fresh_run_found_without_being_told(
-    run: Run, tmp_path: Path
+    frozen_run: FinishedRun, tmp_path: Path
 ) -> None:
-    notebook = execute(run.home, tmp_path / "elsewhere")
+    notebook = execute(frozen_run.home, tmp_path / "elsewhere")
     # The kernel ran the Python that runs these tests (the venv's).
     assert text(notebook.cells.pop().outputs).strip() == sys.prefix
     # Found in the default data dir, from a directory that has nothing to do
     # with it.
     setup = next(c for c in notebook.cells if c.cell_type == "code").outputs
-    assert f"reading run {run.directory.name}" in text(setup)
-    assert f"reading {run.directory / 'projections'}" in text(setup)
+    assert f"reading run {frozen_run.directory.name}" in text(setup)
+    assert f"reading {frozen_run.directory / 'projections'}" in text(setup)
     executed = sections(notebook)
     for heading in CHARTS:
         assert images(executed[heading]) >= 1, heading
 
-    summary = run.summary
+    summary = frozen_run.summary
     durations = text(executed["Duration distribution per saga type"])
     assert "compensated" in durations and "p99_ms" in durations
     retries = text(executed["Retries and compensations"])
@@ -129,16 +100,21 @@ def test_the_notebook_charts_a_fresh_run_found_without_being_told(
     assert ": compensated, " in text(executed["One saga's timeline"])
     instant = text(executed["The state of everything at one instant"])
     assert "sagas started" in instant and "next_offset_at_end" in instant
+    # The frozen account service's deposits: replayed as recorded, and
+    # timing out less under the notebook's longer timeouts.
+    backtest = text(executed["Backtest: what if the policy changed"])
+    sagas = summary["sagas"]
+    assert f"reproduces {sagas:,} of {sagas:,} recorded outcomes" in backtest
 
 
 @pytest.mark.broker
 def test_a_run_without_dead_letters_says_so_instead_of_charting(
-    run: Run, tmp_path: Path
+    frozen_run: FinishedRun, tmp_path: Path
 ) -> None:
     # The same run, its dead letters gone, as a run without faults leaves it.
     home = tmp_path / "xdg-data"
-    copy = home / "saga" / run.directory.name
-    shutil.copytree(run.directory / "projections", copy / "projections")
+    copy = home / "saga" / frozen_run.directory.name
+    shutil.copytree(frozen_run.directory / "projections", copy / "projections")
     letters = str(copy / "projections" / "dead_letters.parquet")
     duckdb.execute(
         f"COPY (SELECT * FROM read_parquet('{letters}') WHERE false) "
@@ -164,7 +140,8 @@ def test_the_notebook_is_kept_without_outputs_and_reads_no_environment() -> None
     # environment variable of the notebook's own.
     assert not any("environ" in c.source or "getenv" in c.source for c in code)
     assert "DATA_DIR = None  # None: the newest run" in code[0].source
-    # The backtest's section comes last, its cell to be added with the command.
-    last = notebook.cells[-1]
-    assert last.cell_type == "markdown" and last.source.startswith(BACKTEST)
+    # The backtest's section comes last.
+    heading, last = notebook.cells[-2:]
+    assert heading.cell_type == "markdown" and heading.source.startswith(BACKTEST)
+    assert "backtest(" in last.source and "POLICY = " in last.source
     assert notebook.metadata.kernelspec.name == "python3"

@@ -5,24 +5,23 @@ service among them, so sagas are caught mid-retry)."""
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from actors.core import DEFINITIONS, pending_command, replay_log
 from projections.archive import saga_log
-from projections.location import locate
 from projections.reader import open_projections
+from tests.conftest import FinishedRun
 
 SEED = 17
 pytestmark = pytest.mark.broker
 
 
 def test_the_state_at_sampled_instants_is_the_replay_of_the_log_before_them(
-    frozen_run: Path,
+    frozen_run: FinishedRun,
 ) -> None:
-    db = open_projections(locate(frozen_run / "saga").projections)
+    db = open_projections(frozen_run.directory / "projections")
     first, last = db.execute(
         "SELECT epoch_ms(min(occurred_at)), epoch_ms(max(occurred_at)) FROM saga_events"
     ).fetchone() or (0, 0)

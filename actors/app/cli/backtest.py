@@ -8,21 +8,16 @@ nothing is sent anywhere. See :mod:`actors.analysis` for how the replay works.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from actors.app.cli.common import Commands, print_json
 from actors.app.cli.reading import reading_flags, warn_if_not_fresh
 from actors.app.config import SagaConfig
 from actors.errors import UsageError
 from projections.location import Located
-
-if TYPE_CHECKING:
-    from actors.analysis.report import Comparison, Summary
 
 #: The changed sagas a report lists unless told (``--changed``).
 LISTED = 20
@@ -103,6 +98,7 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
 def run_backtest(args: argparse.Namespace, config: SagaConfig) -> int:
     from actors.analysis.backtest import backtest, recordings
     from actors.analysis.policy import Policy
+    from actors.analysis.report import text
     from actors.core import DEFINITIONS
     from projections.history import history
     from projections.listing import FilterError, parse_moment
@@ -148,80 +144,6 @@ def run_backtest(args: argparse.Namespace, config: SagaConfig) -> int:
     if args.json:
         print_json({**result.to_json(args.changed), "data_dir": str(where.directory)})
     else:
-        print(report_text(result, args.changed))
+        print(text(result, args.changed))
     warn_if_not_fresh(where)
     return 0
-
-
-def report_text(result: Comparison, listed: int) -> str:
-    """The comparison as a table, the reproduction check and the changes."""
-    window = result.to_json()["window"]
-    lines = [
-        f"backtest of {result.sagas:,} saga{'s' if result.sagas != 1 else ''} "
-        f"started from {window['from']}"
-        + (f" to {window['to']}" if window["to"] else "")
-        + f" (seed {result.seed})",
-        f"policy: {_policy_text(result.policy)}",
-    ]
-    matched = result.sagas - len(result.mismatches)
-    lines.append(
-        f"the recorded policy reproduces {matched:,} of {result.sagas:,} "
-        "recorded outcomes"
-        + ("" if not result.mismatches else " (not reproduced, first ones below)")
-    )
-    for miss in result.mismatches[:5]:
-        lines.append(
-            f"  {miss.saga_id}: recorded {miss.recorded}, replayed {miss.replayed}"
-        )
-    lines += ["", f"{'':<20}{'baseline':>14}{'candidate':>14}"]
-    lines += _rows(result.baseline, result.candidate)
-    lines.append("")
-    changed = result.changed
-    if not changed:
-        lines.append("no saga's outcome changes")
-        return "\n".join(lines)
-    shown = f" (the first {listed})" if 0 < listed < len(changed) else ""
-    lines.append(f"{len(changed):,} sagas' outcome changes{shown}:")
-    for change in changed[:listed]:
-        why = change.baseline_reason or change.candidate_reason
-        lines.append(
-            f"  {change.saga_id}  {change.baseline} -> {change.candidate}"
-            + (f"  ({why[:70]})" if why else "")
-        )
-    return "\n".join(lines)
-
-
-def _rows(baseline: Summary, candidate: Summary) -> list[str]:
-    statuses = list(dict.fromkeys([*baseline.outcomes, *candidate.outcomes]))
-    rows = [
-        (status, baseline.outcomes.get(status, 0), candidate.outcomes.get(status, 0))
-        for status in statuses
-    ]
-    lines = [f"{name:<20}{b:>14,}{c:>14,}" for name, b, c in rows]
-    lines.append(
-        f"{'compensation rate':<20}{baseline.compensation_rate:>14.2%}"
-        f"{candidate.compensation_rate:>14.2%}"
-    )
-    for name, b_ms, c_ms in (
-        ("p50 duration", baseline.p50_ms, candidate.p50_ms),
-        ("p99 duration", baseline.p99_ms, candidate.p99_ms),
-    ):
-        lines.append(f"{name:<20}{_ms(b_ms):>14}{_ms(c_ms):>14}")
-    for name, b, c in (
-        ("dead letters", baseline.dead_letters, candidate.dead_letters),
-        ("retries", baseline.retries, candidate.retries),
-        ("timeouts", baseline.timeouts, candidate.timeouts),
-        ("unfinished", baseline.unfinished, candidate.unfinished),
-    ):
-        lines.append(f"{name:<20}{b:>14,}{c:>14,}")
-    return lines
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f} ms"
-
-
-def _policy_text(policy: dict[str, object]) -> str:
-    if not policy:
-        return "the recorded one (no --policy)"
-    return json.dumps(policy, separators=(", ", ": "))

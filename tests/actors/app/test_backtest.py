@@ -17,8 +17,8 @@ from actors.analysis.backtest import backtest, recordings
 from actors.analysis.policy import Policy
 from actors.core import DEFINITIONS, StepTimedOut
 from projections.history import history
-from projections.location import locate
 from projections.reader import open_projections
+from tests.conftest import FinishedRun
 
 ROOT = Path(__file__).resolve().parents[3]
 SAGA = [sys.executable, "-m", "actors.app.cli"]
@@ -39,9 +39,9 @@ def saga(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_recorded_policy_replays_the_run_and_a_policy_changes_it(
-    frozen_run: Path, tmp_path: Path
+    frozen_run: FinishedRun, tmp_path: Path
 ) -> None:
-    same = saga(frozen_run, "backtest", "--json")
+    same = saga(frozen_run.home, "backtest", "--json")
     assert same.returncode == 0, same.stderr
     report = json.loads(same.stdout)
     assert report["window"]["sagas"] == 600
@@ -52,7 +52,7 @@ def test_the_recorded_policy_replays_the_run_and_a_policy_changes_it(
     policy = tmp_path / "deposit.toml"
     policy.write_text(POLICY)
     chart = tmp_path / "backtest.png"
-    tried = saga(frozen_run, "backtest", "--policy", str(policy), "--seed", "3",
+    tried = saga(frozen_run.home, "backtest", "--policy", str(policy), "--seed", "3",
                  "--json", "--chart", str(chart))  # fmt: skip
     assert tried.returncode == 0, tried.stderr
     report = json.loads(tried.stdout)
@@ -66,7 +66,7 @@ def test_the_recorded_policy_replays_the_run_and_a_policy_changes_it(
     assert 0 < report["candidate"]["timeouts"] < report["baseline"]["timeouts"]
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    text = saga(frozen_run, "backtest", "--policy", str(policy))
+    text = saga(frozen_run.home, "backtest", "--policy", str(policy))
     assert text.returncode == 0, text.stderr
     assert "the recorded policy reproduces 600 of 600 recorded outcomes" in text.stdout
     assert "no saga's outcome changes" in text.stdout
@@ -74,12 +74,12 @@ def test_the_recorded_policy_replays_the_run_and_a_policy_changes_it(
 
 @pytest.mark.parametrize("timeout_s", [20, 45])
 def test_a_longer_deposit_timeout_ends_timeouts_where_the_answer_came_in_time(
-    frozen_run: Path, timeout_s: int
+    frozen_run: FinishedRun, timeout_s: int
 ) -> None:
     """Each deposit the freeze caught was answered when the service thawed,
     up to 38.7 s after its command: a timeout longer than that wait ends its
     timeouts; a shorter one leaves it timing out."""
-    db = open_projections(locate(frozen_run / "saga").projections)
+    db = open_projections(frozen_run.directory / "projections")
     recorded = history(db)
     found = recordings(recorded.logs, recorded.letters, DEFINITIONS)
     policy = f"[deposit.steps.deposit]\ntimeout_ms = {timeout_s * 1000}\n"
