@@ -11,7 +11,7 @@ the two are compared saga by saga.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 from actors.analysis.answers import Streams
@@ -27,6 +27,8 @@ from events.wire.messages import EventMessage
 #: enough for any policy's retries to play out, short enough that a step
 #: retried until answered by a participant that never answers stops.
 GRACE_MS: Final = 10 * 60_000
+#: How many sagas go by between two progress reports.
+PROGRESS_EVERY: Final = 2_000
 
 
 def recordings(
@@ -60,10 +62,12 @@ def backtest(
     start: int | None = None,
     end: int | None = None,
     grace_ms: int = GRACE_MS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Comparison:
     """Replay the sagas of ``found`` started in ``[start, end)`` (epoch ms;
     ``None``: unbounded) through ``definitions`` and through them changed by
-    ``policy``; every recording informs the participants' answers."""
+    ``policy``; every recording informs the participants' answers.
+    ``progress(done, total)`` is told every few thousand sagas."""
     window = [
         r
         for r in found
@@ -85,10 +89,15 @@ def backtest(
         horizon=last + grace_ms,
         lag=round(statistics.median(lags)) if lags else 0,
     )
-    baseline = [simulate(definitions, r, streams, clock, seed) for r in window]
-    candidate = [
-        simulate(candidate_definitions, r, streams, clock, seed) for r in window
-    ]
+    baseline: list[Outcome] = []
+    candidate: list[Outcome] = []
+    for done, recording in enumerate(window, 1):
+        baseline.append(simulate(definitions, recording, streams, clock, seed))
+        candidate.append(
+            simulate(candidate_definitions, recording, streams, clock, seed)
+        )
+        if progress is not None and (done % PROGRESS_EVERY == 0 or done == len(window)):
+            progress(done, len(window))
     return Comparison(
         sagas=len(window),
         start=start if start is not None else window[0].started_at,

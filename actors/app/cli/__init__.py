@@ -62,7 +62,7 @@ from actors.app.cli.common import (
     print_error,
 )
 from actors.app.cli.reading import located_config
-from actors.errors import ConfigError, SagaError, UsageError
+from actors.errors import ConfigError, PolicyError, SagaError, UsageError
 from events.errors import EventsError
 from projections.errors import ProjectionError
 
@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             # Written now, while a closed pipe can still be handled here.
             sys.stdout.flush()
-    except (UsageError, ConfigError) as exc:
+    except (UsageError, ConfigError, PolicyError) as exc:
         print_error(exc)
         return 2
     except (SagaError, EventsError, ProjectionError) as exc:

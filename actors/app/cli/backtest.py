@@ -13,6 +13,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from actors.analysis.backtest import PROGRESS_EVERY
 from actors.app.cli.common import Commands, print_json
 from actors.app.cli.reading import reading_flags, warn_if_not_fresh
 from actors.app.config import SagaConfig
@@ -135,6 +136,7 @@ def run_backtest(args: argparse.Namespace, config: SagaConfig) -> int:
         start=None if since is None else round(since.timestamp() * 1000),
         end=None if until is None else round(until.timestamp() * 1000),
         grace_ms=round(args.grace * 1000),
+        progress=_progress,
     )
     if args.chart is not None:
         from actors.app.backtest_chart import draw
@@ -147,3 +149,8 @@ def run_backtest(args: argparse.Namespace, config: SagaConfig) -> int:
         print(text(result, args.changed))
     warn_if_not_fresh(where)
     return 0
+
+
+def _progress(done: int, total: int) -> None:
+    if total > PROGRESS_EVERY:
+        print(f"replayed {done:,} of {total:,} sagas", file=sys.stderr)

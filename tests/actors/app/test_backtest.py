@@ -112,3 +112,20 @@ def test_a_longer_deposit_timeout_ends_timeouts_where_the_answer_came_in_time(
         assert caught_within > 10 and caught_beyond == 0
     else:
         assert caught_beyond > 10
+
+
+def test_a_policy_or_window_the_backtest_cannot_use_is_refused_with_why(
+    frozen_run: FinishedRun, tmp_path: Path
+) -> None:
+    missing = saga(frozen_run.home, "backtest", "--policy", str(tmp_path / "no.toml"))
+    assert missing.returncode == 2
+    assert "--policy" in missing.stderr and "No such file" in missing.stderr
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text("[deposit.steps.deposit]\ntimeout = 5\n")
+    refused = saga(frozen_run.home, "backtest", "--policy", str(wrong))
+    assert refused.returncode == 2
+    assert "unknown field `timeout`" in refused.stderr
+    empty = saga(frozen_run.home, "backtest", "--from", "2000-01-01", "--to",
+                 "2000-01-02")  # fmt: skip
+    assert empty.returncode == 1
+    assert "no saga started in the window (600 recorded in all)" in empty.stderr
