@@ -36,17 +36,20 @@ class NoSuchLetterError(ProjectionError):
 
 def saga_log(db: duckdb.DuckDBPyConnection, saga_id: str) -> list[LogRecord]:
     """The saga's log records, in order (empty if the projections never saw it)."""
-    place = (
-        '"partition", "offset"'
-        if "offset" in columns_of(db, "saga_events")
-        else "NULL, NULL"
-    )
     rows = db.execute(
-        f"SELECT saga_type, seq, epoch_ms(occurred_at), data, {place} "
+        f"SELECT saga_type, seq, epoch_ms(occurred_at), data, {places(db)} "
         "FROM saga_events WHERE saga_id = ? ORDER BY seq",
         [saga_id],
     ).fetchall()
     return records_of(saga_id, rows)
+
+
+def places(db: duckdb.DuckDBPyConnection) -> str:
+    """The ``saga_events`` columns that place a record on the log, to select
+    (NULLs from a file whose writer did not keep them)."""
+    if "offset" in columns_of(db, "saga_events"):
+        return '"partition", "offset"'
+    return "NULL, NULL"
 
 
 def records_of(saga_id: str, rows: list[tuple[Any, ...]]) -> list[LogRecord]:

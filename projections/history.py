@@ -15,8 +15,7 @@ import duckdb
 from actors.core import LogRecord
 from events.errors import MessageDecodeError
 from events.wire.messages import EventMessage, MessageCodec
-from projections.archive import records_of
-from projections.reader import columns_of
+from projections.archive import places, records_of
 
 
 class History(NamedTuple):
@@ -28,13 +27,8 @@ class History(NamedTuple):
 
 def history(db: duckdb.DuckDBPyConnection) -> History:
     """Every saga's log and dead-lettered replies in ``db``'s projections."""
-    place = (
-        '"partition", "offset"'
-        if "offset" in columns_of(db, "saga_events")
-        else "NULL, NULL"
-    )
     rows = db.execute(
-        f"SELECT saga_id, saga_type, seq, epoch_ms(occurred_at), data, {place} "
+        f"SELECT saga_id, saga_type, seq, epoch_ms(occurred_at), data, {places(db)} "
         "FROM saga_events ORDER BY saga_id, seq"
     ).fetchall()
     logs: dict[str, list[LogRecord]] = {}

@@ -30,11 +30,9 @@ from actors.core import (
     Action,
     AnySagaEvent,
     Cancel,
-    CancelRequested,
     CompensationCommanded,
     CompensationFailed,
     CompensationTimedOut,
-    DefinitionMoved,
     Hold,
     HoldReleased,
     Input,
@@ -43,9 +41,7 @@ from actors.core import (
     Release,
     ReplyHeld,
     Retry,
-    RetryRequested,
     SagaDefinition,
-    SagaHeld,
     SagaState,
     StepCommanded,
     StepCompensated,
@@ -54,10 +50,12 @@ from actors.core import (
     StepTimedOut,
     evolve,
 )
-from actors.core.hold import taken
+from actors.core.compatibility import recorded_input
 from actors.errors import BacktestError, DefinitionError
 from events.wire.messages import EventMessage
 
+#: The inputs from outside a saga's exchange with its participants.
+_OUTSIDE = (Cancel, Retry, Migrate, Hold, Release)
 #: A timer's kinds: the deadline of a reply (``timeout``) or of a retry's wait.
 TIMEOUT, RETRY = "timeout", "retry"
 
@@ -185,6 +183,11 @@ class _Folding:
         if state is not None and not state.status.terminal:
             # The saga listened on the stream it waited on up to this decision.
             self.last_heard[state.step_id] = record.at
+        if state is not None:
+            reacted = recorded_input(record, self.definitions[record.saga_type])
+            if isinstance(reacted, _OUTSIDE):
+                self.outside.append(Outside(record.at, record.seq, reacted))
+                self._beaten(state, record.at, record.seq)
         for seq, event in enumerate(record.events, record.seq):
             before = self.state
             self.state = evolve(before, event)
@@ -203,11 +206,6 @@ class _Folding:
         seq: int,
         released: bool,
     ) -> None:
-        outside = _outside(before.saga_id, event, at)
-        if outside is not None:
-            self.outside.append(Outside(at, seq, outside))
-            self._beaten(before, at, seq)
-            return
         match event:
             case (
                 StepCommanded(attempt=attempt) | CompensationCommanded(attempt=attempt)
@@ -290,44 +288,6 @@ class _Folding:
     def _action(self, state: SagaState) -> Action | None:
         try:
             definition = self.definitions[state.saga_type].at(state.version)
-            step = definition.step(state.step)
         except (KeyError, DefinitionError):
             return None
-        return step.compensation if state.compensating else step.action
-
-
-def _outside(saga_id: str, event: AnySagaEvent, at: int) -> Input | None:
-    """The outside input a recorded event was the decider's answer to."""
-    match event:
-        case CancelRequested(request_id=rid, reason=why, operator=who):
-            return Cancel(
-                saga_id=saga_id, request_id=rid, reason=why, operator=who, now=at
-            )
-        case RetryRequested(request_id=rid, reason=why, operator=who):
-            return Retry(
-                saga_id=saga_id, request_id=rid, reason=why, operator=who, now=at
-            )
-        case DefinitionMoved(request_id=rid, reason=why, operator=who):
-            return Migrate(
-                saga_id=saga_id,
-                request_id=rid,
-                reason=why,
-                operator=who,
-                now=at,
-                to_version=event.to_version,
-            )
-        case SagaHeld(origin=origin, reason=why):
-            return Hold(saga_id=saga_id, origin=origin, reason=why, now=at)
-        case HoldReleased(replayed=replayed):
-            reply = None if replayed is None else taken(saga_id, replayed, at)
-            return Release(
-                saga_id=saga_id,
-                request_id=event.request_id,
-                reason=event.reason,
-                operator=event.operator,
-                origin=event.origin,
-                how=event.how,
-                reply=reply,
-                now=at,
-            )
-    return None
+        return definition.action_of(state.step_id)

@@ -22,7 +22,6 @@ from typing import Any, Final, NamedTuple
 from actors.analysis.answers import Streams
 from actors.analysis.recording import RETRY, TIMEOUT, Answer, Recording
 from actors.core import (
-    COMPENSATE,
     CompensationTimedOut,
     Input,
     Reply,
@@ -241,10 +240,9 @@ class _Simulation:
         """The topic the policy's action for ``step_id`` answers on."""
         version = 1 if self.state is None else self.state.version
         try:
-            step = self.definition.at(version).step(step_id.removesuffix(COMPENSATE))
+            action = self.definition.at(version).action_of(step_id)
         except DefinitionError:
             return ""
-        action = step.compensation if step_id.endswith(COMPENSATE) else step.action
         return "" if action is None else action.reply_topic
 
 

@@ -24,6 +24,7 @@ saga's log reaches the same state and the same decisions.
 from actors.core.catalog import DEFINITIONS, DEPOSIT
 from actors.core.decide import decide, late_reason, pending_command
 from actors.core.definitions import (
+    COMPENSATE,
     Action,
     InputType,
     RetryPolicy,
@@ -98,7 +99,6 @@ from actors.core.saga_events import (
     StepTimedOut,
 )
 from actors.core.state import (
-    COMPENSATE,
     SagaState,
     Status,
     evolve,

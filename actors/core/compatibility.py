@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 
 from actors.core.decide import decide, pending_command
-from actors.core.definitions import SagaDefinition
+from actors.core.definitions import COMPENSATE, SagaDefinition
 from actors.core.hold import taken
 from actors.core.inputs import (
     Cancel,
@@ -61,7 +61,7 @@ from actors.core.saga_events import (
     StepSucceeded,
     StepTimedOut,
 )
-from actors.core.state import COMPENSATE, SagaState, replay
+from actors.core.state import SagaState, replay
 from actors.errors import DefinitionError
 
 
@@ -306,11 +306,7 @@ def _reply_topic(record: LogRecord, definition: SagaDefinition, step_id: str) ->
     a log from before causes were kept is taken at its word: the step's."""
     if record.cause.count("/") >= 2:
         return record.cause.rsplit("/", 2)[0]
-    name = step_id.removesuffix(COMPENSATE)
-    if not definition.has_step(name):
-        return ""
-    step = definition.step(name)
-    action = step.compensation if step_id.endswith(COMPENSATE) else step.action
+    action = definition.action_of(step_id)
     return "" if action is None else action.reply_topic
 
 

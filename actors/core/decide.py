@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from actors.core.definitions import Action, SagaDefinition, render
+from actors.core.definitions import COMPENSATE, Action, SagaDefinition, render
 from actors.core.hold import held_reason, hold, hold_reply, release
 from actors.core.inputs import (
     Cancel,
@@ -56,7 +56,7 @@ from actors.core.saga_events import (
     StepSucceeded,
     StepTimedOut,
 )
-from actors.core.state import COMPENSATE, SagaState, Status, evolve, message_id
+from actors.core.state import SagaState, Status, evolve, message_id
 from actors.errors import DefinitionError, InvalidRequestError, PayloadError
 from events.wire.messages import CommandMessage
 

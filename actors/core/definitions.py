@@ -25,6 +25,9 @@ from events.wire.topics import Direction, parse_topic
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
 
+#: What a compensation's stepId adds to its step's name (``deposit.compensate``).
+COMPENSATE: Final = ".compensate"
+
 
 class RetryPolicy(Backoff, frozen=True, forbid_unknown_fields=True):
     """A step's retries: up to ``max_attempts`` sends in all, waits of at
@@ -223,6 +226,16 @@ class SagaDefinition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def has_step(self, name: str) -> bool:
         return any(step.name == name for step in self.steps)
+
+    def action_of(self, step_id: str) -> Action | None:
+        """The command a wire stepId names: a step's (``<step>``) or its
+        compensation's (``<step>.compensate``); ``None`` when there is no such
+        step or it has no compensation."""
+        name = step_id.removesuffix(COMPENSATE)
+        if not self.has_step(name):
+            return None
+        step = self.step(name)
+        return step.compensation if step_id.endswith(COMPENSATE) else step.action
 
     def input_problems(self, input: Mapping[str, Any]) -> list[str]:
         """What is wrong with the given fields of ``input``, one line each."""

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any
 
 import msgspec
 
+from actors.core.definitions import COMPENSATE
 from actors.core.saga_events import (
     AnySagaEvent,
     CancelRequested,
@@ -39,8 +40,6 @@ from actors.core.saga_events import (
     StepTimedOut,
 )
 from actors.errors import RestoreError
-
-COMPENSATE: Final = ".compensate"
 
 
 class Status(StrEnum):
