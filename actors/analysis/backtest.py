@@ -81,8 +81,8 @@ def backtest(
         )
     candidate_definitions = policy.applied(definitions)
     streams = Streams(found)
-    last = max(r.ended_at or r.started_at for r in found)
-    last = max([last, *(a.at for r in found for a in r.outside)])
+    # The recording ends with its newest decision, whatever saga made it.
+    last = max(r.last_at for r in found)
     lags = [lag for r in found for lag in r.timer_lags]
     clock = Clock(
         end=last,

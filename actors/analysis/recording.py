@@ -108,6 +108,8 @@ class Recording(NamedTuple):
     status: str
     reason: str
     ended_at: int | None
+    #: Its newest record's time.
+    last_at: int
 
 
 def recorded(
@@ -137,7 +139,6 @@ def recorded(
                 message.payload,
                 message.error,
             )
-    ended = folding.ended_at
     return Recording(
         saga_id=state.saga_id,
         saga_type=state.saga_type,
@@ -153,7 +154,8 @@ def recorded(
         timer_lags=folding.timer_lags,
         status=str(state.status),
         reason=state.reason,
-        ended_at=ended,
+        ended_at=folding.ended_at,
+        last_at=folding.last_at,
     )
 
 
@@ -166,6 +168,7 @@ class _Folding:
         self.state: SagaState | None = None
         self.started_at = 0
         self.ended_at: int | None = None
+        self.last_at = 0
         self.first_sent: dict[str, int] = {}
         self.last_heard: dict[str, int] = {}
         self.answers: dict[str, list[Answer]] = {}
@@ -195,6 +198,7 @@ class _Folding:
                 self.started_at = record.at
                 continue
             self._read(before, event, record.at, seq, released)
+        self.last_at = record.at
         if self.state is not None and self.state.status.terminal:
             self.ended_at = record.at
 
