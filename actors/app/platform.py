@@ -60,7 +60,7 @@ def kafka_for(
                 admin.check_topics(ALL_TOPICS)
         yield kafka
         return
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker(long_poll=kafka.embedded_long_poll) as broker:
         kafka = kafka.with_bootstrap(broker.bootstrap)
         with TopicAdmin(kafka) as admin:
             admin.ensure_topics(ALL_TOPICS)

@@ -63,6 +63,11 @@ class EmbeddedBroker:
 
     ``advertised_port`` is the port clients are told to use; it differs from
     ``port`` only when something (a TLS terminator, say) sits in front.
+
+    With ``long_poll`` (the default), clients reach the broker through the
+    relay of :mod:`events.transport.longpoll` on ``port``, which answers a
+    waiting fetch as soon as records arrive (Tansu alone looks again only at
+    half the fetch's wait); the broker itself listens on a port of its own.
     """
 
     def __init__(
@@ -72,12 +77,15 @@ class EmbeddedBroker:
         *,
         advertised_port: int | None = None,
         start_timeout_s: float = 20.0,
+        long_poll: bool = True,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.advertised_port = advertised_port or self.port
         self.start_timeout_s = start_timeout_s
+        self.long_poll = long_poll
         self._process: subprocess.Popen[bytes] | None = None
+        self._relay: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
     @property
@@ -90,13 +98,20 @@ class EmbeddedBroker:
             raise BrokerStartError("the embedded broker is not running")
         return self._process.pid
 
+    @property
+    def pids(self) -> tuple[int, ...]:
+        """The broker's process and its relay's, when it has one."""
+        relay = () if self._relay is None else (self._relay.pid,)
+        return (self.pid, *relay)
+
     def start(self) -> EmbeddedBroker:
         if self._process is not None:
             return self
         binary = broker_binary()
         # Lives as long as the process; closed in stop().
         self._log = tempfile.TemporaryFile(prefix="tansu-")  # noqa: SIM115
-        listener = f"tcp://{self.host}:{self.port}"
+        own_port = free_port(self.host) if self.long_poll else self.port
+        listener = f"tcp://{self.host}:{own_port}"
         advertised = f"tcp://{self.host}:{self.advertised_port}"
         self._process = subprocess.Popen(
             [
@@ -113,6 +128,22 @@ class EmbeddedBroker:
             preexec_fn=_die_with_parent,
         )
         atexit.register(self.stop)
+        if self.long_poll:
+            self._relay = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "events.transport.longpoll",
+                    "--listen",
+                    f"{self.host}:{self.port}",
+                    "--broker",
+                    f"{self.host}:{own_port}",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+            )
         try:
             self._wait_ready()
         except BaseException:
@@ -125,11 +156,12 @@ class EmbeddedBroker:
         assert self._process is not None
         deadline = time.monotonic() + self.start_timeout_s
         while True:
-            if self._process.poll() is not None:
-                raise BrokerStartError(
-                    f"the embedded broker exited with code {self._process.returncode}"
-                    f" before it was ready: {self._output_tail()}"
-                )
+            for name, process in (("broker", self._process), ("relay", self._relay)):
+                if process is not None and process.poll() is not None:
+                    raise BrokerStartError(
+                        f"the embedded {name} exited with code {process.returncode}"
+                        f" before it was ready: {self._output_tail()}"
+                    )
             if self._answers_metadata(self.host, self.port, self._advertises_itself):
                 return
             if time.monotonic() > deadline:
@@ -190,6 +222,14 @@ class EmbeddedBroker:
         return self._process.wait()
 
     def stop(self) -> None:
+        relay, self._relay = self._relay, None
+        if relay is not None and relay.poll() is None:
+            relay.terminate()
+            try:
+                relay.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                relay.kill()
+                relay.wait()
         process, self._process = self._process, None
         if process is None:
             return

@@ -204,6 +204,11 @@ class KafkaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     producer: ProducerSettings = ProducerSettings()
     consumer: ConsumerSettings = ConsumerSettings()
     topics: TopicSettings = TopicSettings()
+    #: With no ``bootstrap_servers``: clients reach the embedded broker through
+    #: the relay that answers a waiting fetch when records arrive
+    #: (:mod:`events.transport.longpoll`); off, each hop of a saga waits about
+    #: half of ``consumer.fetch_max_wait_ms`` there.
+    embedded_long_poll: bool = True
 
     @property
     def servers(self) -> str:

@@ -83,11 +83,11 @@ def bench(
         config, kafka=msgspec.structs.replace(config.kafka, bootstrap_servers=())
     )
 
-    broker_pid: int | None = None
+    broker_pids: tuple[int, ...] = ()
 
     def announce(broker: EmbeddedBroker) -> None:
-        nonlocal broker_pid
-        broker_pid = broker.pid
+        nonlocal broker_pids
+        broker_pids = broker.pids
         say(f"embedded broker at {broker.bootstrap}")
 
     with (
@@ -104,7 +104,7 @@ def bench(
             ends = Ends(kafka, all_partitions(partitions))
             try:
                 with SagaClient(kafka) as client:
-                    meter = CpuMeter(platform, broker_pid)
+                    meter = CpuMeter(platform, broker_pids)
                     report = _measure(client, ends, meter, options, say)
             finally:
                 ends.close()

@@ -32,7 +32,7 @@ def _process_time(_actor: object) -> float:
 class CpuMeter:
     """Reads the CPU seconds each part of a running platform has spent."""
 
-    def __init__(self, platform: Platform, broker_pid: int | None) -> None:
+    def __init__(self, platform: Platform, broker_pids: tuple[int, ...]) -> None:
         self._actors: dict[str, list[Any]] = {
             "routers": platform.engine.routers,
             "hosts": platform.engine.hosts,
@@ -40,7 +40,8 @@ class CpuMeter:
             "projection": [platform.projection],
         }
         self.projection = platform.projection
-        self._broker = broker_pid
+        #: The embedded broker's processes: itself and its long-poll relay.
+        self._broker = broker_pids
 
     def read(self) -> dict[str, float]:
         """CPU seconds so far, by part (a part that cannot be read is absent)."""
@@ -52,9 +53,9 @@ class CpuMeter:
         spent = {"bench client": time.process_time()}
         for part, calls in refs.items():
             spent[part] = sum(ray.get(calls, timeout=30))
-        broker = _proc_cpu(self._broker) if self._broker is not None else None
-        if broker is not None:
-            spent["broker"] = broker
+        broker = [_proc_cpu(pid) for pid in self._broker]
+        if broker and None not in broker:
+            spent["broker"] = sum(b for b in broker if b is not None)
         return spent
 
 

@@ -69,7 +69,9 @@ def run_broker(args: argparse.Namespace, config: SagaConfig) -> int:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, terminate)
-    with EmbeddedBroker(args.host, args.port) as broker:
+    with EmbeddedBroker(
+        args.host, args.port, long_poll=config.kafka.embedded_long_poll
+    ) as broker:
         print(f"bootstrap: {broker.bootstrap}", flush=True)
         if not args.no_topics:
             with TopicAdmin(config.kafka.with_bootstrap(broker.bootstrap)) as admin:
