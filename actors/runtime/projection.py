@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import msgspec
 import ray
 
 from actors.engine.router import BROKER_ERRORS
@@ -67,16 +66,9 @@ class ProjectionActor:
         #: Armed (the file to mark the death in, maybe ""), or not (None).
         self._die_after_batch: str | None = None
 
-        # Never the quick fetch wait: no saga waits on the projection, and its
-        # batches are cheaper per record the more each one holds.
-        steady = msgspec.structs.replace(
-            kafka,
-            consumer=msgspec.structs.replace(kafka.consumer, quick_fetch_wait_ms=None),
-        )
-
         def join() -> KafkaEventListener:
             return KafkaEventListener(
-                steady,
+                kafka,
                 [SAGA_EVENTS, SAGA_DLQ, SAGA_DLQ_ACTIONS],
                 self._handle,
                 group_id=PROJECTION_GROUP,

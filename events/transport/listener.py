@@ -34,7 +34,6 @@ from kafka.errors import CommitFailedError, KafkaError, NoOffsetForPartitionErro
 
 from events.errors import EventsError, LogLostError, MessageDecodeError
 from events.transport.clients import Closing, connect, consumer_options
-from events.transport.pace import FetchPace
 from events.transport.positions import LOST, LossCheck, lost
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP
@@ -125,7 +124,6 @@ class KafkaEventListener(Closing):
         self._consumer = connect(
             KafkaConsumer, settings, consumer_options(settings, self.group_id)
         )
-        self._pace = FetchPace(self._consumer, settings.consumer)
         if own_positions and start_at is not None:
             self._consumer.subscribe(
                 list(topics), listener=_StartOwn(self._consumer, start_at, self._check)
@@ -167,12 +165,9 @@ class KafkaEventListener(Closing):
             raise lost(exc) from exc
         except KafkaError as exc:
             raise EventsError(f"polling {self.group_id!r} failed: {exc}") from exc
-        count = 0
         for tp, partition_records in records.items():
             self._check.reach(TP(*tp), partition_records[-1].offset + 1)
-            count += len(partition_records)
         self._check.short(self._consumer)
-        self._pace.after(count)
         if not records:
             return 0
         try:

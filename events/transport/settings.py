@@ -162,17 +162,6 @@ class ConsumerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     heartbeat_interval_ms: Positive = 3_000
     max_poll_interval_ms: Positive = 300_000
     poll_timeout_ms: Positive = 200
-    #: A brief fetch wait while records flow in small batches, for a broker
-    #: that does not answer a waiting fetch when records arrive, as the
-    #: embedded one does not (see :mod:`events.transport.pace`); ``None``:
-    #: always ``fetch_max_wait_ms``. Off by default: the spinning it costs
-    #: slows the platform under load more than it speeds one saga alone
-    #: (README, Latency).
-    quick_fetch_wait_ms: NonNegative | None = None
-    #: How long after its last records a consumer keeps the quick wait.
-    quick_for_ms: Positive = 1_000
-    #: Batches of this many records or more bring ``fetch_max_wait_ms`` back.
-    busy_batch: Positive = 100
     #: How long a log may end below an offset already read before that counts
     #: as lost: a new leader's high watermark can trail the old one's for a
     #: moment (Kafka's replica.lag.time.max.ms, 30 s by default).

@@ -126,7 +126,7 @@ def bench(
     report["settings"] = {
         "linger_ms": config.kafka.producer.linger_ms,
         "fetch_max_wait_ms": config.kafka.consumer.fetch_max_wait_ms,
-        "quick_fetch_wait_ms": config.kafka.consumer.quick_fetch_wait_ms,
+        "embedded_long_poll": config.kafka.embedded_long_poll,
         "poll_timeout_ms": config.kafka.consumer.poll_timeout_ms,
         "partitions": config.kafka.topics.partitions,
         "hosts": config.engine.hosts,

@@ -6,13 +6,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-import msgspec
 import pytest
 from kafka import KafkaAdminClient, TopicPartition
 
 from events.errors import NotJsonError
 from events.transport.listener import Delivery, KafkaEventListener
-from events.transport.pace import FetchPace, fetch_config
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.settings import KafkaSettings
 from events.transport.types import Outgoing
@@ -203,52 +201,3 @@ def test_shutdown_commits_only_what_was_handled(
     listener.close()
     assert handled == list(range(7))
     assert committed(kafka, group_id, topic) == 7
-
-
-def test_fetch_wait_is_quick_while_records_trickle_in(
-    kafka: KafkaSettings, new_topic: Callable[..., str], group_id: str
-) -> None:
-    """With ``quick_fetch_wait_ms`` set, the fetches a listener sends after a
-    small batch wait that long at the broker; a batch of ``busy_batch``
-    records brings ``fetch_max_wait_ms`` back, and so does a lull of
-    ``quick_for_ms`` with no records. Read where kafka-python builds its fetch
-    requests from."""
-    topic = new_topic()
-    consumer = msgspec.structs.replace(
-        kafka.consumer,
-        quick_fetch_wait_ms=5,
-        quick_for_ms=600_000,  # no lull in this test's time
-        busy_batch=3,
-        fetch_max_wait_ms=100,
-    )
-    paced = msgspec.structs.replace(kafka, consumer=consumer)
-    with KafkaEventListener(paced, [topic], list, group_id=group_id) as listener:
-        wait = fetch_config(listener._consumer)
-        assert wait["fetch_max_wait_ms"] == 100  # nothing seen yet: idle
-        listener.wait_for_assignment()
-        publish(kafka, topic, 5)
-        drain(listener, 5)
-        assert wait["fetch_max_wait_ms"] == 100  # a busy batch
-        publish(kafka, topic, 1)
-        drain(listener, 6)
-        assert wait["fetch_max_wait_ms"] == 5  # a trickle
-        assert listener.poll_once(timeout_ms=300) == 0
-        assert wait["fetch_max_wait_ms"] == 5  # a pause within quick_for_ms
-        # A lull longer than quick_for_ms, on a clock of the test's own.
-        now = [0.0]
-        pace = FetchPace(listener._consumer, consumer, clock=lambda: now[0])
-        pace.after(1)
-        assert wait["fetch_max_wait_ms"] == 5
-        now[0] = 599.0
-        pace.after(0)
-        assert wait["fetch_max_wait_ms"] == 5
-        now[0] = 601.0
-        pace.after(0)
-        assert wait["fetch_max_wait_ms"] == 100  # idle: no spinning
-    # Unset, the wait is what fetch_max_wait_ms says, whatever comes.
-    with KafkaEventListener(kafka, [topic], list, group_id=group_id + "-b") as plain:
-        plain.wait_for_assignment()
-        drain(plain, 6)
-        assert plain.poll_once(timeout_ms=300) == 0
-        wait = fetch_config(plain._consumer)
-        assert wait["fetch_max_wait_ms"] == kafka.consumer.fetch_max_wait_ms
