@@ -64,7 +64,7 @@ class EmbeddedBroker:
     ``advertised_port`` is the port clients are told to use; it differs from
     ``port`` only when something (a TLS terminator, say) sits in front.
 
-    With ``long_poll`` (the default), clients reach the broker through the
+    With ``long_poll``, clients reach the broker through the
     relay of :mod:`events.transport.longpoll` on ``port``, which answers a
     waiting fetch as soon as records arrive (Tansu alone looks again only at
     half the fetch's wait); the broker itself listens on a port of its own.
@@ -77,7 +77,7 @@ class EmbeddedBroker:
         *,
         advertised_port: int | None = None,
         start_timeout_s: float = 20.0,
-        long_poll: bool = True,
+        long_poll: bool = False,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)

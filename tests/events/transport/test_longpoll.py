@@ -63,7 +63,7 @@ def test_a_waiting_fetch_is_answered_when_records_arrive(
 
 
 def test_a_fetch_that_nothing_answers_ends_at_its_own_wait() -> None:
-    with EmbeddedBroker() as broker:
+    with EmbeddedBroker(long_poll=True) as broker:
         admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
         admin.create_topics([NewTopic(TOPIC, 1, 1)])
         admin.close()
