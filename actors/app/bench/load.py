@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from actors.app.client import SagaClient
@@ -131,14 +131,16 @@ def saturated(
 ) -> Timed:
     """``count`` sagas as fast as the platform ends them: sent in chunks while
     fewer than ``window`` are in flight (an unbounded burst only queues, and
-    queued commands time out), then waited for."""
+    queued commands time out), then waited for. When none ends for
+    ``timeout_s`` with the window full, the rest are not sent: the sagas sent
+    and not ended are reported unfinished."""
     sent: dict[str, float] = {}
     ids = [f"{prefix}-{i:06d}" for i in range(count)]
     chunk = max(1, window // 10)
     before = len(ends.at)  # the sagas of earlier measures, all ended
     for start in range(0, count, chunk):
-        while len(sent) - (len(ends.at) - before) > window:
-            time.sleep(0.005)
+        if not _window_opens(ends, lambda: len(sent) - window + before, timeout_s):
+            return Timed(sent, ends.wait(set(sent), 0))
         at = time.time() * 1000
         batch = ids[start : start + chunk]
         client.start_many(
@@ -146,6 +148,19 @@ def saturated(
         )
         sent.update((s, at) for s in batch)
     return Timed(sent, ends.wait(set(sent), timeout_s))
+
+
+def _window_opens(ends: Ends, needed: Callable[[], int], timeout_s: float) -> bool:
+    """Until ``len(ends.at)`` reaches ``needed()``; ``False`` once no saga
+    ended for ``timeout_s``."""
+    last, since = len(ends.at), time.monotonic()
+    while len(ends.at) < needed():
+        if len(ends.at) != last:
+            last, since = len(ends.at), time.monotonic()
+        elif time.monotonic() - since > timeout_s:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def ticks(rate: float, seconds: float) -> Iterator[tuple[float, range]]:
