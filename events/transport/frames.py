@@ -23,6 +23,7 @@ _FLEXIBLE = {FETCH: 12, PRODUCE: 9}
 
 _INT16 = struct.Struct(">h")
 _INT32 = struct.Struct(">i")
+_INT64 = struct.Struct(">q")
 
 #: (topic, partition)
 Partition = tuple[str, int]
@@ -59,7 +60,12 @@ def request(frame: bytes) -> Request:
 class Fetch(NamedTuple):
     max_wait_ms: int
     min_bytes: int
-    partitions: frozenset[Partition]
+    #: Where the fetch reads each partition from.
+    offsets: dict[Partition, int]
+
+    @property
+    def partitions(self) -> frozenset[Partition]:
+        return frozenset(self.offsets)
 
 
 def fetch(frame: bytes, head: Request) -> Fetch | None:
@@ -74,21 +80,22 @@ def fetch(frame: bytes, head: Request) -> Fetch | None:
     r.skip(4 + 1)  # max_bytes, isolation_level
     if head.version >= 7:
         r.skip(8)  # session_id, session_epoch
-    partitions = set()
+    offsets = {}
     for _ in range(r.count()):
         topic = r.string()
         for _ in range(r.count()):
-            partitions.add((topic, r.int32()))
+            partition = r.int32()
+            if head.version >= 9:
+                r.skip(4)  # current_leader_epoch
+            offsets[(topic, partition)] = r.int64()
             r.skip(
-                (4 if head.version >= 9 else 0)  # current_leader_epoch
-                + 8  # fetch_offset
-                + (4 if head.version >= 12 else 0)  # last_fetched_epoch
+                (4 if head.version >= 12 else 0)  # last_fetched_epoch
                 + (8 if head.version >= 5 else 0)  # log_start_offset
                 + 4  # partition_max_bytes
             )
             r.tags()
         r.tags()
-    return Fetch(max_wait, min_bytes, frozenset(partitions))
+    return Fetch(max_wait, min_bytes, offsets)
 
 
 def with_wait(frame: bytes, head: Request, max_wait_ms: int) -> bytes:
@@ -122,38 +129,55 @@ def produce(frame: bytes, head: Request) -> Produce:
     return Produce(acks, frozenset(partitions))
 
 
-def fetched_anything(frame: bytes, version: int) -> bool:
-    """Whether a fetch response (size prefix included) carries records or an
-    error: either is answered at once. Unknown layouts count as answers."""
+class Fetched(NamedTuple):
+    """What a fetch response says, as far as the relay needs it."""
+
+    #: Records or an error in it: either is answered at once.
+    anything: bool
+    #: Each partition's high watermark.
+    ends: dict[Partition, int]
+
+    def behind(self, asked: Fetch) -> bool:
+        """Whether a partition has records past where ``asked`` reads it,
+        though none came: the broker ran out of time for it."""
+        return any(
+            self.ends.get(partition, -1) > offset
+            for partition, offset in asked.offsets.items()
+        )
+
+
+def fetched(frame: bytes, version: int) -> Fetched:
+    """Read a fetch response (size prefix included). An unknown layout counts
+    as an answer."""
+    ends: dict[Partition, int] = {}
     if version not in FETCH_VERSIONS:
-        return True
+        return Fetched(True, ends)
     flexible = version >= _FLEXIBLE[FETCH]
     pos = 8  # size, correlation_id
     if flexible:
         pos = _skip_tags(frame, pos)
     r = _Reader(frame, pos, flexible)
     r.skip(4)  # throttle_time_ms
+    anything = False
     if version >= 7:
-        if r.int16() != 0:
-            return True
+        anything = r.int16() != 0
         r.skip(4)  # session_id
     for _ in range(r.count()):
-        r.string()  # topic
+        topic = r.string()
         for _ in range(r.count()):
-            r.skip(4)  # partition_index
-            if r.int16() != 0:
-                return True
-            r.skip(8 + 8 + (8 if version >= 5 else 0))  # watermarks, log start
+            partition = r.int32()
+            anything |= r.int16() != 0
+            ends[(topic, partition)] = r.int64()
+            r.skip(8 + (8 if version >= 5 else 0))  # last stable, log start
             for _ in range(r.count()):  # aborted transactions; null reads as 0
                 r.skip(16)
                 r.tags()
             if version >= 11:
                 r.skip(4)  # preferred_read_replica
-            if r.bytes_() > 0:
-                return True
+            anything |= r.bytes_() > 0
             r.tags()
         r.tags()
-    return False
+    return Fetched(anything, ends)
 
 
 class _Reader:
@@ -180,6 +204,11 @@ class _Reader:
     def int32(self) -> int:
         (value,) = _INT32.unpack_from(self.buf, self.pos)
         self.pos += 4
+        return int(value)
+
+    def int64(self) -> int:
+        (value,) = _INT64.unpack_from(self.buf, self.pos)
+        self.pos += 8
         return int(value)
 
     def count(self) -> int:

@@ -196,10 +196,8 @@ class KafkaSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     #: With no ``bootstrap_servers``: clients reach the embedded broker through
     #: the relay that answers a waiting fetch when records arrive
     #: (:mod:`events.transport.longpoll`); off, each hop of a saga waits about
-    #: half of ``consumer.fetch_max_wait_ms`` there. Off by default until a
-    #: stall seen once under a backlog with it on is explained (README,
-    #: Latency).
-    embedded_long_poll: bool = False
+    #: half of ``consumer.fetch_max_wait_ms`` there.
+    embedded_long_poll: bool = True
 
     @property
     def servers(self) -> str:

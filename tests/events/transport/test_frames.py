@@ -21,7 +21,7 @@ def _framed(message: Any, version: int) -> bytes:
 def _fetch_request(version: int) -> bytes:
     topic = FetchRequest.FetchTopic
     partitions = [
-        topic.FetchPartition(partition=p, fetch_offset=5, partition_max_bytes=100)
+        topic.FetchPartition(partition=p, fetch_offset=p + 3, partition_max_bytes=100)
         for p in (2, 4)
     ]
     request = FetchRequest(
@@ -50,10 +50,17 @@ def test_a_fetch_request_names_its_wait_and_partitions(version: int) -> None:
     assert wanted == frames.Fetch(
         max_wait_ms=321,
         min_bytes=1,
-        partitions=frozenset(
-            {("saga.events", 2), ("saga.events", 4), ("payment.events.processed", 2)}
-        ),
+        offsets={
+            ("saga.events", 2): 5,
+            ("saga.events", 4): 7,
+            ("payment.events.processed", 2): 5,
+        },
     )
+    assert wanted.partitions == {
+        ("saga.events", 2),
+        ("saga.events", 4),
+        ("payment.events.processed", 2),
+    }
     shorter = frames.with_wait(raw, head, 1)
     decoded = FetchRequest.decode(shorter[4:], version=version, header=True)
     original = FetchRequest.decode(raw[4:], version=version, header=True)
@@ -138,11 +145,20 @@ def _fetch_response(version: int, records: bytes | None, error: int = 0) -> byte
 
 @pytest.mark.parametrize("version", frames.FETCH_VERSIONS)
 def test_a_fetch_response_says_whether_it_carries_anything(version: int) -> None:
-    assert not frames.fetched_anything(_fetch_response(version, None), version)
-    assert not frames.fetched_anything(_fetch_response(version, b""), version)
-    assert frames.fetched_anything(_fetch_response(version, b"\x01" * 70), version)
+    empty = frames.fetched(_fetch_response(version, None), version)
+    assert not empty.anything
+    assert empty.ends == {("saga.requests", 0): 10, ("saga.requests", 1): 10}
+    assert not frames.fetched(_fetch_response(version, b""), version).anything
+    assert frames.fetched(_fetch_response(version, b"\x01" * 70), version).anything
     # An error is answered at once too: the client must hear it.
-    assert frames.fetched_anything(_fetch_response(version, None, error=6), version)
+    assert frames.fetched(_fetch_response(version, None, error=6), version).anything
+
+
+def test_an_empty_answer_below_the_high_watermark_is_behind() -> None:
+    empty = frames.fetched(_fetch_response(12, None), 12)
+    at = {("saga.requests", 0): 10, ("saga.requests", 1): 10}
+    assert not empty.behind(frames.Fetch(100, 1, at))
+    assert empty.behind(frames.Fetch(100, 1, at | {("saga.requests", 1): 4}))
 
 
 def test_a_message_shorter_than_its_layout_is_refused() -> None:
