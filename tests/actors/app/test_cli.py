@@ -187,7 +187,9 @@ def test_saga_broker_prints_bootstrap_serves_topics_and_stops_with_its_owner(
         assert first.startswith("bootstrap: 127.0.0.1:")
         assert "13 created" in process.stdout.readline()
         bootstrap = first.removeprefix("bootstrap: ")
-        [broker_pid] = broker_children(process.pid)
+        # The broker, and the long-poll relay in front of it.
+        children = broker_children(process.pid)
+        assert len(children) == 2
         listed = subprocess.run(
             [*SAGA, "topics", "list", "--json", "--bootstrap-servers", bootstrap],
             capture_output=True, text=True, cwd=ROOT, check=True,
@@ -199,7 +201,7 @@ def test_saga_broker_prints_bootstrap_serves_topics_and_stops_with_its_owner(
         started = time.monotonic()
         assert process.wait(timeout=15) in (0, 128 + stop)
         assert time.monotonic() - started < 10
-        assert wait_dead(broker_pid)
+        assert all(wait_dead(pid) for pid in children)
     finally:
         process.kill()
         process.wait()
