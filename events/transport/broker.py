@@ -58,6 +58,19 @@ def broker_binary() -> str:
         raise BrokerStartError(str(exc)) from exc
 
 
+def _end(process: subprocess.Popen[bytes]) -> None:
+    """Terminate ``process`` and reap it; killed if it takes over 5 s."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class EmbeddedBroker:
     """A Tansu broker process on ``host:port`` (a free port unless given).
 
@@ -223,13 +236,8 @@ class EmbeddedBroker:
 
     def stop(self) -> None:
         relay, self._relay = self._relay, None
-        if relay is not None and relay.poll() is None:
-            relay.terminate()
-            try:
-                relay.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                relay.kill()
-                relay.wait()
+        if relay is not None:
+            _end(relay)
         process, self._process = self._process, None
         if process is None:
             return
@@ -237,12 +245,7 @@ class EmbeddedBroker:
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGCONT)  # a paused broker can't exit
-                process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        _end(process)
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -11,6 +11,7 @@ a fetch's wait.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import NamedTuple
 
 FETCH = 1
@@ -218,12 +219,16 @@ class _Reader:
             return max(value - 1, 0)
         return max(self.int32(), 0)
 
-    def string(self) -> str:
+    def _length(self, fixed: Callable[[], int]) -> int:
+        """A string's or bytes' length: a varint plus one when flexible, else
+        ``fixed`` (an INT16 or INT32); -1 is null."""
         if self.flexible:
             value, self.pos = _uvarint(self.buf, self.pos)
-            length = value - 1
-        else:
-            length = self.int16()
+            return value - 1
+        return fixed()
+
+    def string(self) -> str:
+        length = self._length(self.int16)
         if length <= 0:
             return ""
         start = self.pos
@@ -232,11 +237,7 @@ class _Reader:
 
     def bytes_(self) -> int:
         """Skips a nullable byte string; returns its length (0 when null)."""
-        if self.flexible:
-            value, self.pos = _uvarint(self.buf, self.pos)
-            length = value - 1
-        else:
-            length = self.int32()
+        length = self._length(self.int32)
         if length > 0:
             self.skip(length)
         return max(length, 0)

@@ -285,7 +285,12 @@ class _Link(asyncio.Protocol):
     def _relay(self, frame: bytes, head: Request) -> _Answer:
         if head.api_key == FETCH:
             wanted = fetch(frame, head)
-            if wanted is not None and wanted.max_wait_ms > _SHORT_WAIT_MS:
+            # min_bytes 0 asks not to wait at all: relayed as it is.
+            if (
+                wanted is not None
+                and wanted.min_bytes > 0
+                and wanted.max_wait_ms > _SHORT_WAIT_MS
+            ):
                 poll = _Poll(self, frame, head, wanted)
                 poll.ask()
                 return poll
