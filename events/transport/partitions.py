@@ -8,10 +8,19 @@ default (crc32) would put the same key elsewhere.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from kafka.partitioner.default import murmur2
 
 
 def home_partition(saga_id: str, partitions: int) -> int:
     if partitions <= 0:
         raise ValueError(f"partitions must be positive, got {partitions}")
-    return int(murmur2(saga_id.encode()) & 0x7FFFFFFF) % partitions
+    return _hash(saga_id) % partitions
+
+
+# kafka-python's murmur2 is pure Python (6 µs a key here), and a saga's id is
+# hashed again at every hop of every actor: a saga in flight stays cached.
+@lru_cache(maxsize=16_384)
+def _hash(saga_id: str) -> int:
+    return int(murmur2(saga_id.encode()) & 0x7FFFFFFF)
