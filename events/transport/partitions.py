@@ -19,8 +19,9 @@ def home_partition(saga_id: str, partitions: int) -> int:
     return _hash(saga_id) % partitions
 
 
-# kafka-python's murmur2 is pure Python (6 µs a key here), and a saga's id is
-# hashed again at every hop of every actor: a saga in flight stays cached.
+# kafka-python's murmur2 is pure Python (6 µs a key here), and the router and
+# the hosts hash a saga's id again at each of its inputs: one in flight stays
+# cached.
 @lru_cache(maxsize=16_384)
 def _hash(saga_id: str) -> int:
     return int(murmur2(saga_id.encode()) & 0x7FFFFFFF)
