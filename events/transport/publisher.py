@@ -9,6 +9,7 @@ after the configured delivery timeout instead of hanging.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -175,23 +176,40 @@ class KafkaMessagePublisher(Closing):
             # The delivery timeout bounds every send; flushing can't take longer.
             else self._settings.producer.delivery_timeout_ms / 1000 + 5
         )
-        try:
-            self._producer.flush(timeout=limit)
-        except KafkaTimeoutError as exc:
-            raise EventsError(
-                f"messages still unacknowledged after {limit:g} s: is the broker "
-                "reachable?"
-            ) from exc
+        # kafka-python's flush waits up to its timeout for each batch in turn
+        # (a batch per partition, and more when the sender drains one early),
+        # so a frozen broker cost the limit once per batch: wait in short
+        # slices against one deadline instead. A slice ends as soon as every
+        # batch is done; it is no pause.
+        deadline = time.monotonic() + limit
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise EventsError(
+                    f"messages still unacknowledged after {limit:g} s: is the "
+                    "broker reachable?"
+                )
+            try:
+                self._producer.flush(timeout=min(remaining, _FLUSH_SLICE_S))
+                return
+            except KafkaTimeoutError:
+                continue
 
     def _renew(self) -> None:
         producer, self._producer = self._producer, None
         if producer is None:
             return
-        try:
-            # No wait: what it still holds has failed or is given up on.
-            producer.close(timeout=0)
-        except KafkaError as exc:
-            log.info("closing a failed producer: %s", exc)
+        # What it still holds has failed or is given up on, but kafka-python
+        # closes a producer only once its batches are done (close(timeout=0)
+        # raises and leaves it open; dropped, its __del__ waits a second in
+        # whichever thread drops it). So it closes in the background, as its
+        # batches expire within the delivery timeout.
+        threading.Thread(
+            target=_close_quietly,
+            args=(producer, self._settings.producer.delivery_timeout_ms / 1000 + 5),
+            name="closing-failed-producer",
+            daemon=True,
+        ).start()
 
     def close(self, timeout_s: float = 10.0) -> None:
         producer, self._producer = self._producer, None
@@ -202,6 +220,16 @@ class KafkaMessagePublisher(Closing):
         except KafkaError as exc:
             raise EventsError(f"closing the producer failed: {exc}") from exc
 
+
+def _close_quietly(producer: KafkaProducer, timeout_s: float) -> None:
+    try:
+        producer.close(timeout=timeout_s)
+    except KafkaError as exc:
+        log.info("closing a failed producer: %s", exc)
+
+
+#: How long one wait of :meth:`KafkaMessagePublisher.flush` lasts at most.
+_FLUSH_SLICE_S = 0.25
 
 #: The error of a record whose send neither succeeded nor failed in time.
 _UNFINISHED = EventsError("not acknowledged before the flush gave up")

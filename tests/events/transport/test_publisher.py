@@ -172,7 +172,7 @@ def test_a_broker_that_stops_answering_fails_every_send_within_the_timeout() -> 
     with EmbeddedBroker() as own:
         settings = settings_for(own.bootstrap)
         with TopicAdmin(settings) as admin:
-            admin.ensure_topics(["frozen.events.test"], partitions=1)
+            admin.ensure_topics(["frozen.events.test"], partitions=2)
         publisher = KafkaMessagePublisher(settings)
         publisher.publish_batch([("frozen.events.test", command("warm", 0))])
         own.pause()
@@ -180,14 +180,19 @@ def test_a_broker_that_stops_answering_fails_every_send_within_the_timeout() -> 
             assert process_state(own.pid) == "T"  # the fault really fired
             started = time.monotonic()
             with pytest.raises(PublishError) as caught:
-                publisher.publish_batch(
-                    [("frozen.events.test", command("s", i)) for i in range(5)]
+                # Both partitions: two batches at least, and kafka-python's
+                # flush waits its timeout for each batch in turn.
+                publisher.send_all(
+                    publisher.outgoing("frozen.events.test", command("s", i), i % 2)
+                    for i in range(6)
                 )
             elapsed = time.monotonic() - started
         finally:
             own.resume()
-        assert caught.value.failed == 5
+        assert caught.value.failed == 6
         assert all(isinstance(r, BaseException) for r in caught.value.results)
-        # delivery_timeout_ms is 6 s in these settings: bounded, no hang.
-        assert elapsed < 6 + 5
+        # delivery_timeout_ms is 6 s in these settings, the flush's limit 5 s
+        # more, for all batches together (give or take one slice of its wait):
+        # bounded, no hang.
+        assert elapsed < 6 + 5 + 0.5
         publisher.close(timeout_s=2)
