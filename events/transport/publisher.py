@@ -166,16 +166,17 @@ class KafkaMessagePublisher(Closing):
                 f"cannot send to {topic!r}: {type(exc).__name__}: {exc}"
             ) from exc
 
+    @property
+    def _settled_s(self) -> float:
+        """How long until every queued send has succeeded or failed: the
+        delivery timeout bounds each one, with 5 s to spare."""
+        return self._settings.producer.delivery_timeout_ms / 1000 + 5
+
     def flush(self, timeout_s: float | None = None) -> None:
         """Wait until every queued message is acknowledged or has failed."""
         if self._producer is None:
             return
-        limit = (
-            timeout_s
-            if timeout_s is not None
-            # The delivery timeout bounds every send; flushing can't take longer.
-            else self._settings.producer.delivery_timeout_ms / 1000 + 5
-        )
+        limit = timeout_s if timeout_s is not None else self._settled_s
         # kafka-python's flush waits up to its timeout for each batch in turn
         # (a batch per partition, and more when the sender drains one early),
         # so a frozen broker cost the limit once per batch: wait in short
@@ -206,7 +207,7 @@ class KafkaMessagePublisher(Closing):
         # batches expire within the delivery timeout.
         threading.Thread(
             target=_close_quietly,
-            args=(producer, self._settings.producer.delivery_timeout_ms / 1000 + 5),
+            args=(producer, self._settled_s),
             name="closing-failed-producer",
             daemon=True,
         ).start()
