@@ -11,7 +11,9 @@ saga's log reaches the same state and the same decisions.
 - :mod:`~actors.core.inputs`: what the decider takes and gives back (the
   inputs, ``Decision``, ``Send``);
 - :mod:`~actors.core.decide`: the decider, ``decide(definition, state, input)
-  -> Decision(events, commands)``;
+  -> Decision(events, commands)``, made of :mod:`~actors.core.draft`'s moves;
+  :mod:`~actors.core.interventions` (an operator's cancel, retry, migrate) and
+  :mod:`~actors.core.hold` (a saga held behind a dead letter) are its parts;
 - :mod:`~actors.core.ownership`: who may write a partition of the log (claims,
   epochs) and the rule every reader of it applies (``Fence``);
 - :mod:`~actors.core.definitions`: saga types as data (steps, compensations,

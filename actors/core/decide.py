@@ -12,13 +12,16 @@ in doubt (see :class:`~actors.core.definitions.Step`). A reply is tied to the co
 it answers: when it names one (``command_id``), it must be a command this saga
 sent for the step it names; a reply to an older attempt of the awaited step is
 that step's answer, since every attempt carries one idempotency key.
+
+The moves a decision is made of are :class:`~actors.core.draft.Draft`'s; an
+operator's requests are decided in :mod:`~actors.core.interventions`, a hold
+behind a dead letter in :mod:`~actors.core.hold`.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from actors.core.definitions import COMPENSATE, Action, SagaDefinition, render
+from actors.core.definitions import COMPENSATE, Action, SagaDefinition
+from actors.core.draft import Draft
 from actors.core.hold import held_reason, hold, hold_reply, release
 from actors.core.inputs import (
     Cancel,
@@ -36,32 +39,20 @@ from actors.core.inputs import (
     duplicate,
     refused,
 )
+from actors.core.interventions import cancel, migrate, retry
 from actors.core.requests import check_input
 from actors.core.saga_events import (
-    AnySagaEvent,
-    CancelRequested,
-    CompensationCommanded,
     CompensationFailed,
     CompensationTimedOut,
-    DefinitionMoved,
-    RetryRequested,
-    SagaCompensated,
-    SagaCompleted,
     SagaFailed,
-    SagaRejected,
     SagaStarted,
-    StepCommanded,
     StepCompensated,
     StepFailed,
     StepSucceeded,
     StepTimedOut,
 )
-from actors.core.state import SagaState, Status, evolve, message_id
-from actors.errors import DefinitionError, InvalidRequestError, PayloadError
-from events.wire.messages import CommandMessage
-
-# ---------------------------------------------------------------------------
-# decide
+from actors.core.state import SagaState
+from actors.errors import InvalidRequestError
 
 
 def decide(
@@ -73,7 +64,7 @@ def decide(
     if state is None:  # every other input is for a saga that started
         return refused(state, f"no saga {input.saga_id} is known")
     if isinstance(input, Migrate):
-        return _migrate(definition, state, input)
+        return migrate(definition, state, input)
     if isinstance(input, Hold):  # needs no definition: a dead letter may be why
         return hold(state, input)
     # The saga runs on the version it started with (or was moved to); one no
@@ -91,136 +82,12 @@ def decide(
         case Cancel() if state.held and input.request_id not in state.requests:
             return refused(state, held_reason(state))
         case Cancel():
-            return _cancel(definition, state, input)
+            return cancel(definition, state, input)
         case Retry():
-            return _retry(definition, state, input)
+            return retry(definition, state, input)
         case Release():
             return release(definition, state, input, _reply)
     raise TypeError(f"not a saga input: {input!r}")
-
-
-class _Decision:
-    """Collects a decision's events, folding each into the state as it goes, so
-    later choices in the same decision see exactly what replay will see."""
-
-    def __init__(
-        self, definition: SagaDefinition, state: SagaState | None, now: int
-    ) -> None:
-        self.definition = definition
-        self.state = state
-        self.now = now
-        self.events: list[AnySagaEvent] = []
-        self.commands: list[Send] = []
-
-    @property
-    def current(self) -> SagaState:
-        assert self.state is not None, "a saga_started event comes first"
-        return self.state
-
-    def emit(self, event: AnySagaEvent) -> None:
-        self.state = evolve(self.state, event)
-        self.events.append(event)
-
-    def done(self) -> Decision:
-        return Decision(self.events, self.commands, self.state)
-
-    # -- forward ----------------------------------------------------------
-
-    def command_step(self, index: int, attempt: int) -> None:
-        step = self.definition.steps[index]
-        try:
-            message = self._message(step.name, step.action, attempt)
-        except PayloadError as exc:
-            self.emit(StepFailed(step=step.name, attempt=attempt, error=str(exc)))
-            self.fail_forward(f"{step.name}: {exc}")
-            return
-        self.emit(
-            StepCommanded(
-                step=step.name,
-                attempt=attempt,
-                message_id=message.message_id,
-                deadline=self.now + step.action.timeout_ms,
-            )
-        )
-        self.commands.append(Send(step.action.command_topic, message))
-
-    def step_succeeded(self) -> None:
-        index = self.definition.index(self.current.step)
-        if index + 1 == len(self.definition.steps):
-            self.emit(SagaCompleted())
-        elif self.current.cancel:
-            # The cancel waited for this step's answer: it stops here.
-            self.fail_forward(f"cancelled: {self.current.cancel}")
-        else:
-            self.command_step(index + 1, 1)
-
-    def fail_forward(self, reason: str) -> None:
-        if self.to_compensate():
-            self.compensate_next(reason)
-        else:
-            self.emit(SagaRejected(reason=reason))
-
-    # -- compensation -----------------------------------------------------
-
-    def to_compensate(self) -> list[str]:
-        """Steps with a compensation not yet done, newest first: the completed
-        ones, and before them a step whose outcome is unknown (it timed out)."""
-        state = self.current
-        candidates = [state.doubtful] if state.doubtful else []
-        candidates.extend(reversed(state.replies))
-        return [
-            name
-            for name in candidates
-            if self.definition.step(name).compensation is not None
-            and name not in state.compensated
-        ]
-
-    def compensate_next(self, reason: str) -> None:
-        pending = self.to_compensate()
-        if not pending:
-            self.emit(SagaCompensated(reason=reason or self.current.reason))
-            return
-        self.command_compensation(pending[0], 1)
-
-    def command_compensation(self, name: str, attempt: int) -> None:
-        action = self.definition.step(name).compensation
-        assert action is not None
-        try:
-            message = self._message(name + COMPENSATE, action, attempt)
-        except PayloadError as exc:
-            self.emit(
-                SagaFailed(reason=f"compensation of {name} cannot be built: {exc}")
-            )
-            return
-        self.emit(
-            CompensationCommanded(
-                step=name,
-                attempt=attempt,
-                message_id=message.message_id,
-                deadline=self.now + action.timeout_ms,
-            )
-        )
-        self.commands.append(Send(action.command_topic, message))
-
-    def _message(self, step_id: str, action: Action, attempt: int) -> CommandMessage:
-        state = self.current
-        payload = render(action.payload, state.saga_id, state.input, state.replies)
-        return CommandMessage(
-            message_id=message_id(state.saga_id, step_id, attempt),
-            saga_id=state.saga_id,
-            step_id=step_id,
-            timestamp=datetime.fromtimestamp(self.now / 1000, UTC),
-            target_service=action.service,
-            payload=payload,
-            metadata={
-                "sagaType": state.saga_type,
-                "attempt": str(attempt),
-                "replyTopic": action.reply_topic,
-                # The same for every attempt: a participant that applied attempt 1
-                # late must not apply attempt 2 again.
-                "idempotencyKey": f"{state.saga_id}:{step_id}",
-            },
-        )
 
 
 def _start(
@@ -232,7 +99,7 @@ def _start(
         check_input(definition, start.input)
     except InvalidRequestError as exc:
         return refused(state, str(exc))
-    decision = _Decision(definition, None, start.now)
+    decision = Draft(definition, None, start.now)
     decision.emit(
         SagaStarted(
             saga_id=start.saga_id,
@@ -271,7 +138,7 @@ def _reply(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decisi
             f"reply for step {reply.step_id!r} arrived on {reply.topic}, "
             f"expected {action.reply_topic}",
         )
-    decision = _Decision(definition, state, reply.now)
+    decision = Draft(definition, state, reply.now)
     name, attempt = state.step, state.attempt
     if not state.compensating:
         if reply.success:
@@ -376,7 +243,7 @@ def _retry_at(action: Action, attempt: int, now: int, jitter: float) -> int | No
 def _tick(definition: SagaDefinition, state: SagaState, tick: Tick) -> Decision:
     if state.status.terminal or not state.deadline or tick.now < state.deadline:
         return Decision([], [], state)
-    decision = _Decision(definition, state, tick.now)
+    decision = Draft(definition, state, tick.now)
     name, attempt = state.step, state.attempt
     step = definition.step(name)
     if state.retrying:
@@ -420,110 +287,6 @@ def _tick(definition: SagaDefinition, state: SagaState, tick: Tick) -> Decision:
     return decision.done()
 
 
-def _cancel(definition: SagaDefinition, state: SagaState, cancel: Cancel) -> Decision:
-    """Stop now and compensate: the step in flight is given up on in doubt and
-    compensated with the completed ones, as after its last timeout. A step
-    without a compensation cannot be given up on (its effect could not be
-    undone), so the cancel waits for its answer; while compensating, the saga
-    is on its way back already. Either way the request lands in the log."""
-    if cancel.request_id in state.requests:
-        return duplicate(state, f"request {cancel.request_id} was applied already")
-    if state.status.terminal:
-        return refused(
-            state,
-            f"saga {state.saga_id} has ended ({state.status}): there is nothing "
-            "to cancel",
-        )
-    decision = _Decision(definition, state, cancel.now)
-    step = definition.step(state.step)
-    if state.compensating or step.compensation is None:
-        decision.emit(
-            CancelRequested(
-                request_id=cancel.request_id,
-                reason=cancel.reason,
-                operator=cancel.operator,
-            )
-        )
-        return decision.done()
-    decision.emit(
-        CancelRequested(
-            request_id=cancel.request_id,
-            reason=cancel.reason,
-            operator=cancel.operator,
-            abandoned=step.name,
-        )
-    )
-    decision.compensate_next(f"cancelled: {cancel.reason}")
-    return decision.done()
-
-
-def _retry(definition: SagaDefinition, state: SagaState, retry: Retry) -> Decision:
-    """A failed saga sends the compensation it gave up on again, its attempts
-    counted afresh; the messageIds go on from the last attempt, so each is new
-    while the idempotency key stays the step's."""
-    if retry.request_id in state.requests:
-        return duplicate(state, f"request {retry.request_id} was applied already")
-    if state.status is not Status.FAILED:
-        return refused(
-            state,
-            f"saga {state.saga_id} is {state.status}: only a failed saga can be "
-            "retried",
-        )
-    decision = _Decision(definition, state, retry.now)
-    pending = decision.to_compensate()
-    if not pending:
-        return refused(state, f"saga {state.saga_id} has nothing left to compensate")
-    name = pending[0]
-    spent = state.attempt if name == state.step else 0
-    decision.emit(
-        RetryRequested(
-            request_id=retry.request_id,
-            reason=retry.reason,
-            operator=retry.operator,
-            spent=spent,
-        )
-    )
-    decision.command_compensation(name, spent + 1)
-    return decision.done()
-
-
-def _migrate(root: SagaDefinition, state: SagaState, move: Migrate) -> Decision:
-    """Move a saga in flight onto another version of its definition: it goes
-    on from its step there (the deploy gate, ``saga check``, says first
-    whether its history holds under that version)."""
-    if move.request_id in state.requests:
-        return duplicate(state, f"request {move.request_id} was applied already")
-    if state.status.terminal:
-        return refused(state, f"saga {state.saga_id} has ended ({state.status})")
-    if state.held:
-        return refused(state, held_reason(state))
-    if move.to_version == state.version:
-        return refused(
-            state, f"saga {state.saga_id} runs on version {state.version} already"
-        )
-    try:
-        target = root.at(move.to_version)
-    except DefinitionError as exc:
-        return refused(state, str(exc))
-    if state.step and not target.has_step(state.step):
-        return refused(
-            state,
-            f"version {move.to_version} of saga {root.name!r} has no step "
-            f"{state.step!r}, where saga {state.saga_id} is",
-        )
-    decision = _Decision(target, state, move.now)
-    decision.emit(
-        DefinitionMoved(
-            request_id=move.request_id,
-            from_version=state.version,
-            to_version=move.to_version,
-            reason=move.reason,
-            operator=move.operator,
-        )
-    )
-    return decision.done()
-
-
 def _doubt_retry_at(action: Action, attempt: int, tick: Tick) -> int:
     """When a command in doubt goes out again: the backoff keeps growing to its
     cap, so a participant that is down is asked at the policy's slowest pace."""
@@ -542,7 +305,7 @@ def pending_command(
     step = definition.step(state.step)
     action = step.compensation if state.compensating else step.action
     assert action is not None
-    decision = _Decision(definition, state, now)
+    decision = Draft(definition, state, now)
     return Send(
-        action.command_topic, decision._message(state.step_id, action, state.attempt)
+        action.command_topic, decision.message(state.step_id, action, state.attempt)
     )

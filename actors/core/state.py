@@ -196,6 +196,33 @@ def evolve(state: SagaState | None, event: AnySagaEvent) -> SagaState:
                 deadline=0,
                 seen=(*state.seen, reply_id),
             )
+        case (
+            CancelRequested()
+            | RetryRequested()
+            | DefinitionMoved()
+            | SagaHeld()
+            | ReplyHeld()
+            | HoldReleased()
+            | HeldReplyRefused()
+        ):
+            return _requested(state, seq, event)
+        case SagaCompleted():
+            return replace(state, seq=seq, status=Status.COMPLETED, deadline=0)
+        case SagaCompensated(reason=reason):
+            return _ended(state, seq, Status.COMPENSATED, reason)
+        case SagaRejected(reason=reason):
+            return _ended(state, seq, Status.REJECTED, reason)
+        case SagaFailed(reason=reason):
+            return _ended(state, seq, Status.FAILED, reason)
+        case SagaStarted():
+            raise ValueError(f"saga {state.saga_id} started twice")
+    raise TypeError(f"not a saga event: {event!r}")
+
+
+def _requested(state: SagaState, seq: int, event: AnySagaEvent) -> SagaState:
+    """An operator's request, or a hold behind a dead letter, applied."""
+    replace = msgspec.structs.replace
+    match event:
         case CancelRequested(request_id=request_id, reason=reason, abandoned=""):
             requests = (*state.requests, request_id)
             if state.status is Status.RUNNING:
@@ -242,17 +269,7 @@ def evolve(state: SagaState | None, event: AnySagaEvent) -> SagaState:
             )
         case HeldReplyRefused():
             return replace(state, seq=seq)
-        case SagaCompleted():
-            return replace(state, seq=seq, status=Status.COMPLETED, deadline=0)
-        case SagaCompensated(reason=reason):
-            return _ended(state, seq, Status.COMPENSATED, reason)
-        case SagaRejected(reason=reason):
-            return _ended(state, seq, Status.REJECTED, reason)
-        case SagaFailed(reason=reason):
-            return _ended(state, seq, Status.FAILED, reason)
-        case SagaStarted():
-            raise ValueError(f"saga {state.saga_id} started twice")
-    raise TypeError(f"not a saga event: {event!r}")
+    raise TypeError(f"not a request or a hold: {event!r}")
 
 
 def _waiting(state: SagaState, seq: int, retry_at: int | None, error: str) -> SagaState:
