@@ -7,7 +7,7 @@ from typing import Any
 import duckdb
 
 from projections.reader import columns_of
-from projections.writer import ENDED
+from projections.rows import ENDED
 
 _ENDED = "(" + ", ".join(f"'{status}'" for status in ENDED) + ")"
 
