@@ -85,74 +85,80 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         metavar="N",
         help="the version to move to",
     )
-    for parser, step in (
-        (cancel, CANCEL_STEP),
-        (retry, RETRY_STEP),
-        (migrate, MIGRATE_STEP),
-    ):
+    _add_request_arguments(cancel, CANCEL_STEP, waits=True)
+    _add_request_arguments(retry, RETRY_STEP, waits=True)
+    # A move has no end of its own to wait for.
+    _add_request_arguments(migrate, MIGRATE_STEP, waits=False)
+
+
+def _add_request_arguments(
+    parser: argparse.ArgumentParser, step: str, *, waits: bool
+) -> None:
+    """What every request to sagas takes: one saga or --all with saga list's
+    filters, the reason and the operator, and (but for a move) --wait."""
+    parser.add_argument(
+        "saga_id", nargs="?", metavar="SAGA_ID", help="the saga to act on"
+    )
+    chosen = parser.add_argument_group(
+        "many sagas at once: --all and the filters of saga list (over "
+        "DATA_DIR's projections; each saga's state is then read from its log)"
+    )
+    chosen.add_argument(
+        "--all", action="store_true", help="every saga the filters match"
+    )
+    chosen.add_argument(
+        "--status",
+        action="append",
+        default=[],
+        metavar="STATUS[,...]",
+        help="running, compensating, ... failed (repeat or comma-separate)",
+    )
+    chosen.add_argument("--type", dest="saga_type", help="saga type")
+    chosen.add_argument("--step", help="current step (the one it runs or undoes)")
+    chosen.add_argument("--since", metavar="TIME", help="started at or after")
+    chosen.add_argument("--until", metavar="TIME", help="started before")
+    chosen.add_argument("--error", metavar="TEXT", help="TEXT in reason or error")
+    chosen.add_argument("--where", metavar="SQL", help="SQL over sagas' columns")
+    chosen.add_argument("--run", metavar="ID", help="a run under DATA_DIR")
+    chosen.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="decide each request offline and print what each saga would "
+        "log and send; send nothing",
+    )
+    chosen.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"act on more than {CONFIRM_ABOVE} sagas without asking",
+    )
+    chosen.add_argument(
+        "--json", action="store_true", help="with --all or --dry-run: print JSON"
+    )
+    parser.add_argument(
+        "--reason",
+        required=True,
+        help="why (recorded in the saga's log with the operator's name)",
+    )
+    parser.add_argument(
+        "--operator",
+        default=operator_name(),
+        help="who asks (default: %(default)s)",
+    )
+    if waits:
         parser.add_argument(
-            "saga_id", nargs="?", metavar="SAGA_ID", help="the saga to act on"
-        )
-        chosen = parser.add_argument_group(
-            "many sagas at once: --all and the filters of saga list (over "
-            "DATA_DIR's projections; each saga's state is then read from its log)"
-        )
-        chosen.add_argument(
-            "--all", action="store_true", help="every saga the filters match"
-        )
-        chosen.add_argument(
-            "--status",
-            action="append",
-            default=[],
-            metavar="STATUS[,...]",
-            help="running, compensating, ... failed (repeat or comma-separate)",
-        )
-        chosen.add_argument("--type", dest="saga_type", help="saga type")
-        chosen.add_argument("--step", help="current step (the one it runs or undoes)")
-        chosen.add_argument("--since", metavar="TIME", help="started at or after")
-        chosen.add_argument("--until", metavar="TIME", help="started before")
-        chosen.add_argument("--error", metavar="TEXT", help="TEXT in reason or error")
-        chosen.add_argument("--where", metavar="SQL", help="SQL over sagas' columns")
-        chosen.add_argument("--run", metavar="ID", help="a run under DATA_DIR")
-        chosen.add_argument(
-            "--dry-run",
+            "--wait",
             action="store_true",
-            help="decide each request offline and print what each saga would "
-            "log and send; send nothing",
-        )
-        chosen.add_argument(
-            "--yes",
-            action="store_true",
-            help=f"act on more than {CONFIRM_ABOVE} sagas without asking",
-        )
-        chosen.add_argument(
-            "--json", action="store_true", help="with --all or --dry-run: print JSON"
+            help="follow the saga, printing its events, until it ends; "
+            + EXIT_CODES_HELP,
         )
         parser.add_argument(
-            "--reason",
-            required=True,
-            help="why (recorded in the saga's log with the operator's name)",
+            "--timeout",
+            type=float,
+            default=120.0,
+            metavar="S",
+            help="with --wait, how long to wait for the saga to end (default: 120)",
         )
-        parser.add_argument(
-            "--operator",
-            default=operator_name(),
-            help="who asks (default: %(default)s)",
-        )
-        if parser is not migrate:  # a move has no end of its own to wait for
-            parser.add_argument(
-                "--wait",
-                action="store_true",
-                help="follow the saga, printing its events, until it ends; "
-                + EXIT_CODES_HELP,
-            )
-            parser.add_argument(
-                "--timeout",
-                type=float,
-                default=120.0,
-                metavar="S",
-                help="with --wait, how long to wait for the saga to end (default: 120)",
-            )
-        parser.set_defaults(handler=act, request=step, wait=False, timeout=120.0)
+    parser.set_defaults(handler=act, request=step, wait=False, timeout=120.0)
 
 
 def act(args: argparse.Namespace, config: SagaConfig) -> int:
