@@ -192,6 +192,10 @@ class BrokerStartError(EventsError):
     """The embedded broker could not be started."""
 
 
+class BrokerPauseError(EventsError):
+    """The embedded broker did not stop when paused (a fault test's pause)."""
+
+
 # --- services ----------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -42,3 +43,51 @@ def test_ci_runs_exactly_the_readmes_test_command() -> None:
     _, tests = front_door()
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert tests in ci
+
+
+#: The size rule every unit keeps: past it, a module, a function or a class
+#: has more than one job and is split along its seams.
+LIMITS = {"module": 500, "function": 100, "class": 350}
+SOURCES = ("actors", "events", "projections", "benchmarks", "tests")
+
+
+def oversized(source: str) -> list[str]:
+    """Each unit of ``source`` over its limit, with its length in lines."""
+    found = []
+    lines = source.count("\n")
+    if lines > LIMITS["module"]:
+        found.append(f"{lines} lines")
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            kind = "function"
+        elif isinstance(node, ast.ClassDef):
+            kind = "class"
+        else:
+            continue
+        length = (node.end_lineno or node.lineno) - node.lineno + 1
+        if length > LIMITS[kind]:
+            found.append(f"{kind} {node.name}, {length} lines")
+    return found
+
+
+def test_no_module_function_or_class_outgrows_the_size_rule() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}: {unit}"
+        for package in SOURCES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for unit in oversized(path.read_text())
+    ]
+    assert found == [], f"over {LIMITS}, split along their seams: {found}"
+
+
+def test_the_size_rule_finds_what_outgrows_it() -> None:
+    body = "".join(f"    x{i} = {i}\n" for i in range(100))
+    methods = "".join(
+        f"    def m{i}(self) -> None:\n        pass\n" for i in range(175)
+    )
+    source = f"def long():\n{body}\nclass Big:\n{methods}" + "y = 0\n" * 50
+    assert oversized(source) == [
+        "503 lines",
+        "function long, 101 lines",
+        "class Big, 351 lines",
+    ]

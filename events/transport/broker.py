@@ -25,7 +25,7 @@ from typing import IO
 
 from kafka import KafkaAdminClient
 
-from events.errors import BrokerStartError
+from events.errors import BrokerPauseError, BrokerStartError
 
 log = logging.getLogger(__name__)
 
@@ -221,9 +221,22 @@ class EmbeddedBroker:
         text = self._log.read().decode(errors="replace").strip()
         return text[-2000:] or "(no output)"
 
-    def pause(self) -> None:
-        """Freeze the broker (SIGSTOP): for fault tests. Data stays in memory."""
+    def pause(self, settle_s: float = 5.0) -> None:
+        """Freeze the broker (SIGSTOP), for fault tests; data stays in memory.
+
+        Returns once every thread of the broker has stopped: a signal takes
+        effect asynchronously, and a request that reached the broker in the
+        meantime would still be answered (a test of sends to a paused broker
+        once saw its first send acknowledged)."""
         os.kill(self.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + settle_s
+        while not _stopped(self.pid):
+            if time.monotonic() > deadline:
+                raise BrokerPauseError(
+                    f"the embedded broker (pid {self.pid}) has not stopped "
+                    f"{settle_s:g} s after SIGSTOP"
+                )
+            time.sleep(0.001)
 
     def resume(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
@@ -260,3 +273,20 @@ class EmbeddedBroker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _stopped(pid: int) -> bool:
+    """Whether every thread of process ``pid`` is stopped, as ``/proc`` says
+    (where there is no ``/proc``, the signal is taken to have worked)."""
+    tasks = f"/proc/{pid}/task"
+    if not os.path.isdir(tasks):
+        return True
+    for task in os.listdir(tasks):
+        try:
+            with open(f"{tasks}/{task}/stat") as stat:
+                state = stat.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue  # a thread that ended meanwhile
+        if state not in ("T", "t"):
+            return False
+    return True

@@ -117,6 +117,115 @@ def wait_for(what: str, ready: Any, timeout_s: float, engine: Engine) -> Any:
     return found
 
 
+class Sender:
+    """A steady stream of starts, so sagas are at every step when the freeze
+    comes; it holds back while the services are frozen, so no new sagas pile
+    up during a freeze."""
+
+    def __init__(self, client: SagaClient, requests: list[Any]) -> None:
+        self.ids: set[str] = set()
+        self.thawed = threading.Event()
+        self.thawed.set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._send, args=(client, requests))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _send(self, client: SagaClient, requests: list[Any]) -> None:
+        for i in range(0, len(requests), 20):
+            self.thawed.wait()
+            if self._stop.is_set():
+                return
+            chunk = requests[i : i + 20]
+            client.start_many(chunk)
+            self.ids.update(saga_id for _, _, saga_id in chunk)
+            time.sleep(0.05)
+
+    def finish(self) -> None:
+        self._stop.set()
+        self.thawed.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+def thaw(pids: dict[str, int]) -> None:
+    for pid in pids.values():
+        os.kill(pid, signal.SIGCONT)
+
+
+def freeze_past_the_last_retry(
+    kafka: KafkaSettings,
+    engine: Engine,
+    pids: dict[str, int],
+    sender: Sender,
+    rng: random.Random,
+) -> Counter[tuple[str, int]]:
+    """Stop every service until sagas at every step timed out on their last
+    attempt (the log proves it), and leave them stopped; the timeouts by step
+    and attempt since the freeze.
+
+    The pipeline is full once sagas complete; the seeded extra count varies
+    the moment. Services answer in batches and fast, so a step can be empty at
+    a given instant, and a saga the log shows waiting may have its reply on
+    the way already: a freeze that does not outlast some saga's last attempt
+    at every step is undone, and tried again a little later."""
+    enough = 50 + rng.randrange(100)
+    steps = {"verify_user", "process_payment", "deposit"}
+    timeouts: Counter[tuple[str, int]] = Counter()
+
+    def completed() -> int:
+        records = log_records(kafka)
+        return sum(1 for r in records if type(r.events[-1]) is SagaCompleted)
+
+    def past_last_retry(since: int) -> bool:
+        timeouts.clear()
+        timeouts.update(
+            (e.step, e.attempt)
+            for r in log_records(kafka)
+            if r.at >= since
+            for e in r.events
+            if type(e) is StepTimedOut
+        )
+        last = {step for step, n in timeouts if n >= RETRY.max_attempts}
+        return steps <= last
+
+    for tries in range(10):
+        goal = enough + 20 * tries
+        wait_for("sagas to end", lambda: completed() >= goal, 120, engine)  # noqa: B023
+        sender.thawed.clear()
+        for pid in pids.values():
+            os.kill(pid, signal.SIGSTOP)
+        frozen_at = int(time.time() * 1000)  # the hosts' clock
+        # A signal is delivered asynchronously: wait until it took.
+        wait_for(
+            "the services to stop",
+            lambda: {process_state(pid, settle_s=0) for pid in pids.values()} == {"T"},
+            10,
+            engine,
+        )
+        waiting = Counter(
+            s.step
+            for s in states_as_of(log_records(kafka), frozen_at).values()
+            if s.status is Status.RUNNING
+        )
+        print(f"froze after {len(sender.ids)} starts, waiting at {dict(waiting)}")
+        try:
+            # Two attempts of 1.5 s and a backoff: about 3.2 s.
+            wait_for(
+                "the last attempts to time out",
+                lambda: past_last_retry(frozen_at),  # noqa: B023
+                20,
+                engine,
+            )
+            return timeouts
+        except AssertionError:
+            print(f"  timeouts since: {dict(timeouts)}; thawed, again")
+            thaw(pids)
+            sender.thawed.set()
+    raise AssertionError("no freeze outlasted a last attempt at every step")
+
+
 def test_a_freeze_of_every_service_past_the_last_retry_creates_no_money(
     tmp_path: Path,
 ) -> None:
@@ -124,114 +233,23 @@ def test_a_freeze_of_every_service_past_the_last_retry_creates_no_money(
     rng = random.Random(SEED)
     # More than the sender gets through before the freeze: it stops there.
     load = workload(5_000, SEED, f"freeze{rng.randrange(10**6)}")
-    ids: set[str] = set()
     seed_participants(tmp_path, load)
     with private_kafka(PARTITIONS) as kafka:
         engine = Engine(kafka, EngineSettings(hosts=2, routers=1), DEFINITIONS)
         services = start_participants(kafka, tmp_path)
         pids: dict[str, int] = {}
-        stop_sending = threading.Event()
-        thawed = threading.Event()
-        thawed.set()
-        sender = threading.Thread()
+        client = SagaClient(kafka, DEFINITIONS)
+        sender = Sender(client, load.requests)
         try:
             engine.wait_ready()
             participants_ready(services)
             pids = {name: ray.get(h.pid.remote()) for name, h in services.items()}
-            client = SagaClient(kafka, DEFINITIONS)
-
-            def send() -> None:
-                # A steady stream, so sagas are at every step when the freeze
-                # comes.
-                for i in range(0, len(load.requests), 20):
-                    thawed.wait()  # no new sagas pile up during a freeze
-                    if stop_sending.is_set():
-                        return
-                    chunk = load.requests[i : i + 20]
-                    client.start_many(chunk)
-                    ids.update(saga_id for _, _, saga_id in chunk)
-                    time.sleep(0.05)
-
-            sender = threading.Thread(target=send)
             sender.start()
-
-            # The pipeline is full once sagas complete; the seeded extra count
-            # varies the moment. Services answer in batches, so a step can be
-            # empty at a given instant: a freeze that did not catch sagas
-            # waiting at every step (forward, not compensating) is undone at
-            # once, and tried again a little later.
-            enough = 50 + rng.randrange(100)
-
-            def completed() -> int:
-                records = log_records(kafka)
-                return sum(1 for r in records if type(r.events[-1]) is SagaCompleted)
-
-            steps = {"verify_user", "process_payment", "deposit"}
-            timeouts: Counter[tuple[str, int]] = Counter()
-
-            def past_last_retry(since: int) -> bool:
-                """Whether sagas at every step timed out on their last attempt
-                since ``since``: the freeze caught each step and outlasted it."""
-                timeouts.clear()
-                timeouts.update(
-                    (e.step, e.attempt)
-                    for r in log_records(kafka)
-                    if r.at >= since
-                    for e in r.events
-                    if type(e) is StepTimedOut
-                )
-                last = {step for step, n in timeouts if n >= RETRY.max_attempts}
-                return steps <= last
-
-            # Services answer in batches and fast, so a saga the log shows
-            # waiting may have its reply on the way already. A freeze that does
-            # not outlast some saga's last attempt at every step is undone, and
-            # tried again a little later.
-            for tries in range(10):
-                goal = enough + 20 * tries
-                wait_for("sagas to end", lambda: completed() >= goal, 120, engine)  # noqa: B023
-                thawed.clear()
-                for pid in pids.values():
-                    os.kill(pid, signal.SIGSTOP)
-                frozen_at = int(time.time() * 1000)  # the hosts' clock
-                # A signal is delivered asynchronously: wait until it took.
-                wait_for(
-                    "the services to stop",
-                    lambda: (
-                        {process_state(pid, settle_s=0) for pid in pids.values()}
-                        == {"T"}
-                    ),
-                    10,
-                    engine,
-                )
-                waiting = Counter(
-                    s.step
-                    for s in states_as_of(log_records(kafka), frozen_at).values()
-                    if s.status is Status.RUNNING
-                )
-                print(f"froze after {len(ids)} starts, waiting at {dict(waiting)}")
-                try:
-                    # Two attempts of 1.5 s and a backoff: about 3.2 s.
-                    wait_for(
-                        "the last attempts to time out",
-                        lambda: past_last_retry(frozen_at),  # noqa: B023
-                        20,
-                        engine,
-                    )
-                    break
-                except AssertionError:
-                    print(f"  timeouts since: {dict(timeouts)}; thawed, again")
-                    for pid in pids.values():
-                        os.kill(pid, signal.SIGCONT)
-                    thawed.set()
-            else:
-                raise AssertionError("no freeze outlasted a last attempt at every step")
-            stop_sending.set()
-            thawed.set()
-            sender.join()
+            timeouts = freeze_past_the_last_retry(kafka, engine, pids, sender, rng)
+            sender.finish()
             print(f"last attempts timed out: {dict(timeouts)}")
-            for pid in pids.values():
-                os.kill(pid, signal.SIGCONT)
+            thaw(pids)
+            ids = sender.ids
 
             def ended() -> dict[str, SagaState] | None:
                 states = client.states()
@@ -241,14 +259,10 @@ def test_a_freeze_of_every_service_past_the_last_retry_creates_no_money(
 
             states = wait_for("every saga to end", ended, 120, engine)
             assert drain(kafka, platform_groups(kafka), 60, print) == 0
-            client.close()
         finally:
-            stop_sending.set()
-            thawed.set()
-            if sender.is_alive():
-                sender.join()
-            for pid in pids.values():
-                os.kill(pid, signal.SIGCONT)
+            sender.finish()
+            thaw(pids)
+            client.close()
             engine.stop()
             ray.get([h.stop.remote() for h in services.values()], timeout=60)
             for handle in services.values():

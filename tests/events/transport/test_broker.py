@@ -95,6 +95,26 @@ def test_broker_dies_with_its_owner(fault: signal.Signals, exit_code: int) -> No
         owner.wait()
 
 
+def thread_states(pid: int) -> list[str]:
+    """The /proc state letter of each thread of ``pid`` (T: stopped)."""
+    tasks = Path(f"/proc/{pid}/task")
+    return [
+        (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        for task in tasks.iterdir()
+    ]
+
+
+def test_a_pause_returns_once_every_thread_of_the_broker_has_stopped() -> None:
+    """SIGSTOP takes effect asynchronously: a send right after a pause that
+    returned early was once acknowledged. Read at once, with no settling."""
+    with EmbeddedBroker() as broker:
+        for _ in range(20):
+            broker.pause()
+            states = thread_states(broker.pid)
+            broker.resume()
+            assert len(states) > 1 and set(states) <= {"T", "t"}, states
+
+
 def test_a_paused_broker_still_stops() -> None:
     broker = EmbeddedBroker().start()
     pid = broker.pid
