@@ -39,7 +39,13 @@ log = logging.getLogger(__name__)
 class ProjectionActor:
     """The projection writer in a Ray actor: a member of its own consumer group
     over ``saga.events`` and ``saga.dlq``, writing ``<path>`` in batches; an
-    offset is committed to Kafka only after its batch is in DuckDB."""
+    offset is committed to Kafka only after its batch is in DuckDB.
+
+    A batch is what arrives within ``gather_ms`` of its first record: DuckDB's
+    cost is mostly per transaction and per row a transaction replaces (a
+    saga's row once per batch, however many of its events the batch holds),
+    so a few large batches cost a fraction of many small ones, and readers
+    see the tables only as published every ``publish_every_s`` anyway."""
 
     def __init__(
         self,
@@ -47,6 +53,7 @@ class ProjectionActor:
         path: str,
         publish_dir: str,
         publish_every_s: float = 2.0,
+        gather_ms: int = 500,
     ) -> None:
         kafka = read_passwords(kafka)  # withheld from the arguments
         self._publish_dir = Path(publish_dir)
@@ -77,6 +84,7 @@ class ProjectionActor:
                 # DuckDB's positions, never the group's: a file that is new
                 # on the node the writer moved to starts from the log's start.
                 own_positions=True,
+                gather_ms=gather_ms,
             )
 
         self._join = join

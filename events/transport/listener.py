@@ -22,6 +22,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import msgspec
 from kafka import (
@@ -109,8 +110,15 @@ class KafkaEventListener(Closing):
         decode: bool = True,
         start_at: StartAt | None = None,
         own_positions: bool = False,
+        gather_ms: int = 0,
+        gather_records: int = 20_000,
     ) -> None:
+        """``gather_ms`` above 0 makes one batch of the polls within that long
+        after the first record (or until ``gather_records``): a handler whose
+        cost is per batch (a transaction) hands fewer, larger ones over."""
         self._settings = settings
+        self._gather_ms = gather_ms
+        self._gather_records = gather_records
         self._start_at = start_at
         self._check = LossCheck(settings.consumer.loss_grace_ms)
         #: What this member committed, per partition: a group that loses it
@@ -156,18 +164,9 @@ class KafkaEventListener(Closing):
         """
         if timeout_ms is None:
             timeout_ms = self._settings.consumer.poll_timeout_ms
-        try:
-            records = self._consumer.poll(timeout_ms=timeout_ms)
-        except NoOffsetForPartitionError as exc:
-            self._start_fresh(exc.args[0] if exc.args else ())
-            return 0
-        except LOST as exc:
-            raise lost(exc) from exc
-        except KafkaError as exc:
-            raise EventsError(f"polling {self.group_id!r} failed: {exc}") from exc
-        for tp, partition_records in records.items():
-            self._check.reach(TP(*tp), partition_records[-1].offset + 1)
-        self._check.short(self._consumer)
+        records = self._poll(timeout_ms)
+        if records and self._gather_ms > 0:
+            self._gather(records)
         if not records:
             return 0
         try:
@@ -186,6 +185,38 @@ class KafkaEventListener(Closing):
         self._commit(records, done)
         self.handled += len(done)
         return len(done)
+
+    def _poll(self, timeout_ms: int) -> dict[TopicPartition, list[Any]]:
+        try:
+            records: dict[TopicPartition, list[Any]] = self._consumer.poll(
+                timeout_ms=timeout_ms
+            )
+        except NoOffsetForPartitionError as exc:
+            self._start_fresh(exc.args[0] if exc.args else ())
+            return {}
+        except LOST as exc:
+            raise lost(exc) from exc
+        except KafkaError as exc:
+            raise EventsError(f"polling {self.group_id!r} failed: {exc}") from exc
+        for tp, partition_records in records.items():
+            self._check.reach(TP(*tp), partition_records[-1].offset + 1)
+        self._check.short(self._consumer)
+        return records
+
+    def _gather(self, records: dict[TopicPartition, list[Any]]) -> None:
+        """Poll on into ``records`` for ``gather_ms`` (or ``gather_records``):
+        each partition's records stay in order, after the ones before them. A
+        partition revoked meanwhile still has its records handed over, as a
+        rebalance during any batch does: consumers are at least once."""
+        deadline = time.monotonic() + self._gather_ms / 1000
+        count = sum(len(batch) for batch in records.values())
+        while count < self._gather_records:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                return
+            for tp, more in self._poll(left_ms).items():
+                records.setdefault(tp, []).extend(more)
+                count += len(more)
 
     def _start_fresh(self, partitions: Iterable[TopicPartition]) -> None:
         """Partitions the group never committed on: from the consumer's own

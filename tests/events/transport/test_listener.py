@@ -201,3 +201,69 @@ def test_shutdown_commits_only_what_was_handled(
     listener.close()
     assert handled == list(range(7))
     assert committed(kafka, group_id, topic) == 7
+
+
+def publish_spread(kafka: KafkaSettings, topic: str, sagas: str, count: int) -> None:
+    """``count`` replies of sagas ``<sagas>0``, ``<sagas>1``...: over partitions."""
+    with KafkaMessagePublisher(kafka) as publisher:
+        publisher.publish_batch((topic, reply(f"{sagas}{i}", i)) for i in range(count))
+
+
+def test_gathering_makes_one_batch_of_records_sent_apart(
+    kafka: KafkaSettings, new_topic: Callable[..., str], group_id: str
+) -> None:
+    """Records that arrive within the window after the first make one batch, in
+    order per partition, handled and committed once; the window ends a batch
+    short of its count."""
+    topic = new_topic(partitions=2)
+    batches: list[list[tuple[int, int]]] = []
+
+    def handler(batch: Sequence[Delivery]) -> list[Delivery]:
+        batches.append([(d.partition, d.offset) for d in batch])
+        return list(batch)
+
+    def listener(gather_ms: int, gather_records: int) -> KafkaEventListener:
+        return KafkaEventListener(
+            kafka,
+            [topic],
+            handler,
+            group_id=group_id,
+            gather_ms=gather_ms,
+            gather_records=gather_records,
+        )
+
+    with listener(gather_ms=10_000, gather_records=20) as gathering:
+        gathering.wait_for_assignment()
+        publish_spread(kafka, topic, "a", 10)
+        # The second ten come half a second later: a batch without gathering
+        # would hold the first ten only.
+        later = threading.Timer(0.5, publish_spread, (kafka, topic, "b", 10))
+        later.start()
+        try:
+            gathering.poll_once()
+        finally:
+            later.join()
+    assert [len(b) for b in batches] == [20]
+    for partition in (0, 1):
+        offsets = [o for p, o in batches[0] if p == partition]
+        assert offsets == list(range(len(offsets))) and offsets
+    with listener(gather_ms=200, gather_records=10_000) as windowed:
+        publish_spread(kafka, topic, "c", 3)
+        drain(windowed, 3)
+    assert [len(b) for b in batches] == [20, 3]
+    assert committed_total(kafka, group_id, topic, partitions=2) == 23
+
+
+def committed_total(
+    kafka: KafkaSettings, group: str, topic: str, partitions: int
+) -> int:
+    admin = KafkaAdminClient(bootstrap_servers=kafka.servers)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})
+    finally:
+        admin.close()
+    return sum(
+        int(offsets[TopicPartition(topic, p)].offset)
+        for p in range(partitions)
+        if TopicPartition(topic, p) in offsets
+    )
