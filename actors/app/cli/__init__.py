@@ -56,6 +56,7 @@ from actors.app.cli import (
 from actors.app.cli.common import (
     EPILOG,
     Handler,
+    RawDescriptionFormatter,
     SagaParser,
     config_from_args,
     configuration_flags,
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sagas, Kafka topics, the embedded development broker and the "
         "configuration.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionFormatter,
     )
     parser.add_argument("--version", action="version", version=version_text())
     commands = parser.add_subparsers(metavar="COMMAND", required=True)

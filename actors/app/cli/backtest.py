@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from actors.analysis.backtest import PROGRESS_EVERY
-from actors.app.cli.common import Commands, print_json
+from actors.app.cli.common import Commands, RawDescriptionFormatter, print_json
 from actors.app.cli.reading import reading_flags, warn_if_not_fresh
 from actors.app.config import SagaConfig
 from actors.errors import UsageError
@@ -51,7 +51,7 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         "  saga backtest --policy longer-payment.toml\n"
         "  saga backtest --from 2026-11-27T14:00 --to 2026-11-27T15:00 \\\n"
         "      --policy p.toml --json --chart backtest.png",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionFormatter,
     )
     backtest.add_argument(
         "--policy",

@@ -11,7 +11,7 @@ import time
 import msgspec
 
 from actors.app.candidates import load_definitions
-from actors.app.cli.common import Commands, print_json
+from actors.app.cli.common import Commands, RawDescriptionFormatter, print_json
 from actors.app.cli.reading import open_located, reading_flags, reads_projections
 from actors.app.config import SagaConfig
 from actors.core import DEFINITIONS, LogRecord, SagaDefinition, replay_log
@@ -34,7 +34,7 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         "  saga check --definitions mycompany.sagas\n"
         "  saga check --definitions deploy/definitions.py --json\n"
         "  saga check --definitions deploy/definitions.json --data-dir /var/saga",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionFormatter,
     )
     check.add_argument(
         "--definitions",

@@ -52,6 +52,11 @@ class DefaultsFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+class RawDescriptionFormatter(argparse.RawDescriptionHelpFormatter, DefaultsFormatter):
+    """:class:`DefaultsFormatter` for a command whose description is laid out
+    by hand (examples, lists): its lines are kept as written."""
+
+
 class SagaParser(argparse.ArgumentParser):
     """The ``saga`` parser; its subcommands' parsers are of this class too
     (argparse makes them of their parent's), so every ``--help`` shows the

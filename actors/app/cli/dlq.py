@@ -18,6 +18,7 @@ import msgspec
 from actors.app.cli.common import (
     CONFIRM_ABOVE,
     Commands,
+    RawDescriptionFormatter,
     confirmed,
     operator_name,
     print_json,
@@ -62,7 +63,7 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         "  saga dlq list --group-by error\n"
         "  saga dlq list --saga-id s-42 --state all\n"
         "  saga dlq list --step deposit --since 2h --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionFormatter,
     )
     listing.add_argument(
         "--state",

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from actors.app.cli.common import Commands, print_json
+from actors.app.cli.common import Commands, RawDescriptionFormatter, print_json
 from actors.app.cli.reading import reading_flags, warn_if_not_fresh
 from actors.app.config import SagaConfig
 from actors.errors import UsageError
@@ -33,7 +33,7 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         "  saga list --step process_payment --status running\n"
         "  saga list --error 'closed' --json\n"
         '  saga list --where "retries > 0 AND duration_ms > 5000"',
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionFormatter,
     )
     listing.add_argument(
         "--status",

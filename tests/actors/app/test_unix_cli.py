@@ -62,6 +62,27 @@ def test_every_help_shows_the_defaults_and_no_noise() -> None:
     assert helps["saga broker"].count("(default") == 2
 
 
+def test_every_option_with_a_default_states_it_in_every_help() -> None:
+    """Also where a command lays its description out by hand (saga list,
+    saga dlq, saga check, saga backtest): their help once dropped defaults."""
+    unstated = []
+    for parser in parsers(build_parser()):
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            help = action.help or ""
+            if (
+                not action.option_strings
+                or action.default in (None, False, argparse.SUPPRESS)
+                or action.default == []
+                or help == argparse.SUPPRESS
+                or "(default" in help
+            ):
+                continue
+            if f"(default: {action.default})" not in text:
+                unstated.append(f"{parser.prog} {action.option_strings[0]}")
+    assert unstated == []
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
