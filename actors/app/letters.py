@@ -10,7 +10,9 @@ version) back to its topic, where its consumer takes it again.
 A dry run takes the same path offline: the input the saga's host would build
 (the release request, or the message itself) goes through
 :func:`~actors.engine.rehearsal.rehearse`, the host's own steps on the saga's
-state folded from its log. Nothing is sent.
+state folded from its log. A command (a participant's letter) goes to its
+service, not to a host: its dry run says where, and whether its saga still
+waits on it. Nothing is sent.
 """
 
 from __future__ import annotations
@@ -21,21 +23,25 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+import msgspec
+
 from actors.app.client import SagaClient
 from actors.core import (
     LogRecord,
     ReleaseRequest,
     SagaDefinition,
+    awaits,
     release_message,
     replay_log,
 )
-from actors.engine.inbound import Inbound
+from actors.engine.inbound import Inbound, Refused, read_message
 from actors.engine.rehearsal import Rehearsal, rehearse
 from actors.errors import SagaError
+from events.errors import InvalidTopicNameError
 from events.transport.dlq import DeadLetterQueue, Entry, refuse_closed
 from events.wire.dead_letters import LetterState
 from events.wire.messages import CommandMessage, MessageCodec
-from events.wire.topics import SAGA_REQUESTS
+from events.wire.topics import SAGA_REQUESTS, Direction, parse_topic
 
 _VERBS = {"replayed": "saga dlq replay", "resolved": "saga dlq resolve"}
 
@@ -117,9 +123,64 @@ def rehearsed(
 ) -> list[Rehearsal]:
     """What each plan would do, worked out offline."""
     return [
-        rehearse(p.inbound(codec, payload), p.history, definitions, codec, now)
+        _resent(p, codec, payload, now)
+        if p.release is None and _to_a_service(p.entry.letter.topic)
+        else rehearse(p.inbound(codec, payload), p.history, definitions, codec, now)
         for p in plans
     ]
+
+
+def _to_a_service(topic: str) -> bool:
+    try:
+        return parse_topic(topic).direction is Direction.COMMANDS
+    except InvalidTopicNameError:
+        return False
+
+
+def _resent(
+    plan: Plan, codec: MessageCodec, payload: bytes | None, now: int
+) -> Rehearsal:
+    """A command goes back to its service, outside the engine: whether it takes
+    effect is the service's to say (its idempotency record and natural keys
+    keep it to once), so a dry run says where it goes and whether its saga
+    still waits on it."""
+    inbound = plan.inbound(codec, payload)
+    state = replay_log(plan.history)
+    service = parse_topic(inbound.topic).service
+    outcome = Rehearsal(
+        saga_id=inbound.key if state is None else state.saga_id,
+        status_before="" if state is None else str(state.status),
+        step_before="" if state is None else state.step_id,
+        verdict="resent",
+        now=now,
+    )
+    message = read_message(codec, inbound)
+    replace = msgspec.structs.replace
+    goes = f"to the {service} service on {inbound.topic}"
+    if payload is None and not plan.entry.complete:
+        return replace(
+            outcome,
+            verdict="refused",
+            reason=f"letter {plan.entry.id} kept only part of an oversized "
+            "original: replay it from its original topic and offset, or a fixed "
+            "version with --payload",
+        )
+    if isinstance(message, Refused):
+        why = f"which would dead-letter it again: {message.reason}"
+        return replace(outcome, reason=f"{goes}, {why}")
+    if state is None:
+        why = f"the log has no saga {message.saga_id}: nothing waits on its answer"
+    elif awaits(state, message.message_id):
+        why = f"saga {state.saga_id} waits on this command: its answer goes on with it"
+    else:
+        why = (
+            f"saga {state.saga_id} no longer waits on it ({state.status}, at "
+            f"{state.step_id or 'its start'}): the service answers from its "
+            "idempotency record if it took effect before (else it applies it, "
+            "or refuses it by its own rules), and the saga takes the answer as "
+            "a duplicate or a late one"
+        )
+    return replace(outcome, reason=f"{goes}; {why}")
 
 
 def carry_out(

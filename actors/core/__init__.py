@@ -103,6 +103,7 @@ from actors.core.saga_events import (
 from actors.core.state import (
     SagaState,
     Status,
+    awaits,
     evolve,
     fold,
     message_id,
@@ -174,6 +175,7 @@ __all__ = [
     "StepTimedOut",
     "Tick",
     "Verdict",
+    "awaits",
     "check_input",
     "decide",
     "evolve",

@@ -51,7 +51,7 @@ from actors.core.saga_events import (
     StepSucceeded,
     StepTimedOut,
 )
-from actors.core.state import SagaState
+from actors.core.state import SagaState, awaits
 from actors.errors import InvalidRequestError
 
 
@@ -122,7 +122,7 @@ def _reply(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decisi
     awaited = state.step_id
     if reply.step_id != awaited:
         return _stray(definition, state, reply)
-    if reply.command_id is not None and not _sent(state, reply.command_id):
+    if reply.command_id is not None and not awaits(state, reply.command_id):
         return refused(
             state,
             f"reply {reply.message_id} answers command {reply.command_id!r}, which "
@@ -186,16 +186,6 @@ def _reply(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decisi
             )
         )
     return decision.done()
-
-
-def _sent(state: SagaState, command_id: str) -> bool:
-    """Whether ``command_id`` is an attempt of the awaited command: every attempt
-    up to the current one went out (or may have)."""
-    prefix = f"{state.saga_id}:{state.step_id}:"
-    if not command_id.startswith(prefix):
-        return False
-    attempt = command_id[len(prefix) :]
-    return attempt.isdigit() and 1 <= int(attempt) <= state.attempt
 
 
 def _stray(definition: SagaDefinition, state: SagaState, reply: Reply) -> Decision:

@@ -121,6 +121,18 @@ def message_id(saga_id: str, step_id: str, attempt: int) -> str:
     return f"{saga_id}:{step_id}:{attempt}"
 
 
+def awaits(state: SagaState, command_id: str) -> bool:
+    """Whether ``command_id`` is an attempt of the command the saga waits on:
+    every attempt up to the current one went out (or may have)."""
+    if state.status.terminal:
+        return False
+    prefix = f"{state.saga_id}:{state.step_id}:"
+    if not command_id.startswith(prefix):
+        return False
+    attempt = command_id[len(prefix) :]
+    return attempt.isdigit() and 1 <= int(attempt) <= state.attempt
+
+
 def evolve(state: SagaState | None, event: AnySagaEvent) -> SagaState:
     """Apply one event. The only way saga state changes."""
     if state is None:

@@ -407,6 +407,9 @@ def _rehearsal_text(item: dict[str, Any]) -> str:
     if item["verdict"] == "duplicate":
         lines.append(f"  would be dropped as a duplicate: {item['reason']}")
         return "\n".join(lines)
+    if item["verdict"] == "resent":
+        lines.append(f"  would go back {item['reason']}")
+        return "\n".join(lines)
     lines.append(f"  would log ({before} -> {item['statusAfter']}):")
     for event in item["events"]:
         fields = {k: v for k, v in event.items() if k != "type"}

@@ -105,7 +105,9 @@ def test_list_show_and_replay(
     assert code == 1 and "3:0 was replayed at" in err
     code, out, _ = cli(kafka, capsys, "dlq", "replay", "--all", "--topic",
                        "payment.commands.process", "--dry-run", "--json")  # fmt: skip
-    assert [r["id"] for r in json.loads(out)] == ["3:2"]
+    [rehearsed] = json.loads(out)
+    assert rehearsed["id"] == "3:2" and rehearsed["verdict"] == "refused"
+    assert "kept only part of an oversized original" in rehearsed["reason"]
     assert len(list(read_to_end(kafka, {TP("payment.commands.process", 3): 0}))) == 1
 
     code, _, err = cli(kafka, capsys, "dlq", "replay", "3:2")
