@@ -49,8 +49,10 @@ def backoff_ms(
 
     The exponent is capped before the power is taken: a step retried until it
     is answered reaches attempt numbers where ``multiplier**n`` overflows."""
+    if initial_ms <= 0:
+        return 0.0  # no wait grows from none (and 0 * multiplier**n can overflow)
     exponent = attempt - 1
-    if multiplier > 1.0 and initial_ms > 0:
+    if multiplier > 1.0:
         # The exponent past which the cap applies anyway, plus one for rounding.
         reach = math.log(max(cap_ms / initial_ms, 1.0)) / math.log(multiplier)
         exponent = min(exponent, math.ceil(reach) + 1)

@@ -93,6 +93,9 @@ def test_backoff_of_a_step_retried_for_ever_stays_at_the_cap() -> None:
     assert RetryPolicy(max_attempts=5_000).backoff_ms(10**6, 0.5) == 27_000
     slow = RetryPolicy(initial_backoff_ms=1, multiplier=1.0001, max_backoff_ms=2)
     assert slow.backoff_ms(10**9, 0.0) == 2
+    # No initial wait is allowed (a step's retry comes 1 ms on): it stays so,
+    # and the power it is multiplied by once overflowed all the same.
+    assert RetryPolicy(initial_backoff_ms=0).backoff_ms(2_000, 0.5) == 1
 
 
 def test_nothing_may_follow_the_pivot() -> None:
