@@ -23,7 +23,6 @@ the definition's own error.
 
 from __future__ import annotations
 
-import json
 import tomllib
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -32,8 +31,14 @@ import msgspec
 
 from actors.core import Action, RetryPolicy, SagaDefinition, Step
 from actors.errors import DefinitionError, PolicyError
+from events.errors import MessageDecodeError
+from events.wire.messages import decode_json
 
 Positive = Annotated[int, msgspec.Meta(gt=0)]
+
+
+#: Any JSON value (converted to the policy's shape after).
+_JSON_VALUE: msgspec.json.Decoder[object] = msgspec.json.Decoder()
 
 
 class RetryChange(
@@ -104,14 +109,23 @@ class Policy(msgspec.Struct, frozen=True):
             if name.endswith(".toml"):
                 raw: Any = tomllib.loads(text.decode())
             elif name.endswith(".json"):
-                raw = json.loads(text)
+                raw = decode_json(_JSON_VALUE, text)
             else:
                 raise PolicyError(
                     f"policy {name}: say its format by its name (.toml or .json)"
                 )
             sagas = msgspec.convert(raw, dict[str, SagaChange])
-        except (ValueError, UnicodeDecodeError, msgspec.ValidationError) as exc:
+        except (
+            ValueError,
+            UnicodeDecodeError,
+            msgspec.ValidationError,
+            MessageDecodeError,
+        ) as exc:
             raise PolicyError(f"policy {name} is not a valid policy: {exc}") from exc
+        except RecursionError:  # tomllib recurses into nested arrays and tables
+            raise PolicyError(
+                f"policy {name} is not a valid policy: nested too deeply to read"
+            ) from None
         return cls(sagas)
 
     def applied(

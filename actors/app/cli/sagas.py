@@ -5,7 +5,6 @@ it grows)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import msgspec
@@ -36,6 +35,11 @@ from actors.core import (
     replay_log,
 )
 from actors.errors import InvalidRequestError, UsageError
+from events.errors import MessageDecodeError, NotJsonError
+from events.wire.messages import decode_json
+
+#: Any JSON value (the input is checked against its saga type after).
+_JSON_VALUE: msgspec.json.Decoder[object] = msgspec.json.Decoder()
 
 
 def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
@@ -96,9 +100,12 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
 
 def start_saga(args: argparse.Namespace, config: SagaConfig) -> int:
     try:
-        saga_input = json.loads(args.input)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--input is not JSON: {exc}") from None
+        saga_input = decode_json(_JSON_VALUE, args.input.encode())
+    except NotJsonError as exc:
+        reason = exc.reason.removeprefix("not JSON: ")
+        raise UsageError(f"--input is not JSON: {reason}") from None
+    except MessageDecodeError as exc:  # nested too deep, a number out of range
+        raise UsageError(f"--input: {exc.reason}") from None
     if not isinstance(saga_input, dict):
         raise UsageError('--input must be a JSON object, e.g. \'{"userId": "u-1"}\'')
     require_positive("--timeout", args.timeout)

@@ -246,6 +246,8 @@ def test_a_window_without_sagas_and_a_log_of_unknown_types_are_refused() -> None
         ),
         ("timeout_ms = [", "p.toml", "not a valid policy"),
         ("{}", "p.yaml", "by its name"),
+        ("a = " + "[" * 5_000 + "]" * 5_000, "p.toml", "nested too deeply"),
+        ('{"a": ' + "[" * 5_000 + "]" * 5_000 + "}", "p.json", "nesting depth 5001"),
     ],
 )
 def test_a_policy_that_cannot_apply_is_refused_naming_what(

@@ -143,6 +143,25 @@ def test_start_refuses_bad_input_before_asking_kafka(
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{", "--input is not JSON: Input data was truncated"),
+        (
+            '{"x": ' + "[" * 5_000 + "]" * 5_000 + "}",
+            "--input: nesting depth 5001 exceeds the limit of 64 levels",
+        ),
+    ],
+)
+def test_start_refuses_input_that_is_no_json_or_nested_past_the_bound(
+    text: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once, 5,000 levels of nesting ended in a RecursionError's traceback."""
+    assert main(["start", "deposit", "--input", text]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1, err
+
+
 @pytest.fixture
 def held_port() -> Iterator[int]:
     """A port something listens on."""
