@@ -22,7 +22,11 @@ saga, so an audit can count them per saga straight from the files. They are
 also natural keys that outlive the idempotency records' retention: one payment
 (``pay-<sagaId>``), one refund per payment and one deposit per saga. A late
 duplicate (a dead letter replayed, a group re-reading from earliest) gets the
-original success, and nothing is applied twice.
+original success, and nothing is applied twice. A refusal of a forward command
+has no effect row to remember it by, so its idempotency record is kept past the
+retention: a deposit refused (the saga then refunded the payment) must not land
+when a duplicate comes weeks later to an account opened since, nor a refused
+payment be taken from a wallet funded since (the saga was rejected).
 
 A database or disk failure (DuckDB's operational errors: I/O, a failed commit,
 out of memory) is not the command's fault: the handler raises
@@ -169,7 +173,10 @@ class Participant(ABC):
                 continue  # not recorded: the next attempt is decided afresh
             raw = self._codec.encode(reply)
             stored[key] = raw
-            records.append(Processed(key, command.message_id, raw))
+            # A refusal leaves no effect row to act as its natural key, so its
+            # record is kept past the retention.
+            kept = not outcome.success
+            records.append(Processed(key, command.message_id, raw, kept))
         if self._faults and self._random.random() < self._faults:
             raise TransientFault(f"{self.service}: injected transient fault")
         self.idempotency.commit(records, self.write)

@@ -12,7 +12,9 @@ step) where it has one, else its messageId. The participant chooses what to
 record: it leaves out a refused compensation, so that the next attempt is
 decided afresh (see :mod:`actors.participants`). Records older than the
 retention are deleted in the background; a duplicate arriving later than that
-is caught by the participant's natural keys, not here.
+is caught by the participant's natural keys, not here. A record ``kept`` is
+never deleted: a refusal no effect row remembers (see
+:mod:`actors.participants.base`).
 
 Batches, not rows: one DuckDB transaction costs about 2 ms here, while a batch
 of 500 records written with one ``unnest`` insert costs about 20 µs a record.
@@ -44,18 +46,23 @@ CREATE TABLE IF NOT EXISTS processed_messages (
     message_id VARCHAR NOT NULL,
     reply BLOB NOT NULL,
     processed_at DOUBLE NOT NULL
-)
+);
+-- Kept past the retention (a file from before this column gets it, false).
+ALTER TABLE processed_messages ADD COLUMN IF NOT EXISTS kept BOOLEAN DEFAULT false;
 """
 
 Writer = Callable[[duckdb.DuckDBPyConnection], None]
 
 
 class Processed(NamedTuple):
-    """One message of a batch: its idempotency key, messageId and reply bytes."""
+    """One message of a batch: its idempotency key, messageId and reply bytes;
+    ``kept``: never deleted by the retention (a refusal that must stay one
+    when no natural key remembers it)."""
 
     key: str
     message_id: str
     reply: bytes
+    kept: bool = False
 
 
 class IdempotencyService:
@@ -126,12 +133,14 @@ class IdempotencyService:
                 if records:
                     self._db.execute(
                         "INSERT INTO processed_messages "
-                        "SELECT unnest(?), unnest(?), unnest(?), ?",
+                        "(key, message_id, reply, processed_at, kept) "
+                        "SELECT unnest(?), unnest(?), unnest(?), ?, unnest(?)",
                         [
                             [r.key for r in records],
                             [r.message_id for r in records],
                             [r.reply for r in records],
                             self._clock(),
+                            [r.kept for r in records],
                         ],
                     )
                 self._db.commit()
@@ -144,11 +153,13 @@ class IdempotencyService:
                 raise
 
     def cleanup(self) -> int:
-        """Delete records older than the retention; returns how many."""
+        """Delete records older than the retention, but those kept; returns
+        how many."""
         cutoff = self._clock() - self._retention
         with self.lock:
             rows = self._db.execute(
-                "DELETE FROM processed_messages WHERE processed_at < ? RETURNING key",
+                "DELETE FROM processed_messages "
+                "WHERE processed_at < ? AND NOT coalesce(kept, false) RETURNING key",
                 [cutoff],
             ).fetchall()
             self._keys.difference_update(key for (key,) in rows)

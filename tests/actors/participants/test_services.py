@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
+
 from actors.participants import AccountService, PaymentService, UserService
 from tests.actors.participants.messages import command, pay, refund
 
@@ -162,5 +164,56 @@ def test_late_duplicates_past_idempotency_retention_apply_nothing(
     assert payments.db.execute("SELECT balance FROM wallets").fetchone() == (800,)
     assert accounts.db.execute("SELECT count(*) FROM deposits").fetchone() == (1,)
     assert accounts.db.execute("SELECT balance FROM accounts").fetchone() == (100,)
+    payments.close()
+    accounts.close()
+
+
+def test_refusals_stay_refusals_past_the_idempotency_retention(
+    tmp_path: Path,
+) -> None:
+    """No effect row remembers a refusal: a deposit refused (the saga then
+    refunded the payment) must not land when its duplicate comes after the
+    retention to an account opened since, nor a refused payment be taken from
+    a wallet funded since (money created, and money taken from a rejected
+    saga)."""
+    now = [1_700_000_000.0]
+    past_retention = 8 * 24 * 3600
+
+    def clock() -> float:
+        return now[0]
+
+    payments = PaymentService(tmp_path / "payment.duckdb", clock=clock)
+    payments.seed({"u-1": (50, 500)})
+    accounts = AccountService(tmp_path / "account.duckdb", clock=clock)
+    accounts.seed({"a-1": "closed"})
+    deposit = command("s-1", "deposit", "account", accountId="a-1", amount=100)
+    [poor] = payments.handle([pay("s-2")])  # 100 from a wallet of 50
+    [shut] = accounts.handle([deposit])
+    assert not poor.success and not shut.success
+    now[0] += past_retention
+    assert payments.idempotency.cleanup() == 0
+    assert accounts.idempotency.cleanup() == 0
+    payments.close()
+    accounts.close()
+    # Since then the wallet was funded and the account opened; the services
+    # restarted. The duplicates get the refusals they got.
+    with duckdb.connect(str(tmp_path / "payment.duckdb")) as db:
+        db.execute("UPDATE wallets SET balance = 1000")
+    with duckdb.connect(str(tmp_path / "account.duckdb")) as db:
+        db.execute("UPDATE accounts SET status = 'open'")
+    payments = PaymentService(tmp_path / "payment.duckdb", clock=clock)
+    accounts = AccountService(tmp_path / "account.duckdb", clock=clock)
+    now[0] += past_retention
+    payments.idempotency.cleanup()
+    accounts.idempotency.cleanup()
+    assert payments.handle([pay("s-2", attempt=2)]) == [poor]
+    assert accounts.handle([deposit]) == [shut]
+    assert payments.db.execute("SELECT count(*) FROM payments").fetchall() == [(0,)]
+    assert accounts.db.execute("SELECT count(*) FROM deposits").fetchall() == [(0,)]
+    # A success's record still goes with the retention (its effect row stays).
+    [paid] = payments.handle([pay("s-3")])
+    assert paid.success
+    now[0] += past_retention
+    assert payments.idempotency.cleanup() == 1
     payments.close()
     accounts.close()
