@@ -25,6 +25,7 @@ from events.transport.dlq import Entry, linked, parse_id
 from events.wire.dead_letters import DeadLetter, LetterAction, LetterState
 from projections.errors import ProjectionError
 from projections.reader import columns_of
+from projections.rows import ENDED
 
 #: The events as the table keeps them, each as it was on the log.
 _EVENTS = msgspec.json.Decoder(list[AnySagaEvent])
@@ -78,8 +79,9 @@ def _same_record(before: tuple[Any, ...], row: tuple[Any, ...]) -> bool:
 def in_flight_logs(db: duckdb.DuckDBPyConnection) -> dict[str, list[LogRecord]]:
     """The log records of every saga the projections hold as not ended."""
     rows = db.execute(
-        "SELECT saga_id FROM sagas WHERE status IN ('running', 'compensating') "
-        "ORDER BY saga_id"
+        "SELECT saga_id FROM sagas WHERE status NOT IN (SELECT unnest(?)) "
+        "ORDER BY saga_id",
+        [list(ENDED)],
     ).fetchall()
     return {saga_id: saga_log(db, saga_id) for (saga_id,) in rows}
 

@@ -5,7 +5,16 @@
 - :mod:`~actors.engine.inbound`: a consumed record to an input of the core, or
   the reason it is refused (pure);
 - :mod:`~actors.engine.books`: per-partition books (live sagas, ended ones,
-  late reports, log position) and the one partition-ownership rule;
+  late reports, log position);
+- :mod:`~actors.engine.owner`: ``PartitionOwner``, the partitions a host owns,
+  taken, given up and fenced; :mod:`~actors.engine.claims` takes one over (the
+  claim, then the restore up to it);
+- :mod:`~actors.engine.controller`: ``Controller``, which grants partitions to
+  hosts and moves them, by the pure plan of :mod:`~actors.engine.assignment`;
+- :mod:`~actors.engine.watch`: a log that lost what the host read stops it;
+- :mod:`~actors.engine.clock`: the host's wall clock that moves only as the
+  monotonic one does (deadlines survive a clock jump);
+- :mod:`~actors.engine.rehearsal`: a host's steps offline, for a dry run;
 - :mod:`~actors.engine.write_ahead`: the batch of staged decisions and dead
   letters, appended and acknowledged before anything becomes current;
 - :mod:`~actors.engine.timers`: the deadline heap and the re-send queue;
