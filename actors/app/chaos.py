@@ -25,6 +25,8 @@ FAULTS: Final = {
     "before committing its offsets",
     "participant-kill": "a participant service SIGKILLs itself after its DuckDB "
     "commit, before its replies go out",
+    "participant-kill-early": "a participant service SIGKILLs itself after "
+    "deciding a batch, before its DuckDB commit",
     "projection-kill": "the projection writer SIGKILLs itself after writing a batch, "
     "before committing its offsets",
     "broker-pause": "SIGSTOP the embedded broker past the consumers' session "
@@ -60,6 +62,8 @@ class Fault(msgspec.Struct, frozen=True):
             "before committing",
             "participant-kill": f"{self.target} service dies after its next "
             "DuckDB commit, before replying",
+            "participant-kill-early": f"{self.target} service dies before its "
+            "next DuckDB commit",
             "projection-kill": "projection dies after its next batch, before "
             "committing",
             "broker-pause": f"broker paused {self.seconds:g} s",
@@ -68,7 +72,7 @@ class Fault(msgspec.Struct, frozen=True):
             "poison": f"{self.count} poison records on requests, replies and commands",
             "service-freeze": f"{self.target} service frozen {self.seconds:g} s",
         }[self.kind]
-        return f"{self.kind:<16} {what}"
+        return f"{self.kind:<22} {what}"
 
 
 def chosen_faults(names: str | None, embedded_broker: bool) -> list[str]:
@@ -123,7 +127,7 @@ def schedule(
             case "router-kill":
                 target = f"router {rng.randrange(routers)}"
                 fault = Fault(round(at, 3), kind, target, count=rng.randint(1, 5))
-            case "participant-kill":
+            case "participant-kill" | "participant-kill-early":
                 fault = Fault(round(at, 3), kind, rng.choice(sorted(money)))
             case "projection-kill":
                 fault = Fault(round(at, 3), kind, "projection")

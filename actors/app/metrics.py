@@ -8,10 +8,11 @@ Sagas started and ended, and their durations, are counted from the
 projection's DuckDB tables (:mod:`projections.counts`): the log's fold in a
 file no restart loses, so these counters never go back, and after a run they
 equal its summary. They trail the log by the projection's lag. The other
-counters are each actor's since its process started, labelled with the actor
-(``actor``: ``host-N``, ``router-N`` or the service's name; not ``instance``,
-which Prometheus sets to the scraped target): a restart resets that one
-series, which ``rate`` and ``increase`` read as a reset, not as a drop.
+counters are each actor's, labelled with the actor (``actor``: ``host-N``,
+``router-N`` or the service's name; not ``instance``, which Prometheus sets to
+the scraped target); an actor counts from 0 in each process, and the endpoint
+carries each series over its actor's restarts (:mod:`actors.app.monotonic`),
+so none goes backwards.
 
 Metric names and labels:
 
@@ -74,6 +75,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from actors.app.monotonic import Monotonic
 from actors.engine.controller import PartitionOwner
 from actors.engine.router import RouterStats
 from actors.engine.stats import HostMetrics
@@ -151,6 +153,7 @@ class PlatformCollector(Collector):
         self._groups = {group: list(topics) for group, topics in groups.items()}
         self._lag: list[PartitionLag] = []
         self._lag_at = 0.0
+        self._monotonic = Monotonic()
 
     def _ask(self, calls: list[Any]) -> list[Any]:
         """Each actor's answer, or ``None`` for one that is restarting."""
@@ -204,13 +207,18 @@ class PlatformCollector(Collector):
             stopped["projection"] = bool(fatal_projection)
         yield from saga_metrics(counts)
         yield from _host_metrics(hosts, latencies or [])
-        yield hop_metrics(
-            {n: h.hops for n, h in hosts.items()}
-            | {n: r.hops for n, r in routers.items()}
-            | {n: s.hops for n, s in services.items()}
+        # Each actor's own counts start again at 0 when Ray restarts it: the
+        # series go on from where they were.
+        yield self._monotonic(
+            hop_metrics(
+                {n: h.hops for n, h in hosts.items()}
+                | {n: r.hops for n, r in routers.items()}
+                | {n: s.hops for n, s in services.items()}
+            )
         )
-        yield from _message_metrics(hosts, routers, services)
-        yield from _fault_metrics(hosts, services)
+        yield from map(self._monotonic, _message_metrics(hosts, routers, services))
+        yield from map(self._monotonic, _fault_counters(hosts, services))
+        yield _breakers(services)
         yield _log_lost(stopped)
         yield from _lag_metrics(self._consumer_lag(), staleness)
         yield from ownership_metrics(owners)
@@ -324,10 +332,21 @@ def _message_metrics(
     yield retries
 
 
-def _fault_metrics(
+def _breakers(services: Mapping[str, ServiceStats]) -> Metric:
+    breaker = GaugeMetricFamily(
+        "saga_service_breaker_open",
+        "1 while the service holds batches back: its database or disk fails",
+        labels=["service"],
+    )
+    for name, s in services.items():
+        breaker.add_metric([name], int(s.breaker_open))
+    return breaker
+
+
+def _fault_counters(
     hosts: Mapping[str, HostMetrics], services: Mapping[str, ServiceStats]
 ) -> Iterator[Metric]:
-    """Dead letters, duplicates, late replies and open circuit breakers."""
+    """Dead letters; the hosts' duplicates and late replies."""
     dead = CounterMetricFamily(
         "saga_dead_letters", "Messages dead-lettered", labels=["source", "actor"]
     )
@@ -352,15 +371,6 @@ def _fault_metrics(
         late.add_metric([name], h.late_replies)
     yield duplicates
     yield late
-
-    breaker = GaugeMetricFamily(
-        "saga_service_breaker_open",
-        "1 while the service holds batches back: its database or disk fails",
-        labels=["service"],
-    )
-    for name, s in services.items():
-        breaker.add_metric([name], int(s.breaker_open))
-    yield breaker
 
 
 def _log_lost(stopped: Mapping[str, bool]) -> Metric:

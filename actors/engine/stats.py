@@ -77,8 +77,8 @@ def host_stats(
 
 class HostMetrics(msgspec.Struct):
     """Counters since the host process started: the metrics endpoint labels
-    them with the host, so Prometheus' ``rate``/``increase`` see a restart as
-    a reset of that host's series. (Sagas started and ended are counted from
+    them with the host and carries each series over the host's restarts (see
+    :mod:`actors.app.monotonic`). (Sagas started and ended are counted from
     the projection instead, which no restart loses: see
     :mod:`projections.counts`.)"""
 

@@ -99,6 +99,7 @@ class Participant(ABC):
         self._codec = MessageCodec()
         self._lock = threading.Lock()
         self._die_after_commit: Callable[[], None] | None = None
+        self._die_before_commit: Callable[[], None] | None = None
         self.load()
 
     @property
@@ -179,12 +180,21 @@ class Participant(ABC):
             records.append(Processed(key, command.message_id, raw, kept))
         if self._faults and self._random.random() < self._faults:
             raise TransientFault(f"{self.service}: injected transient fault")
+        if records and self._die_before_commit is not None:
+            # `saga run --chaos`: decided, nothing written, nothing answered.
+            self._die_before_commit()
         self.idempotency.commit(records, self.write)
         self.adopt()
         if records and self._die_after_commit is not None:
             # `saga run --chaos`: effects durable, replies never sent.
             self._die_after_commit()
         return replies
+
+    def die_before_next_commit(self, die: Callable[[], None]) -> None:
+        """Fault injection for `saga run --chaos`: the next batch with effects
+        to commit calls ``die`` (which ends the process) once it is decided,
+        before anything of it is written."""
+        self._die_before_commit = die
 
     def die_after_next_commit(self, die: Callable[[], None]) -> None:
         """Fault injection for `saga run --chaos`: the next batch that commits

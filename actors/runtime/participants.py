@@ -66,6 +66,14 @@ class ParticipantActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def die_before_next_commit(self, mark: str = "") -> None:
+        """`saga run --chaos`: the next batch with effects ends this process
+        once decided, before its DuckDB commit (Ray restarts it; the batch is
+        redelivered), once it wrote so to the file ``mark`` if one is named."""
+        self._participant.die_before_next_commit(
+            lambda: die_now(mark, "before its DuckDB commit")
+        )
+
     def die_after_next_commit(self, mark: str = "") -> None:
         """`saga run --chaos`: the next batch whose effects commit ends this
         process before its replies go out (Ray restarts it), once it wrote so

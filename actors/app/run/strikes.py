@@ -163,6 +163,9 @@ class Chaos:
     def _participant_kill(self, fault: Fault) -> Callable[[], Proof]:
         return self._armed(fault, "die_after_next_commit")
 
+    def _participant_kill_early(self, fault: Fault) -> Callable[[], Proof]:
+        return self._armed(fault, "die_before_next_commit")
+
     def _projection_kill(self, fault: Fault) -> Callable[[], Proof]:
         return self._armed(fault, "die_after_next_batch")
 

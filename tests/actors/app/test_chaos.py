@@ -41,6 +41,7 @@ def test_stops_outlast_what_they_must_and_kills_hit_money(seed: int) -> None:
     freeze = faults["service-freeze"]
     assert freeze.seconds > BUDGETS[freeze.target]
     assert faults["participant-kill"].target in ("account", "payment")
+    assert faults["participant-kill-early"].target in ("account", "payment")
     assert faults["host-kill"].target in ("host 0", "host 1")
     assert 1 <= faults["router-kill"].count <= 5
 
