@@ -81,6 +81,10 @@ class LetterQuery:
 
     topic: str | None = None
     saga_id: str | None = None
+    #: The saga's type, and its status when the letter died, as the letter
+    #: carries them ("" where whoever gave up on the message did not know).
+    saga_type: str | None = None
+    saga_status: str | None = None
     step: str | None = None
     error: str | None = None
     since: datetime | None = None
@@ -92,6 +96,8 @@ class LetterQuery:
         return (
             (self.topic is None or letter.topic == self.topic)
             and (self.saga_id is None or letter.saga_id == self.saga_id)
+            and (self.saga_type is None or letter.saga_type == self.saga_type)
+            and (self.saga_status is None or letter.saga_status == self.saga_status)
             and (self.step is None or letter.step == self.step)
             and (self.error is None or self.error.lower() in letter.error.lower())
             and (self.since is None or letter.dead_at >= self.since)

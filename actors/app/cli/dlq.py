@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 _GROUPS: Final[dict[str, Callable[[Entry], str]]] = {
     "saga": lambda e: e.letter.saga_id or "-",
     "type": lambda e: e.letter.saga_type or "-",
+    "status": lambda e: e.letter.saga_status or "-",
     "step": lambda e: e.letter.step or "-",
     "topic": lambda e: e.letter.topic,
     "error": error_kind,
@@ -145,6 +146,13 @@ def _filter_flags() -> argparse.ArgumentParser:
     flags = argparse.ArgumentParser(add_help=False)
     group = flags.add_argument_group("which letters")
     group.add_argument("--saga-id", help="letters of this saga")
+    group.add_argument("--type", dest="saga_type", help="letters of sagas of this type")
+    group.add_argument(
+        "--saga-status",
+        metavar="STATUS",
+        help="letters whose saga had this status when they died (running, "
+        "compensating...; a service's letters do not know it)",
+    )
     group.add_argument("--step", help="letters for this step (stepId, as the saga's)")
     group.add_argument("--topic", help="letters from this topic")
     group.add_argument("--error", metavar="TEXT", help="TEXT (any case) in the reason")
@@ -169,6 +177,8 @@ def _query(args: argparse.Namespace, states: frozenset[LetterState]) -> LetterQu
     return LetterQuery(
         topic=args.topic,
         saga_id=args.saga_id,
+        saga_type=args.saga_type,
+        saga_status=args.saga_status,
         step=args.step,
         error=args.error,
         since=since,

@@ -156,6 +156,7 @@ def test_filters_groups_links_and_ids_that_do_not_exist(
     def of(
         saga: str, step: str, offset: int, error: str, **extra: object
     ) -> DeadLetter:
+        status = str(extra.pop("saga_status", "running"))
         return msgspec.structs.replace(
             letter("account.events.deposit", 1, offset, b"{}", **extra),
             saga_id=saga,
@@ -163,7 +164,7 @@ def test_filters_groups_links_and_ids_that_do_not_exist(
             step=step,
             error=error.format(saga=saga),
             saga_type="deposit",
-            saga_status="running",
+            saga_status=status,
         )
 
     publish(
@@ -171,7 +172,7 @@ def test_filters_groups_links_and_ids_that_do_not_exist(
         of("s-1", "deposit", 1, "saga {saga} is waiting on step 'a', not 'b'",
            message_id="m-1"),
         of("s-2", "deposit", 2, "saga {saga} is waiting on step 'a', not 'b'"),
-        of("s-3", "process_payment", 3, "invalid JSON"),
+        of("s-3", "process_payment", 3, "invalid JSON", saga_status="compensating"),
         of("s-1", "deposit", 4, "saga {saga} is waiting on step 'a', not 'b'",
            message_id="m-1"),
     )  # fmt: skip
@@ -184,6 +185,16 @@ def test_filters_groups_links_and_ids_that_do_not_exist(
     assert [r["id"] for r in json.loads(out)] == ["3:2"]
     code, out, _ = cli(kafka, capsys, "dlq", "list", "--error", "INVALID", "--json")
     assert [r["id"] for r in json.loads(out)] == ["3:2"]
+    code, out, _ = cli(kafka, capsys, "dlq", "list", "--saga-status", "compensating",
+                       "--type", "deposit", "--json")  # fmt: skip
+    assert [r["id"] for r in json.loads(out)] == ["3:2"]
+    code, out, _ = cli(kafka, capsys, "dlq", "list", "--type", "withdraw", "--json")
+    assert json.loads(out) == []
+    code, out, _ = cli(kafka, capsys, "dlq", "list", "--group-by", "status", "--json")
+    assert json.loads(out) == [
+        {"status": "running", "letters": 3},
+        {"status": "compensating", "letters": 1},
+    ]
     # The letters died at 12:00:01..04 (their dead_at).
     code, out, _ = cli(kafka, capsys, "dlq", "list", "--since",
                        "2026-11-25T12:00:04+00:00", "--json")  # fmt: skip
