@@ -119,6 +119,7 @@ class RouterActor:
         self._count = partition_count
         self._timeout = call_timeout_s
         self._die_after: int | None = None
+        self._armed_at = 0
         self._mark = ""
         self._acks = 0
         self._batches = 0
@@ -206,7 +207,8 @@ class RouterActor:
             self._dead_letters += report.dead_letters
             self._acks += 1
             if self._die_after is not None and self._acks >= self._die_after:
-                die_now(self._mark, f"after {self._acks} host acks, before committing")
+                armed = self._acks - self._armed_at
+                die_now(self._mark, f"after {armed} host acks, before committing")
         if self._failed_recently:
             self._refresh(force=True)
         self._batches += 1
@@ -266,6 +268,8 @@ class RouterActor:
         ``acks`` more host acknowledgements, and before committing them, the
         process kills itself with SIGKILL (Ray restarts it, unarmed), having
         written so to the file ``mark`` if one is named."""
+        # Counted from now, as the schedule says.
+        self._armed_at = self._acks
         self._die_after = self._acks + acks
         self._mark = mark
 

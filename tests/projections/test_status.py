@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+from rich.console import Console
 
 from actors.app.cli.status import status_text
+from actors.app.cli.top import snapshot, view
+from actors.app.config import SagaConfig
 from actors.core import Claim, LogCodec, LogRecord
 from projections.store import open_store
 from projections.writer import Consumed, ProjectionWriter
@@ -129,6 +132,12 @@ def test_status_shows_each_hosts_partitions_node_and_epochs(tmp_path: Path) -> N
         "owners       saga-host-ab12-1 on node 9c0d9c0d...: partitions 2 (epoch 2)",
         "fenced       1 record of replaced owners skipped",
     ]
+    # saga top's view on a terminal shows them too.
+    console = Console(record=True, width=120, color_system=None)
+    console.print(view(snapshot(SagaConfig(data_dir=str(data)))))
+    drawn = console.export_text()
+    assert "owners       saga-host-ab12-0 on node 4f3a4f3a...: partitions" in drawn
+    assert "fenced       1 record of replaced owners skipped" in drawn
 
 
 def test_status_reads_what_an_older_writer_published(tmp_path: Path) -> None:

@@ -140,7 +140,7 @@ def status_text(report: dict[str, Any]) -> str:
     lines.append(f"errors       failed {_share(report['error_rate'])}{of}")
     lines.extend(letter_lines(report))
     lines.extend(in_flight_lines(report.get("in_flight")))
-    lines.extend(_owner_lines(report["owners"]))
+    lines.extend(owner_lines(report["owners"]))
     lines.extend(lag_lines(report.get("consumer_lag", [])))
     projection = report["projection"]
     behind = projection.get("lag_records")
@@ -272,7 +272,7 @@ def _share(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-def _owner_lines(owners: dict[str, Any]) -> list[str]:
+def owner_lines(owners: dict[str, Any]) -> list[str]:
     """A line per host owning partitions, and one for the records fenced;
     nothing before any claim."""
     lines = [f"owners       {owners['note']}"] if "note" in owners else []

@@ -24,6 +24,7 @@ from actors.app.cli.status import (
     hop_lines,
     lag_lines,
     latency_text,
+    owner_lines,
     projections_report,
     status_text,
     throughput_text,
@@ -159,6 +160,9 @@ def view(shot: dict[str, Any]) -> RenderableType:
         Text(f"projection published {projection['published_age_s']:.1f} s ago")
     )
     parts.append(Text("\n".join(hop_lines(report["hops"]))))
+    owners = owner_lines(report["owners"])
+    if owners:
+        parts.append(Text("\n".join(owners)))
     return Group(*parts)
 
 
