@@ -141,6 +141,8 @@ def _kill_a_node(
     outcomes = Counter(states[i].status for i in ids)
     assert outcomes == expected, (outcomes, expected)
     audit(platform, states, ids)
+    # Ray restarted the dead node's hosts on the surviving one.
+    after = ray.get([h.ownership.remote() for h in engine.hosts], timeout=120)
     return {
         "seed": seed,
         "sagas": sagas,
@@ -151,6 +153,7 @@ def _kill_a_node(
         "node_dead": victim_node
         not in {n["NodeID"] for n in ray.nodes() if n["Alive"]},
         "owners_after": [[o.partition, o.host, o.epoch] for o in engine.owners()],
+        "hosts_after_on": sorted({r.host.node for r in after}),
         "moved_s": round(moved_s, 2),
         "resumed_s": round(resumed_after(platform, ends, lost, death), 2),
         "outcomes": {s.value: n for s, n in outcomes.items()},

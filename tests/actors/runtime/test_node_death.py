@@ -18,6 +18,9 @@ def test_a_worker_node_killed_mid_run_loses_no_saga() -> None:
     assert report["placed_on_workers"], "saga actors landed on the head"
     assert report["node_dead"] and report["partitions_lost"]
     assert report["in_flight_at_death"] > 0
+    # Every host answers again, none on the dead node: Ray restarted those
+    # that were there on the surviving worker.
+    assert report["victim_node"] not in report["hosts_after_on"]
     assert all(
         epoch >= 2
         for p, _, epoch in report["owners_after"]
