@@ -11,6 +11,7 @@ drained; a fault that cannot be proved counts against the run's audit.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -35,6 +36,8 @@ from events.transport.settings import KafkaSettings
 from events.transport.types import TP, Ack, Outgoing
 from events.wire.dead_letters import DeadLetterCodec
 from events.wire.topics import SAGA_DLQ, SAGA_REQUESTS
+
+log = logging.getLogger(__name__)
 
 #: Records no decoder takes: too deep, not JSON, the wrong shape, and no key.
 POISON: Final = (
@@ -175,7 +178,13 @@ class Chaos:
         actor = self._actor(fault)
         pid = _pid(actor)
         mark = self._marks / f"{len(self._provers)}-{fault.kind}"
-        ray.get(getattr(actor, method).remote(*args, mark=str(mark)))
+        try:
+            ray.get(getattr(actor, method).remote(*args, mark=str(mark)))
+        except RayError:
+            # Armed, it may die before the call's answer gets back (a router
+            # armed for one acknowledgement meets it at once): the mark, or
+            # its absence, proves which it was.
+            log.info("%s: no answer to the arming call; its mark will tell", fault)
         return lambda: self._restarted(fault, actor, pid, mark)
 
     def _restarted(
