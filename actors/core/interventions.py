@@ -33,23 +33,19 @@ def cancel(definition: SagaDefinition, state: SagaState, cancel: Cancel) -> Deci
         )
     decision = Draft(definition, state, cancel.now)
     step = definition.step(state.step)
-    if state.compensating or step.compensation is None:
-        decision.emit(
-            CancelRequested(
-                request_id=cancel.request_id,
-                reason=cancel.reason,
-                operator=cancel.operator,
-            )
-        )
-        return decision.done()
+    # A step that cannot be undone (or a saga on its way back already) is
+    # waited for, not abandoned: the request is logged and nothing else.
+    waits = state.compensating or step.compensation is None
     decision.emit(
         CancelRequested(
             request_id=cancel.request_id,
             reason=cancel.reason,
             operator=cancel.operator,
-            abandoned=step.name,
+            abandoned="" if waits else step.name,
         )
     )
+    if waits:
+        return decision.done()
     decision.compensate_next(f"cancelled: {cancel.reason}")
     return decision.done()
 
