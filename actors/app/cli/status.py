@@ -13,6 +13,7 @@ from actors.app.cli.common import Commands, print_error, print_json
 from actors.app.cli.reading import reading_flags, warn_if_not_fresh
 from actors.app.config import SagaConfig
 from actors.app.hops import hops_report
+from actors.app.live import live_lines, live_owners
 from actors.topology import PROJECTION_GROUP
 from events.transport.admin import TopicAdmin
 
@@ -27,6 +28,9 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
         "configured, the consumer lag of every group from Kafka itself.",
     )
     status.add_argument("--json", action="store_true", help="print JSON")
+    status.add_argument(
+        "--engine", metavar="NAME", help=ENGINE_HELP + " (with --ray-address)"
+    )
     status.set_defaults(handler=show_status)
 
     history = commands.add_parser(
@@ -41,8 +45,18 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
     history.set_defaults(handler=show_history)
 
 
+#: What ``--engine`` of ``saga status`` and ``saga top`` adds.
+ENGINE_HELP = (
+    "also ask the running engine NAME's controller which host owns each "
+    "partition, on which node, at which epoch, and which partitions a new "
+    "owner is restoring now"
+)
+
+
 def show_status(args: argparse.Namespace, config: SagaConfig) -> int:
     report = status_report(config)
+    if args.engine:
+        report["live_owners"] = live_owners(config, args.engine)
     if args.json:
         print_json(report)
     else:
@@ -141,6 +155,9 @@ def status_text(report: dict[str, Any]) -> str:
     lines.extend(letter_lines(report))
     lines.extend(in_flight_lines(report.get("in_flight")))
     lines.extend(owner_lines(report["owners"]))
+    lines.extend(live_lines(report.get("live_owners", [])))
+    if "live_error" in report:
+        lines.append(f"live         unavailable: {report['live_error']}")
     lines.extend(lag_lines(report.get("consumer_lag", [])))
     projection = report["projection"]
     behind = projection.get("lag_records")

@@ -19,6 +19,7 @@ import msgspec
 from actors.app.cli.common import Commands, require_positive
 from actors.app.cli.reading import reading_flags
 from actors.app.cli.status import (
+    ENGINE_HELP,
     add_lag,
     age_text,
     hop_lines,
@@ -30,6 +31,8 @@ from actors.app.cli.status import (
     throughput_text,
 )
 from actors.app.config import SagaConfig
+from actors.app.live import live_lines, live_owners
+from actors.errors import UsageError
 from events.errors import EventsError
 from projections.errors import ProjectionError
 from projections.location import locate
@@ -54,6 +57,9 @@ def add_parsers(commands: Commands, common: argparse.ArgumentParser) -> None:
     top.add_argument(
         "--every", type=float, default=2.0, metavar="S", help="refresh interval"
     )
+    top.add_argument(
+        "--engine", metavar="NAME", help=ENGINE_HELP + " (with --ray-address)"
+    )
     top.set_defaults(handler=show_top)
 
 
@@ -67,17 +73,20 @@ def show_top(args: argparse.Namespace, config: SagaConfig) -> int:
         if console.is_terminal:
             with Live(console=console, auto_refresh=False) as live:
                 while True:
-                    live.update(view(snapshot(config, args.run)), refresh=True)
+                    shot = snapshot(config, args.run, args.engine)
+                    live.update(view(shot), refresh=True)
                     time.sleep(args.every)
         while True:
-            sys.stdout.write(plain(snapshot(config, args.run)) + "\n\n")
+            sys.stdout.write(plain(snapshot(config, args.run, args.engine)) + "\n\n")
             sys.stdout.flush()
             time.sleep(args.every)
     except KeyboardInterrupt:
         return 0
 
 
-def snapshot(config: SagaConfig, run: str | None = None) -> dict[str, Any]:
+def snapshot(
+    config: SagaConfig, run: str | None = None, engine: str | None = None
+) -> dict[str, Any]:
     """What ``saga top`` shows now: the status report, or why there is none
     yet (``waiting``); the lag, or why Kafka did not give it (``lag_error``).
     The projections are located afresh each time (DATA_DIR's own, ``run``, or
@@ -96,6 +105,11 @@ def snapshot(config: SagaConfig, run: str | None = None) -> dict[str, Any]:
             add_lag(report, config)
         except EventsError as exc:
             report["lag_error"] = str(exc)
+    if engine:
+        try:
+            report["live_owners"] = live_owners(config, engine)
+        except UsageError as exc:
+            report["live_error"] = str(exc)
     return taken | {"report": report}
 
 
@@ -160,7 +174,9 @@ def view(shot: dict[str, Any]) -> RenderableType:
         Text(f"projection published {projection['published_age_s']:.1f} s ago")
     )
     parts.append(Text("\n".join(hop_lines(report["hops"]))))
-    owners = owner_lines(report["owners"])
+    owners = owner_lines(report["owners"]) + live_lines(report.get("live_owners", []))
+    if "live_error" in report:
+        owners.append(f"live         unavailable: {report['live_error']}")
     if owners:
         parts.append(Text("\n".join(owners)))
     return Group(*parts)

@@ -46,6 +46,7 @@ from actors.app.run.audit import (
 )
 from actors.app.run.follower import Follower, await_ends
 from actors.app.run.progress import Progress
+from actors.app.run.stall import explain_stall
 from actors.app.run.strikes import Chaos, Proof
 from actors.app.run.summary import Summary, percentile
 from actors.app.run.workload import (
@@ -292,6 +293,9 @@ def _drive(
     lags = await_ends(
         follower, platform.projection, total, options.stall_timeout_s, report, say
     )
+    if follower.count() < total:
+        unended = {saga_id for _, _, saga_id in load.requests} - set(follower.ended)
+        explain_stall(platform.engine, unended, int(time.time() * 1000), say)
     if chaos is not None:
         chaos.finish()
     elapsed = time.monotonic() - began

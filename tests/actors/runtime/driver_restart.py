@@ -143,6 +143,17 @@ def _restart(
     outcomes = Counter(states[i].status for i in ids)
     assert outcomes == expected, (outcomes, expected)
     audit(platform, states, ids)
+    # As a Ray job's entrypoint or a shell on a node would: "auto" finds the
+    # cluster by RAY_ADDRESS.
+    status = subprocess.run(
+        saga(
+            "status", "--engine", NAME, "--data-dir", data_dir, "--json",
+            address="auto", bootstrap=bootstrap,
+        ),
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "RAY_ADDRESS": address},
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr[-3000:]
     second.send_signal(signal.SIGINT)
     stopped = second.wait(timeout=120)
     return {
@@ -151,6 +162,7 @@ def _restart(
         "survived_the_driver": survived == before,
         "second_driver_went_on_with_them": attached == before,
         "hosts_after_scale": len({o["host"] for o in owners}),
+        "live_owners": json.loads(status.stdout)["live_owners"],
         "serve_exit": stopped,
         "left_running": sorted(n for n in ray.util.list_named_actors() if NAME in n),
         "outcomes": {s.value: n for s, n in outcomes.items()},

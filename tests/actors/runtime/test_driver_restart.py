@@ -19,3 +19,10 @@ def test_a_named_engine_outlives_a_killed_saga_serve() -> None:
     assert report["second_driver_went_on_with_them"]
     assert report["hosts_after_scale"] == 3
     assert report["serve_exit"] == 0 and report["left_running"] == []
+    # saga status --engine (--ray-address auto) asks the controller: every
+    # partition owned by one of the three hosts, on a node, at a claimed epoch.
+    live = report["live_owners"]
+    assert sorted(o["partition"] for o in live) == list(range(len(live)))
+    assert {o["state"] for o in live} == {"owned"}
+    assert len({o["host"] for o in live}) == 3
+    assert all(o["node"] and o["epoch"] >= 1 for o in live)
