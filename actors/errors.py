@@ -44,6 +44,11 @@ class RestoreError(SagaError):
     """The saga log or a snapshot could not be read back into state."""
 
 
+class SnapshotError(SagaError):
+    """A snapshot could not be written where a restore finds it. Nothing is
+    lost: the log alone restores everything, and a later snapshot is tried."""
+
+
 class StartError(SagaError):
     """Some start requests were not acknowledged by the broker. ``failed`` maps
     each such sagaId to why; ``started`` lists the acknowledged ones. Sending a

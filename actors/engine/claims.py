@@ -123,12 +123,15 @@ def take(
             for number, claim in claims.items()
         )
         claimed = {number: books[number] for number in claims}
+        # Read on past each claim: to its offset, or, where the broker's
+        # answer gave none (a retried send it had taken already), to the
+        # partition's end now, which is past the claim.
+        targets = {n: ack.offset for n, ack in zip(claims, acks, strict=True)}
+        unplaced = [TP(SAGA_EVENTS, n) for n, offset in targets.items() if offset < 0]
+        targets |= {tp.partition: end - 1 for tp, end in reader.ends(unplaced).items()}
         records = counts.records
         deadline = time.monotonic() + _SHOW_S
-        while any(
-            claimed[number].end <= ack.offset
-            for number, ack in zip(claims, acks, strict=True)
-        ):
+        while any(claimed[n].end <= target for n, target in targets.items()):
             if time.monotonic() > deadline:
                 raise HostUnavailableError(
                     f"claims on {SAGA_EVENTS} {sorted(claims)} were acknowledged "

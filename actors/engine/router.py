@@ -88,6 +88,8 @@ class RouterStats(msgspec.Struct, frozen=True):
     #: The router's hops of a saga's path (:data:`events.wire.latency.HOPS`):
     #: a record's Kafka timestamp to its poll, and each host call's round trip.
     hops: dict[str, HistogramCounts] = {}
+    #: The Ray node the router runs on (its process's, for people).
+    node: str = ""
 
 
 class RouterActor:
@@ -287,6 +289,7 @@ class RouterActor:
             not_owned=self._not_owned,
             routes_version=self._routes.version,
             hops=snapshot(self._hops),
+            node=ray.get_runtime_context().get_node_id(),
         )
 
     def stop(self) -> None:

@@ -30,7 +30,7 @@ from typing import Any, Final, Generic, TypeAlias, TypeVar
 import msgspec
 
 from actors.core import LOG_MAX_DEPTH, SagaState
-from actors.errors import RestoreError
+from actors.errors import RestoreError, SnapshotError
 from events.errors import MessageDecodeError
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.reader import PartitionReader
@@ -153,6 +153,15 @@ class SnapshotStore:
             for i, (s, f, d) in enumerate(chunks)
         )
         offsets = [ack.offset for ack in acks]
+        if min(offsets) < 0:
+            # The broker's answer to a batch it had already (a retry of a
+            # send whose answer was lost) gives no offset: a manifest must
+            # point at its first chunk, so this snapshot gets none.
+            raise SnapshotError(
+                f"a chunk of the snapshot of partition {partition} landed on "
+                f"{SAGA_SNAPSHOTS} at an offset the broker did not say: no "
+                "manifest written; the next snapshot tries again"
+            )
         manifest = _Manifest(
             format=FORMAT,
             partition=partition,
@@ -166,6 +175,13 @@ class SnapshotStore:
             writer=self._writer,
         )
         [ack] = self._publisher.send_all([self._record(partition, manifest)])
+        if ack.offset < 0:
+            # It landed, somewhere: restores find it as the last record, but
+            # the next snapshot's chunks cannot point back at it.
+            raise SnapshotError(
+                f"the manifest of the snapshot of partition {partition} landed on "
+                f"{SAGA_SNAPSHOTS} at an offset the broker did not say"
+            )
         return ack.offset
 
     def _record(
@@ -226,37 +242,53 @@ class SnapshotStore:
         if end == 0:
             return empty
         last = self._read(reader, tp, end - 1, 1)[0]
+        manifest: _Record | None = None
         if isinstance(last, _Chunk):
-            if last.previous == _NO_MANIFEST:
-                return empty
             manifest_offset = last.previous
-            manifest = self._read(reader, tp, manifest_offset, 1)[0]
         else:
             manifest_offset, manifest = end - 1, last
-        if not isinstance(manifest, _Manifest) or manifest.format != FORMAT:
-            return empty  # an unknown layout: replay the whole log instead
+        while manifest_offset != _NO_MANIFEST:
+            if manifest is None:
+                manifest = self._read(reader, tp, manifest_offset, 1)[0]
+            if not isinstance(manifest, _Manifest) or manifest.format != FORMAT:
+                return empty  # an unknown layout: replay the whole log instead
+            if manifest.first_offset >= 0:
+                return self._assembled(reader, tp, manifest_offset, manifest)
+            # Its writer took the broker's offset-less answer for its first
+            # chunk (before writers refused to): the snapshot before it.
+            manifest_offset, manifest = manifest.previous, None
+        return empty
+
+    def _assembled(
+        self, reader: PartitionReader, tp: TP, manifest_offset: int, manifest: _Manifest
+    ) -> Snapshot:
+        """The snapshot ``manifest`` closes, from its writer's chunks between
+        its first chunk and itself; a chunk sent twice (a producer's retry
+        without idempotence) counts once."""
         span = manifest_offset - manifest.first_offset
-        chunks = [
-            r
-            for r in self._read(reader, tp, manifest.first_offset, span)
-            if isinstance(r, _Chunk)
-            and r.log_offset == manifest.log_offset
-            and r.writer == manifest.writer
-        ]
-        if sorted(c.index for c in chunks) != list(range(manifest.chunks)):
+        chunks: dict[int, _Chunk[SagaState]] = {}
+        for r in self._read(reader, tp, manifest.first_offset, span):
+            if (
+                isinstance(r, _Chunk)
+                and r.log_offset == manifest.log_offset
+                and r.writer == manifest.writer
+            ):
+                chunks.setdefault(r.index, r)
+        if sorted(chunks) != list(range(manifest.chunks)):
             raise RestoreError(
                 f"snapshot of partition {tp.partition} at log offset "
                 f"{manifest.log_offset} is incomplete on {SAGA_SNAPSHOTS} (offsets "
                 f"from {manifest.first_offset}): was the topic's retention shorter "
                 "than a snapshot interval?"
             )
+        ordered = [chunks[i] for i in range(manifest.chunks)]
         return Snapshot(
             partition=tp.partition,
             log_offset=manifest.log_offset,
-            sagas=[s for c in chunks for s in c.sagas],
-            finished=[f for c in chunks for f in c.finished],
+            sagas=[s for c in ordered for s in c.sagas],
+            finished=[f for c in ordered for f in c.finished],
             manifest_offset=manifest_offset,
-            doubtful={k: v for c in chunks for k, v in c.doubtful.items()},
+            doubtful={k: v for c in ordered for k, v in c.doubtful.items()},
             epoch=manifest.epoch,
         )
 

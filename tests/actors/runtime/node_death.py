@@ -8,8 +8,8 @@ connected to a local Ray cannot. Prints one JSON report; the test in
 
 The head advertises no saga slot, so hosts, routers and the controller land on
 the two workers (``actors.runtime.placement``); the stand-in participant
-services run in this process. The node that holds host 0 is removed without a
-graceful stop, mid-run; Ray marks it dead after its health checks (set short
+services run in this process. A node that holds a host and a router is removed
+without a graceful stop, mid-run; Ray marks it dead after its health checks (set short
 here), and the controller grants the dead hosts' partitions to the live ones.
 """
 
@@ -108,7 +108,13 @@ def _kill_a_node(
     hosts = {r.host.name: r for r in reports}
     on_workers = {w.node_id for w in workers}
     placed = {name: r.host.node for name, r in hosts.items()}
-    victim_node = next(n for n in (r.host.node for r in hosts.values()))
+    # A node that holds a host and a router: both must come back elsewhere.
+    routers_before = [s.node for s in engine.router_stats()]
+    victim_node = next(
+        (n for n in (r.host.node for r in hosts.values()) if n in routers_before),
+        None,
+    )
+    assert victim_node, f"no node holds a host and a router: {placed} {routers_before}"
     victim = next(w for w in workers if w.node_id == victim_node)
     lost = {
         p: e
@@ -143,6 +149,7 @@ def _kill_a_node(
     audit(platform, states, ids)
     # Ray restarted the dead node's hosts on the surviving one.
     after = ray.get([h.ownership.remote() for h in engine.hosts], timeout=120)
+    routers_after = ray.get([r.stats.remote() for r in engine.routers], timeout=120)
     return {
         "seed": seed,
         "sagas": sagas,
@@ -154,6 +161,8 @@ def _kill_a_node(
         not in {n["NodeID"] for n in ray.nodes() if n["Alive"]},
         "owners_after": [[o.partition, o.host, o.epoch] for o in engine.owners()],
         "hosts_after_on": sorted({r.host.node for r in after}),
+        "routers_before_on": routers_before,
+        "routers_after_on": [r.node for r in routers_after],
         "moved_s": round(moved_s, 2),
         "resumed_s": round(resumed_after(platform, ends, lost, death), 2),
         "outcomes": {s.value: n for s, n in outcomes.items()},

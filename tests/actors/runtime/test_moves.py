@@ -16,9 +16,11 @@ import pytest
 import ray
 
 from actors.app.cli import main
+from actors.app.run.stall import explain_stall
 from actors.engine.settings import EngineSettings
 from actors.runtime.engine import Engine
 from actors.runtime.projection import start_projection
+from events.transport.partitions import home_partition
 from tests.actors.runtime.moving import driven_twice, host_names
 from tests.actors.runtime.test_engine import (
     DEFINITIONS,
@@ -48,6 +50,30 @@ def test_status_of_every_partition_names_its_owner(platform: Platform) -> None:
         assert {o.host for o in owners} == host_names(engine)
     finally:
         engine.stop()
+
+
+def test_a_stalled_run_is_told_where_its_unended_sagas_wait(
+    platform: Platform,
+) -> None:
+    """``saga run``'s account of a stall (:mod:`actors.app.run.stall`), asked
+    of a live engine about a saga its owner never saw."""
+    engine = platform.engine()
+    said: list[str] = []
+    try:
+        explain_stall(engine, {"never-started"}, 0, said.append)
+    finally:
+        engine.stop()
+    home = home_partition("never-started", PARTITIONS)
+    owner = said[0].removeprefix(f"stalled: partition {home}: 1 saga(s) unended; ")
+    assert owner.startswith("owned by saga-host-") and " at epoch " in owner
+    assert said[1] == (
+        "stalled:   never-started: not in flight on its owner (ended there, or "
+        "unknown to it)"
+    )
+    assert sum(line.startswith("stalled: host ") for line in said) == len(
+        host_names(engine)
+    )
+    assert any(line.startswith("stalled: router: assigned [") for line in said)
 
 
 def test_a_named_engine_outlives_its_driver_and_scales_from_the_command_line(

@@ -26,3 +26,8 @@ def test_a_worker_node_killed_mid_run_loses_no_saga() -> None:
         for p, _, epoch in report["owners_after"]
         if p in report["partitions_lost"]
     )
+    # The routers too: each answers from a live node, the dead one's among
+    # them restarted (not lost), and the group went on routing.
+    assert report["victim_node"] in report["routers_before_on"]
+    assert report["victim_node"] not in report["routers_after_on"]
+    assert len(report["routers_after_on"]) == len(report["routers_before_on"])
