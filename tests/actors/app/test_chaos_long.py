@@ -12,7 +12,7 @@ import json
 
 import pytest
 
-from actors.app.chaos import DEFAULT_FAULTS
+from actors.app.chaos import FAULTS
 from tests.actors.app.test_run import saga_run
 
 pytestmark = [pytest.mark.long, pytest.mark.broker]
@@ -36,6 +36,6 @@ def test_five_thousand_sagas_under_every_fault_end_with_a_clean_audit(
     assert summary["sagas"] == ended == 5000
     assert summary["audit"] == dict.fromkeys(summary["audit"], 0)
     proofs = summary["chaos_proofs"]
-    assert sorted(p["fault"] for p in proofs) == sorted(DEFAULT_FAULTS)
+    assert sorted(p["fault"] for p in proofs) == sorted(FAULTS)
     assert all(p["fired"] for p in proofs), proofs
     print(json.dumps({k: summary[k] for k in ("elapsed_s", "sagas_per_s", "dlq")}))

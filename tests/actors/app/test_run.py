@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from actors.app.chaos import DEFAULT_FAULTS
+from actors.app.chaos import FAULTS
 from events.transport.broker import EmbeddedBroker
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -52,7 +52,7 @@ def test_two_thousand_sagas_with_every_fault_all_end_and_the_audit_is_clean() ->
     assert summary["rejected"] > 0 and summary["compensated"] > 0
     # Every kind struck, and each was proved to have fired.
     proofs = summary["chaos_proofs"]
-    assert sorted(p["fault"] for p in proofs) == sorted(DEFAULT_FAULTS)
+    assert sorted(p["fault"] for p in proofs) == sorted(FAULTS)
     assert all(p["fired"] for p in proofs), proofs
     # The schedule was printed before the run, so a failing seed replays.
     assert "chaos schedule (seed" in result.stderr
