@@ -61,6 +61,7 @@ def test_a_stalled_run_is_told_where_its_unended_sagas_wait(
     said: list[str] = []
     try:
         explain_stall(engine, {"never-started"}, 0, said.append)
+        hosts = host_names(engine)
     finally:
         engine.stop()
     home = home_partition("never-started", PARTITIONS)
@@ -70,9 +71,7 @@ def test_a_stalled_run_is_told_where_its_unended_sagas_wait(
         "stalled:   never-started: not in flight on its owner (ended there, or "
         "unknown to it)"
     )
-    assert sum(line.startswith("stalled: host ") for line in said) == len(
-        host_names(engine)
-    )
+    assert sum(line.startswith("stalled: host ") for line in said) == len(hosts)
     assert any(line.startswith("stalled: router: assigned [") for line in said)
 
 
