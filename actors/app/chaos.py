@@ -36,6 +36,9 @@ FAULTS: Final = {
     "no key) to the requests, a reply topic and a command topic",
     "service-freeze": "SIGSTOP a participant service past a step's retries, "
     "then SIGCONT",
+    "host-pause": "SIGSTOP a saga host past the controller's host timeout, so "
+    "its partitions are claimed by another while it sleeps, then SIGCONT: a "
+    "zombie owner whose writes every reader must pass over",
 }
 
 #: The services whose commands move money: a kill after commit matters there.
@@ -71,6 +74,8 @@ class Fault(msgspec.Struct, frozen=True):
             "published again",
             "poison": f"{self.count} poison records on requests, replies and commands",
             "service-freeze": f"{self.target} service frozen {self.seconds:g} s",
+            "host-pause": f"{self.target} paused {self.seconds:g} s, past the "
+            "controller's host timeout",
         }[self.kind]
         return f"{self.kind:<22} {what}"
 
@@ -108,12 +113,14 @@ def schedule(
     services: Sequence[str],
     session_timeout_s: float,
     step_budget_s: Mapping[str, float],
+    host_timeout_s: float,
 ) -> list[Fault]:
     """Each kind once, at its own point of the run, in the order they strike.
 
     A pause outlasts the consumers' session timeout; a freeze outlasts the
     frozen service's longest step retries (``step_budget_s``), so sagas really
-    time out on it and go in doubt."""
+    time out on it and go in doubt; a host's pause outlasts the controller's
+    ``host_timeout_s``, so its partitions move while it sleeps."""
     rng = random.Random(f"chaos-{seed}")
     # Spread over the run, early enough that the work they hit is still there.
     points = sorted(rng.uniform(0.05, 0.6) for _ in kinds)
@@ -143,6 +150,10 @@ def schedule(
                 service = rng.choice(sorted(money))
                 seconds = round(step_budget_s[service] + rng.uniform(3, 8), 1)
                 fault = Fault(round(at, 3), kind, service, seconds=seconds)
+            case "host-pause":
+                seconds = round(host_timeout_s + rng.uniform(3, 6), 1)
+                target = f"host {rng.randrange(hosts)}"
+                fault = Fault(round(at, 3), kind, target, seconds=seconds)
             case _:
                 raise UsageError(f"unknown fault kind {kind!r}")
         faults.append(fault)

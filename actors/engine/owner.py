@@ -130,7 +130,16 @@ class PartitionOwner:
         with self._lock, self._watch.guard():
             if self._stale:
                 self._reload()
-            mine = {n: e for n, e in grants.items() if n not in self._parts}
+            # A grant above the epoch held means the partition was claimed by
+            # another meanwhile (this host slept through it, say): its books
+            # are out of date, and it is claimed afresh, from the log.
+            mine = {
+                n: e
+                for n, e in grants.items()
+                if n not in self._parts or e > self._parts[n].epoch
+            }
+            for number in mine:
+                self._parts.pop(number, None)
             takeover = take(
                 self._kafka,
                 self._snapshots,

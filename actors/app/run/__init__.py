@@ -250,6 +250,7 @@ def chaos_schedule(config: SagaConfig, options: RunOptions) -> list[Fault]:
         services=sorted(PARTICIPANTS),
         session_timeout_s=config.kafka.consumer.session_timeout_ms / 1000,
         step_budget_s=step_budgets(DEFINITIONS),
+        host_timeout_s=config.engine.host_timeout_s,
     )
 
 

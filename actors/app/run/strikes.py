@@ -225,6 +225,37 @@ class Chaos:
     def _service_freeze(self, fault: Fault) -> Callable[[], Proof]:
         return self._stop_for(fault, _pid(self._participants[fault.target]))
 
+    def _host_pause(self, fault: Fault) -> Callable[[], Proof]:
+        """A host stopped past the controller's timeout: fired if it was seen
+        stopped throughout and, meanwhile, another host claimed a partition
+        of it (the host learns so when it wakes, from the log)."""
+        actor = self._actor(fault)
+        paused_at = int(time.time() * 1000)
+        stopped = self._stop_for(fault, _pid(actor))
+
+        def prove() -> Proof:
+            seen = stopped()
+            try:
+                report = ray.get(actor.ownership.remote(), timeout=30)
+            except RayError as exc:
+                return Proof(fault.kind, False, f"{fault.target}: no answer ({exc})")
+            lost = {n: t for n, t in report.fenced.items() if t.at >= paused_at}
+            moved = ", ".join(
+                f"{n} to {t.owner} at epoch {t.epoch}" for n, t in sorted(lost.items())
+            )
+            return Proof(
+                fault.kind,
+                seen.fired and bool(lost),
+                f"{seen.note}; "
+                + (
+                    f"meanwhile claimed: partition {moved}"
+                    if lost
+                    else "no partition of it was claimed meanwhile"
+                ),
+            )
+
+        return prove
+
     def _stop_for(self, fault: Fault, pid: int) -> Callable[[], Proof]:
         """SIGSTOP ``pid`` now and SIGCONT it ``fault.seconds`` later, from a
         thread, so the run goes on reporting meanwhile."""

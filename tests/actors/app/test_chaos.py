@@ -27,6 +27,7 @@ def draw(seed: int, kinds: list[str]) -> list[Fault]:
         services=["account", "payment", "user"],
         session_timeout_s=10.0,
         step_budget_s=BUDGETS,
+        host_timeout_s=10.0,
     )
 
 
@@ -50,6 +51,8 @@ def test_stops_outlast_what_they_must_and_kills_hit_money(seed: int) -> None:
     assert faults["participant-kill-early"].target in ("account", "payment")
     assert faults["host-kill"].target in ("host 0", "host 1")
     assert 1 <= faults["router-kill"].count <= 5
+    pause = faults["host-pause"]
+    assert pause.target in ("host 0", "host 1") and pause.seconds > 10.0
 
 
 def test_the_step_budget_counts_every_attempt_and_backoff() -> None:

@@ -130,6 +130,34 @@ def test_an_owner_replaced_mid_flight_writes_nothing_that_is_applied(
         new.close()
 
 
+def test_a_sleeper_granted_its_partition_back_claims_it_afresh_from_the_log(
+    kafka: KafkaSettings,
+) -> None:
+    """A host paused while its partition moved, granted it again on waking
+    (before it noticed the move): it claims the new epoch and restores what
+    the other owner did meanwhile, rather than answer "held" and go on from
+    its own out-of-date books."""
+    clock = Clock()
+    saga = saga_on(0)
+    sleeper = own(a_host(kafka, clock, "host-a"), [0])
+    other = a_host(kafka, clock, "host-b")
+    try:
+        sleeper.handle([start(saga, 0)])
+        [taken] = other.acquire({0: 2})
+        assert taken.won
+        other.handle([reply(saga, "verify_user", 1)])
+        other.release([0])
+        [taken] = sleeper.acquire({0: 3})
+        assert (taken.epoch, taken.won) == (3, True)
+        assert sleeper.ownership().owned == {0: 3}
+        state = sleeper.state(saga)
+        assert state is not None and state.step_id == "process_payment"
+        assert sleeper.handle([reply(saga, "process_payment", 1)]).applied == 1
+    finally:
+        sleeper.close()
+        other.close()
+
+
 def test_an_idle_owner_finds_the_newer_claim_and_drops_the_partition(
     kafka: KafkaSettings,
 ) -> None:
