@@ -44,7 +44,7 @@ from actors.app.run.audit import (
     log_ends,
     platform_groups,
 )
-from actors.app.run.follower import Follower, await_ends
+from actors.app.run.follower import Follower, LagSampler, await_ends
 from actors.app.run.progress import Progress
 from actors.app.run.stall import explain_stall
 from actors.app.run.strikes import Chaos, Proof
@@ -279,8 +279,11 @@ def _drive(
     total = len(load.requests)
     began = time.monotonic()
 
+    sampler = LagSampler(follower, platform.projection)
+
     def report() -> None:
         progress(follower.count(), total, time.monotonic() - began)
+        sampler.sample()
         if chaos is not None:
             chaos.tick(follower.count() / total)
 
@@ -291,9 +294,7 @@ def _drive(
     if chaos is not None:
         window = min(window, max(100, total // 10))
     send(kafka, load.requests, follower.count, window, report, say)
-    lags = await_ends(
-        follower, platform.projection, total, options.stall_timeout_s, report, say
-    )
+    await_ends(follower, total, options.stall_timeout_s, report, say)
     if follower.count() < total:
         unended = {saga_id for _, _, saga_id in load.requests} - set(follower.ended)
         explain_stall(platform.engine, unended, int(time.time() * 1000), say)
@@ -306,4 +307,4 @@ def _drive(
     # until every service and router has read it all.
     say("waiting for the services and routers to consume everything")
     undrained = drain(kafka, platform_groups(kafka), options.stall_timeout_s, say)
-    return elapsed, lags, undrained
+    return elapsed, sampler.lags, undrained

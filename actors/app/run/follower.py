@@ -93,27 +93,14 @@ class Follower:
 
 def await_ends(
     follower: Follower,
-    projection: Any,
     total: int,
     stall_timeout_s: float,
     report: Callable[[], None],
     say: Callable[[str], None],
-) -> list[float]:
-    """Wait until ``total`` sagas ended, or none did for ``stall_timeout_s``.
-    Returns how far the projection trailed the log meanwhile (in seconds,
-    sampled every quarter second)."""
+) -> None:
+    """Wait until ``total`` sagas ended, or none did for ``stall_timeout_s``."""
     last_change, last_count = time.monotonic(), -1
-    lags: list[float] = []
     while (done := follower.count()) < total:
-        # Before its first batch the projection reaches back to the run's
-        # first record.
-        try:
-            reached = ray.get(projection.newest_at.remote(), timeout=10)
-        except RayError:
-            pass  # the projection is restarting: no sample this time
-        else:
-            reached = reached or follower.first_at
-            lags.append(max(0, follower.newest_at - reached) / 1000)
         if done != last_count:
             last_change, last_count = time.monotonic(), done
         elif time.monotonic() - last_change > stall_timeout_s:
@@ -121,4 +108,32 @@ def await_ends(
             break
         report()
         time.sleep(0.25)
-    return lags
+
+
+class LagSampler:
+    """How far the projection trails the log, in seconds, sampled at most
+    every ``every_s`` while the run lasts (sends included: under chaos the
+    load is sent until near the end)."""
+
+    def __init__(self, follower: Follower, projection: Any, every_s: float = 0.25):
+        self._follower = follower
+        self._projection = projection
+        self._every_s = every_s
+        self._next = 0.0
+        self.lags: list[float] = []
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._every_s
+        try:
+            reached = ray.get(self._projection.newest_at.remote(), timeout=10)
+        except RayError:
+            return  # the projection is restarting: no sample this time
+        # Before its first batch the projection reaches back to the run's
+        # first record.
+        reached = reached or self._follower.first_at
+        newest = self._follower.newest_at
+        if newest:
+            self.lags.append(max(0, newest - reached) / 1000)
