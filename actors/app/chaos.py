@@ -31,7 +31,8 @@ FAULTS: Final = {
     "before committing its offsets",
     "broker-pause": "SIGSTOP the embedded broker past the consumers' session "
     "timeout, then SIGCONT",
-    "duplicates": "publish again start requests and commands already sent",
+    "duplicates": "publish again start requests, commands and replies already "
+    "sent (the replies come stale and out of order)",
     "poison": "publish undecodable records (deep nesting, not JSON, wrong schema, "
     "no key) to the requests, a reply topic and a command topic",
     "service-freeze": "SIGSTOP a participant service past a step's retries, "
@@ -70,7 +71,7 @@ class Fault(msgspec.Struct, frozen=True):
             "projection-kill": "projection dies after its next batch, before "
             "committing",
             "broker-pause": f"broker paused {self.seconds:g} s",
-            "duplicates": f"{self.count} start requests and {self.count} commands "
+            "duplicates": f"{self.count} start requests, commands and replies "
             "published again",
             "poison": f"{self.count} poison records on requests, replies and commands",
             "service-freeze": f"{self.target} service frozen {self.seconds:g} s",

@@ -50,6 +50,9 @@ POISON: Final = (
 _POISONED: Final = (SAGA_REQUESTS, "payment.events.process", "account.commands.deposit")
 #: Where copies of commands come from: the commands that move money.
 _COPIED: Final = ("payment.commands.process", "account.commands.deposit")
+#: Where copies of replies come from: their answers, which come again stale
+#: (the saga moved on, or ended) and out of their order.
+_REPLIED: Final = ("payment.events.process", "account.events.deposit")
 
 
 class Proof(msgspec.Struct, frozen=True):
@@ -300,18 +303,21 @@ class Chaos:
 
     def _duplicates(self, fault: Fault) -> Callable[[], Proof]:
         """Start requests sent already, and the newest commands of the money
-        services, published again as they were."""
+        services and their replies, published again as they were."""
         starts = list(self._requests[: fault.count])
         with SagaClient(self._kafka) as client:
             client.start_many(starts)
-        copies = _newest(self._kafka, _COPIED, fault.count)
+        commands = _newest(self._kafka, _COPIED, fault.count)
+        replies = _newest(self._kafka, _REPLIED, fault.count)
         with KafkaMessagePublisher(self._kafka) as publisher:
-            acks = publisher.send_all(copies)
+            acks = publisher.send_all(commands)
+            answers = publisher.send_all(replies)
         note = (
-            f"{len(starts)} start requests and {len(acks)} commands published "
-            f"again, acknowledged (commands at {_where(acks)})"
+            f"{len(starts)} start requests, {len(acks)} commands and "
+            f"{len(answers)} replies published again, acknowledged (commands at "
+            f"{_where(acks)}; replies at {_where(answers)})"
         )
-        return lambda: Proof(fault.kind, bool(starts and acks), note)
+        return lambda: Proof(fault.kind, bool(starts and acks and answers), note)
 
     def _poison(self, fault: Fault) -> Callable[[], Proof]:
         records = [
