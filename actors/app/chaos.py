@@ -40,6 +40,9 @@ FAULTS: Final = {
     "host-pause": "SIGSTOP a saga host past the controller's host timeout, so "
     "its partitions are claimed by another while it sleeps, then SIGCONT: a "
     "zombie owner whose writes every reader must pass over",
+    "idempotency-cleanup": "the payment or account service deletes its "
+    "idempotency records as if their retention had passed, then its newest "
+    "commands come again: late duplicates that must apply nothing",
 }
 
 #: The services whose commands move money: a kill after commit matters there.
@@ -77,6 +80,8 @@ class Fault(msgspec.Struct, frozen=True):
             "service-freeze": f"{self.target} service frozen {self.seconds:g} s",
             "host-pause": f"{self.target} paused {self.seconds:g} s, past the "
             "controller's host timeout",
+            "idempotency-cleanup": f"{self.target} service forgets its processed "
+            f"commands, then {self.count} of them come again",
         }[self.kind]
         return f"{self.kind:<22} {what}"
 
@@ -151,6 +156,9 @@ def schedule(
                 service = rng.choice(sorted(money))
                 seconds = round(step_budget_s[service] + rng.uniform(3, 8), 1)
                 fault = Fault(round(at, 3), kind, service, seconds=seconds)
+            case "idempotency-cleanup":
+                service = rng.choice(sorted(money))
+                fault = Fault(round(at, 3), kind, service, count=rng.randint(20, 60))
             case "host-pause":
                 seconds = round(host_timeout_s + rng.uniform(3, 6), 1)
                 target = f"host {rng.randrange(hosts)}"

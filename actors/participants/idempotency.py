@@ -152,10 +152,11 @@ class IdempotencyService:
                     self._db.rollback()
                 raise
 
-    def cleanup(self) -> int:
-        """Delete records older than the retention, but those kept; returns
-        how many."""
-        cutoff = self._clock() - self._retention
+    def cleanup(self, older_than_s: float | None = None) -> int:
+        """Delete records older than the retention (or ``older_than_s``), but
+        those kept; returns how many."""
+        age = self._retention if older_than_s is None else older_than_s
+        cutoff = self._clock() - age
         with self.lock:
             rows = self._db.execute(
                 "DELETE FROM processed_messages "

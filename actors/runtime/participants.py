@@ -82,6 +82,13 @@ class ParticipantActor:
             lambda: die_now(mark, "after its DuckDB commit, before replying")
         )
 
+    def forget_processed(self, older_than_s: float) -> int:
+        """`saga run --chaos`: the idempotency cleanup now, with a retention
+        of ``older_than_s`` (0: every record but those kept), as if that
+        long had passed; returns how many records went. Late duplicates must
+        still apply nothing: the effects' natural keys outlive the records."""
+        return self._participant.idempotency.cleanup(older_than_s)
+
     def stats(self) -> ServiceStats:
         if self._service is None:  # still connecting
             return ServiceStats(

@@ -48,8 +48,13 @@ POISON: Final = (
 )
 #: Where poison goes: the routers' two inputs and a service's.
 _POISONED: Final = (SAGA_REQUESTS, "payment.events.process", "account.commands.deposit")
+#: The command topic of each money service.
+_COMMANDS: Final = {
+    "payment": "payment.commands.process",
+    "account": "account.commands.deposit",
+}
 #: Where copies of commands come from: the commands that move money.
-_COPIED: Final = ("payment.commands.process", "account.commands.deposit")
+_COPIED: Final = tuple(_COMMANDS.values())
 #: Where copies of replies come from: their answers, which come again stale
 #: (the saga moved on, or ended) and out of their order.
 _REPLIED: Final = ("payment.events.process", "account.events.deposit")
@@ -318,6 +323,20 @@ class Chaos:
             f"{_where(acks)}; replies at {_where(answers)})"
         )
         return lambda: Proof(fault.kind, bool(starts and acks and answers), note)
+
+    def _idempotency_cleanup(self, fault: Fault) -> Callable[[], Proof]:
+        """The service forgets every processed command it may (the refusals
+        it keeps stay), then its newest commands are published again."""
+        removed = ray.get(self._participants[fault.target].forget_processed.remote(0))
+        topic = _COMMANDS[fault.target]
+        with KafkaMessagePublisher(self._kafka) as publisher:
+            acks = publisher.send_all(_newest(self._kafka, [topic], fault.count))
+        note = (
+            f"{fault.target}: {removed} idempotency records deleted, then "
+            f"{len(acks)} of its commands published again, acknowledged "
+            f"({_where(acks)})"
+        )
+        return lambda: Proof(fault.kind, removed > 0 and bool(acks), note)
 
     def _poison(self, fault: Fault) -> Callable[[], Proof]:
         records = [

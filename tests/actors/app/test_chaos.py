@@ -51,6 +51,7 @@ def test_stops_outlast_what_they_must_and_kills_hit_money(seed: int) -> None:
     assert faults["participant-kill-early"].target in ("account", "payment")
     assert faults["host-kill"].target in ("host 0", "host 1")
     assert 1 <= faults["router-kill"].count <= 5
+    assert faults["idempotency-cleanup"].target in ("account", "payment")
     pause = faults["host-pause"]
     assert pause.target in ("host 0", "host 1") and pause.seconds > 10.0
 
