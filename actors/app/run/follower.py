@@ -120,6 +120,8 @@ class LagSampler:
         self._projection = projection
         self._every_s = every_s
         self._next = 0.0
+        #: Whether the projection has written a batch of this run yet.
+        self._wrote = False
         self.lags: list[float] = []
 
     def sample(self) -> None:
@@ -131,6 +133,10 @@ class LagSampler:
             reached = ray.get(self._projection.newest_at.remote(), timeout=10)
         except RayError:
             return  # the projection is restarting: no sample this time
+        if reached:
+            self._wrote = True
+        elif self._wrote:
+            return  # restarted, and nothing written since: it restores first
         # Before its first batch the projection reaches back to the run's
         # first record.
         reached = reached or self._follower.first_at
