@@ -7,7 +7,7 @@ from the repository root): it starts its own Ray cluster
 services and the projection writer; two ``saga_slot`` workers for hosts,
 routers and controllers) and an embedded broker, then runs ``saga run``
 three times, each with one move struck from its progress callback once a
-share of its sagas ended:
+share of its sagas ended (300 in flight):
 
 - hosts added (to four, over both workers) and then removed (to one);
 - a second engine started on the same consumer group (a rolling deploy), left
@@ -26,7 +26,6 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -54,33 +53,18 @@ from tests.conftest import process_state
 
 class Strike:
     """``saga run``'s progress callback: once ``share`` of the sagas ended,
-    runs ``act`` in a thread of its own (the run goes on watching), once;
-    :meth:`result` is what it returned, or raises what it raised."""
+    runs ``act`` (once) before the run goes on, so the run cannot end before
+    the move it strikes: the sagas in flight then (the run's window) go on
+    meanwhile, and the rest are sent after."""
 
     def __init__(self, share: float, act: Callable[[], dict[str, Any]]) -> None:
         self._share = share
         self._act = act
-        self._thread: threading.Thread | None = None
-        self._result: dict[str, Any] = {}
-        self._error: BaseException | None = None
+        self.result: dict[str, Any] | None = None
 
     def __call__(self, done: int, total: int, elapsed: float) -> None:
-        if self._thread is None and done >= total * self._share:
-            self._thread = threading.Thread(target=self._run, daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._result = self._act()
-        except BaseException as exc:
-            self._error = exc
-
-    def result(self) -> dict[str, Any]:
-        assert self._thread is not None, "the run ended before the strike"
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._result
+        if self.result is None and done >= total * self._share:
+            self.result = self._act()
 
 
 def running_engine(kafka: KafkaSettings) -> Engine:
@@ -197,11 +181,12 @@ def _one_run(
         said: list[str] = []
         summary = run(
             config,
-            RunOptions(sagas=sagas, seed=seed, data_dir=data_dir),
+            RunOptions(sagas=sagas, seed=seed, data_dir=data_dir, max_in_flight=300),
             said.append,
             strike,
         )
-        struck = strike.result()
+        struck = strike.result
+        assert struck is not None, "the run ended before the strike"
         fence = Fence()
         return {
             "summary": msgspec.to_builtins(summary),

@@ -16,13 +16,15 @@ from tests.actors.runtime.scenarios import report_of
 pytestmark = pytest.mark.broker
 
 
-def clean(run: dict[str, Any]) -> None:
+def clean(run: dict[str, Any], *, zombie: bool = False) -> None:
     summary = run["summary"]
     ended = sum(summary[k] for k in ("completed", "compensated", "rejected", "failed"))
     assert ended == summary["sagas"], run["said"]
     assert summary["audit"] and not any(summary["audit"].values()), summary["audit"]
     # No (sagaId, seq) with two different records: none driven by two hosts.
-    assert run["driven_twice"] == 0
+    # A zombie's appends after the claim that replaced it are in the log, so
+    # there, none among the records a reader applies.
+    assert run["driven_twice_applied" if zombie else "driven_twice"] == 0
 
 
 def test_partitions_move_under_saga_run_on_a_multi_node_cluster() -> None:
@@ -41,7 +43,7 @@ def test_partitions_move_under_saga_run_on_a_multi_node_cluster() -> None:
     assert deploy["struck"]["fenced"]
     assert deploy["struck"]["fenced_by"] == [deploy["struck"]["newer"]]
     paused = report["paused_host"]
-    clean(paused)
+    clean(paused, zombie=True)
     # Its partitions were claimed while it slept, and whatever it wrote after
     # is in the log but applied by no reader.
     assert paused["struck"]["node"] in workers

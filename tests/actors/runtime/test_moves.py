@@ -1,7 +1,7 @@
 """A named engine on a local Ray: it outlives its driver and scales from the
 command line, its projection writer is found again, and every partition
 names its owner. (Partitions moving while sagas run, on a multi-node cluster:
-``test_cluster_moves.py``.)
+``test_cluster_runs.py``.)
 """
 
 from __future__ import annotations
