@@ -28,6 +28,7 @@ from actors.app.chaos import Fault
 from actors.app.client import SagaClient
 from actors.app.platform import Platform
 from actors.app.run.workload import Request
+from actors.engine.claims import Taken
 from events.errors import MessageDecodeError
 from events.transport.broker import EmbeddedBroker
 from events.transport.publisher import KafkaMessagePublisher
@@ -46,6 +47,8 @@ POISON: Final = (
     (b"chaos-schema", b'{"type":"command","messageId":7}'),
     (None, b'{"sagaId": ""}'),
 )
+#: How long a paused host, woken, is asked what was claimed from it meanwhile.
+_WAKE_S: Final = 60.0
 #: Where poison goes: the routers' two inputs and a service's.
 _POISONED: Final = (SAGA_REQUESTS, "payment.events.process", "account.commands.deposit")
 #: The command topic of each money service.
@@ -236,18 +239,26 @@ class Chaos:
     def _host_pause(self, fault: Fault) -> Callable[[], Proof]:
         """A host stopped past the controller's timeout: fired if it was seen
         stopped throughout and, meanwhile, another host claimed a partition
-        of it (the host learns so when it wakes, from the log)."""
+        of it. The host learns so once it wakes, from the log; its account is
+        taken then (a later fault may kill it, and its next process knows
+        nothing of this one's losses)."""
         actor = self._actor(fault)
         paused_at = int(time.time() * 1000)
-        stopped = self._stop_for(fault, _pid(actor))
+        lost: dict[int, Taken] = {}
+
+        def losses() -> None:
+            deadline = time.monotonic() + _WAKE_S
+            while not lost and time.monotonic() < deadline:
+                report = _patiently(lambda: actor.ownership.remote())
+                lost.update(
+                    (n, t) for n, t in report.fenced.items() if t.at >= paused_at
+                )
+                time.sleep(0.5)
+
+        stopped = self._stop_for(fault, _pid(actor), losses)
 
         def prove() -> Proof:
             seen = stopped()
-            try:
-                report = ray.get(actor.ownership.remote(), timeout=30)
-            except RayError as exc:
-                return Proof(fault.kind, False, f"{fault.target}: no answer ({exc})")
-            lost = {n: t for n, t in report.fenced.items() if t.at >= paused_at}
             moved = ", ".join(
                 f"{n} to {t.owner} at epoch {t.epoch}" for n, t in sorted(lost.items())
             )
@@ -258,15 +269,21 @@ class Chaos:
                 + (
                     f"meanwhile claimed: partition {moved}"
                     if lost
-                    else "no partition of it was claimed meanwhile"
+                    else f"no partition of it claimed meanwhile (asked {_WAKE_S:g} s)"
                 ),
             )
 
         return prove
 
-    def _stop_for(self, fault: Fault, pid: int) -> Callable[[], Proof]:
+    def _stop_for(
+        self,
+        fault: Fault,
+        pid: int,
+        woken: Callable[[], None] = lambda: None,
+    ) -> Callable[[], Proof]:
         """SIGSTOP ``pid`` now and SIGCONT it ``fault.seconds`` later, from a
-        thread, so the run goes on reporting meanwhile."""
+        thread, so the run goes on reporting meanwhile; ``woken`` runs in that
+        thread once it runs again (the next fault waits for it too)."""
         seen: dict[str, float] = {}
         os.kill(pid, signal.SIGSTOP)
         self._stopped_pids.add(pid)
@@ -283,6 +300,7 @@ class Chaos:
             self._stopped_pids.discard(pid)
             time.sleep(0.2)
             seen["after"] = 0.0 if process_state(pid) == "T" else 1.0
+            woken()
 
         thread = threading.Thread(target=thaw, name=f"chaos-{fault.kind}", daemon=True)
         thread.start()
@@ -327,7 +345,9 @@ class Chaos:
     def _idempotency_cleanup(self, fault: Fault) -> Callable[[], Proof]:
         """The service forgets every processed command it may (the refusals
         it keeps stay), then its newest commands are published again."""
-        removed = ray.get(self._participants[fault.target].forget_processed.remote(0))
+        service = self._participants[fault.target]
+        # An earlier fault may have just killed it: Ray restarts it meanwhile.
+        removed: int = _patiently(lambda: service.forget_processed.remote(0))
         topic = _COMMANDS[fault.target]
         with KafkaMessagePublisher(self._kafka) as publisher:
             acks = publisher.send_all(_newest(self._kafka, [topic], fault.count))
@@ -360,14 +380,20 @@ class Chaos:
         return prove
 
 
-def _pid(actor: Any, patience_s: float = 120.0) -> int:
-    """The actor's process id, waiting out a restart (an earlier fault may
-    have just killed it: Ray answers "temporarily unavailable" meanwhile)."""
+def _pid(actor: Any) -> int:
+    """The actor's process id, waiting out a restart."""
+    pid: int = _patiently(lambda: actor.pid.remote())
+    return pid
+
+
+def _patiently(call: Callable[[], Any], patience_s: float = 120.0) -> Any:
+    """The answer to an actor's ``call`` (a function making the Ray call),
+    waiting out a restart: an earlier fault may have just killed the actor,
+    and Ray answers "temporarily unavailable" meanwhile."""
     deadline = time.monotonic() + patience_s
     while True:
         try:
-            pid: int = ray.get(actor.pid.remote(), timeout=patience_s)
-            return pid
+            return ray.get(call(), timeout=patience_s)
         except RayError:
             if time.monotonic() > deadline:
                 raise

@@ -3,7 +3,8 @@
 Run as a process of its own (``python -m tests.actors.runtime.driver_restart``
 from the repository root), since it starts its own Ray cluster (one node,
 ``ray.cluster_utils.Cluster``, advertising saga slots). ``saga serve
---ray-address`` runs against it as a separate process with a named engine;
+--ray-address auto`` (the cluster found through ``RAY_ADDRESS``) runs against
+it as a separate process with a named engine;
 sagas start; the serve process is killed with SIGKILL (a driver that dies);
 its detached actors go on; a second ``saga serve`` with the same name goes on
 with them; ``saga scale`` adds hosts; Ctrl-C (SIGINT) stops it all. Prints
@@ -58,7 +59,9 @@ def saga(*args: str, address: str, bootstrap: str) -> list[str]:
 
 
 def serve(address: str, bootstrap: str, data_dir: str) -> subprocess.Popen[str]:
-    """``saga serve`` of the named engine; returns once it runs."""
+    """``saga serve --ray-address auto`` of the named engine, as on a node of
+    the cluster (``auto`` finds it by ``RAY_ADDRESS``, as a Ray Job's
+    entrypoint does); returns once it runs."""
     process = subprocess.Popen(
         saga(
             "serve",
@@ -68,12 +71,13 @@ def serve(address: str, bootstrap: str, data_dir: str) -> subprocess.Popen[str]:
             data_dir,
             "--every",
             "1",
-            address=address,
+            address="auto",
             bootstrap=bootstrap,
         ),
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        env={**os.environ, "RAY_ADDRESS": address},
     )
     assert process.stdout is not None
     out = process.stdout
