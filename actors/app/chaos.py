@@ -160,7 +160,10 @@ def schedule(
                 service = rng.choice(sorted(money))
                 fault = Fault(round(at, 3), kind, service, count=rng.randint(20, 60))
             case "host-pause":
-                seconds = round(host_timeout_s + rng.uniform(3, 6), 1)
+                # The controller notices a silent host between one and two
+                # polling rounds after its timeout, then grants and restores:
+                # the pause outlasts all of it, or nothing moves meanwhile.
+                seconds = round(host_timeout_s + rng.uniform(8, 12), 1)
                 target = f"host {rng.randrange(hosts)}"
                 fault = Fault(round(at, 3), kind, target, seconds=seconds)
             case _:

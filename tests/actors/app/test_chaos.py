@@ -53,7 +53,7 @@ def test_stops_outlast_what_they_must_and_kills_hit_money(seed: int) -> None:
     assert 1 <= faults["router-kill"].count <= 5
     assert faults["idempotency-cleanup"].target in ("account", "payment")
     pause = faults["host-pause"]
-    assert pause.target in ("host 0", "host 1") and pause.seconds > 10.0
+    assert pause.target in ("host 0", "host 1") and pause.seconds >= 18.0
 
 
 def test_the_step_budget_counts_every_attempt_and_backoff() -> None:
