@@ -68,12 +68,16 @@ class Incarnation(msgspec.Struct, frozen=True):
 class Ownership(msgspec.Struct, frozen=True):
     """What a host owns (partition -> epoch) and what it lost to newer claims
     (the last loss of each partition, kept if it is granted back later);
-    ``log_lost`` if its log lost records (it then refuses all work)."""
+    ``log_lost`` if its log lost records (it then refuses all work);
+    ``failing`` while its rebuild from the log fails for a reason waiting on
+    the broker will not mend (an unreadable snapshot, a bug): it takes no
+    input then, and the controller grants its partitions elsewhere."""
 
     host: Incarnation
     owned: dict[int, int]
     fenced: dict[int, Taken]
     log_lost: str = ""
+    failing: str = ""
 
 
 class Takeover(msgspec.Struct):

@@ -220,7 +220,7 @@ class Controller:
         return plan(
             self._partitions,
             {n: h for n, (h, _) in self._owners.items()},
-            sorted(h for h in self._hosts if self._alive(h)),
+            sorted(h for h in self._hosts if self._able(h)),
             last=self._last,
             draining=self._draining,
             foreign=self._foreign,
@@ -244,6 +244,14 @@ class Controller:
         host = self._hosts[name]
         return time.monotonic() - host.last_ok < self._host_timeout_s
 
+    def _able(self, name: str) -> bool:
+        """Alive, and able to take partitions: its log whole, its rebuilds
+        from the log not failing (granted one, it would only fail again)."""
+        report = self._hosts[name].report
+        return self._alive(name) and not (
+            report is not None and (report.log_lost or report.failing)
+        )
+
     def _poll(self) -> None:
         """Each host's own account of what it owns; owners follow from it."""
         with self._lock:
@@ -261,7 +269,7 @@ class Controller:
     def _settle(self) -> None:
         owners: dict[int, tuple[str, int]] = {}
         for name, host in self._hosts.items():
-            if host.report is None or not self._alive(name) or host.report.log_lost:
+            if host.report is None or not self._able(name):
                 continue
             for number, taken in host.report.fenced.items():
                 self._learn(number, taken.epoch)

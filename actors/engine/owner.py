@@ -36,8 +36,8 @@ from actors.engine.snapshots import SnapshotStore
 from actors.engine.timers import ResendQueue, Timers
 from actors.engine.watch import FenceCheck, LogWatch
 from actors.engine.write_ahead import Batch
-from actors.errors import HostUnavailableError
-from events.errors import LogLostError
+from actors.errors import HostUnavailableError, RestoreError
+from events.errors import EventsError, LogLostError
 from events.transport.admin import TopicAdmin
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.settings import KafkaSettings
@@ -97,6 +97,9 @@ class PartitionOwner:
         self._hops = {hop: Histogram() for hop in HOST_HOPS}
         self._restored = restore.Restored(0, 0, 0.0)
         self._stale = False
+        #: Why the last rebuild from the log failed, when waiting on the
+        #: broker would not mend it ("" once one succeeds).
+        self._failing = ""
         self._watch = LogWatch(identity, kafka.consumer.loss_grace_ms)
         # The producer connects on its first send; the topics are checked
         # patiently. A broker that is down is waited out: a Ray actor whose
@@ -140,15 +143,28 @@ class PartitionOwner:
             }
             for number in mine:
                 self._parts.pop(number, None)
-            takeover = take(
-                self._kafka,
-                self._snapshots,
-                self._publisher,
-                mine,
-                self._me,
-                self._settings.finished_retention,
-                self._now(),
-            )
+            held = [
+                Taken(partition=n, epoch=self._parts[n].epoch, won=True)
+                for n in grants
+                if n not in mine
+            ]
+            try:
+                takeover = take(
+                    self._kafka,
+                    self._snapshots,
+                    self._publisher,
+                    mine,
+                    self._me,
+                    self._settings.finished_retention,
+                    self._now(),
+                )
+            except RestoreError:
+                if len(mine) < 2:
+                    raise
+                # A partition no host can read must not keep the others from
+                # their new owner: each alone; the unreadable stays unowned.
+                log.exception("restoring %s failed: each alone", sorted(mine))
+                return [*held, *self._each(mine)]
             for number, part in takeover.books.items():
                 self._parts[number] = part
             restore.rearm(
@@ -161,12 +177,16 @@ class PartitionOwner:
             self._restored = restore.report(
                 takeover.books, takeover.counts, self._resend
             )
-            held = [
-                Taken(partition=n, epoch=self._parts[n].epoch, won=True)
-                for n in grants
-                if n not in mine
-            ]
             return [*held, *takeover.taken]
+
+    def _each(self, grants: Mapping[int, int]) -> list[Taken]:
+        taken = []
+        for number, epoch in grants.items():
+            try:
+                taken.extend(self.acquire({number: epoch}))
+            except RestoreError:
+                log.exception("partition %d cannot be restored", number)
+        return taken
 
     def release(self, partitions: Sequence[int]) -> None:
         """Give partitions up (to be granted elsewhere): a last snapshot each,
@@ -192,6 +212,7 @@ class PartitionOwner:
                 owned={n: part.epoch for n, part in self._parts.items()},
                 fenced=dict(self._fenced),
                 log_lost=self._watch.lost,
+                failing=self._failing,
             )
 
     def snapshot(self) -> None:
@@ -275,11 +296,17 @@ class PartitionOwner:
                 self._now() + self._settings.restore_grace_ms,
             )
             self._watch.check_reloaded(self._watch.ends(kept), self._parts)
-        except BaseException:
+        except BaseException as exc:
             # What the host knew: the next reload compares against it, and a
             # person sees it if the log was lost.
             self._parts = kept
+            if not isinstance(exc, (EventsError, HostUnavailableError)):
+                # Not the broker: every later try would fail alike, and the
+                # partitions would stall here while the host still answered.
+                self._failing = f"rebuilding from the log failed: {exc!r}"
+                log.error("%s: its partitions are to be granted elsewhere", exc)
             raise
+        self._failing = ""
         for number, part in kept.items():
             self._parts[number].epoch = part.epoch
             claim = fence.claim(number)

@@ -19,8 +19,8 @@ from actors.core import Fence
 from actors.engine.claims import own
 from actors.engine.host import SagaHost
 from actors.engine.settings import HostSettings
-from actors.engine.snapshots import SnapshotStore
-from actors.errors import HostUnavailableError
+from actors.engine.snapshots import FORMAT, SnapshotStore
+from actors.errors import HostUnavailableError, RestoreError
 from events.transport.partitions import home_partition
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.reader import PartitionReader, read_to_end
@@ -156,6 +156,49 @@ def test_a_sleeper_granted_its_partition_back_claims_it_afresh_from_the_log(
     finally:
         sleeper.close()
         other.close()
+
+
+def test_a_host_whose_rebuild_cannot_read_the_log_says_so_for_its_controller(
+    kafka: KafkaSettings,
+) -> None:
+    """A rebuild that fails for a reason waiting will not mend (here, a
+    snapshot whose chunks are not there) is reported in the host's ownership,
+    so the controller grants its partitions elsewhere instead of leaving them
+    stalled behind a host that still answers."""
+    clock = Clock()
+    saga = saga_on(0)
+    host = own(a_host(kafka, clock, "host-a"), [0])
+    try:
+        host.handle([start(saga, 0)])
+        # A record of the host's epoch it did not append: it must rebuild.
+        [*_, last] = log_of(kafka, 0)
+        with KafkaMessagePublisher(kafka) as publisher:
+            publisher.send_all([Outgoing(SAGA_EVENTS, saga, last, 0)])
+            with pytest.raises(HostUnavailableError, match="did not append"):
+                host.handle([reply(saga, "verify_user", 1)])
+            # The newest snapshot: a manifest whose one chunk is nowhere.
+            with PartitionReader(kafka) as reader:
+                [end] = reader.ends([TP(SAGA_SNAPSHOTS, 0)]).values()
+            manifest = {
+                "type": "manifest",
+                "format": FORMAT,
+                "partition": 0,
+                "logOffset": 1,
+                "firstOffset": end,
+                "chunks": 1,
+                "sagas": 1,
+                "finished": 0,
+                "previous": -1,
+            }
+            encoded = json.dumps(manifest).encode()
+            publisher.send_all([Outgoing(SAGA_SNAPSHOTS, "partition-0", encoded, 0)])
+        assert host.ownership().failing == ""
+        with pytest.raises(RestoreError, match="incomplete"):
+            host.handle([reply(saga, "verify_user", 1)])
+        failing = host.ownership().failing
+        assert failing.startswith("rebuilding from the log failed: RestoreError(")
+    finally:
+        host.close()
 
 
 def test_an_idle_owner_finds_the_newer_claim_and_drops_the_partition(

@@ -7,6 +7,7 @@ names its owner. (Partitions moving while sagas run, on a multi-node cluster:
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -18,9 +19,14 @@ import ray
 from actors.app.cli import main
 from actors.app.run.stall import explain_stall
 from actors.engine.settings import EngineSettings
+from actors.engine.snapshots import FORMAT
 from actors.runtime.engine import Engine
 from actors.runtime.projection import start_projection
 from events.transport.partitions import home_partition
+from events.transport.publisher import KafkaMessagePublisher
+from events.transport.reader import PartitionReader
+from events.transport.types import TP, Outgoing
+from events.wire.topics import SAGA_EVENTS, SAGA_SNAPSHOTS
 from tests.actors.runtime.moving import driven_twice, host_names
 from tests.actors.runtime.test_engine import (
     DEFINITIONS,
@@ -73,6 +79,68 @@ def test_a_stalled_run_is_told_where_its_unended_sagas_wait(
     )
     assert sum(line.startswith("stalled: host ") for line in said) == len(hosts)
     assert any(line.startswith("stalled: router: assigned [") for line in said)
+
+
+def test_a_host_that_cannot_rebuild_from_the_log_loses_its_partitions(
+    platform: Platform,
+) -> None:
+    """A host whose rebuild fails for a reason waiting will not mend (here,
+    a snapshot of one of its partitions whose chunk is nowhere) says so in
+    its ownership, and the controller grants its partitions to the other
+    host instead of leaving them stalled behind a host that still answers.
+    The unreadable partition itself no host can take: it stays unowned."""
+    engine = platform.engine()
+    try:
+        ids = platform.client.start_many(mixed_requests(60, seed=7)[0])
+        wait_terminal(platform.client, ids)
+        reports = ray.get([h.ownership.remote() for h in engine.hosts])
+        sick = next(r for r in reports if len(r.owned) >= 2)
+        broken, *healthy = sorted(sick.owned)
+        # Its newest snapshot of one partition, unreadable; then a record of
+        # its epoch there that it did not append, which its idle check finds.
+        with PartitionReader(platform.kafka) as reader:
+            [end] = reader.ends([TP(SAGA_SNAPSHOTS, broken)]).values()
+            [*_, last] = reader.read({TP(SAGA_EVENTS, broken): 0})
+        manifest = {
+            "type": "manifest", "format": FORMAT, "partition": broken,
+            "logOffset": 1, "firstOffset": end, "chunks": 1, "sagas": 1,
+            "finished": 0, "previous": -1,
+        }  # fmt: skip
+        with KafkaMessagePublisher(platform.kafka) as publisher:
+            publisher.send_all(
+                [
+                    Outgoing(
+                        SAGA_SNAPSHOTS,
+                        f"partition-{broken}",
+                        json.dumps(manifest).encode(),
+                        broken,
+                    ),
+                    Outgoing(
+                        SAGA_EVENTS, (last.key or b"").decode(), last.value, broken
+                    ),
+                ]
+            )
+        deadline = time.monotonic() + 60
+        while True:
+            owners = {o.partition: o for o in engine.owners()}
+            moved = all(
+                owners[p].state == "owned" and owners[p].host != sick.host.name
+                for p in healthy
+            )
+            if moved:
+                break
+            assert time.monotonic() < deadline, f"never moved: {owners}"
+            time.sleep(0.2)
+        seen = ray.get(engine.controller.owners.remote())
+        report = next(
+            r
+            for r in ray.get([h.ownership.remote() for h in engine.hosts])
+            if r.host.name == sick.host.name
+        )
+        assert "RestoreError" in report.failing and "incomplete" in report.failing
+        assert all(o.host != sick.host.name for o in seen if o.state == "owned")
+    finally:
+        engine.stop()
 
 
 def test_a_named_engine_outlives_its_driver_and_scales_from_the_command_line(
