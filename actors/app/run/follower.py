@@ -113,26 +113,40 @@ def await_ends(
 class LagSampler:
     """How far the projection trails the log, in seconds, sampled at most
     every ``every_s`` while the run lasts (sends included: under chaos the
-    load is sent until near the end)."""
+    load is sent until near the end). Never waits on the projection: the
+    run's loop, which also strikes the chaos schedule on time, calls it, and
+    a projection restarting would hold the loop up (a fault struck late
+    meets a run that has ended)."""
 
     def __init__(self, follower: Follower, projection: Any, every_s: float = 0.25):
         self._follower = follower
         self._projection = projection
         self._every_s = every_s
         self._next = 0.0
+        #: The question asked and not yet answered.
+        self._asked: Any = None
         #: Whether the projection has written a batch of this run yet.
         self._wrote = False
         self.lags: list[float] = []
 
     def sample(self) -> None:
+        if self._asked is not None:
+            ready, _ = ray.wait([self._asked], timeout=0)
+            if not ready:
+                return  # the projection is busy, or restarting: later
+            try:
+                reached = ray.get(self._asked)
+            except RayError:
+                reached = None  # it died meanwhile: no sample this time
+            self._asked = None
+            if reached is not None:
+                self._record(reached)
         now = time.monotonic()
-        if now < self._next:
-            return
-        self._next = now + self._every_s
-        try:
-            reached = ray.get(self._projection.newest_at.remote(), timeout=10)
-        except RayError:
-            return  # the projection is restarting: no sample this time
+        if now >= self._next:
+            self._next = now + self._every_s
+            self._asked = self._projection.newest_at.remote()
+
+    def _record(self, reached: int) -> None:
         if reached:
             self._wrote = True
         elif self._wrote:

@@ -105,6 +105,9 @@ class Chaos:
         self._marks.mkdir(exist_ok=True)
         self._say = say
         self._threads: list[threading.Thread] = []
+        #: Strikes that send records, at work beside the run (a stop's
+        #: thread holds the next fault back; these do not).
+        self._workers: list[threading.Thread] = []
         #: Processes stopped and not yet sent SIGCONT.
         self._stopped_pids: set[int] = set()
         #: Per fault struck: a function that proves it (run after the drain).
@@ -128,7 +131,7 @@ class Chaos:
         """Strike what is still due (a run that ended early) and wait for
         every pause and freeze to be over."""
         while True:
-            for thread in self._threads:
+            for thread in [*self._threads, *self._workers]:
                 thread.join()
             if not self._pending:
                 return
@@ -326,21 +329,37 @@ class Chaos:
 
     def _duplicates(self, fault: Fault) -> Callable[[], Proof]:
         """Start requests sent already, and the newest commands of the money
-        services and their replies, published again as they were."""
+        services and their replies, published again as they were: from a
+        thread, since reading and sending them takes seconds, and the next
+        fault must strike on time (one struck after the run's last saga
+        ended meets nothing)."""
         starts = list(self._requests[: fault.count])
-        with SagaClient(self._kafka) as client:
-            client.start_many(starts)
-        commands = _newest(self._kafka, _COPIED, fault.count)
-        replies = _newest(self._kafka, _REPLIED, fault.count)
-        with KafkaMessagePublisher(self._kafka) as publisher:
-            acks = publisher.send_all(commands)
-            answers = publisher.send_all(replies)
-        note = (
-            f"{len(starts)} start requests, {len(acks)} commands and "
-            f"{len(answers)} replies published again, acknowledged (commands at "
-            f"{_where(acks)}; replies at {_where(answers)})"
-        )
-        return lambda: Proof(fault.kind, bool(starts and acks and answers), note)
+        sent: dict[str, list[Ack]] = {}
+
+        def publish() -> None:
+            with SagaClient(self._kafka) as client:
+                client.start_many(starts)
+            commands = _newest(self._kafka, _COPIED, fault.count)
+            replies = _newest(self._kafka, _REPLIED, fault.count)
+            with KafkaMessagePublisher(self._kafka) as publisher:
+                sent["commands"] = publisher.send_all(commands)
+                sent["replies"] = publisher.send_all(replies)
+
+        thread = threading.Thread(target=publish, name="chaos-duplicates", daemon=True)
+        thread.start()
+        self._workers.append(thread)
+
+        def prove() -> Proof:
+            thread.join()
+            acks, answers = sent.get("commands", []), sent.get("replies", [])
+            note = (
+                f"{len(starts)} start requests, {len(acks)} commands and "
+                f"{len(answers)} replies published again, acknowledged (commands "
+                f"at {_where(acks)}; replies at {_where(answers)})"
+            )
+            return Proof(fault.kind, bool(starts and acks and answers), note)
+
+        return prove
 
     def _idempotency_cleanup(self, fault: Fault) -> Callable[[], Proof]:
         """The service forgets every processed command it may (the refusals

@@ -205,7 +205,7 @@ def test_counters_after_a_chaos_run_equal_its_summary(tmp_path: Path) -> None:
     log = tmp_path / "run.log"
     with log.open("w") as stderr:
         run = subprocess.Popen(
-            [sys.executable, "-m", "actors.app.cli", "run", "--sagas", "400",
+            [sys.executable, "-m", "actors.app.cli", "run", "--sagas", "1000",
              "--chaos", "--chaos-faults",
              "host-kill,router-kill,projection-kill,duplicates", "--seed", "14",
              "--json", "--metrics-port", str(port),
@@ -228,7 +228,7 @@ def test_counters_after_a_chaos_run_equal_its_summary(tmp_path: Path) -> None:
     summary = json.loads(stdout)
     proofs = summary["chaos_proofs"]
     assert len(proofs) == 4 and all(p["fired"] for p in proofs), proofs
-    assert final["saga_started_total"] == {(("saga_type", "deposit"),): 400.0}
+    assert final["saga_started_total"] == {(("saga_type", "deposit"),): 1000.0}
     outcomes = ("completed", "compensated", "rejected", "failed")
     finished = {
         dict(labels)["outcome"]: n for labels, n in final["saga_finished_total"].items()
