@@ -23,3 +23,21 @@ command -v stunnel4 >/dev/null || command -v stunnel >/dev/null ||
 
 python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
+
+# ray[default] (the dashboard and its job server, for `ray job submit`) goes
+# beside the environment, in .venv/ray-default, not into it: importable, it
+# makes every node of every test's Ray cluster run the full dashboard agent.
+# Only the Ray Job test puts it on its path. The packages are the ones pip
+# would add to this environment, at the versions it would pick, so nothing
+# the environment has is shadowed.
+ray_version=$(.venv/bin/python -c "import ray; print(ray.__version__)")
+.venv/bin/pip install -q --dry-run --report .venv/ray-default.json \
+    "ray[default]==$ray_version"
+.venv/bin/python -c '
+import json, sys
+for p in json.load(open(sys.argv[1]))["install"]:
+    print(p["metadata"]["name"] + "==" + p["metadata"]["version"])
+' .venv/ray-default.json >.venv/ray-default.txt
+mkdir -p .venv/ray-default  # stays empty if the environment has them already
+[ ! -s .venv/ray-default.txt ] || .venv/bin/pip install -q --no-deps --upgrade \
+    --target .venv/ray-default -r .venv/ray-default.txt
