@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from actors.app.config import SagaConfig
+from actors.app.owners import on_node
 from actors.errors import UsageError
 
 #: How long the controller's answer is waited for.
@@ -63,8 +64,7 @@ def live_lines(owners: list[dict[str, Any]]) -> list[str]:
     lines = []
     for (state, host), rows in sorted(by_host.items(), key=_order):
         numbers = ", ".join(str(row["partition"]) for row in rows)
-        node = rows[0]["node"]
-        where = f" on node {node[:8]}..." if node else ""
+        where = on_node(rows[0]["node"])
         epochs = sorted({row["epoch"] for row in rows})
         epoch = f"epoch {epochs[0]}" if len(epochs) == 1 else f"epochs {epochs}"
         if state == "owned":

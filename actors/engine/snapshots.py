@@ -44,6 +44,13 @@ from events.wire.topics import SAGA_SNAPSHOTS
 FORMAT: Final = 2
 S = TypeVar("S")
 _NO_MANIFEST: Final = -1
+#: How many manifests that do not say where their chunks start (written before
+#: writers refused to) a restore passes over for an older one that does; past
+#: them it replays the log from its start, as at the chain's end. Each costs a
+#: seek on saga.snapshots; each needed a lost broker answer, so a long run of
+#: them is rare; and a damaged chain (a manifest pointing at itself or a later
+#: one) would otherwise never end.
+MAX_PASSED_OVER: Final = 16
 
 
 class _Chunk(
@@ -247,7 +254,9 @@ class SnapshotStore:
             manifest_offset = last.previous
         else:
             manifest_offset, manifest = end - 1, last
-        while manifest_offset != _NO_MANIFEST:
+        for _ in range(MAX_PASSED_OVER + 1):
+            if manifest_offset == _NO_MANIFEST:
+                return empty  # no snapshot before: replay the whole log
             if manifest is None:
                 manifest = self._read(reader, tp, manifest_offset, 1)[0]
             if not isinstance(manifest, _Manifest) or manifest.format != FORMAT:
@@ -257,7 +266,7 @@ class SnapshotStore:
             # Its writer took the broker's offset-less answer for its first
             # chunk (before writers refused to): the snapshot before it.
             manifest_offset, manifest = manifest.previous, None
-        return empty
+        return empty  # passed over MAX_PASSED_OVER: replay the whole log
 
     def _assembled(
         self, reader: PartitionReader, tp: TP, manifest_offset: int, manifest: _Manifest

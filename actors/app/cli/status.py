@@ -14,6 +14,7 @@ from actors.app.cli.reading import reading_flags, warn_if_not_fresh
 from actors.app.config import SagaConfig
 from actors.app.hops import hops_report
 from actors.app.live import live_lines, live_owners
+from actors.app.owners import on_node, spans
 from actors.topology import PROJECTION_GROUP
 from events.transport.admin import TopicAdmin
 
@@ -294,15 +295,12 @@ def owner_lines(owners: dict[str, Any]) -> list[str]:
     nothing before any claim."""
     lines = [f"owners       {owners['note']}"] if "note" in owners else []
     for host in owners["hosts"]:
-        node = host["node"] or ""
-        # A Ray node id is 56 hex digits: a prefix tells nodes apart.
-        where = f" on node {node[:8]}{'...' if len(node) > 8 else ''}"
         low, high = host["min_epoch"], host["max_epoch"]
         epochs = f"epoch {low}" if low == high else f"epochs {low}-{high}"
         lines.append(
             f"owners       {host['owner'] or '(claim not read)'}"
-            f"{where if node else ''}: "
-            f"partitions {_spans(host['partitions'])} ({epochs})"
+            f"{on_node(host['node'])}: "
+            f"partitions {spans(host['partitions'])} ({epochs})"
         )
     fenced = owners["fenced_records"]
     if fenced:
@@ -311,16 +309,3 @@ def owner_lines(owners: dict[str, Any]) -> list[str]:
             "replaced owners skipped"
         )
     return lines
-
-
-def _spans(numbers: list[int]) -> str:
-    """Sorted ``numbers`` with runs of three or more as ``first-last``."""
-    runs: list[list[int]] = []
-    for n in numbers:
-        if runs and n == runs[-1][-1] + 1:
-            runs[-1].append(n)
-        else:
-            runs.append([n])
-    return ",".join(
-        f"{r[0]}-{r[-1]}" if len(r) > 2 else ",".join(map(str, r)) for r in runs
-    )

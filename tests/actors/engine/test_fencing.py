@@ -19,7 +19,7 @@ from actors.core import Fence
 from actors.engine.claims import own
 from actors.engine.host import SagaHost
 from actors.engine.settings import HostSettings
-from actors.engine.snapshots import FORMAT, SnapshotStore
+from actors.engine.snapshots import SnapshotStore
 from actors.errors import HostUnavailableError, RestoreError
 from events.transport.partitions import home_partition
 from events.transport.publisher import KafkaMessagePublisher
@@ -28,6 +28,7 @@ from events.transport.settings import KafkaSettings
 from events.transport.types import TP, Ack, Outgoing
 from events.wire.topics import SAGA_EVENTS, SAGA_SNAPSHOTS
 from tests.actors.engine.test_host import Clock, commands, reply, start
+from tests.actors.engine.test_snapshots import manifest_at, raw
 from tests.conftest import private_kafka
 
 pytestmark = pytest.mark.broker
@@ -179,19 +180,7 @@ def test_a_host_whose_rebuild_cannot_read_the_log_says_so_for_its_controller(
             # The newest snapshot: a manifest whose one chunk is nowhere.
             with PartitionReader(kafka) as reader:
                 [end] = reader.ends([TP(SAGA_SNAPSHOTS, 0)]).values()
-            manifest = {
-                "type": "manifest",
-                "format": FORMAT,
-                "partition": 0,
-                "logOffset": 1,
-                "firstOffset": end,
-                "chunks": 1,
-                "sagas": 1,
-                "finished": 0,
-                "previous": -1,
-            }
-            encoded = json.dumps(manifest).encode()
-            publisher.send_all([Outgoing(SAGA_SNAPSHOTS, "partition-0", encoded, 0)])
+            publisher.send_all([raw(manifest_at(1, first=end, previous=-1))])
         assert host.ownership().failing == ""
         with pytest.raises(RestoreError, match="incomplete"):
             host.handle([reply(saga, "verify_user", 1)])

@@ -19,12 +19,12 @@ import msgspec
 import pytest
 
 from actors.core import SagaState
-from actors.engine.snapshots import FORMAT, SnapshotStore
+from actors.engine.snapshots import FORMAT, MAX_PASSED_OVER, SnapshotStore
 from actors.errors import SnapshotError
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.reader import PartitionReader
 from events.transport.settings import KafkaSettings
-from events.transport.types import Ack, Outgoing
+from events.transport.types import TP, Ack, Outgoing
 from events.wire.topics import SAGA_SNAPSHOTS
 from tests.conftest import private_kafka
 
@@ -103,6 +103,29 @@ def test_a_manifest_that_does_not_say_where_its_chunks_start_is_passed_over(
         assert latest(kafka, store).log_offset == 0
 
 
+def test_past_a_long_run_of_offsetless_manifests_the_log_is_replayed(
+    kafka: KafkaSettings,
+) -> None:
+    """Past MAX_PASSED_OVER of them (or on a chain that never ends) the log is
+    replayed from its start rather than sought through for ever."""
+    with KafkaMessagePublisher(kafka) as publisher:
+        store = SnapshotStore(kafka, publisher, writer="w-1")
+        previous = store.write(0, 10, sagas("a", 1), [], {}, -1, 2)
+        for _ in range(MAX_PASSED_OVER):
+            [ack] = publisher.send_all(
+                [raw(manifest_at(20, first=-1, previous=previous))]
+            )
+            previous = ack.offset
+        assert latest(kafka, store).log_offset == 10
+        publisher.send_all([raw(manifest_at(20, first=-1, previous=previous))])
+        assert latest(kafka, store).log_offset == 0
+        # A manifest that points at itself.
+        with PartitionReader(kafka) as reader:
+            [end] = reader.ends([TP(SAGA_SNAPSHOTS, 0)]).values()
+        publisher.send_all([raw(manifest_at(30, first=-1, previous=end))])
+        assert latest(kafka, store).log_offset == 0
+
+
 def test_a_chunk_sent_twice_counts_once(kafka: KafkaSettings) -> None:
     with KafkaMessagePublisher(kafka) as publisher:
         store = SnapshotStore(kafka, publisher, writer="w-1")
@@ -130,11 +153,15 @@ def chunk_at(
     }
 
 
-def manifest_at(log_offset: int, first: int, previous: int) -> dict[str, Any]:
+def manifest_at(
+    log_offset: int, first: int, previous: int, partition: int = 0
+) -> dict[str, Any]:
+    """A manifest of one chunk, at ``first`` on ``saga.snapshots``, of the
+    writer ``chunk_at`` stands for."""
     return {
         "type": "manifest",
         "format": FORMAT,
-        "partition": 0,
+        "partition": partition,
         "logOffset": log_offset,
         "firstOffset": first,
         "chunks": 1,
@@ -147,4 +174,6 @@ def manifest_at(log_offset: int, first: int, previous: int) -> dict[str, Any]:
 
 
 def raw(record: dict[str, Any]) -> Outgoing:
-    return Outgoing(SAGA_SNAPSHOTS, "partition-0", ENCODE(record), 0)
+    """``record`` as a writer sends it to its partition of ``saga.snapshots``."""
+    partition = record["partition"]
+    return Outgoing(SAGA_SNAPSHOTS, f"partition-{partition}", ENCODE(record), partition)

@@ -19,7 +19,6 @@ import ray
 from actors.app.cli import main
 from actors.app.run.stall import explain_stall
 from actors.engine.settings import EngineSettings
-from actors.engine.snapshots import FORMAT
 from actors.runtime.engine import Engine
 from actors.runtime.projection import start_projection
 from events.transport.partitions import home_partition
@@ -27,6 +26,7 @@ from events.transport.publisher import KafkaMessagePublisher
 from events.transport.reader import PartitionReader
 from events.transport.types import TP, Outgoing
 from events.wire.topics import SAGA_EVENTS, SAGA_SNAPSHOTS
+from tests.actors.engine.test_snapshots import manifest_at, raw
 from tests.actors.runtime.moving import driven_twice, host_names
 from tests.actors.runtime.test_engine import (
     DEFINITIONS,
@@ -101,20 +101,11 @@ def test_a_host_that_cannot_rebuild_from_the_log_loses_its_partitions(
         with PartitionReader(platform.kafka) as reader:
             [end] = reader.ends([TP(SAGA_SNAPSHOTS, broken)]).values()
             [*_, last] = reader.read({TP(SAGA_EVENTS, broken): 0})
-        manifest = {
-            "type": "manifest", "format": FORMAT, "partition": broken,
-            "logOffset": 1, "firstOffset": end, "chunks": 1, "sagas": 1,
-            "finished": 0, "previous": -1,
-        }  # fmt: skip
+        manifest = manifest_at(1, first=end, previous=-1, partition=broken)
         with KafkaMessagePublisher(platform.kafka) as publisher:
             publisher.send_all(
                 [
-                    Outgoing(
-                        SAGA_SNAPSHOTS,
-                        f"partition-{broken}",
-                        json.dumps(manifest).encode(),
-                        broken,
-                    ),
+                    raw(manifest),
                     Outgoing(
                         SAGA_EVENTS, (last.key or b"").decode(), last.value, broken
                     ),
