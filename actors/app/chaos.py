@@ -43,6 +43,10 @@ FAULTS: Final = {
     "idempotency-cleanup": "the payment or account service deletes its "
     "idempotency records as if their retention had passed, then its newest "
     "commands come again: late duplicates that must apply nothing",
+    "refund-refused": "users close their wallets as their sagas pay, sagas "
+    "whose deposits fail: every refund attempt is refused, and each saga "
+    "ends failed with a dead letter; then the wallets reopen and the "
+    "operator retries each failed saga (saga retry) to its compensation",
 }
 
 #: The services whose commands move money: a kill after commit matters there.
@@ -82,6 +86,8 @@ class Fault(msgspec.Struct, frozen=True):
             "controller's host timeout",
             "idempotency-cleanup": f"{self.target} service forgets its processed "
             f"commands, then {self.count} of them come again",
+            "refund-refused": f"{self.count} users close their wallets as their "
+            "sagas pay: the refunds are refused, the sagas fail, then are retried",
         }[self.kind]
         return f"{self.kind:<22} {what}"
 
@@ -159,6 +165,8 @@ def schedule(
             case "idempotency-cleanup":
                 service = rng.choice(sorted(money))
                 fault = Fault(round(at, 3), kind, service, count=rng.randint(20, 60))
+            case "refund-refused":
+                fault = Fault(round(at, 3), kind, "payment", count=rng.randint(2, 4))
             case "host-pause":
                 # The controller notices a silent host between one and two
                 # polling rounds after its timeout, then grants and restores:

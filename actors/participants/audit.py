@@ -76,14 +76,16 @@ def audit(
 def _balance_mismatches(
     data_dir: Path, opening: Mapping[str, int], opened: set[str]
 ) -> tuple[int, int]:
-    """Wallets and accounts whose balance is not their opening balance plus
-    their own rows: an effect applied without its row, or the other way."""
+    """Wallets (open or closed) and accounts whose balance is not their
+    opening balance plus their own rows: an effect applied without its row,
+    or the other way."""
     with duckdb.connect(str(data_dir / "payment.duckdb"), read_only=True) as db:
         wallets = db.execute(
             """
             SELECT w.user_id, w.balance,
                    coalesce(p.paid, 0), coalesce(r.refunded, 0)
-            FROM wallets w
+            FROM (SELECT user_id, balance FROM wallets
+                  UNION ALL SELECT user_id, balance FROM closed_wallets) w
             LEFT JOIN (SELECT user_id, sum(amount) AS paid FROM payments
                        GROUP BY user_id) p USING (user_id)
             LEFT JOIN (SELECT p.user_id, sum(r.amount) AS refunded

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -17,7 +19,8 @@ class PaymentService(Participant):
 
     One payment per saga (``pay-<sagaId>``) and one refund per payment, whatever
     the idempotency records still remember. A refund into a wallet that no
-    longer exists is refused, and its next attempt decided afresh.
+    longer exists (its user closed it) is refused, and its next attempt decided
+    afresh: once the wallet is reopened, it refunds.
     """
 
     service = "payment"
@@ -31,7 +34,16 @@ class PaymentService(Participant):
             currency VARCHAR, created_at TIMESTAMPTZ);
         CREATE TABLE IF NOT EXISTS refunds (
             payment_id VARCHAR, saga_id VARCHAR, amount BIGINT, created_at TIMESTAMPTZ);
+        CREATE TABLE IF NOT EXISTS closed_wallets (
+            user_id VARCHAR PRIMARY KEY, balance BIGINT NOT NULL,
+            payment_limit BIGINT NOT NULL);
     """
+
+    def __init__(self, path: str | Path, **options: Any) -> None:
+        #: Sagas whose user closes their wallet as the saga's payment
+        #: commits (`saga run --chaos`: :meth:`close_wallets_after_paying`).
+        self._closing: set[str] = set()
+        super().__init__(path, **options)
 
     def load(self) -> None:
         self.wallets = {
@@ -56,6 +68,35 @@ class PaymentService(Participant):
             self.db, "wallets", [(u, b, lim) for u, (b, lim) in wallets.items()]
         )
         self.wallets.update({u: [b, lim] for u, (b, lim) in wallets.items()})
+
+    def close_wallets_after_paying(self, saga_ids: Iterable[str]) -> None:
+        """Fault injection for `saga run --chaos`: the user of each of these
+        sagas closes their wallet in the transaction that commits the saga's
+        payment, so a refund the saga needs later finds no wallet, attempt
+        after attempt, until :meth:`reopen_wallets`."""
+        with self._lock:
+            self._closing.update(saga_ids)
+
+    def closed_wallets(self) -> list[str]:
+        """The users whose wallets are closed."""
+        with self._lock, self.idempotency.lock:  # its cleanup shares the file
+            rows = self.db.execute("SELECT user_id FROM closed_wallets").fetchall()
+        return sorted(user for (user,) in rows)
+
+    def reopen_wallets(self) -> list[str]:
+        """Every closed wallet opens again, with the balance it closed with;
+        returns their users."""
+        reopened: list[str] = []
+
+        def write(db: duckdb.DuckDBPyConnection) -> None:
+            db.execute("INSERT INTO wallets SELECT * FROM closed_wallets")
+            rows = db.execute("DELETE FROM closed_wallets RETURNING user_id")
+            reopened.extend(user for (user,) in rows.fetchall())
+
+        with self._lock:
+            self.idempotency.commit([], write)
+            self.load()
+        return sorted(reopened)
 
     def begin(self) -> None:
         self._balances: dict[str, int] = {}
@@ -149,10 +190,27 @@ class PaymentService(Participant):
                 "WHERE wallets.user_id = v.user_id",
                 [list(self._balances), list(self._balances.values())],
             )
+        if closing := self._closed_now():
+            # After the payment's debit above: the wallet closes with it.
+            db.execute(
+                "INSERT INTO closed_wallets SELECT * FROM wallets "
+                "WHERE list_contains(?, user_id)",
+                [closing],
+            )
+            db.execute("DELETE FROM wallets WHERE list_contains(?, user_id)", [closing])
+
+    def _closed_now(self) -> list[str]:
+        """The users whose wallets close with this batch: those of its payments
+        made for sagas in :attr:`_closing`."""
+        paid = self._payments.values()
+        return sorted({row[2] for row in paid if row[1] in self._closing})
 
     def adopt(self) -> None:
         for user, balance in self._balances.items():
             self.wallets[user][0] = balance
-        for pid, _, user, amount, _, _ in self._payments.values():
+        for user in self._closed_now():
+            del self.wallets[user]
+        for pid, saga_id, user, amount, _, _ in self._payments.values():
             self.payments[pid] = (user, amount)
+            self._closing.discard(saga_id)
         self.refunded.update(self._refunds)

@@ -17,7 +17,8 @@ from actors.engine.workers import (
     poll_until,
     start_vital,
 )
-from actors.participants import PARTICIPANTS, serve
+from actors.errors import UsageError
+from actors.participants import PARTICIPANTS, PaymentService, serve
 from actors.runtime.passwords import read_passwords
 from actors.runtime.placement import advertised, state_options
 from actors.runtime.ray import wait_until
@@ -88,6 +89,25 @@ class ParticipantActor:
         long had passed; returns how many records went. Late duplicates must
         still apply nothing: the effects' natural keys outlive the records."""
         return self._participant.idempotency.cleanup(older_than_s)
+
+    def close_wallets_after_paying(self, saga_ids: list[str]) -> None:
+        """`saga run --chaos`: the user of each of these sagas closes their
+        wallet as the saga's payment commits (the payment service's
+        :meth:`~actors.participants.PaymentService.close_wallets_after_paying`)."""
+        self._payments().close_wallets_after_paying(saga_ids)
+
+    def closed_wallets(self) -> list[str]:
+        return self._payments().closed_wallets()
+
+    def reopen_wallets(self) -> list[str]:
+        return self._payments().reopen_wallets()
+
+    def _payments(self) -> PaymentService:
+        if not isinstance(self._participant, PaymentService):
+            raise UsageError(
+                f"the {self._name} service has no wallets: ask the payment service"
+            )
+        return self._participant
 
     def stats(self) -> ServiceStats:
         if self._service is None:  # still connecting

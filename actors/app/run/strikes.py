@@ -20,14 +20,15 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
 import ray
 from ray.exceptions import RayError
 
 from actors.app.chaos import Fault
 from actors.app.client import SagaClient
 from actors.app.platform import Platform
-from actors.app.run.workload import Request
+from actors.app.run.proof import Proof, patiently
+from actors.app.run.refunds import RefundRefusal
+from actors.app.run.workload import Workload
 from actors.engine.claims import Taken
 from events.errors import MessageDecodeError
 from events.transport.broker import EmbeddedBroker
@@ -63,12 +64,6 @@ _COPIED: Final = tuple(_COMMANDS.values())
 _REPLIED: Final = ("payment.events.process", "account.events.deposit")
 
 
-class Proof(msgspec.Struct, frozen=True):
-    fault: str
-    fired: bool
-    note: str
-
-
 def process_state(pid: int) -> str:
     """The one-letter state of process ``pid`` (``T``: stopped), "" if gone."""
     try:
@@ -86,11 +81,15 @@ class Chaos:
         faults: Sequence[Fault],
         platform: Platform,
         brokers: Sequence[EmbeddedBroker],
-        requests: Sequence[Request],
+        load: Workload,
+        ahead: int,
         dlq_from: Mapping[TP, int],
         data_dir: Path,
         say: Callable[[str], None],
     ) -> None:
+        """``ahead``: how many requests the run may have sent beyond those
+        whose sagas ended (a strike that must meet sagas not started yet
+        picks them past it)."""
         self._pending = list(faults)
         self._kafka = platform.kafka
         self._hosts = list(platform.engine.hosts)
@@ -98,7 +97,11 @@ class Chaos:
         self._participants = platform.participants
         self._projection = platform.projection
         self._broker = brokers[0] if brokers else None
-        self._requests = requests
+        self._load = load
+        self._requests = load.requests
+        self._ahead = ahead
+        #: The share of sagas ended at the latest tick.
+        self._ended = 0.0
         self._dlq_from = dict(dlq_from)
         #: Where an actor armed to kill itself writes that it did, first.
         self._marks = data_dir / "chaos"
@@ -112,6 +115,8 @@ class Chaos:
         self._stopped_pids: set[int] = set()
         #: Per fault struck: a function that proves it (run after the drain).
         self._provers: list[tuple[Fault, Callable[[], Proof]]] = []
+        #: What an operator does about a fault once the run's sagas ended.
+        self._settlers: list[Callable[[], None]] = []
         #: What happened, as it happened (the run's summary lists it).
         self.log: list[str] = []
 
@@ -120,6 +125,7 @@ class Chaos:
 
         One at a time: while a pause or a freeze lasts, the next waits (a
         fault struck meanwhile would meet the first, not the platform)."""
+        self._ended = ended
         while self._pending and self._pending[0].at <= ended and not self._stopped():
             fault = self._pending.pop(0)
             strike = getattr(self, "_" + fault.kind.replace("-", "_"))
@@ -128,14 +134,16 @@ class Chaos:
             self._note(f"at {ended:.0%} of sagas ended: {fault.describe()}")
 
     def finish(self) -> None:
-        """Strike what is still due (a run that ended early) and wait for
-        every pause and freeze to be over."""
+        """Strike what is still due (a run that ended early), wait for every
+        pause and freeze to be over, then settle what needs an operator."""
         while True:
             for thread in [*self._threads, *self._workers]:
                 thread.join()
             if not self._pending:
-                return
+                break
             self.tick(1.0)
+        for settle in self._settlers:
+            settle()
 
     def _stopped(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
@@ -252,7 +260,7 @@ class Chaos:
         def losses() -> None:
             deadline = time.monotonic() + _WAKE_S
             while not lost and time.monotonic() < deadline:
-                report = _patiently(lambda: actor.ownership.remote())
+                report = patiently(lambda: actor.ownership.remote())
                 lost.update(
                     (n, t) for n, t in report.fenced.items() if t.at >= paused_at
                 )
@@ -366,7 +374,7 @@ class Chaos:
         it keeps stay), then its newest commands are published again."""
         service = self._participants[fault.target]
         # An earlier fault may have just killed it: Ray restarts it meanwhile.
-        removed: int = _patiently(lambda: service.forget_processed.remote(0))
+        removed: int = patiently(lambda: service.forget_processed.remote(0))
         topic = _COMMANDS[fault.target]
         with KafkaMessagePublisher(self._kafka) as publisher:
             acks = publisher.send_all(_newest(self._kafka, [topic], fault.count))
@@ -376,6 +384,17 @@ class Chaos:
             f"({_where(acks)})"
         )
         return lambda: Proof(fault.kind, removed > 0 and bool(acks), note)
+
+    def _refund_refused(self, fault: Fault) -> Callable[[], Proof]:
+        refusal = RefundRefusal(
+            fault, self._kafka, self._participants["payment"], self._load
+        )
+        ended = int(self._ended * len(self._requests))
+        hold, work = refusal.strike(ended + self._ahead)
+        self._threads.append(hold)
+        self._workers.append(work)
+        self._settlers.append(refusal.settle)
+        return refusal.prove
 
     def _poison(self, fault: Fault) -> Callable[[], Proof]:
         records = [
@@ -401,22 +420,8 @@ class Chaos:
 
 def _pid(actor: Any) -> int:
     """The actor's process id, waiting out a restart."""
-    pid: int = _patiently(lambda: actor.pid.remote())
+    pid: int = patiently(lambda: actor.pid.remote())
     return pid
-
-
-def _patiently(call: Callable[[], Any], patience_s: float = 120.0) -> Any:
-    """The answer to an actor's ``call`` (a function making the Ray call),
-    waiting out a restart: an earlier fault may have just killed the actor,
-    and Ray answers "temporarily unavailable" meanwhile."""
-    deadline = time.monotonic() + patience_s
-    while True:
-        try:
-            return ray.get(call(), timeout=patience_s)
-        except RayError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 def _newest(kafka: KafkaSettings, topics: Sequence[str], count: int) -> list[Outgoing]:

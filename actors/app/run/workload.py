@@ -73,6 +73,18 @@ def seed_participants(data_dir: Path, load: Workload) -> None:
     accounts.close()
 
 
+def window(total: int, max_in_flight: int, chaos: bool) -> int:
+    """The most sagas sent and not ended. Under chaos a narrower window
+    spreads the sagas over the faults: each strikes while a tenth of the run
+    is in flight, not after it ended."""
+    return min(max_in_flight, max(100, total // 10)) if chaos else max_in_flight
+
+
+def chunk(total: int, max_in_flight: int) -> int:
+    """How many requests :func:`send` starts at once."""
+    return max(100, min(total // 20, max_in_flight // 4))
+
+
 def send(
     kafka: KafkaSettings,
     requests: list[Request],
@@ -85,16 +97,16 @@ def send(
     but not ``ended``; ``report`` shows the progress (and strikes ``--chaos``'s
     faults as their share of the sagas has ended)."""
     total = len(requests)
-    chunk = max(100, min(total // 20, max_in_flight // 4))
+    size = chunk(total, max_in_flight)
     with SagaClient(kafka) as client:
-        for i in range(0, total, chunk):
+        for i in range(0, total, size):
             # A window, as real clients have: an unbounded burst only queues,
             # and queued commands time out (DESIGN.md's ceiling has no
             # timeouts to meet).
             while i - ended() > max_in_flight:
                 report()
                 time.sleep(0.05)
-            start_all(client, requests[i : i + chunk], say)
+            start_all(client, requests[i : i + size], say)
             report()
 
 

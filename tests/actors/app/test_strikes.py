@@ -15,6 +15,7 @@ import ray
 
 from actors.app.chaos import Fault
 from actors.app.run.strikes import Chaos
+from actors.app.run.workload import Workload
 from actors.engine.workers import die_now
 
 pytestmark = pytest.mark.usefixtures("ray_local")
@@ -45,7 +46,8 @@ def test_an_actor_that_dies_of_its_arming_is_a_fault_proved(tmp_path: Path) -> N
         [fault],
         platform,
         [],
-        [],
+        Workload({}, {}, {}, []),
+        0,
         {},
         tmp_path,
         lambda _: None,  # type: ignore[arg-type]

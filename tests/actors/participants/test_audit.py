@@ -75,6 +75,12 @@ def test_a_clean_saga_audits_clean_and_each_violation_is_counted(
         db.execute("UPDATE accounts SET balance = balance - 1")
     moved = audit(tmp_path, {"s-ok": "completed"}, {"s-ok"}, WALLETS, ACCOUNTS)
     assert (moved["wallet_mismatches"], moved["account_mismatches"]) == (1, 1)
+    # A closed wallet is audited too.
+    with duckdb.connect(str(tmp_path / "payment.duckdb")) as db:
+        db.execute("INSERT INTO closed_wallets SELECT * FROM wallets")
+        db.execute("DELETE FROM wallets")
+    closed = audit(tmp_path, {"s-ok": "completed"}, {"s-ok"}, WALLETS, ACCOUNTS)
+    assert closed["wallet_mismatches"] == 1
 
     # Each effect written twice.
     with duckdb.connect(str(tmp_path / "payment.duckdb")) as db:

@@ -217,3 +217,40 @@ def test_refusals_stay_refusals_past_the_idempotency_retention(
     assert payments.idempotency.cleanup() == 1
     payments.close()
     accounts.close()
+
+
+def test_a_wallet_closed_as_its_saga_pays_refuses_the_refund_until_reopened(
+    tmp_path: Path,
+) -> None:
+    """`saga run --chaos`'s refund-refused: the user closes the wallet in the
+    payment's own transaction, with the balance the payment left; every
+    refund attempt is refused (and not recorded) until it reopens, a restart
+    in between included."""
+    path = tmp_path / "payment.duckdb"
+    payments = PaymentService(path)
+    payments.seed({"u-1": (1_000, 500), "u-2": (1_000, 500)})
+    payments.close_wallets_after_paying(["s-1"])
+    paid = payments.handle([pay("s-1"), pay("s-2", user="u-2")])
+    assert all(r.success for r in paid)
+    assert payments.closed_wallets() == ["u-1"]  # not u-2: not a closing saga
+    assert "u-1" not in payments.wallets
+    for attempt in (1, 2):
+        [refused] = payments.handle([refund("s-1", attempt)])
+        assert not refused.success
+        assert "no wallet for user u-1 to refund 100" in (refused.error or "")
+    # A user's next saga cannot pay from a closed wallet either.
+    [poor] = payments.handle([pay("s-3")])
+    assert not poor.success and "no wallet for user u-1" in (poor.error or "")
+    payments.close()
+
+    payments = PaymentService(path)  # restarted: still closed, balance kept
+    assert payments.closed_wallets() == ["u-1"] and "u-1" not in payments.wallets
+    assert payments.reopen_wallets() == ["u-1"]
+    assert payments.closed_wallets() == [] and payments.wallets["u-1"][0] == 900
+    [healed] = payments.handle([refund("s-1", 3)])
+    assert healed.success and healed.payload["refunded"] == 100
+    assert payments.wallets["u-1"][0] == 1_000
+    # Armed once: the next payment of the same user leaves the wallet open.
+    assert payments.handle([pay("s-4")])[0].success
+    assert payments.closed_wallets() == []
+    payments.close()
