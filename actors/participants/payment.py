@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -37,13 +36,8 @@ class PaymentService(Participant):
         CREATE TABLE IF NOT EXISTS closed_wallets (
             user_id VARCHAR PRIMARY KEY, balance BIGINT NOT NULL,
             payment_limit BIGINT NOT NULL);
+        CREATE TABLE IF NOT EXISTS wallet_closings (saga_id VARCHAR PRIMARY KEY);
     """
-
-    def __init__(self, path: str | Path, **options: Any) -> None:
-        #: Sagas whose user closes their wallet as the saga's payment
-        #: commits (`saga run --chaos`: :meth:`close_wallets_after_paying`).
-        self._closing: set[str] = set()
-        super().__init__(path, **options)
 
     def load(self) -> None:
         self.wallets = {
@@ -62,6 +56,14 @@ class PaymentService(Participant):
             pid
             for (pid,) in self.db.execute("SELECT payment_id FROM refunds").fetchall()
         }
+        #: Sagas whose user closes their wallet as the saga's payment commits
+        #: (`saga run --chaos`: :meth:`close_wallets_after_paying`).
+        self._closing = {
+            saga
+            for (saga,) in self.db.execute(
+                "SELECT saga_id FROM wallet_closings"
+            ).fetchall()
+        }
 
     def seed(self, wallets: dict[str, tuple[int, int]]) -> None:
         insert_rows(
@@ -73,9 +75,16 @@ class PaymentService(Participant):
         """Fault injection for `saga run --chaos`: the user of each of these
         sagas closes their wallet in the transaction that commits the saga's
         payment, so a refund the saga needs later finds no wallet, attempt
-        after attempt, until :meth:`reopen_wallets`."""
+        after attempt, until :meth:`reopen_wallets`. Kept in the file: a
+        restart before the payment must not forget it."""
+        ids = sorted(set(saga_ids))
+
+        def write(db: duckdb.DuckDBPyConnection) -> None:
+            db.execute("INSERT OR IGNORE INTO wallet_closings SELECT unnest(?)", [ids])
+
         with self._lock:
-            self._closing.update(saga_ids)
+            self.idempotency.commit([], write)
+            self._closing.update(ids)
 
     def closed_wallets(self) -> list[str]:
         """The users whose wallets are closed."""
@@ -198,6 +207,10 @@ class PaymentService(Participant):
                 [closing],
             )
             db.execute("DELETE FROM wallets WHERE list_contains(?, user_id)", [closing])
+            paid = [row[1] for row in self._payments.values()]
+            db.execute(
+                "DELETE FROM wallet_closings WHERE list_contains(?, saga_id)", [paid]
+            )
 
     def _closed_now(self) -> list[str]:
         """The users whose wallets close with this batch: those of its payments

@@ -311,7 +311,8 @@ def _drive(
         if chaos is not None:
             chaos.tick(follower.count() / total)
 
-    send(platform.kafka, load.requests, follower.count, in_flight, report, say)
+    held = (lambda: False) if chaos is None else chaos.unstruck
+    send(platform.kafka, load.requests, follower.count, in_flight, report, say, held)
     await_ends(follower, total, options.stall_timeout_s, report, say)
     if follower.count() < total:
         unended = {saga_id for _, _, saga_id in load.requests} - set(follower.ended)

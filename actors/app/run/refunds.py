@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, Final
 
 from actors.app.chaos import Fault
@@ -65,28 +64,21 @@ class RefundRefusal:
         #: Why a stage did not come to pass ("" while all did).
         self.trouble = ""
 
-    def strike(self, first: int) -> tuple[threading.Thread, threading.Thread]:
+    def strike(self, first: int) -> threading.Thread:
         """Choose the targets among the requests from index ``first`` (not
-        sent yet), arm the payment service, and start two threads: one that
-        lasts until every target's wallet has closed (the next fault waits for
-        it: a payment service killed meanwhile would forget its arming), and
-        one that then waits for the targets to fail and reopens the wallets."""
+        sent yet), arm the payment service (it keeps the arming in its file,
+        so a kill before the payments does not undo it), and start the thread
+        that waits until the targets' wallets closed, then until the targets
+        failed, and reopens the wallets."""
         self.targets = self._choose(first)
         if not self.targets:
             self.trouble = f"no saga from request {first:,} on would need a refund"
         else:
             ids = sorted(self.targets)
             patiently(lambda: self._payment.close_wallets_after_paying.remote(ids))
-        hold = threading.Thread(
-            target=self._stage, args=(self._until_closed,), daemon=True
-        )
-        work = threading.Thread(
-            target=self._stage, args=(self._until_failed,), daemon=True
-        )
-        self._hold = hold
-        hold.start()
+        work = threading.Thread(target=self._stages, daemon=True)
         work.start()
-        return hold, work
+        return work
 
     def _choose(self, first: int) -> dict[str, str]:
         """The first ``count`` requests from ``first`` on whose saga will pay
@@ -107,8 +99,10 @@ class RefundRefusal:
                     break
         return chosen
 
-    def _stage(self, stage: Callable[[], str]) -> None:
-        if not self.trouble:
+    def _stages(self) -> None:
+        for stage in (self._until_closed, self._until_failed):
+            if self.trouble:
+                return
             self.trouble = stage()
 
     def _until_closed(self) -> str:
@@ -123,9 +117,6 @@ class RefundRefusal:
         return ""
 
     def _until_failed(self) -> str:
-        self._hold.join()
-        if self.trouble:
-            return self.trouble
         with SagaClient(self._kafka) as client:
             waited = _wait(client, set(self.targets), _PATIENCE_S)
         self.failed = {s for s, state in waited.items() if state is Status.FAILED}

@@ -5,7 +5,9 @@ to show that it did: the pid a kill ended and the new one Ray started, the
 process state a pause was seen in and for how long, the offsets at which the
 broker acknowledged each copy or poison record, and the dead letter each
 poison record ended as. :meth:`Chaos.proofs` checks them after the run has
-drained; a fault that cannot be proved counts against the run's audit.
+drained; a fault that cannot be proved counts against the run's audit. The
+strikes that publish records are :mod:`~actors.app.run.records`; the refund
+refusal, which an operator settles, is :mod:`~actors.app.run.refunds`.
 """
 
 from __future__ import annotations
@@ -24,44 +26,26 @@ import ray
 from ray.exceptions import RayError
 
 from actors.app.chaos import Fault
-from actors.app.client import SagaClient
 from actors.app.platform import Platform
 from actors.app.run.proof import Proof, patiently
+from actors.app.run.records import (
+    Publication,
+    duplicates,
+    idempotency_cleanup,
+    poison,
+)
 from actors.app.run.refunds import RefundRefusal
 from actors.app.run.workload import Workload
 from actors.engine.claims import Taken
-from events.errors import MessageDecodeError
 from events.transport.broker import EmbeddedBroker
-from events.transport.publisher import KafkaMessagePublisher
-from events.transport.reader import PartitionReader
-from events.transport.settings import KafkaSettings
-from events.transport.types import TP, Ack, Outgoing
-from events.wire.dead_letters import DeadLetterCodec
-from events.wire.topics import SAGA_DLQ, SAGA_REQUESTS
+from events.transport.types import TP
 
 log = logging.getLogger(__name__)
 
-#: Records no decoder takes: too deep, not JSON, the wrong shape, and no key.
-POISON: Final = (
-    (b"chaos-deep", b'{"x":' + b"[" * 5_000 + b"]" * 5_000 + b"}"),
-    (b"chaos-not-json", b"\xff\xfe not json"),
-    (b"chaos-schema", b'{"type":"command","messageId":7}'),
-    (None, b'{"sagaId": ""}'),
-)
+#: How long the next fault waits for an armed actor to meet its moment.
+_ARMED_S: Final = 60.0
 #: How long a paused host, woken, is asked what was claimed from it meanwhile.
 _WAKE_S: Final = 60.0
-#: Where poison goes: the routers' two inputs and a service's.
-_POISONED: Final = (SAGA_REQUESTS, "payment.events.process", "account.commands.deposit")
-#: The command topic of each money service.
-_COMMANDS: Final = {
-    "payment": "payment.commands.process",
-    "account": "account.commands.deposit",
-}
-#: Where copies of commands come from: the commands that move money.
-_COPIED: Final = tuple(_COMMANDS.values())
-#: Where copies of replies come from: their answers, which come again stale
-#: (the saga moved on, or ended) and out of their order.
-_REPLIED: Final = ("payment.events.process", "account.events.deposit")
 
 
 def process_state(pid: int) -> str:
@@ -107,7 +91,10 @@ class Chaos:
         self._marks = data_dir / "chaos"
         self._marks.mkdir(exist_ok=True)
         self._say = say
+        #: Pauses and freezes: the next fault waits for each to end.
         self._threads: list[threading.Thread] = []
+        #: Per target, the armed kill a later fault at it waits for.
+        self._busy: dict[str, threading.Thread] = {}
         #: Strikes that send records, at work beside the run (a stop's
         #: thread holds the next fault back; these do not).
         self._workers: list[threading.Thread] = []
@@ -123,10 +110,16 @@ class Chaos:
     def tick(self, ended: float) -> None:
         """Strike every fault due at ``ended`` (the share of sagas ended).
 
-        One at a time: while a pause or a freeze lasts, the next waits (a
-        fault struck meanwhile would meet the first, not the platform)."""
+        One at a time: while a pause or a freeze lasts, or an armed kill has
+        not fired yet, the next waits (a fault struck meanwhile would meet the
+        first, not the platform)."""
         self._ended = ended
-        while self._pending and self._pending[0].at <= ended and not self._stopped():
+        while (
+            self._pending
+            and self._pending[0].at <= ended
+            and not self._stopped()
+            and not self._at_busy(self._pending[0])
+        ):
             fault = self._pending.pop(0)
             strike = getattr(self, "_" + fault.kind.replace("-", "_"))
             prover = strike(fault)
@@ -145,8 +138,26 @@ class Chaos:
         for settle in self._settlers:
             settle()
 
+    def unstruck(self) -> bool:
+        """Whether faults of the schedule are still to strike."""
+        return bool(self._pending)
+
     def _stopped(self) -> bool:
         return any(thread.is_alive() for thread in self._threads)
+
+    def _at_busy(self, fault: Fault) -> bool:
+        """Whether ``fault`` strikes a target still busy with an earlier one
+        (two kinds of kill drawn for one service: the second, struck first,
+        would take the first's arming with the process)."""
+        busy = self._busy.get(fault.target)
+        return busy is not None and busy.is_alive()
+
+    def _hold(self, target: str, name: str, wait: Callable[[], None]) -> None:
+        """Keep faults at ``target`` back until ``wait`` returns."""
+        thread = threading.Thread(target=wait, name=name, daemon=True)
+        thread.start()
+        self._busy[target] = thread
+        self._workers.append(thread)
 
     def close(self) -> None:
         """Let every process a fault stopped run again (a run cut short)."""
@@ -207,6 +218,7 @@ class Chaos:
             # armed for one acknowledgement meets it at once): the mark, or
             # its absence, proves which it was.
             log.info("%s: no answer to the arming call; its mark will tell", fault)
+        self._hold(fault.target, f"chaos-{fault.kind}", lambda: _until_marked(mark))
         return lambda: self._restarted(fault, actor, pid, mark)
 
     def _restarted(
@@ -336,136 +348,50 @@ class Chaos:
     # -- records -----------------------------------------------------------------
 
     def _duplicates(self, fault: Fault) -> Callable[[], Proof]:
-        """Start requests sent already, and the newest commands of the money
-        services and their replies, published again as they were: from a
-        thread, since reading and sending them takes seconds, and the next
-        fault must strike on time (one struck after the run's last saga
-        ended meets nothing)."""
-        starts = list(self._requests[: fault.count])
-        sent: dict[str, list[Ack]] = {}
+        return self._beside(fault, duplicates(fault, self._kafka, self._requests))
 
-        def publish() -> None:
-            with SagaClient(self._kafka) as client:
-                client.start_many(starts)
-            commands = _newest(self._kafka, _COPIED, fault.count)
-            replies = _newest(self._kafka, _REPLIED, fault.count)
-            with KafkaMessagePublisher(self._kafka) as publisher:
-                sent["commands"] = publisher.send_all(commands)
-                sent["replies"] = publisher.send_all(replies)
+    def _idempotency_cleanup(self, fault: Fault) -> Callable[[], Proof]:
+        service = self._participants[fault.target]
+        return self._beside(fault, idempotency_cleanup(fault, self._kafka, service))
 
-        thread = threading.Thread(target=publish, name="chaos-duplicates", daemon=True)
+    def _poison(self, fault: Fault) -> Callable[[], Proof]:
+        return self._beside(fault, poison(fault, self._kafka, self._dlq_from))
+
+    def _beside(self, fault: Fault, publication: Publication) -> Callable[[], Proof]:
+        """Its records read and published from a thread: that takes seconds,
+        and the next fault must strike on time (one struck after the run's
+        last saga ended meets nothing)."""
+        thread = threading.Thread(
+            target=publication.work, name=f"chaos-{fault.kind}", daemon=True
+        )
         thread.start()
         self._workers.append(thread)
 
         def prove() -> Proof:
             thread.join()
-            acks, answers = sent.get("commands", []), sent.get("replies", [])
-            note = (
-                f"{len(starts)} start requests, {len(acks)} commands and "
-                f"{len(answers)} replies published again, acknowledged (commands "
-                f"at {_where(acks)}; replies at {_where(answers)})"
-            )
-            return Proof(fault.kind, bool(starts and acks and answers), note)
+            return publication.prove()
 
         return prove
-
-    def _idempotency_cleanup(self, fault: Fault) -> Callable[[], Proof]:
-        """The service forgets every processed command it may (the refusals
-        it keeps stay), then its newest commands are published again."""
-        service = self._participants[fault.target]
-        # An earlier fault may have just killed it: Ray restarts it meanwhile.
-        removed: int = patiently(lambda: service.forget_processed.remote(0))
-        topic = _COMMANDS[fault.target]
-        with KafkaMessagePublisher(self._kafka) as publisher:
-            acks = publisher.send_all(_newest(self._kafka, [topic], fault.count))
-        note = (
-            f"{fault.target}: {removed} idempotency records deleted, then "
-            f"{len(acks)} of its commands published again, acknowledged "
-            f"({_where(acks)})"
-        )
-        return lambda: Proof(fault.kind, removed > 0 and bool(acks), note)
 
     def _refund_refused(self, fault: Fault) -> Callable[[], Proof]:
         refusal = RefundRefusal(
             fault, self._kafka, self._participants["payment"], self._load
         )
         ended = int(self._ended * len(self._requests))
-        hold, work = refusal.strike(ended + self._ahead)
-        self._threads.append(hold)
-        self._workers.append(work)
+        self._workers.append(refusal.strike(ended + self._ahead))
         self._settlers.append(refusal.settle)
         return refusal.prove
 
-    def _poison(self, fault: Fault) -> Callable[[], Proof]:
-        records = [
-            Outgoing(topic, None if key is None else key.decode(), value, partition=0)
-            for topic in _POISONED
-            for key, value in POISON[: fault.count]
-        ]
-        with KafkaMessagePublisher(self._kafka) as publisher:
-            acks = publisher.send_all(records)
-        wanted = {(a.topic, a.partition, a.offset) for a in acks}
 
-        def prove() -> Proof:
-            found = _dead_lettered(self._kafka, self._dlq_from, wanted)
-            return Proof(
-                fault.kind,
-                found == wanted,
-                f"{len(found)} of {len(wanted)} poison records dead-lettered "
-                f"with their reason ({_where(acks)})",
-            )
-
-        return prove
+def _until_marked(mark: Path, patience_s: float = _ARMED_S) -> None:
+    """Until an armed actor marked its death, or ``patience_s`` passed (its
+    moment may never come: a router armed once no traffic is left)."""
+    deadline = time.monotonic() + patience_s
+    while not mark.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def _pid(actor: Any) -> int:
     """The actor's process id, waiting out a restart."""
     pid: int = patiently(lambda: actor.pid.remote())
     return pid
-
-
-def _newest(kafka: KafkaSettings, topics: Sequence[str], count: int) -> list[Outgoing]:
-    """Up to ``count`` of the newest records of ``topics``, as they were."""
-    tps = [TP(t, p) for t in topics for p in range(kafka.topics.partitions)]
-    with PartitionReader(kafka) as reader:
-        ends = reader.ends(tps)
-        share = max(1, count // len(tps) + 1)
-        starts = {tp: max(0, end - share) for tp, end in ends.items() if end}
-        found = [
-            Outgoing(
-                r.topic,
-                None if r.key is None else r.key.decode(),
-                r.value,
-                r.partition,
-            )
-            for r in reader.read(starts)
-        ]
-    return found[:count]
-
-
-def _dead_lettered(
-    kafka: KafkaSettings,
-    starts: Mapping[TP, int],
-    wanted: set[tuple[str, int, int]],
-) -> set[tuple[str, int, int]]:
-    """Which of the records at ``wanted`` coordinates have a dead letter on
-    ``saga.dlq`` after ``starts``."""
-    codec = DeadLetterCodec()
-    found = set()
-    with PartitionReader(kafka) as reader:
-        for record in reader.read(
-            {tp: o for tp, o in starts.items() if tp.topic == SAGA_DLQ}
-        ):
-            try:
-                letter = codec.decode(record.value)
-            except MessageDecodeError:
-                continue  # not a letter: not one of ours either
-            where = (letter.topic, letter.partition, letter.offset)
-            if where in wanted:
-                found.add(where)
-    return found
-
-
-def _where(acks: Sequence[Ack]) -> str:
-    shown = ", ".join(f"{a.topic}/{a.partition}@{a.offset}" for a in acks[:3])
-    return shown + (f" and {len(acks) - 3} more" if len(acks) > 3 else "")

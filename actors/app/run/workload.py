@@ -92,10 +92,13 @@ def send(
     max_in_flight: int,
     report: Callable[[], None],
     say: Callable[[str], None],
+    held: Callable[[], bool] = lambda: False,
 ) -> None:
     """Start the requests in chunks, with at most ``max_in_flight`` sagas sent
     but not ``ended``; ``report`` shows the progress (and strikes ``--chaos``'s
-    faults as their share of the sagas has ended)."""
+    faults as their share of the sagas has ended). The last window's worth
+    waits while ``held()``: under chaos, until every fault has struck, so
+    that the last of them meets sagas in flight too."""
     total = len(requests)
     size = chunk(total, max_in_flight)
     with SagaClient(kafka) as client:
@@ -103,7 +106,9 @@ def send(
             # A window, as real clients have: an unbounded burst only queues,
             # and queued commands time out (DESIGN.md's ceiling has no
             # timeouts to meet).
-            while i - ended() > max_in_flight:
+            while i - ended() > max_in_flight or (
+                i >= total - max_in_flight and held()
+            ):
                 report()
                 time.sleep(0.05)
             start_all(client, requests[i : i + size], say)

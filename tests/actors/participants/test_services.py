@@ -224,12 +224,14 @@ def test_a_wallet_closed_as_its_saga_pays_refuses_the_refund_until_reopened(
 ) -> None:
     """`saga run --chaos`'s refund-refused: the user closes the wallet in the
     payment's own transaction, with the balance the payment left; every
-    refund attempt is refused (and not recorded) until it reopens, a restart
-    in between included."""
+    refund attempt is refused (and not recorded) until it reopens; restarts
+    forget neither the arming nor the closed wallet."""
     path = tmp_path / "payment.duckdb"
     payments = PaymentService(path)
     payments.seed({"u-1": (1_000, 500), "u-2": (1_000, 500)})
     payments.close_wallets_after_paying(["s-1"])
+    payments.close()
+    payments = PaymentService(path)  # restarted before the payment: still armed
     paid = payments.handle([pay("s-1"), pay("s-2", user="u-2")])
     assert all(r.success for r in paid)
     assert payments.closed_wallets() == ["u-1"]  # not u-2: not a closing saga
