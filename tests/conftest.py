@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import msgspec
 import pytest
@@ -20,6 +20,7 @@ import pytest
 from actors.core import Claim, LogCodec, LogRecord
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
+from events.transport.procstat import STATE, stat_fields
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.settings import (
     ConsumerSettings,
@@ -129,9 +130,7 @@ def process_state(pid: int, settle_s: float = 2.0) -> str:
     ``settle_s`` for a signal just sent to take effect."""
     deadline = time.monotonic() + settle_s
     while True:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        # The third field, after the parenthesised name.
-        state = stat.rsplit(")", 1)[1].split()[0]
+        state = stat_fields(pid)[STATE]
         if state == "T" or time.monotonic() >= deadline:
             return state
         time.sleep(0.02)
@@ -140,6 +139,21 @@ def process_state(pid: int, settle_s: float = 2.0) -> str:
 @pytest.fixture
 def kafka(broker: EmbeddedBroker) -> KafkaSettings:
     return settings_for(broker.bootstrap)
+
+
+#: Consumer settings for a group that hands a killed member's partitions on
+#: within seconds: a test would otherwise wait out Kafka's 10 s session.
+QUICK_GROUP: Final = ConsumerSettings(
+    session_timeout_ms=6_000, heartbeat_interval_ms=2_000
+)
+
+
+@pytest.fixture
+def service_kafka() -> Iterator[KafkaSettings]:
+    """Settings for a command service on a broker of the test's own: every
+    platform topic on two partitions, and a :data:`QUICK_GROUP` consumer."""
+    with private_kafka(2, consumer=QUICK_GROUP) as settings:
+        yield settings
 
 
 @pytest.fixture

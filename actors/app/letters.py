@@ -147,12 +147,8 @@ def _resent(
     inbound = plan.inbound(codec, payload)
     state = replay_log(plan.history)
     service = parse_topic(inbound.topic).service
-    outcome = Rehearsal(
-        saga_id=inbound.key if state is None else state.saga_id,
-        status_before="" if state is None else str(state.status),
-        step_before="" if state is None else state.step_id,
-        verdict="resent",
-        now=now,
+    outcome = Rehearsal.blank(
+        inbound.key if state is None else state.saga_id, state, "resent", now
     )
     message = read_message(codec, inbound)
     replace = msgspec.structs.replace

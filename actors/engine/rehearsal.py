@@ -20,6 +20,7 @@ from actors.core import (
     LogRecord,
     Reply,
     SagaDefinition,
+    SagaState,
     Send,
     Start,
     Verdict,
@@ -45,6 +46,20 @@ class Rehearsal(msgspec.Struct, frozen=True, kw_only=True):
     status_after: str = ""
     now: int = 0
 
+    @classmethod
+    def blank(
+        cls, saga_id: str | None, state: SagaState | None, verdict: str, now: int
+    ) -> Rehearsal:
+        """A rehearsal for a saga whose state is ``state`` (``None``: not in
+        the log), its outcome beyond ``verdict`` still to be filled in."""
+        return cls(
+            saga_id=saga_id,
+            status_before="" if state is None else str(state.status),
+            step_before="" if state is None else state.step_id,
+            verdict=verdict,
+            now=now,
+        )
+
 
 def rehearse(
     inbound: Inbound,
@@ -58,12 +73,8 @@ def rehearse(
     state = replay_log(history)
     message = read_message(codec, inbound)
     known = message.message if isinstance(message, Refused) else message
-    blank = Rehearsal(
-        saga_id=inbound.key if known is None else known.saga_id,
-        status_before="" if state is None else str(state.status),
-        step_before="" if state is None else state.step_id,
-        verdict="refused",
-        now=now,
+    blank = Rehearsal.blank(
+        inbound.key if known is None else known.saga_id, state, "refused", now
     )
     replace = msgspec.structs.replace
     if isinstance(message, Refused):

@@ -7,5 +7,6 @@ acknowledgement types: no kafka-python type leaves this package),
 ``listener`` (consumer-group member with manual commits), ``reader`` (read or
 follow partitions without a group), ``admin`` (provisioning, end offsets, lag),
 ``dlq`` (read and replay dead letters), ``partitions`` (a sagaId's home
-partition) and ``broker`` (the embedded development broker).
+partition), ``broker`` (the embedded development broker) and ``procstat`` (a
+local process's ``/proc`` stat fields).
 """

@@ -26,6 +26,7 @@ from typing import IO
 from kafka import KafkaAdminClient
 
 from events.errors import BrokerPauseError, BrokerStartError
+from events.transport.procstat import STATE, stat_fields
 
 log = logging.getLogger(__name__)
 
@@ -283,8 +284,7 @@ def _stopped(pid: int) -> bool:
         return True
     for task in os.listdir(tasks):
         try:
-            with open(f"{tasks}/{task}/stat") as stat:
-                state = stat.read().rsplit(")", 1)[1].split()[0]
+            state = stat_fields(pid, int(task))[STATE]
         except OSError:
             continue  # a thread that ended meanwhile
         if state not in ("T", "t"):

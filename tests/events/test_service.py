@@ -10,37 +10,25 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 import pytest
 
 from events.errors import ServiceUnavailableError
 from events.service import CommandService, RetrySettings
 from events.transport.publisher import KafkaMessagePublisher
-from events.transport.settings import ConsumerSettings, KafkaSettings
+from events.transport.settings import KafkaSettings
 from events.wire.messages import CommandMessage, EventMessage, MessageCodec
 from events.wire.topics import SAGA_DLQ, SAGA_EVENTS, SAGA_REQUESTS, SAGA_SNAPSHOTS
-from tests.conftest import private_kafka
 from tests.reading import letters, read, replies
 
 pytestmark = pytest.mark.broker
 
-PARTITIONS = 2
 TOPIC = "user.commands.verify"
 TWIN = "user.events.verify"
 CODEC = MessageCodec()
-
-
-@pytest.fixture
-def kafka() -> Iterator[KafkaSettings]:
-    consumer = msgspec.structs.replace(
-        ConsumerSettings(), session_timeout_ms=6_000, heartbeat_interval_ms=2_000
-    )
-    with private_kafka(PARTITIONS, consumer=consumer) as settings:
-        yield settings
 
 
 def command(saga_id: str, reply_topic: str | None = None) -> CommandMessage:
@@ -86,7 +74,7 @@ def group() -> str:
 
 
 def test_replies_go_only_to_the_events_twin_or_the_allow_list(
-    kafka: KafkaSettings,
+    service_kafka: KafkaSettings,
 ) -> None:
     allowed = "payment.events.refund"
     forbidden = [SAGA_EVENTS, SAGA_SNAPSHOTS, SAGA_DLQ, SAGA_REQUESTS]
@@ -97,7 +85,7 @@ def test_replies_go_only_to_the_events_twin_or_the_allow_list(
         command("other-service", "payment.events.process"),
         *(command(f"saga-{i}", topic) for i, topic in enumerate(forbidden)),
     ]
-    send(kafka, commands)
+    send(service_kafka, commands)
     seen: list[str] = []
 
     def handler(batch: Sequence[CommandMessage]) -> list[EventMessage]:
@@ -105,19 +93,24 @@ def test_replies_go_only_to_the_events_twin_or_the_allow_list(
         return answer(batch)
 
     with CommandService(
-        kafka, "verifier", [TOPIC], handler, group_id=group(), reply_topics=[allowed]
+        service_kafka,
+        "verifier",
+        [TOPIC],
+        handler,
+        group_id=group(),
+        reply_topics=[allowed],
     ) as service:
         drive(service, lambda: service.stats().handled == len(commands))
         stats = service.stats()
     # A refused command is not handled: no effect for a reply that can't go out.
     assert sorted(seen) == ["listed", "plain", "twin"]
-    assert {r.saga_id for r in replies(kafka, TWIN)} == {"plain", "twin"}
-    [listed] = replies(kafka, allowed)
+    assert {r.saga_id for r in replies(service_kafka, TWIN)} == {"plain", "twin"}
+    [listed] = replies(service_kafka, allowed)
     assert listed.saga_id == "listed" and listed.command_id == "listed:verify_user:1"
-    assert all(r.command_id for r in replies(kafka, TWIN))
+    assert all(r.command_id for r in replies(service_kafka, TWIN))
     for topic in (SAGA_EVENTS, SAGA_SNAPSHOTS, SAGA_REQUESTS, "payment.events.process"):
-        assert read(kafka, topic) == [], topic
-    dead = {d.saga_id: d for d in letters(kafka)}
+        assert read(service_kafka, topic) == [], topic
+    dead = {d.saga_id: d for d in letters(service_kafka)}
     assert set(dead) == {"other-service"} | {f"saga-{i}" for i in range(4)}
     for i, topic in enumerate(forbidden):
         reason = dead[f"saga-{i}"].error
@@ -133,19 +126,26 @@ def test_replies_go_only_to_the_events_twin_or_the_allow_list(
     assert hops["duckdb_commit"].count >= 1 and hops["reply_publish"].count >= 1
 
 
-def test_the_allow_list_takes_only_service_events_topics(kafka: KafkaSettings) -> None:
+def test_the_allow_list_takes_only_service_events_topics(
+    service_kafka: KafkaSettings,
+) -> None:
     for topic in (SAGA_EVENTS, SAGA_DLQ, "user.commands.verify", "nonsense"):
         with pytest.raises(ValueError, match="only service events topics"):
             CommandService(
-                kafka, "x", [TOPIC], answer, group_id=group(), reply_topics=[topic]
+                service_kafka,
+                "x",
+                [TOPIC],
+                answer,
+                group_id=group(),
+                reply_topics=[topic],
             )
 
 
 def test_an_unavailable_handler_pauses_the_batch_and_dead_letters_nothing(
-    kafka: KafkaSettings,
+    service_kafka: KafkaSettings,
 ) -> None:
     commands = [command(f"s-{i}") for i in range(6)]
-    send(kafka, commands)
+    send(service_kafka, commands)
     calls: list[int] = []
     breaker: list[bool] = []
 
@@ -157,7 +157,7 @@ def test_an_unavailable_handler_pauses_the_batch_and_dead_letters_nothing(
 
     retry = RetrySettings(unavailable_initial_ms=100, unavailable_max_ms=400)
     with CommandService(
-        kafka, "verifier", [TOPIC], handler, group_id=group(), retry=retry
+        service_kafka, "verifier", [TOPIC], handler, group_id=group(), retry=retry
     ) as service:
 
         def answered() -> bool:
@@ -168,8 +168,8 @@ def test_an_unavailable_handler_pauses_the_batch_and_dead_letters_nothing(
         drive(service, answered)
         elapsed = time.monotonic() - started
         stats = service.stats()
-    assert letters(kafka) == []
-    got = replies(kafka, TWIN)
+    assert letters(service_kafka) == []
+    got = replies(service_kafka, TWIN)
     assert sorted(r.command_id or "" for r in got) == sorted(
         c.message_id for c in commands
     )
@@ -180,8 +180,8 @@ def test_an_unavailable_handler_pauses_the_batch_and_dead_letters_nothing(
     assert elapsed >= 0.35
 
 
-def test_stop_cuts_a_breaker_pause_short(kafka: KafkaSettings) -> None:
-    send(kafka, [command("s-1")])
+def test_stop_cuts_a_breaker_pause_short(service_kafka: KafkaSettings) -> None:
+    send(service_kafka, [command("s-1")])
     raised: list[float] = []
     service: CommandService
 
@@ -193,10 +193,10 @@ def test_stop_cuts_a_breaker_pause_short(kafka: KafkaSettings) -> None:
 
     retry = RetrySettings(unavailable_initial_ms=60_000, jitter=0.0)
     with CommandService(
-        kafka, "verifier", [TOPIC], handler, group_id=group(), retry=retry
+        service_kafka, "verifier", [TOPIC], handler, group_id=group(), retry=retry
     ) as service:
         drive(service, lambda: service.stats().unavailable == 1)
         paused = time.monotonic() - raised[0]
         assert service.stats().breaker_open
     assert 0.4 < paused < 10
-    assert letters(kafka) == [] and replies(kafka, TWIN) == []
+    assert letters(service_kafka) == [] and replies(service_kafka, TWIN) == []

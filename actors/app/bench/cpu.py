@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import ray
 
 from actors.app.platform import Platform
+from events.transport.procstat import STIME, UTIME, stat_fields
 
 #: The parts, in the order a saga meets them.
 PARTS = ("bench client", "broker", "routers", "hosts", "participants", "projection")
@@ -100,9 +100,7 @@ def _proc_cpu(pid: int) -> float | None:
     """A local process's CPU seconds (user + system), or ``None`` without
     ``/proc`` or once it is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat_fields(pid)
     except OSError:
         return None
-    # Fields after the command (which may hold spaces) end with ")".
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return (int(fields[UTIME]) + int(fields[STIME])) / os.sysconf("SC_CLK_TCK")

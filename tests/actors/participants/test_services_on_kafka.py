@@ -13,7 +13,6 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,27 +23,22 @@ import pytest
 from actors.participants import PaymentService, serve
 from events.errors import ServiceUnavailableError
 from events.service import CommandService, RetrySettings
-from events.transport.admin import TopicAdmin
-from events.transport.broker import EmbeddedBroker
 from events.transport.publisher import KafkaMessagePublisher
-from events.transport.settings import ConsumerSettings, KafkaSettings
+from events.transport.settings import KafkaSettings
 from events.wire.messages import CommandMessage, EventMessage, MessageCodec
-from events.wire.topics import ALL_TOPICS, SAGA_EVENTS
+from events.wire.topics import SAGA_EVENTS
 from tests.actors.participants.messages import command, pay
-from tests.conftest import private_kafka, process_state, settings_for
+from tests.conftest import QUICK_GROUP, private_broker, process_state
 from tests.reading import letters, read, replies
 
 PARTITIONS = 2
 CODEC = MessageCodec()
-
-
-@pytest.fixture
-def kafka() -> Iterator[KafkaSettings]:
-    consumer = msgspec.structs.replace(
-        ConsumerSettings(), session_timeout_ms=6_000, heartbeat_interval_ms=2_000
-    )
-    with private_kafka(PARTITIONS, max_message_bytes=20_000, consumer=consumer) as s:
-        yield s
+#: Short producer timeouts, so sends to a paused broker fail in seconds.
+SHORT_SENDS = {
+    "request_timeout_ms": 1_000,
+    "delivery_timeout_ms": 2_000,
+    "max_block_ms": 2_000,
+}
 
 
 def drive(service: CommandService, until: Any, timeout_s: float = 60) -> None:
@@ -55,33 +49,33 @@ def drive(service: CommandService, until: Any, timeout_s: float = 60) -> None:
 
 
 def test_the_same_command_twice_applies_once_and_answers_twice_alike(
-    kafka: KafkaSettings, tmp_path: Path
+    service_kafka: KafkaSettings, tmp_path: Path
 ) -> None:
     payments = PaymentService(tmp_path / "payment.duckdb")
     payments.seed({"u-1": (1_000, 500)})
-    with KafkaMessagePublisher(kafka) as publisher:
+    with KafkaMessagePublisher(service_kafka) as publisher:
         for _ in range(2):
             publisher.publish("payment.commands.process", pay("s-1"))
         publisher.flush()
-    with serve(kafka, payments) as service:
+    with serve(service_kafka, payments) as service:
         drive(service, lambda: service.stats().replies == 2)
-    answers = replies(kafka, "payment.events.process")
+    answers = replies(service_kafka, "payment.events.process")
     assert len(answers) == 2 and answers[0] == answers[1] and answers[0].success
     assert payments.db.execute("SELECT count(*) FROM payments").fetchone() == (1,)
     payments.close()
 
 
 def test_redelivery_after_a_consumer_killed_before_committing(
-    kafka: KafkaSettings, tmp_path: Path
+    service_kafka: KafkaSettings, tmp_path: Path
 ) -> None:
     path = tmp_path / "payment.duckdb"
     seeded = PaymentService(path)
     seeded.seed({"u-1": (1_000, 500)})
     seeded.close()
-    with KafkaMessagePublisher(kafka) as publisher:
+    with KafkaMessagePublisher(service_kafka) as publisher:
         publisher.publish("payment.commands.process", pay("s-1"))
         publisher.flush()
-    settings = msgspec.json.encode(kafka).decode()
+    settings = msgspec.json.encode(service_kafka).decode()
     # A service process that dies right after its DuckDB transaction commits:
     # the effect is in, the reply unsent, the offset uncommitted.
     script = textwrap.dedent(
@@ -107,10 +101,10 @@ def test_redelivery_after_a_consumer_killed_before_committing(
     assert result.returncode == -signal.SIGKILL, result.stderr.decode()[-2000:]
     payments = PaymentService(path)
     assert payments.db.execute("SELECT count(*) FROM payments").fetchone() == (1,)
-    assert replies(kafka, "payment.events.process") == []
-    with serve(kafka, payments) as service:  # the same group: a redelivery
+    assert replies(service_kafka, "payment.events.process") == []
+    with serve(service_kafka, payments) as service:  # the same group: a redelivery
         drive(service, lambda: service.stats().replies == 1)
-    [answer] = replies(kafka, "payment.events.process")
+    [answer] = replies(service_kafka, "payment.events.process")
     assert answer.success and answer.payload["paymentId"] == "pay-s-1"
     assert payments.db.execute("SELECT count(*) FROM payments").fetchone() == (1,)
     assert payments.wallets["u-1"][0] == 900
@@ -118,8 +112,10 @@ def test_redelivery_after_a_consumer_killed_before_committing(
 
 
 def test_poison_messages_are_dead_lettered_and_the_rest_processed(
-    kafka: KafkaSettings, tmp_path: Path
+    service_kafka: KafkaSettings, tmp_path: Path
 ) -> None:
+    # A message limit that the 30 kB poison below is over.
+    kafka = msgspec.structs.replace(service_kafka, max_message_bytes=20_000)
     payments = PaymentService(tmp_path / "payment.duckdb")
     payments.seed({"u-1": (1_000, 500)})
     topic = "payment.commands.process"
@@ -145,7 +141,9 @@ def test_poison_messages_are_dead_lettered_and_the_rest_processed(
     payments.close()
 
 
-def test_a_failing_handler_is_retried_then_dead_lettered(kafka: KafkaSettings) -> None:
+def test_a_failing_handler_is_retried_then_dead_lettered(
+    service_kafka: KafkaSettings,
+) -> None:
     failures: dict[str, int] = {}
     waits: list[float] = []
 
@@ -168,21 +166,21 @@ def test_a_failing_handler_is_retried_then_dead_lettered(kafka: KafkaSettings) -
         ]
 
     topic = "user.commands.verify"
-    with KafkaMessagePublisher(kafka) as publisher:
+    with KafkaMessagePublisher(service_kafka) as publisher:
         for saga in ("twice", "always", "fine"):
             publisher.publish(topic, command(saga, "verify_user", "user"), partition=0)
         publisher.flush()
     retry = RetrySettings(max_attempts=4, initial_backoff_ms=10)
     with CommandService(
-        kafka, "flaky", [topic], flaky, group_id=f"g-{uuid.uuid4().hex[:6]}",
+        service_kafka, "flaky", [topic], flaky, group_id=f"g-{uuid.uuid4().hex[:6]}",
         retry=retry, sleep=waits.append,
     ) as service:  # fmt: skip
         drive(service, lambda: service.stats().handled == 3)
         stats = service.stats()
-    [dead] = letters(kafka)
+    [dead] = letters(service_kafka)
     assert dead.saga_id == "always" and dead.attempts == 4
     assert "transient fault for always" in dead.error
-    assert {r.saga_id for r in replies(kafka, "user.events.verify")} == {
+    assert {r.saga_id for r in replies(service_kafka, "user.events.verify")} == {
         "twice",
         "fine",
     }
@@ -192,7 +190,7 @@ def test_a_failing_handler_is_retried_then_dead_lettered(kafka: KafkaSettings) -
 
 
 def test_a_database_that_cannot_write_pauses_the_service_without_dead_letters(
-    kafka: KafkaSettings, tmp_path: Path
+    service_kafka: KafkaSettings, tmp_path: Path
 ) -> None:
     path = tmp_path / "payment.duckdb"
     payments = PaymentService(path)
@@ -207,12 +205,12 @@ def test_a_database_that_cannot_write_pauses_the_service_without_dead_letters(
         payments.handle([pay("s-0")])
     assert payments.wallets["u-1"][0] == 1_000  # nothing applied
     commands = [pay(f"s-{i}", amount=10) for i in range(1, 6)]
-    with KafkaMessagePublisher(kafka) as publisher:
+    with KafkaMessagePublisher(service_kafka) as publisher:
         for c in commands:
             publisher.publish("payment.commands.process", c)
         publisher.flush()
     retry = RetrySettings(unavailable_initial_ms=50, unavailable_max_ms=200)
-    with serve(kafka, payments, retry=retry) as service:
+    with serve(service_kafka, payments, retry=retry) as service:
         drive(service, lambda: service.stats().unavailable >= 3)
         assert service.stats().breaker_open
         assert service.stats().dead_letters == 0 and service.stats().replies == 0
@@ -220,8 +218,8 @@ def test_a_database_that_cannot_write_pauses_the_service_without_dead_letters(
         drive(service, lambda: service.stats().replies == len(commands))
         stats = service.stats()
     assert not stats.breaker_open and stats.dead_letters == 0
-    assert letters(kafka) == []
-    answers = replies(kafka, "payment.events.process")
+    assert letters(service_kafka) == []
+    answers = replies(service_kafka, "payment.events.process")
     assert sorted(a.command_id or "" for a in answers) == sorted(
         c.message_id for c in commands
     )
@@ -229,25 +227,6 @@ def test_a_database_that_cannot_write_pauses_the_service_without_dead_letters(
     assert payments.db.execute("SELECT count(*) FROM payments").fetchone() == (5,)
     assert payments.wallets["u-1"][0] == 950
     payments.close()
-
-
-def paused_kafka(broker: EmbeddedBroker) -> KafkaSettings:
-    """Short producer timeouts, so sends to a paused broker fail in seconds."""
-    base = settings_for(
-        broker.bootstrap,
-        request_timeout_ms=1_000,
-        delivery_timeout_ms=2_000,
-        max_block_ms=2_000,
-    )
-    consumer = msgspec.structs.replace(
-        ConsumerSettings(), session_timeout_ms=6_000, heartbeat_interval_ms=2_000
-    )
-    return msgspec.structs.replace(
-        base,
-        connect_timeout_ms=2_000,
-        topics=msgspec.structs.replace(base.topics, partitions=PARTITIONS),
-        consumer=consumer,
-    )
 
 
 def test_replies_lost_while_the_broker_is_paused_are_sent_before_commits(
@@ -268,7 +247,12 @@ def test_replies_lost_while_the_broker_is_paused_are_sent_before_commits(
     resumes: list[threading.Timer] = []
     handled_s0 = [0]
     running: list[CommandService] = []
-    with EmbeddedBroker() as broker:
+    with private_broker(
+        PARTITIONS,
+        producer=SHORT_SENDS,
+        connect_timeout_ms=2_000,
+        consumer=QUICK_GROUP,
+    ) as (broker, kafka):
 
         def resume_after_two_attempts() -> None:
             deadline = time.monotonic() + 60
@@ -294,9 +278,6 @@ def test_replies_lost_while_the_broker_is_paused_are_sent_before_commits(
             return answers
 
         payments.handle = handle_then_pause  # type: ignore[method-assign]
-        kafka = paused_kafka(broker)
-        with TopicAdmin(kafka) as admin:
-            admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)
         retry = RetrySettings(initial_backoff_ms=200, send_attempts=2)
         with (
             KafkaMessagePublisher(kafka) as publisher,

@@ -14,6 +14,7 @@ import pytest
 
 from events.transport.admin import TopicAdmin
 from events.transport.broker import EmbeddedBroker
+from events.transport.procstat import STATE, stat_fields
 from events.transport.settings import KafkaSettings
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -24,8 +25,7 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    with open(f"/proc/{pid}/stat") as stat:  # a zombie is dead too
-        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    return stat_fields(pid)[STATE] != "Z"  # a zombie is dead too
 
 
 def wait_dead(pid: int, timeout_s: float = 10) -> bool:
@@ -97,11 +97,8 @@ def test_broker_dies_with_its_owner(fault: signal.Signals, exit_code: int) -> No
 
 def thread_states(pid: int) -> list[str]:
     """The /proc state letter of each thread of ``pid`` (T: stopped)."""
-    tasks = Path(f"/proc/{pid}/task")
-    return [
-        (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        for task in tasks.iterdir()
-    ]
+    tasks = os.listdir(f"/proc/{pid}/task")
+    return [stat_fields(pid, int(task))[STATE] for task in tasks]
 
 
 def test_a_pause_returns_once_every_thread_of_the_broker_has_stopped() -> None:
