@@ -14,18 +14,24 @@ follows holds for them as for every other saga.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any, Final
+
+from kafka.errors import KafkaError
 
 from actors.app.chaos import Fault
 from actors.app.client import SagaClient
 from actors.app.run.proof import Proof, patiently
 from actors.app.run.workload import LIMIT, Workload
 from actors.core import RETRY_STEP, SagaState, Status, replay_log
+from events.errors import EventsError
 from events.transport.dlq import DeadLetterQueue, LetterQuery
 from events.transport.settings import KafkaSettings
 from events.wire.dead_letters import LetterState
+
+log = logging.getLogger(__name__)
 
 #: How long each stage is waited for: a target's payment (the run sends it a
 #: window or two after the strike), its failure (its refund's attempts, longer
@@ -103,7 +109,10 @@ class RefundRefusal:
         for stage in (self._until_closed, self._until_failed):
             if self.trouble:
                 return
-            self.trouble = stage()
+            try:
+                self.trouble = stage()
+            except Exception as exc:  # the proof says it; the thread ends
+                self.trouble = f"{stage.__name__}: {exc!r}"
 
     def _until_closed(self) -> str:
         users = set(self.targets.values())
@@ -117,8 +126,7 @@ class RefundRefusal:
         return ""
 
     def _until_failed(self) -> str:
-        with SagaClient(self._kafka) as client:
-            waited = _wait(client, set(self.targets), _PATIENCE_S)
+        waited = _wait(self._kafka, set(self.targets), _PATIENCE_S)
         self.failed = {s for s, state in waited.items() if state is Status.FAILED}
         if self.failed != set(self.targets):
             others = sorted(
@@ -148,7 +156,7 @@ class RefundRefusal:
                     reason="the wallet to refund into is open again",
                     operator=_OPERATOR,
                 )
-            waited = _wait(client, self.retried, _PATIENCE_S, past=Status.FAILED)
+        waited = _wait(self._kafka, self.retried, _PATIENCE_S, past=Status.FAILED)
         self.compensated = {
             s for s, state in waited.items() if state is Status.COMPENSATED
         }
@@ -203,17 +211,24 @@ def _status(history: list[Any]) -> Status | None:
 
 
 def _wait(
-    client: SagaClient,
+    kafka: KafkaSettings,
     ids: set[str],
     patience_s: float,
     past: Status | None = None,
 ) -> dict[str, Status | None]:
     """The sagas' statuses once each has ended other than ``past`` (a saga
     retried from ``failed`` is still failed until its retry is taken), or as
-    they are after ``patience_s``."""
+    they are after ``patience_s``. A read the broker does not answer (a
+    later fault paused it) is tried again."""
     deadline = time.monotonic() + patience_s
+    states: dict[str, Status | None] = dict.fromkeys(ids)
     while True:
-        states = {i: _status(h) for i, h in client.histories(ids).items()}
+        try:
+            with SagaClient(kafka) as client:
+                histories = client.histories(ids)
+            states = {i: _status(h) for i, h in histories.items()}
+        except (EventsError, KafkaError) as exc:
+            log.info("reading the refused sagas' logs: %s; again", exc)
         if time.monotonic() > deadline or all(
             state is not None and state.terminal and state is not past
             for state in states.values()

@@ -38,6 +38,7 @@ from actors.app.run.refunds import RefundRefusal
 from actors.app.run.workload import Workload
 from actors.engine.claims import Taken
 from events.transport.broker import EmbeddedBroker
+from events.transport.procstat import STATE, stat_fields
 from events.transport.types import TP
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,9 @@ _WAKE_S: Final = 60.0
 def process_state(pid: int) -> str:
     """The one-letter state of process ``pid`` (``T``: stopped), "" if gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat_fields(pid)[STATE]
     except OSError:
         return ""
-    return stat.rsplit(")", 1)[1].split()[0]
 
 
 class Chaos:
@@ -91,12 +91,12 @@ class Chaos:
         self._marks = data_dir / "chaos"
         self._marks.mkdir(exist_ok=True)
         self._say = say
-        #: Pauses and freezes: the next fault waits for each to end.
+        #: Pauses, freezes and publishing: the next fault waits for each.
         self._threads: list[threading.Thread] = []
         #: Per target, the armed kill a later fault at it waits for.
         self._busy: dict[str, threading.Thread] = {}
-        #: Strikes that send records, at work beside the run (a stop's
-        #: thread holds the next fault back; these do not).
+        #: At work beside the run and the next faults: armed kills waiting
+        #: for their moment, a refund refusal waiting for its sagas.
         self._workers: list[threading.Thread] = []
         #: Processes stopped and not yet sent SIGCONT.
         self._stopped_pids: set[int] = set()
@@ -247,7 +247,7 @@ class Chaos:
             fault.kind,
             fired,
             f"{fault.target}: pid {pid} "
-            + (f"died{where}, restarted as pid {now}" if fired else "still running"),
+            + (f"died{where}, restarted (now pid {now})" if fired else "still running"),
         )
 
     # -- stops -----------------------------------------------------------------
@@ -359,13 +359,14 @@ class Chaos:
 
     def _beside(self, fault: Fault, publication: Publication) -> Callable[[], Proof]:
         """Its records read and published from a thread: that takes seconds,
-        and the next fault must strike on time (one struck after the run's
-        last saga ended meets nothing)."""
+        in which the run's loop must go on (its progress, its projection lag
+        samples). The next fault waits for it, as for a pause: a broker
+        paused meanwhile would meet this publishing, not the platform."""
         thread = threading.Thread(
             target=publication.work, name=f"chaos-{fault.kind}", daemon=True
         )
         thread.start()
-        self._workers.append(thread)
+        self._threads.append(thread)
 
         def prove() -> Proof:
             thread.join()
