@@ -52,7 +52,6 @@ from actors.app.run.strikes import Chaos
 from actors.app.run.summary import Summary, percentile
 from actors.app.run.workload import (
     Workload,
-    chunk,
     seed_participants,
     send,
     start_all,
@@ -63,7 +62,6 @@ from actors.core import DEFINITIONS
 from actors.errors import UsageError
 from actors.participants import PARTICIPANTS
 from events.transport.broker import EmbeddedBroker
-from events.transport.types import TP
 from events.wire.topics import SAGA_EVENTS
 
 __all__ = [
@@ -149,17 +147,14 @@ def run(
                 {tp: o for tp, o in starts.items() if tp.topic == SAGA_EVENTS},
                 ids,
             )
-            in_flight = window(len(load.requests), options.max_in_flight, options.chaos)
             chaos = (
-                _chaos(
-                    faults, platform, brokers, load, in_flight, starts, data_dir, say
-                )
+                Chaos(faults, platform, brokers, load, starts, data_dir, say)
                 if options.chaos
                 else None
             )
             try:
                 elapsed, lags, undrained = _drive(
-                    platform, load, follower, chaos, in_flight, options, say, progress
+                    platform, load, follower, chaos, options, say, progress
                 )
             finally:
                 if chaos is not None:
@@ -207,22 +202,6 @@ def run(
                 "max": max(lags, default=0.0),
             },
         )
-
-
-def _chaos(
-    faults: list[Fault],
-    platform: Platform,
-    brokers: list[EmbeddedBroker],
-    load: Workload,
-    in_flight: int,
-    starts: dict[TP, int],
-    data_dir: Path,
-    say: Callable[[str], None],
-) -> Chaos:
-    """The schedule's striker; requests are sent ahead of the ended sagas by
-    the window and the chunk that may fill it."""
-    ahead = in_flight + chunk(len(load.requests), in_flight)
-    return Chaos(faults, platform, brokers, load, ahead, starts, data_dir, say)
 
 
 def _linger(options: RunOptions, say: Callable[[str], None]) -> None:
@@ -291,7 +270,6 @@ def _drive(
     load: Workload,
     follower: Follower,
     chaos: Chaos | None,
-    in_flight: int,
     options: RunOptions,
     say: Callable[[str], None],
     progress: Callable[[int, int, float], None],
@@ -311,8 +289,16 @@ def _drive(
         if chaos is not None:
             chaos.tick(follower.count() / total)
 
-    held = (lambda: False) if chaos is None else chaos.unstruck
-    send(platform.kafka, load.requests, follower.count, in_flight, report, say, held)
+    kafka = platform.kafka
+    in_flight = window(total, options.max_in_flight, chaos is not None)
+    requests = load.requests
+    if chaos is None:
+        send(kafka, requests, follower.count, in_flight, report, say)
+    else:
+        # Its last window waits until every fault struck; the refund refusal
+        # picks sagas not sent yet.
+        send(kafka, requests, follower.count, in_flight, report, say,
+             held=chaos.unstruck, sent=chaos.sent)  # fmt: skip
     await_ends(follower, total, options.stall_timeout_s, report, say)
     if follower.count() < total:
         unended = {saga_id for _, _, saga_id in load.requests} - set(follower.ended)
@@ -325,6 +311,5 @@ def _drive(
     # slow) may yet take effect, and their replies be late: the audit waits
     # until every service and router has read it all.
     say("waiting for the services and routers to consume everything")
-    kafka = platform.kafka
     undrained = drain(kafka, platform_groups(kafka), options.stall_timeout_s, say)
     return elapsed, sampler.lags, undrained

@@ -66,14 +66,10 @@ class Chaos:
         platform: Platform,
         brokers: Sequence[EmbeddedBroker],
         load: Workload,
-        ahead: int,
         dlq_from: Mapping[TP, int],
         data_dir: Path,
         say: Callable[[str], None],
     ) -> None:
-        """``ahead``: how many requests the run may have sent beyond those
-        whose sagas ended (a strike that must meet sagas not started yet
-        picks them past it)."""
         self._pending = list(faults)
         self._kafka = platform.kafka
         self._hosts = list(platform.engine.hosts)
@@ -83,9 +79,9 @@ class Chaos:
         self._broker = brokers[0] if brokers else None
         self._load = load
         self._requests = load.requests
-        self._ahead = ahead
-        #: The share of sagas ended at the latest tick.
-        self._ended = 0.0
+        #: How many requests the run has started: a strike that must meet
+        #: sagas not sent yet picks them past it.
+        self._sent = 0
         self._dlq_from = dict(dlq_from)
         #: Where an actor armed to kill itself writes that it did, first.
         self._marks = data_dir / "chaos"
@@ -113,7 +109,6 @@ class Chaos:
         One at a time: while a pause or a freeze lasts, or an armed kill has
         not fired yet, the next waits (a fault struck meanwhile would meet the
         first, not the platform)."""
-        self._ended = ended
         while (
             self._pending
             and self._pending[0].at <= ended
@@ -137,6 +132,10 @@ class Chaos:
             self.tick(1.0)
         for settle in self._settlers:
             settle()
+
+    def sent(self, count: int) -> None:
+        """The run has started its first ``count`` requests."""
+        self._sent = count
 
     def unstruck(self) -> bool:
         """Whether faults of the schedule are still to strike."""
@@ -378,8 +377,7 @@ class Chaos:
         refusal = RefundRefusal(
             fault, self._kafka, self._participants["payment"], self._load
         )
-        ended = int(self._ended * len(self._requests))
-        self._workers.append(refusal.strike(ended + self._ahead))
+        self._workers.append(refusal.strike(self._sent))
         self._settlers.append(refusal.settle)
         return refusal.prove
 

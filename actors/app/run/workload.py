@@ -80,11 +80,6 @@ def window(total: int, max_in_flight: int, chaos: bool) -> int:
     return min(max_in_flight, max(100, total // 10)) if chaos else max_in_flight
 
 
-def chunk(total: int, max_in_flight: int) -> int:
-    """How many requests :func:`send` starts at once."""
-    return max(100, min(total // 20, max_in_flight // 4))
-
-
 def send(
     kafka: KafkaSettings,
     requests: list[Request],
@@ -93,14 +88,16 @@ def send(
     report: Callable[[], None],
     say: Callable[[str], None],
     held: Callable[[], bool] = lambda: False,
+    sent: Callable[[int], None] = lambda _: None,
 ) -> None:
     """Start the requests in chunks, with at most ``max_in_flight`` sagas sent
     but not ``ended``; ``report`` shows the progress (and strikes ``--chaos``'s
     faults as their share of the sagas has ended). The last window's worth
     waits while ``held()``: under chaos, until every fault has struck, so
-    that the last of them meets sagas in flight too."""
+    that the last of them meets sagas in flight too. ``sent`` is told how
+    many requests are started, each time more are."""
     total = len(requests)
-    size = chunk(total, max_in_flight)
+    size = max(100, min(total // 20, max_in_flight // 4))
     with SagaClient(kafka) as client:
         for i in range(0, total, size):
             # A window, as real clients have: an unbounded burst only queues,
@@ -112,6 +109,7 @@ def send(
                 report()
                 time.sleep(0.05)
             start_all(client, requests[i : i + size], say)
+            sent(min(i + size, total))
             report()
 
 

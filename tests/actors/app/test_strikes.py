@@ -47,7 +47,6 @@ def test_an_actor_that_dies_of_its_arming_is_a_fault_proved(tmp_path: Path) -> N
         platform,
         [],
         Workload({}, {}, {}, []),
-        0,
         {},
         tmp_path,
         lambda _: None,  # type: ignore[arg-type]
