@@ -215,6 +215,8 @@ class PaymentService(Participant):
     def _closed_now(self) -> list[str]:
         """The users whose wallets close with this batch: those of its payments
         made for sagas in :attr:`_closing`."""
+        if not self._closing:
+            return []  # every batch outside a chaos run: nothing to look at
         paid = self._payments.values()
         return sorted({row[2] for row in paid if row[1] in self._closing})
 

@@ -78,7 +78,6 @@ class Chaos:
         self._projection = platform.projection
         self._broker = brokers[0] if brokers else None
         self._load = load
-        self._requests = load.requests
         #: How many requests the run has started: a strike that must meet
         #: sagas not sent yet picks them past it.
         self._sent = 0
@@ -347,7 +346,7 @@ class Chaos:
     # -- records -----------------------------------------------------------------
 
     def _duplicates(self, fault: Fault) -> Callable[[], Proof]:
-        return self._beside(fault, duplicates(fault, self._kafka, self._requests))
+        return self._beside(fault, duplicates(fault, self._kafka, self._load.requests))
 
     def _idempotency_cleanup(self, fault: Fault) -> Callable[[], Proof]:
         service = self._participants[fault.target]
@@ -375,7 +374,7 @@ class Chaos:
 
     def _refund_refused(self, fault: Fault) -> Callable[[], Proof]:
         refusal = RefundRefusal(
-            fault, self._kafka, self._participants["payment"], self._load
+            fault, self._kafka, self._participants[fault.target], self._load
         )
         self._workers.append(refusal.strike(self._sent))
         self._settlers.append(refusal.settle)

@@ -97,9 +97,9 @@ def send(
     that the last of them meets sagas in flight too. ``sent`` is told how
     many requests are started, each time more are."""
     total = len(requests)
-    size = max(100, min(total // 20, max_in_flight // 4))
+    chunk = max(100, min(total // 20, max_in_flight // 4))
     with SagaClient(kafka) as client:
-        for i in range(0, total, size):
+        for i in range(0, total, chunk):
             # A window, as real clients have: an unbounded burst only queues,
             # and queued commands time out (DESIGN.md's ceiling has no
             # timeouts to meet).
@@ -108,8 +108,8 @@ def send(
             ):
                 report()
                 time.sleep(0.05)
-            start_all(client, requests[i : i + size], say)
-            sent(min(i + size, total))
+            start_all(client, requests[i : i + chunk], say)
+            sent(min(i + chunk, total))
             report()
 
 
