@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the test suite needs on a fresh machine, from nothing: Debian's
 # Prometheus (the metrics test scrapes with a real one), Debian's stunnel4 (the
-# TLS test puts it in front of the embedded broker) and a fresh virtual
+# TLS test puts it in front of the embedded broker), a C compiler (the clock-jump
+# test builds the library that steps its processes' wall clock) and a fresh virtual
 # environment with the project and its test extra. The README's test command
 # runs pytest after it.
 set -euo pipefail
@@ -20,6 +21,8 @@ command -v prometheus >/dev/null ||
     apt_install prometheus "the metrics test scrapes with it"
 command -v stunnel4 >/dev/null || command -v stunnel >/dev/null ||
     apt_install stunnel4 "the TLS test terminates TLS with it"
+command -v cc >/dev/null ||
+    apt_install gcc "the clock-jump test builds wallstep.c with it"
 
 python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'

@@ -28,16 +28,22 @@ def main(run: Callable[[int, int], dict[str, Any]], doc: str, sagas: int) -> Non
     print(json.dumps(run(args.seed, args.sagas)), flush=True)
 
 
-def report_of(module: str, path: tuple[Path, ...] = ()) -> dict[str, Any]:
+def report_of(
+    module: str, path: tuple[Path, ...] = (), env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Run the scenario ``module`` with a seed (``SAGA_TEST_SEED`` or drawn,
-    and printed), ``path`` on its Python path after the repository; its
-    report, or the test fails with its output."""
+    and printed), ``path`` on its Python path after the repository and ``env``
+    in its environment; its report, or the test fails with its output."""
     seed = int(os.environ.get("SAGA_TEST_SEED", random.randrange(2**32)))
     print(f"seed={seed}")
     done = subprocess.run(
         [sys.executable, "-m", module, "--seed", str(seed)],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (ROOT, *path)))},
+        env={
+            **os.environ,
+            **(env or {}),
+            "PYTHONPATH": os.pathsep.join(map(str, (ROOT, *path))),
+        },
         capture_output=True,
         text=True,
         timeout=600,
