@@ -30,7 +30,21 @@ LOST: tuple[type[Exception], ...] = (OffsetOutOfRangeError, LogTruncationError)
 
 
 def lost(exc: Exception) -> LogLostError:
-    """kafka-python's out-of-range or truncation error, said plainly."""
+    """kafka-python's out-of-range or truncation error, said plainly: an
+    out-of-range one names each partition and the offset its log no longer
+    has (below its start: retention or a deletion removed records no reader
+    had covered yet; above its end: the log lost its tail)."""
+    positions = exc.args[0] if exc.args else None
+    if isinstance(exc, OffsetOutOfRangeError) and isinstance(positions, dict):
+        named = "; ".join(
+            f"{tp.topic} partition {tp.partition} has no offset {offset}"
+            for tp, offset in sorted(positions.items())
+        )
+        return LogLostError(
+            f"positions out of the log's range: {named} (a log start above it: "
+            "retention or a deletion removed records not yet read nor covered "
+            "by a snapshot; a log end below it: the log lost its tail)"
+        )
     return LogLostError(f"positions out of the log's range: {exc}")
 
 

@@ -21,6 +21,7 @@ from events.transport.reader import PartitionReader
 from events.transport.settings import KafkaSettings
 from events.transport.types import TP, LogIdentity
 from tests.conftest import restart_empty, settings_for
+from tests.events.transport.retention import Retention
 from tests.events.transport.test_publisher import reply
 
 pytestmark = pytest.mark.broker
@@ -167,3 +168,57 @@ def test_a_consumer_whose_log_went_backwards_stops_instead_of_starting_over() ->
             for _ in range(200):
                 listener.poll_once(200)
         assert taken == []  # nothing of the new log taken
+
+
+@contextmanager
+def relay_with_topic() -> Iterator[tuple[Retention, KafkaSettings]]:
+    """A broker whose retention can delete the head of the topic's log."""
+    with Retention() as relay:
+        kafka = settings_for(relay.bootstrap)
+        with TopicAdmin(kafka) as admin:
+            admin.ensure_topics([TOPIC], partitions=1)
+        yield relay, kafka
+
+
+def test_reading_below_a_log_start_is_a_loss_not_a_read_from_the_start() -> None:
+    with relay_with_topic() as (relay, kafka):
+        publish(kafka, 5)
+        relay.delete_before(TOPIC, 0, 3)
+        with PartitionReader(kafka, timeout_s=10) as reader:
+            assert reader.starts([TP(TOPIC, 0)]) == {TP(TOPIC, 0): 3}
+            assert [r.offset for r in reader.read({TP(TOPIC, 0): 3})] == [3, 4]
+            with pytest.raises(
+                LogLostError, match=f"{TOPIC} partition 0 has no offset 1"
+            ):
+                list(reader.read({TP(TOPIC, 0): 1}))
+        assert relay.refused == [(TOPIC, 0, 1)]
+
+
+def test_a_group_behind_its_log_start_stops_instead_of_skipping_ahead() -> None:
+    """A service's group that fell behind retention: the records between its
+    committed offset and the new log start are gone, unconsumed. It stops,
+    naming them, rather than take up at the log start as if nothing were
+    missed."""
+    with relay_with_topic() as (relay, kafka):
+        publish(kafka, 2)
+        taken: list[int] = []
+
+        def handle(batch: list[Delivery]) -> list[Delivery]:
+            taken.extend(d.offset for d in batch)
+            return batch
+
+        with KafkaEventListener(kafka, [TOPIC], handle, group_id="g-behind") as first:
+            for _ in range(50):
+                first.poll_once(200)
+                if len(taken) == 2:
+                    break
+        assert taken == [0, 1]  # and committed: the group resumes at 2
+        publish(kafka, 3)
+        relay.delete_before(TOPIC, 0, 4)  # offsets 2 and 3 gone, never consumed
+        with (
+            KafkaEventListener(kafka, [TOPIC], handle, group_id="g-behind") as second,
+            pytest.raises(LogLostError, match=f"{TOPIC} partition 0 has no offset 2"),
+        ):
+            for _ in range(200):
+                second.poll_once(200)
+        assert taken == [0, 1]  # nothing past the gap taken

@@ -1,0 +1,170 @@
+"""A broker whose retention deleted the head of a partition, played by a relay.
+
+The embedded broker keeps every record (no retention, no DeleteRecords), so it
+cannot show a log whose start moved up. This relay stands in front of it (the
+broker advertises the relay's port, so every client goes through it) and,
+for each partition told :meth:`Retention.delete_before`, answers as Kafka does
+once retention deleted the records below an offset: ListOffsets gives that
+offset as the earliest, every fetch reports it as the log start, and a fetch
+below it is refused with OFFSET_OUT_OF_RANGE and no records. Everything else is
+relayed as bytes; the rewritten answers are decoded and encoded again with
+kafka-python's own protocol classes.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from kafka.protocol.consumer.fetch import FetchRequest, FetchResponse
+from kafka.protocol.consumer.offsets import ListOffsetsRequest, ListOffsetsResponse
+
+from events.transport.broker import EmbeddedBroker, free_port
+
+_FETCH, _LIST_OFFSETS = 1, 2
+_OFFSET_OUT_OF_RANGE = 1
+_EARLIEST = -2
+_SIZE = struct.Struct(">i")
+_HEADER = struct.Struct(">hhi")  # api key, api version, correlation id
+
+
+class Retention:
+    """The relay, and the broker behind it (:attr:`bootstrap` is the relay's)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._host = host
+        self._port = free_port(host)
+        self.broker = EmbeddedBroker(host, advertised_port=self._port)
+        self._starts: dict[tuple[str, int], int] = {}
+        self._lock = threading.Lock()
+        #: Fetches refused as below a log start: proof the fault met a reader.
+        self.refused: list[tuple[str, int, int]] = []
+        self._server = socket.create_server((host, self._port))
+        self._open: list[socket.socket] = []
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self._host}:{self._port}"
+
+    def delete_before(self, topic: str, partition: int, offset: int) -> None:
+        """From now on, the partition's log starts at ``offset``."""
+        with self._lock:
+            self._starts[(topic, partition)] = offset
+
+    def _start_of(self, topic: str, partition: int) -> int | None:
+        with self._lock:
+            return self._starts.get((topic, partition))
+
+    def __enter__(self) -> Retention:
+        self.broker.start()
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.close()
+        for sock in self._open:
+            sock.close()
+        self.broker.stop()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            upstream = socket.create_connection(("127.0.0.1", self.broker.port))
+            self._open += [client, upstream]
+            asked: dict[int, tuple[int, int, Any]] = {}
+            threading.Thread(
+                target=self._requests, args=(client, upstream, asked), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._responses, args=(upstream, client, asked), daemon=True
+            ).start()
+
+    def _requests(
+        self, client: socket.socket, upstream: socket.socket, asked: dict[int, Any]
+    ) -> None:
+        """Relay the client's requests, keeping the fetches' and offset lookups'
+        by correlation id for their answers."""
+        for frame in _frames(client):
+            key, version, correlation = _HEADER.unpack_from(frame)
+            if key == _FETCH:
+                asked[correlation] = (key, version, FetchRequest.decode(
+                    frame, version=version, header=True))  # fmt: skip
+            elif key == _LIST_OFFSETS:
+                asked[correlation] = (key, version, ListOffsetsRequest.decode(
+                    frame, version=version, header=True))  # fmt: skip
+            upstream.sendall(_SIZE.pack(len(frame)) + frame)
+        upstream.close()
+
+    def _responses(
+        self, upstream: socket.socket, client: socket.socket, asked: dict[int, Any]
+    ) -> None:
+        for frame in _frames(upstream):
+            (correlation,) = _SIZE.unpack_from(frame)
+            request = asked.pop(correlation, None)
+            if request is not None:
+                frame = self._rewritten(frame, *request)
+            client.sendall(_SIZE.pack(len(frame)) + frame)
+        client.close()
+
+    def _rewritten(self, frame: bytes, key: int, version: int, request: Any) -> bytes:
+        kind = FetchResponse if key == _FETCH else ListOffsetsResponse
+        # The response header is the correlation id, then (flexible versions)
+        # its tagged fields: none, one byte saying so. Kept as it came.
+        header = frame[: 5 if kind.flexible_version_q(version) else 4]
+        response = kind[version].decode(frame[len(header) :])
+        if key == _FETCH:
+            asked = {
+                (t.topic, p.partition): p.fetch_offset
+                for t in request.topics
+                for p in t.partitions
+            }
+            for topic in response.responses:
+                for part in topic.partitions:
+                    start = self._start_of(topic.topic, part.partition_index)
+                    if start is None:
+                        continue
+                    part.log_start_offset = start
+                    offset = asked.get((topic.topic, part.partition_index))
+                    if offset is not None and offset < start:
+                        part.error_code = _OFFSET_OUT_OF_RANGE
+                        part.records = None
+                        self.refused.append((topic.topic, part.partition_index, offset))
+        else:
+            earliest = {
+                (t.name, p.partition_index)
+                for t in request.topics
+                for p in t.partitions
+                if p.timestamp == _EARLIEST
+            }
+            for topic in response.topics:
+                for part in topic.partitions:
+                    start = self._start_of(topic.name, part.partition_index)
+                    if (
+                        start is not None
+                        and (topic.name, part.partition_index) in earliest
+                    ):
+                        part.offset = start
+        return header + bytes(response.encode())
+
+
+def _frames(sock: socket.socket) -> Iterator[bytes]:
+    """Each size-prefixed message read from ``sock``, without its size, until
+    it closes."""
+    reader = sock.makefile("rb")
+    try:
+        while size := reader.read(_SIZE.size):
+            if len(size) < _SIZE.size:
+                return
+            (length,) = _SIZE.unpack(size)
+            frame = reader.read(length)
+            if len(frame) < length:
+                return
+            yield frame
+    except OSError:
+        return
