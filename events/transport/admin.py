@@ -159,7 +159,7 @@ class TopicAdmin(Closing):
 
     def topic_configs(self, names: Iterable[str]) -> dict[str, dict[str, str]]:
         """Each topic's configs as the broker reports them (a broker may
-        report none: the embedded one does not)."""
+        report only some: the embedded one, those a topic was created with)."""
         resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
         if not resources:
             return {}

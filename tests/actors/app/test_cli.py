@@ -17,6 +17,7 @@ from events.transport.broker import EmbeddedBroker
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.settings import KafkaSettings
 from events.wire.topics import ALL_TOPICS
+from tests.events.transport.retention import WEEK_MS, create_bounded
 from tests.events.transport.test_broker import wait_dead
 from tests.events.transport.test_publisher import command
 
@@ -82,6 +83,18 @@ def test_topics_create_then_list_with_partitions_and_end_offsets(
         assert main(["topics", "create", "--bootstrap-servers", broker.bootstrap]) == 1
         error = capsys.readouterr().err
         assert "partition count mismatch" in error and "has 3 partitions" in error
+
+
+def test_topics_create_refuses_a_record_topic_configured_to_delete_records(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with EmbeddedBroker() as broker:
+        create_bounded(broker.bootstrap, "saga.events", 3)
+        flags = ["--bootstrap-servers", broker.bootstrap, "--partitions", "3"]
+        assert main(["topics", "create", *flags]) == 1
+        error = capsys.readouterr().err
+        assert f"saga.events has retention.ms={WEEK_MS} (must be -1)" in error
+        assert "kafka-configs.sh --alter" in error  # and how to mend it
 
 
 def test_without_kafka_configured_topics_say_how_to_get_one(

@@ -6,8 +6,8 @@ broker advertises the relay's port, so every client goes through it) and,
 for each partition told :meth:`Retention.delete_before`, answers as Kafka does
 once retention deleted the records below an offset: ListOffsets gives that
 offset as the earliest, every fetch reports it as the log start, and a fetch
-below it is refused with OFFSET_OUT_OF_RANGE and no records. Everything else is
-relayed as bytes; the rewritten answers are decoded and encoded again with
+below it is refused with OFFSET_OUT_OF_RANGE and no records. Everything else
+is relayed as bytes; the answers rewritten are decoded and encoded again with
 kafka-python's own protocol classes.
 """
 
@@ -19,16 +19,38 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.protocol.consumer.fetch import FetchRequest, FetchResponse
 from kafka.protocol.consumer.offsets import ListOffsetsRequest, ListOffsetsResponse
 
 from events.transport.broker import EmbeddedBroker, free_port
 
 _FETCH, _LIST_OFFSETS = 1, 2
+#: The requests this relay answers for, and the classes of their messages.
+_APIS: dict[int, tuple[Any, Any]] = {
+    _FETCH: (FetchRequest, FetchResponse),
+    _LIST_OFFSETS: (ListOffsetsRequest, ListOffsetsResponse),
+}
 _OFFSET_OUT_OF_RANGE = 1
 _EARLIEST = -2
+#: A week: Kafka's default retention.ms.
+WEEK_MS = 7 * 24 * 3600 * 1000
 _SIZE = struct.Struct(">i")
 _HEADER = struct.Struct(">hhi")  # api key, api version, correlation id
+
+
+def create_bounded(bootstrap: str, topic: str, partitions: int) -> None:
+    """Create ``topic`` with Kafka's default retention of a week, as a cluster
+    whose topics were made by hand might have it (the embedded broker reports
+    a topic's configs as it was created with them)."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        new = NewTopic(
+            topic, partitions, 1, topic_configs={"retention.ms": str(WEEK_MS)}
+        )
+        admin.create_topics([new])
+    finally:
+        admin.close()
 
 
 class Retention:
@@ -88,16 +110,13 @@ class Retention:
     def _requests(
         self, client: socket.socket, upstream: socket.socket, asked: dict[int, Any]
     ) -> None:
-        """Relay the client's requests, keeping the fetches' and offset lookups'
-        by correlation id for their answers."""
+        """Relay the client's requests, keeping those this relay answers for
+        (decoded) by correlation id, for their responses."""
         for frame in _frames(client):
             key, version, correlation = _HEADER.unpack_from(frame)
-            if key == _FETCH:
-                asked[correlation] = (key, version, FetchRequest.decode(
-                    frame, version=version, header=True))  # fmt: skip
-            elif key == _LIST_OFFSETS:
-                asked[correlation] = (key, version, ListOffsetsRequest.decode(
-                    frame, version=version, header=True))  # fmt: skip
+            if key in _APIS:
+                request = _APIS[key][0].decode(frame, version=version, header=True)
+                asked[correlation] = (key, version, request)
             upstream.sendall(_SIZE.pack(len(frame)) + frame)
         upstream.close()
 
@@ -106,51 +125,55 @@ class Retention:
     ) -> None:
         for frame in _frames(upstream):
             (correlation,) = _SIZE.unpack_from(frame)
-            request = asked.pop(correlation, None)
-            if request is not None:
+            if (request := asked.pop(correlation, None)) is not None:
                 frame = self._rewritten(frame, *request)
             client.sendall(_SIZE.pack(len(frame)) + frame)
         client.close()
 
     def _rewritten(self, frame: bytes, key: int, version: int, request: Any) -> bytes:
-        kind = FetchResponse if key == _FETCH else ListOffsetsResponse
+        kind = _APIS[key][1]
         # The response header is the correlation id, then (flexible versions)
         # its tagged fields: none, one byte saying so. Kept as it came.
         header = frame[: 5 if kind.flexible_version_q(version) else 4]
         response = kind[version].decode(frame[len(header) :])
         if key == _FETCH:
-            asked = {
-                (t.topic, p.partition): p.fetch_offset
-                for t in request.topics
-                for p in t.partitions
-            }
-            for topic in response.responses:
-                for part in topic.partitions:
-                    start = self._start_of(topic.topic, part.partition_index)
-                    if start is None:
-                        continue
-                    part.log_start_offset = start
-                    offset = asked.get((topic.topic, part.partition_index))
-                    if offset is not None and offset < start:
-                        part.error_code = _OFFSET_OUT_OF_RANGE
-                        part.records = None
-                        self.refused.append((topic.topic, part.partition_index, offset))
+            self._fetched(request, response)
         else:
-            earliest = {
-                (t.name, p.partition_index)
-                for t in request.topics
-                for p in t.partitions
-                if p.timestamp == _EARLIEST
-            }
-            for topic in response.topics:
-                for part in topic.partitions:
-                    start = self._start_of(topic.name, part.partition_index)
-                    if (
-                        start is not None
-                        and (topic.name, part.partition_index) in earliest
-                    ):
-                        part.offset = start
+            self._listed(request, response)
         return header + bytes(response.encode())
+
+    def _fetched(self, request: Any, response: Any) -> None:
+        asked = {
+            (t.topic, p.partition): p.fetch_offset
+            for t in request.topics
+            for p in t.partitions
+        }
+        for topic in response.responses:
+            for part in topic.partitions:
+                tp = (topic.topic, part.partition_index)
+                start = self._start_of(*tp)
+                if start is None:
+                    continue
+                part.log_start_offset = start
+                offset = asked.get(tp)
+                if offset is not None and offset < start:
+                    part.error_code = _OFFSET_OUT_OF_RANGE
+                    part.records = None
+                    self.refused.append((*tp, offset))
+
+    def _listed(self, request: Any, response: Any) -> None:
+        earliest = {
+            (t.name, p.partition_index)
+            for t in request.topics
+            for p in t.partitions
+            if p.timestamp == _EARLIEST
+        }
+        for topic in response.topics:
+            for part in topic.partitions:
+                tp = (topic.name, part.partition_index)
+                start = self._start_of(*tp)
+                if start is not None and tp in earliest:
+                    part.offset = start
 
 
 def _frames(sock: socket.socket) -> Iterator[bytes]:

@@ -63,7 +63,7 @@ def test_the_record_topics_must_keep_every_message() -> None:
     assert retention_problems("saga.dlq", {"retention.bytes": "1024"}) != []
     # A service topic may expire: only the platform's record is judged.
     assert retention_problems("payment.commands.process", finite) == []
-    # A broker that reports nothing (the embedded one) is not judged.
+    # A config the broker does not report is not judged.
     assert retention_problems("saga.events", {}) == []
 
 

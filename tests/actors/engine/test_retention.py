@@ -1,22 +1,25 @@
-"""A log whose start moved above a host's restore point stops the host.
+"""What retention may take from the saga log, and what stops a host.
 
-Retention (or DeleteRecords) may delete the records of ``saga.events`` that a
-snapshot covers: a restore reads from the snapshot's offset on. Once it deletes
-one the snapshot does not cover, a restore would rebuild sagas without part of
-their history, so the host stops with what was lost instead. The embedded
-broker keeps every record; the relay of :mod:`tests.events.transport.retention`
-answers as a broker whose retention deleted them.
+A log configured to delete records (a time or size bound) is refused at start.
+Deleted anyway (a retention set later, DeleteRecords), the records of
+``saga.events`` that a snapshot covers may go: a restore reads from the
+snapshot's offset on. Once one the snapshot does not cover is gone, a restore
+would rebuild sagas without part of their history, so the host stops with what
+was lost instead. The embedded broker keeps every record; the relay of
+:mod:`tests.events.transport.retention` answers as a broker whose retention
+deleted them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import msgspec
 import pytest
 
 from actors.engine.host import SagaHost
-from events.errors import LogLostError
+from events.errors import LogLostError, TopicConfigError
 from events.transport.admin import TopicAdmin
 from events.transport.reader import PartitionReader
 from events.transport.settings import KafkaSettings
@@ -24,7 +27,7 @@ from events.transport.types import TP
 from events.wire.topics import ALL_TOPICS, SAGA_EVENTS
 from tests.actors.engine.test_host import PARTITIONS, Clock, host, start
 from tests.conftest import settings_for
-from tests.events.transport.retention import Retention
+from tests.events.transport.retention import WEEK_MS, Retention, create_bounded
 
 pytestmark = pytest.mark.broker
 
@@ -96,3 +99,14 @@ def test_a_log_start_above_the_restore_point_stops_the_host(relay: Retention) ->
             second.handle([start("later", 20)])
     finally:
         second.close()
+
+
+def test_a_host_refuses_a_log_configured_to_delete_records() -> None:
+    with Retention() as relay:
+        kafka = kafka_of(relay)
+        create_bounded(relay.bootstrap, SAGA_EVENTS, PARTITIONS)
+        with TopicAdmin(kafka) as admin, pytest.raises(TopicConfigError):
+            admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)
+        bound = f"{SAGA_EVENTS} has retention.ms={WEEK_MS} (must be -1)"
+        with pytest.raises(TopicConfigError, match=re.escape(bound)):
+            SagaHost(kafka, PARTITIONS, start_timers=False)
