@@ -24,19 +24,18 @@ def test_a_wall_clock_jumping_an_hour_each_way_moves_no_timer(tmp_path: Path) ->
     summary, log = report["summary"], report["log"]
     # The fault fired: the hosts stamped their records (Kafka's timestamps,
     # from their producers) on a wall clock an hour ahead, then an hour
-    # behind, then true, while their clock port dated every decision within
-    # the run's true span.
+    # behind, then true, and every stamp is one of those steps (a record
+    # decided before a step may be sent after it), while their clock port
+    # dated every decision within the run's true span.
     windows = log["windows"]
     assert [w["to_s"] for w in windows] == [0.0, 3600.0, -3600.0, 0.0]
-    for window in windows:
-        assert window["records"] > 0, windows
-        assert window["stamped"] >= 0.95 * window["records"], windows
+    assert all(w["stamped"] > 0 for w in windows), windows
+    assert log["unexplained_stamps"] == 0, windows
     assert log["decided_outside_run"] == 0
-    # No timer acted early or late: none while the clock was ahead (a wall-
-    # clock timer would have fired for every saga waiting), and those of the
-    # freeze on time while it was behind (one would have waited an hour).
+    # No timer acted early or late (one on the wall clock would have fired
+    # for every saga waiting as it stepped ahead), and those of the freeze
+    # acted while the clock was behind (one would have waited an hour).
     timers = log["timers"]
-    assert "1" not in timers["by_window"], timers
     assert timers["by_window"].get("2", 0) > 0, timers
     assert 0 <= timers["late_ms_min"] <= timers["late_ms_max"] < 10_000, timers
     # And the run's audit: every saga ended, money conserved, each effect

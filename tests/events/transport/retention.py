@@ -13,6 +13,7 @@ kafka-python's own protocol classes.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -23,7 +24,7 @@ from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.protocol.consumer.fetch import FetchRequest, FetchResponse
 from kafka.protocol.consumer.offsets import ListOffsetsRequest, ListOffsetsResponse
 
-from events.transport.broker import EmbeddedBroker, free_port
+from events.transport.broker import EmbeddedBroker
 
 _FETCH, _LIST_OFFSETS = 1, 2
 #: The requests this relay answers for, and the classes of their messages.
@@ -35,8 +36,10 @@ _OFFSET_OUT_OF_RANGE = 1
 _EARLIEST = -2
 #: A week: Kafka's default retention.ms.
 WEEK_MS = 7 * 24 * 3600 * 1000
+_TOPIC_NAMES_UNTIL = 12  # Fetch names topics by id from version 13
 _SIZE = struct.Struct(">i")
-_HEADER = struct.Struct(">hhi")  # api key, api version, correlation id
+_CORRELATION = struct.Struct(">i")  # a response header's first field
+_REQUEST_HEADER = struct.Struct(">hhi")  # api key, api version, correlation id
 
 
 def create_bounded(bootstrap: str, topic: str, partitions: int) -> None:
@@ -54,18 +57,23 @@ def create_bounded(bootstrap: str, topic: str, partitions: int) -> None:
 
 
 class Retention:
-    """The relay, and the broker behind it (:attr:`bootstrap` is the relay's)."""
+    """The relay, and the broker behind it (:attr:`bootstrap` is the relay's).
+
+    It reads topics by name, as Fetch does up to version 12 (kafka-python's
+    newest), and knows no fetch sessions (the embedded broker opens none):
+    anything else it cannot answer for is an error, raised when it closes."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self._host = host
-        self._port = free_port(host)
+        self._server = socket.create_server((host, 0))
+        self._port = int(self._server.getsockname()[1])
         self.broker = EmbeddedBroker(host, advertised_port=self._port)
         self._starts: dict[tuple[str, int], int] = {}
         self._lock = threading.Lock()
         #: Fetches refused as below a log start: proof the fault met a reader.
         self.refused: list[tuple[str, int, int]] = []
-        self._server = socket.create_server((host, self._port))
         self._open: list[socket.socket] = []
+        self._errors: list[BaseException] = []
 
     @property
     def bootstrap(self) -> str:
@@ -86,26 +94,48 @@ class Retention:
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._server.close()
-        for sock in self._open:
-            sock.close()
+        # A shutdown wakes the threads blocked on these sockets; a close alone
+        # does not.
+        for sock in [self._server, *self._open]:
+            _hang_up(sock)
         self.broker.stop()
+        if self._errors:
+            raise AssertionError(f"the relay could not answer: {self._errors[0]!r}")
 
     def _accept(self) -> None:
         while True:
             try:
                 client, _ = self._server.accept()
+                upstream = socket.create_connection((self._host, self.broker.port))
             except OSError:
                 return  # closed
-            upstream = socket.create_connection(("127.0.0.1", self.broker.port))
             self._open += [client, upstream]
             asked: dict[int, tuple[int, int, Any]] = {}
-            threading.Thread(
-                target=self._requests, args=(client, upstream, asked), daemon=True
-            ).start()
-            threading.Thread(
-                target=self._responses, args=(upstream, client, asked), daemon=True
-            ).start()
+            for pump in (self._requests, self._responses):
+                threading.Thread(
+                    target=self._guarded,
+                    args=(pump, client, upstream, asked),
+                    daemon=True,
+                ).start()
+
+    def _guarded(
+        self,
+        pump: Any,
+        client: socket.socket,
+        upstream: socket.socket,
+        asked: dict[int, Any],
+    ) -> None:
+        """Run a pump; once it ends (either side hung up, or it failed), hang
+        up both sides, so the client sees the relay go rather than wait."""
+        try:
+            pump(client, upstream, asked)
+        except OSError:
+            pass  # the other side hung up mid-send
+        except Exception as exc:  # kept, and raised when the relay closes
+            self._errors.append(exc)
+        finally:
+            _hang_up(client)
+            _hang_up(upstream)
 
     def _requests(
         self, client: socket.socket, upstream: socket.socket, asked: dict[int, Any]
@@ -113,22 +143,22 @@ class Retention:
         """Relay the client's requests, keeping those this relay answers for
         (decoded) by correlation id, for their responses."""
         for frame in _frames(client):
-            key, version, correlation = _HEADER.unpack_from(frame)
+            key, version, correlation = _REQUEST_HEADER.unpack_from(frame)
             if key in _APIS:
+                if key == _FETCH and version > _TOPIC_NAMES_UNTIL:
+                    raise ValueError(f"Fetch v{version} names topics by id")
                 request = _APIS[key][0].decode(frame, version=version, header=True)
                 asked[correlation] = (key, version, request)
             upstream.sendall(_SIZE.pack(len(frame)) + frame)
-        upstream.close()
 
     def _responses(
-        self, upstream: socket.socket, client: socket.socket, asked: dict[int, Any]
+        self, client: socket.socket, upstream: socket.socket, asked: dict[int, Any]
     ) -> None:
         for frame in _frames(upstream):
-            (correlation,) = _SIZE.unpack_from(frame)
+            (correlation,) = _CORRELATION.unpack_from(frame)
             if (request := asked.pop(correlation, None)) is not None:
                 frame = self._rewritten(frame, *request)
             client.sendall(_SIZE.pack(len(frame)) + frame)
-        client.close()
 
     def _rewritten(self, frame: bytes, key: int, version: int, request: Any) -> bytes:
         kind = _APIS[key][1]
@@ -143,6 +173,10 @@ class Retention:
         return header + bytes(response.encode())
 
     def _fetched(self, request: Any, response: Any) -> None:
+        if getattr(response, "session_id", 0):
+            # In a session, a partition whose offset did not change is left
+            # out of the request: its fetch offset would be unknown here.
+            raise ValueError(f"a fetch session ({response.session_id}) opened")
         asked = {
             (t.topic, p.partition): p.fetch_offset
             for t in request.topics
@@ -178,16 +212,20 @@ class Retention:
 
 def _frames(sock: socket.socket) -> Iterator[bytes]:
     """Each size-prefixed message read from ``sock``, without its size, until
-    it closes."""
-    reader = sock.makefile("rb")
-    try:
-        while size := reader.read(_SIZE.size):
-            if len(size) < _SIZE.size:
-                return
-            (length,) = _SIZE.unpack(size)
-            frame = reader.read(length)
-            if len(frame) < length:
-                return
-            yield frame
-    except OSError:
-        return
+    it hangs up."""
+    with sock.makefile("rb") as reader:
+        try:
+            while len(size := reader.read(_SIZE.size)) == _SIZE.size:
+                (length,) = _SIZE.unpack(size)
+                frame = reader.read(length)
+                if len(frame) < length:
+                    return
+                yield frame
+        except OSError:
+            return  # hung up
+
+
+def _hang_up(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+    sock.close()
