@@ -65,6 +65,22 @@ def settings_for(bootstrap: str, **producer: int) -> KafkaSettings:
     )
 
 
+def platform_settings(
+    bootstrap: str,
+    partitions: int,
+    producer: Mapping[str, int] | None = None,
+    **fields: object,
+) -> KafkaSettings:
+    """:func:`settings_for` with ``partitions`` to each platform topic;
+    ``producer`` overrides producer settings, ``fields`` top-level ones."""
+    settings = settings_for(bootstrap, **(producer or {}))
+    return msgspec.structs.replace(
+        settings,
+        topics=msgspec.structs.replace(settings.topics, partitions=partitions),
+        **fields,
+    )
+
+
 @contextmanager
 def private_broker(
     partitions: int = 6,
@@ -78,12 +94,7 @@ def private_broker(
     from events.wire.topics import ALL_TOPICS
 
     with EmbeddedBroker() as broker:
-        settings = settings_for(broker.bootstrap, **(producer or {}))
-        settings = msgspec.structs.replace(
-            settings,
-            topics=msgspec.structs.replace(settings.topics, partitions=partitions),
-            **fields,
-        )
+        settings = platform_settings(broker.bootstrap, partitions, producer, **fields)
         with TopicAdmin(settings) as admin:
             admin.ensure_topics(ALL_TOPICS, partitions=partitions)
         yield broker, settings

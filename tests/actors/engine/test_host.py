@@ -27,8 +27,6 @@ from actors.engine.host import SagaHost
 from actors.engine.inbound import Inbound
 from actors.engine.settings import HostSettings
 from actors.errors import HostUnavailableError
-from events.transport.admin import TopicAdmin
-from events.transport.broker import EmbeddedBroker
 from events.transport.partitions import home_partition
 from events.transport.publisher import KafkaMessagePublisher
 from events.transport.reader import read_to_end
@@ -36,8 +34,8 @@ from events.transport.settings import KafkaSettings
 from events.transport.types import TP
 from events.wire.dead_letters import DeadLetterCodec
 from events.wire.messages import CommandMessage, EventMessage, MessageCodec
-from events.wire.topics import ALL_TOPICS, SAGA_DLQ, SAGA_SNAPSHOTS
-from tests.conftest import private_kafka, settings_for
+from events.wire.topics import SAGA_DLQ, SAGA_SNAPSHOTS
+from tests.conftest import private_broker, private_kafka
 
 pytestmark = pytest.mark.broker
 
@@ -408,15 +406,8 @@ def test_an_input_too_big_for_the_log_is_dead_lettered_before_it_is_appended() -
 def test_appends_lost_to_a_paused_broker_leave_a_host_that_recovers() -> None:
     """Appends that expire mark memory stale and the producer spent: the next
     batch rebuilds both from the log, and the host carries on."""
-    with EmbeddedBroker() as broker:
-        kafka = settings_for(
-            broker.bootstrap, delivery_timeout_ms=2_000, request_timeout_ms=1_000
-        )
-        kafka = msgspec.structs.replace(
-            kafka, topics=msgspec.structs.replace(kafka.topics, partitions=PARTITIONS)
-        )
-        with TopicAdmin(kafka) as admin:
-            admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)
+    producer = {"delivery_timeout_ms": 2_000, "request_timeout_ms": 1_000}
+    with private_broker(PARTITIONS, producer=producer) as (broker, kafka):
         saga_host = host(kafka, Clock())
         try:
             assert saga_host.handle([start("s-1")]).applied == 1

@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-import msgspec
 import pytest
 
 from actors.engine.host import SagaHost
@@ -27,24 +26,21 @@ from events.transport.settings import KafkaSettings
 from events.transport.types import TP
 from events.wire.topics import ALL_TOPICS, SAGA_EVENTS
 from tests.actors.engine.test_host import PARTITIONS, Clock, host, start
-from tests.conftest import settings_for
+from tests.conftest import platform_settings
 from tests.events.transport.retention import WEEK_MS, Retention, create_bounded
 
 pytestmark = pytest.mark.broker
 
 
 @pytest.fixture
-def relay() -> Iterator[Retention]:
+def relay() -> Iterator[tuple[Retention, KafkaSettings]]:
+    """The retention relay, every platform topic created through it, and its
+    settings."""
     with Retention() as relay:
-        with TopicAdmin(kafka_of(relay.bootstrap)) as admin:
+        kafka = platform_settings(relay.bootstrap, PARTITIONS)
+        with TopicAdmin(kafka) as admin:
             admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)
-        yield relay
-
-
-def kafka_of(bootstrap: str) -> KafkaSettings:
-    settings = settings_for(bootstrap)
-    topics = msgspec.structs.replace(settings.topics, partitions=PARTITIONS)
-    return msgspec.structs.replace(settings, topics=topics)
+        yield relay, kafka
 
 
 def snapshotted(kafka: KafkaSettings, clock: Clock) -> tuple[SagaHost, dict[TP, int]]:
@@ -59,14 +55,16 @@ def snapshotted(kafka: KafkaSettings, clock: Clock) -> tuple[SagaHost, dict[TP, 
     return first, points
 
 
-def test_retention_up_to_the_restore_point_loses_nothing(relay: Retention) -> None:
-    kafka, clock = kafka_of(relay.bootstrap), Clock()
+def test_retention_up_to_the_restore_point_loses_nothing(
+    relay: tuple[Retention, KafkaSettings],
+) -> None:
+    (retention, kafka), clock = relay, Clock()
     first, points = snapshotted(kafka, clock)
     ids = [f"{prefix}-{i}" for prefix in "st" for i in range(10)]
     before = {i: first.state(i) for i in ids}
     first.close()
     for tp, offset in points.items():
-        relay.delete_before(tp.topic, tp.partition, offset)
+        retention.delete_before(tp.topic, tp.partition, offset)
     second = host(kafka, clock)
     try:
         assert {i: second.state(i) for i in ids} == before
@@ -74,16 +72,18 @@ def test_retention_up_to_the_restore_point_loses_nothing(relay: Retention) -> No
         assert not second.stats().log_lost
     finally:
         second.close()
-    assert relay.refused == []  # nothing below a log start was asked for
+    assert retention.refused == []  # nothing below a log start was asked for
 
 
-def test_a_log_start_above_the_restore_point_stops_the_host(relay: Retention) -> None:
-    kafka, clock = kafka_of(relay.bootstrap), Clock()
+def test_a_log_start_above_the_restore_point_stops_the_host(
+    relay: tuple[Retention, KafkaSettings],
+) -> None:
+    (retention, kafka), clock = relay, Clock()
     first, points = snapshotted(kafka, clock)
     first.close()
     # Retention deleted the first record past the snapshot of partition 0.
     lost = TP(SAGA_EVENTS, 0)
-    relay.delete_before(lost.topic, lost.partition, points[lost] + 1)
+    retention.delete_before(lost.topic, lost.partition, points[lost] + 1)
     second = SagaHost(kafka, PARTITIONS, clock=clock, start_timers=False)
     try:
         with pytest.raises(
@@ -92,7 +92,7 @@ def test_a_log_start_above_the_restore_point_stops_the_host(relay: Retention) ->
         ):
             second.acquire(dict.fromkeys(range(PARTITIONS), 1))
         # The fault met the restore: its read at the restore point was refused.
-        assert (SAGA_EVENTS, 0, points[lost]) in relay.refused
+        assert (SAGA_EVENTS, 0, points[lost]) in retention.refused
         stats = second.stats()
         assert SAGA_EVENTS in stats.log_lost and stats.in_flight == 0
         assert second.metrics().log_lost
@@ -104,7 +104,7 @@ def test_a_log_start_above_the_restore_point_stops_the_host(relay: Retention) ->
 
 def test_a_host_refuses_a_log_configured_to_delete_records() -> None:
     with EmbeddedBroker() as broker:
-        kafka = kafka_of(broker.bootstrap)
+        kafka = platform_settings(broker.bootstrap, PARTITIONS)
         create_bounded(broker.bootstrap, SAGA_EVENTS, PARTITIONS)
         with TopicAdmin(kafka) as admin, pytest.raises(TopicConfigError):
             admin.ensure_topics(ALL_TOPICS, partitions=PARTITIONS)

@@ -193,32 +193,29 @@ def read_log(
 
 class Timers:
     """Every timer of the log and when it acted: an attempt's deadline, met by
-    its timeout; a retry's time, met by the next attempt's command."""
+    its timeout; a retry's time, met by the next attempt's command. Each is
+    keyed by saga, whether it is a compensation's, step and attempt."""
 
     def __init__(self) -> None:
-        self._due: dict[tuple[str, str, str, int], int] = {}
+        self._deadlines: dict[tuple[str, bool, str, int], int] = {}
+        self._retries: dict[tuple[str, bool, str, int], int] = {}
         self._late: list[tuple[int, int]] = []
 
     def apply(self, saga_id: str, at: int, window: int, event: object) -> None:
         match event:
             case StepCommanded() | CompensationCommanded():
-                kind = type(event).__name__
-                earlier = (saga_id, f"{kind} retry", event.step, event.attempt - 1)
-                retry = self._due.pop(earlier, None)
+                compensating = isinstance(event, CompensationCommanded)
+                step_key = (saga_id, compensating, event.step)
+                retry = self._retries.pop((*step_key, event.attempt - 1), None)
                 if retry is not None:
                     self._late.append((window, at - retry))
-                self._due[(saga_id, kind, event.step, event.attempt)] = event.deadline
+                self._deadlines[(*step_key, event.attempt)] = event.deadline
             case StepTimedOut() | CompensationTimedOut():
-                kind = (
-                    "StepCommanded"
-                    if isinstance(event, StepTimedOut)
-                    else "CompensationCommanded"
-                )
-                deadline = self._due.pop((saga_id, kind, event.step, event.attempt))
-                self._late.append((window, at - deadline))
+                compensating = isinstance(event, CompensationTimedOut)
+                attempt_key = (saga_id, compensating, event.step, event.attempt)
+                self._late.append((window, at - self._deadlines.pop(attempt_key)))
                 if event.retry_at is not None:
-                    due = (saga_id, f"{kind} retry", event.step, event.attempt)
-                    self._due[due] = event.retry_at
+                    self._retries[attempt_key] = event.retry_at
 
     def report(self) -> dict[str, Any]:
         late = [ms for _, ms in self._late]

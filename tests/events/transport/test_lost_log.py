@@ -50,6 +50,22 @@ def restart_empty_with_topic(broker: EmbeddedBroker) -> None:
         admin.ensure_topics([TOPIC], partitions=1)
 
 
+class Taken(list[int]):
+    """A listener's handler that keeps the offsets it was handed."""
+
+    def __call__(self, batch: list[Delivery]) -> list[Delivery]:
+        self.extend(d.offset for d in batch)
+        return batch
+
+
+def poll_until(listener: KafkaEventListener, taken: Taken, count: int) -> None:
+    """Poll until ``count`` records were taken (10 s at most)."""
+    for _ in range(50):
+        listener.poll_once(200)
+        if len(taken) >= count:
+            return
+
+
 def test_reading_from_past_the_end_of_a_log_is_a_loss_not_an_empty_read() -> None:
     with broker_on(free_port()) as broker:
         kafka = settings_for(broker.bootstrap)
@@ -92,24 +108,16 @@ def test_a_group_never_committed_starts_where_the_consumer_says() -> None:
     with broker_on(free_port()) as broker:
         kafka = settings_for(broker.bootstrap)
         publish(kafka, 6)
-        seen: list[int] = []
-
-        def handle(batch: list[Delivery]) -> list[Delivery]:
-            seen.extend(d.offset for d in batch)
-            return batch
-
+        taken = Taken()
         with KafkaEventListener(
             kafka,
             [TOPIC],
-            handle,
+            taken,
             group_id="g-start",
             start_at=lambda tps: {tp: 4 for tp in tps},
         ) as listener:
-            for _ in range(50):
-                listener.poll_once(200)
-                if len(seen) >= 2:
-                    break
-        assert seen == [4, 5]
+            poll_until(listener, taken, 2)
+        assert taken == [4, 5]
 
 
 def test_a_member_whose_group_lost_its_offsets_stops_instead_of_starting_over() -> None:
@@ -119,17 +127,9 @@ def test_a_member_whose_group_lost_its_offsets_stops_instead_of_starting_over() 
     with broker_on(free_port()) as broker:
         kafka = settings_for(broker.bootstrap)
         publish(kafka, 5)
-        consumed: list[int] = []
-
-        def handle(batch: list[Delivery]) -> list[Delivery]:
-            consumed.extend(d.offset for d in batch)
-            return batch
-
-        with KafkaEventListener(kafka, [TOPIC], handle, group_id="g-gone") as listener:
-            for _ in range(50):
-                listener.poll_once(200)
-                if len(consumed) == 5:
-                    break
+        taken = Taken()
+        with KafkaEventListener(kafka, [TOPIC], taken, group_id="g-gone") as listener:
+            poll_until(listener, taken, 5)
             restart_empty_with_topic(broker)
             publish(kafka, 2)
             # Two checks see the loss, and either may be first: the group's
@@ -140,7 +140,7 @@ def test_a_member_whose_group_lost_its_offsets_stops_instead_of_starting_over() 
             with pytest.raises(LogLostError, match=lost):
                 for _ in range(200):
                     listener.poll_once(200)
-        assert consumed == [0, 1, 2, 3, 4]  # nothing of the new log taken
+        assert taken == [0, 1, 2, 3, 4]  # nothing of the new log taken
 
 
 def test_a_consumer_whose_log_went_backwards_stops_instead_of_starting_over() -> None:
@@ -151,18 +151,14 @@ def test_a_consumer_whose_log_went_backwards_stops_instead_of_starting_over() ->
         kafka = settings_for(broker.bootstrap)
         restart_empty_with_topic(broker)
         publish(kafka, 2)  # the new log ends at 2, below the 5 consumed before
-        taken: list[int] = []
-
-        def handle(batch: list[Delivery]) -> list[Delivery]:
-            taken.extend(d.offset for d in batch)
-            return batch
+        taken = Taken()
 
         def start_at(tps: Iterable[TP]) -> dict[TP, int]:
             return dict.fromkeys(tps, 5)  # what the tables say was consumed
 
         with (
             KafkaEventListener(
-                kafka, [TOPIC], handle, group_id="g-lost", start_at=start_at
+                kafka, [TOPIC], taken, group_id="g-lost", start_at=start_at
             ) as listener,
             pytest.raises(LogLostError, match=f"{TOPIC} partition 0 ends at 2"),
         ):
@@ -202,22 +198,14 @@ def test_a_group_behind_its_log_start_stops_instead_of_skipping_ahead() -> None:
     missed."""
     with relay_with_topic() as (relay, kafka):
         publish(kafka, 2)
-        taken: list[int] = []
-
-        def handle(batch: list[Delivery]) -> list[Delivery]:
-            taken.extend(d.offset for d in batch)
-            return batch
-
-        with KafkaEventListener(kafka, [TOPIC], handle, group_id="g-behind") as first:
-            for _ in range(50):
-                first.poll_once(200)
-                if len(taken) == 2:
-                    break
+        taken = Taken()
+        with KafkaEventListener(kafka, [TOPIC], taken, group_id="g-behind") as first:
+            poll_until(first, taken, 2)
         assert taken == [0, 1]  # and committed: the group resumes at 2
         publish(kafka, 3)
         relay.delete_before(TOPIC, 0, 4)  # offsets 2 and 3 gone, never consumed
         with (
-            KafkaEventListener(kafka, [TOPIC], handle, group_id="g-behind") as second,
+            KafkaEventListener(kafka, [TOPIC], taken, group_id="g-behind") as second,
             pytest.raises(
                 LogLostError, match=re.escape(f"{TOPIC} partition 0 has no offset 2")
             ),
