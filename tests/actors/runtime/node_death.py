@@ -116,12 +116,6 @@ def _kill_a_node(
     )
     assert victim_node, f"no node holds a host and a router: {placed} {routers_before}"
     victim = next(w for w in workers if w.node_id == victim_node)
-    lost = {
-        p: e
-        for r in hosts.values()
-        if r.host.node == victim_node
-        for p, e in r.owned.items()
-    }
     on_victim = [
         h
         for h, r in zip(engine.hosts, reports, strict=True)
@@ -130,6 +124,16 @@ def _kill_a_node(
     requests, expected = mixed_requests(sagas, seed=seed)
     ids = platform.client.start_many(requests)
     wait_finished(engine, sagas // 10)
+    # What the victim's hosts own now, at the epochs in force where the log
+    # is read from: a partition may have moved since the run began (a host
+    # silent past the controller's timeout under load), and a reader starting
+    # from an older epoch would pass over every record of the newer owners.
+    lost = {
+        p: e
+        for r in ray.get([h.ownership.remote() for h in on_victim])
+        for p, e in r.owned.items()
+    }
+    assert lost, "the victim's hosts own no partition at the kill"
     with PartitionReader(platform.kafka) as reader:
         ends = reader.ends([TP(SAGA_EVENTS, p) for p in lost])
     in_flight = sum(r.in_flight for r in ray.get([h.stats.remote() for h in on_victim]))
