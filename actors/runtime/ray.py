@@ -35,7 +35,13 @@ def ensure_ray(settings: RaySettings, *, quiet: bool = False) -> dict[str, Any]:
     if settings.address:
         context = ray.init(address=settings.address, **options)
     else:
-        context = ray.init(num_cpus=settings.num_cpus, **options)
+        # "local", not None: with no address, ray.init joins the cluster named
+        # by RAY_ADDRESS or by /tmp/ray/ray_current_cluster (written by the
+        # last `ray start` on this machine, and left behind when that cluster
+        # was killed), and then refuses num_cpus. No address means a Ray of
+        # this command's own; a cluster is joined only when asked
+        # (--ray-address, "auto" for RAY_ADDRESS).
+        context = ray.init(address="local", num_cpus=settings.num_cpus, **options)
     # Annotated as the base class, ray.init returns a RayContext (not a Ray
     # Client context: no address here is ray://).
     info: dict[str, Any] = context.address_info  # type: ignore[attr-defined]
