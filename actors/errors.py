@@ -36,6 +36,10 @@ class HostUnavailableError(SagaError):
     """A host could not make a batch durable; nothing of it was applied."""
 
 
+class RayUnreachableError(SagaError):
+    """No Ray cluster answered at the configured address; nothing was started."""
+
+
 class EngineStartError(SagaError):
     """The engine's actors did not come up in time; nothing was left running."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray._private import services
 
-from actors.errors import SagaError
+from actors.errors import RayUnreachableError, SagaError
 from actors.runtime.settings import RaySettings
 
 
@@ -33,6 +35,7 @@ def ensure_ray(settings: RaySettings, *, quiet: bool = False) -> dict[str, Any]:
         "namespace": settings.namespace,
     }
     if settings.address:
+        _wait_for_cluster(settings.address, settings.connect_timeout_s)
         context = ray.init(address=settings.address, **options)
     else:
         # "local", not None: with no address, ray.init joins the cluster named
@@ -46,6 +49,44 @@ def ensure_ray(settings: RaySettings, *, quiet: bool = False) -> dict[str, Any]:
     # Client context: no address here is ray://).
     info: dict[str, Any] = context.address_info  # type: ignore[attr-defined]
     return info
+
+
+def _wait_for_cluster(address: str, timeout_s: float) -> None:
+    """Wait until the cluster at ``address`` takes a connection, or raise.
+
+    ray.init retries an address where nothing listens for many minutes,
+    printing only its own warnings; the operator gets one error instead. The
+    address is resolved as ray.init resolves it ("auto" is RAY_ADDRESS, else
+    the last cluster started on this machine). A Ray Client address
+    (``ray://``) is left to ray.init, which gives up on it by itself.
+    """
+    if address.startswith("ray://"):
+        return
+    try:
+        target = services.canonicalize_bootstrap_address(address)
+    except ConnectionError as error:
+        raise RayUnreachableError(
+            f"no Ray cluster found for ray.address {address!r}: {error} "
+            "Set --ray-address (ray.address) to the head's host:port."
+        ) from error
+    if target is None:  # "local": a Ray of this command's own, nothing to wait for
+        return
+    host, _, port = target.rpartition(":")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            with socket.create_connection((host, int(port)), max(remaining, 0.1)):
+                return
+        except OSError as error:
+            if time.monotonic() + 0.5 > deadline:
+                raise RayUnreachableError(
+                    f"no Ray cluster answered at {target} (ray.address "
+                    f"{address!r}) within {timeout_s:g} s: {error}. Check "
+                    "--ray-address and that the cluster's head is up (`ray "
+                    f"status --address {target}`)."
+                ) from error
+        time.sleep(0.5)
 
 
 @contextlib.contextmanager

@@ -16,6 +16,9 @@ class RaySettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     address: str | None = None
     num_cpus: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    #: How long a command waits for the cluster at ``address`` to answer
+    #: before it stops with an error (Ray itself would retry for minutes).
+    connect_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     #: The Ray namespace the platform's named actors live in: ``saga scale``
     #: and a restarted ``saga serve`` find a named engine there.
     namespace: str = "saga"

@@ -173,3 +173,20 @@ def test_a_password_file_is_read_and_its_path_kept_for_the_actors(
     secret.unlink()
     with pytest.raises(ConfigError, match=r"kafka\.security\.sasl_password_file"):
         load_config(environ=environ)
+
+
+def test_the_readmes_saga_toml_loads_as_it_reads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    after = readme.split("(`--config saga.toml` or `SAGA_CONFIG=saga.toml`):", 1)[1]
+    example = after.split("```toml\n", 1)[1].split("```", 1)[0]
+    # The password file it names is read at load: one here stands in for it.
+    secret = tmp_path / "kafka-sasl"
+    secret.write_text("readme-pw\n")
+    assert '"/run/secrets/kafka-sasl"' in example
+    path = tmp_path / "saga.toml"
+    path.write_text(example.replace("/run/secrets/kafka-sasl", str(secret)))
+    config = load_config(path, environ={})
+    assert config.kafka.bootstrap_servers[0] == "kafka-1.internal:9093"
+    assert config.ray.address == "auto" and config.ray.connect_timeout_s == 30
+    assert config.ray.namespace == "saga"
+    assert config.engine.host.fence_check_ms == 2000
