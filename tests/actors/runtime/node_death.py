@@ -25,7 +25,7 @@ os.environ["RAY_AUTH_MODE"] = "disabled"  # explicit, for every node started her
 import ray
 from ray.cluster_utils import Cluster
 
-from actors.core import Fence, LogRecord
+from actors.core import Claim, Fence, LogCodec, LogRecord
 from actors.engine.settings import EngineSettings
 from actors.runtime.engine import Engine
 from actors.runtime.placement import SLOT_RESOURCE
@@ -42,6 +42,8 @@ from tests.actors.runtime.test_engine import (
     wait_finished,
     wait_terminal,
 )
+
+CODEC = LogCodec()
 
 #: Ray's node health checks, short: a dead node is noticed in about 2 s.
 HEALTH = {
@@ -60,12 +62,21 @@ def resumed_after(
     latest = 0.0
     fence = Fence(epochs)
     firsts: dict[int, int] = {}
+    # What was read, for the message should no new owner show: (partition,
+    # claim or record, epoch) -> entries.
+    seen: Counter[tuple[int, str, int]] = Counter()
     for raw in read_to_end(platform.kafka, ends):
+        entry = CODEC.decode(raw.value)
+        kind = "claim" if isinstance(entry, Claim) else "record"
+        seen[(raw.partition, kind, entry.epoch)] += 1
         record = fence.read(raw.partition, raw.value)
         if isinstance(record, LogRecord) and record.epoch > epochs[raw.partition]:
             firsts.setdefault(raw.partition, record.at)
     # A partition whose sagas had all ended has nothing to resume.
-    assert firsts, f"no new owner wrote on any of partitions {sorted(epochs)}"
+    assert firsts, (
+        f"no new owner wrote on any of partitions {sorted(epochs)} (epochs at "
+        f"the kill {epochs}, read from {ends}): read {sorted(seen.items())}"
+    )
     for at in firsts.values():
         latest = max(latest, at / 1000 - death)
     return latest
