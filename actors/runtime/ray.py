@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import socket
 import threading
@@ -15,7 +16,7 @@ from typing import Any
 import ray
 from ray._private import services
 
-from actors.errors import RayUnreachableError, SagaError
+from actors.errors import ConfigError, RayUnreachableError, SagaError
 from actors.runtime.settings import RaySettings
 
 
@@ -34,44 +35,62 @@ def ensure_ray(settings: RaySettings, *, quiet: bool = False) -> dict[str, Any]:
         "log_to_driver": not quiet,
         "namespace": settings.namespace,
     }
-    if settings.address:
-        _wait_for_cluster(settings.address, settings.connect_timeout_s)
-        context = ray.init(address=settings.address, **options)
+    # RAY_ADDRESS stands in for an unset ray.address, as it does for ray.init
+    # (a Ray Job's entrypoint has it set to the job's cluster).
+    address, origin = settings.address, "ray.address"
+    if not address and os.environ.get("RAY_ADDRESS"):
+        address, origin = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+    if address and address != "local":
+        _wait_for_cluster(address, origin, settings.connect_timeout_s)
+        context = ray.init(address=address, **options)
     else:
-        # "local", not None: with no address, ray.init joins the cluster named
-        # by RAY_ADDRESS or by /tmp/ray/ray_current_cluster (written by the
-        # last `ray start` on this machine, and left behind when that cluster
-        # was killed), and then refuses num_cpus. No address means a Ray of
-        # this command's own; a cluster is joined only when asked
-        # (--ray-address, "auto" for RAY_ADDRESS).
+        # "local", not None: ray.init with no address joins the cluster named
+        # in /tmp/ray/ray_current_cluster (written by the last `ray start` or
+        # test cluster on this machine, and left behind when that was killed),
+        # then refuses num_cpus. No address means a Ray of this command's own.
         context = ray.init(address="local", num_cpus=settings.num_cpus, **options)
     # Annotated as the base class, ray.init returns a RayContext (not a Ray
-    # Client context: no address here is ray://).
+    # Client context: _wait_for_cluster refuses ray:// addresses).
     info: dict[str, Any] = context.address_info  # type: ignore[attr-defined]
     return info
 
 
-def _wait_for_cluster(address: str, timeout_s: float) -> None:
+def _wait_for_cluster(address: str, origin: str, timeout_s: float) -> None:
     """Wait until the cluster at ``address`` takes a connection, or raise.
 
     ray.init retries an address where nothing listens for many minutes,
     printing only its own warnings; the operator gets one error instead. The
     address is resolved as ray.init resolves it ("auto" is RAY_ADDRESS, else
-    the last cluster started on this machine). A Ray Client address
-    (``ray://``) is left to ray.init, which gives up on it by itself.
+    the last cluster started on this machine, else any running here).
     """
-    if address.startswith("ray://"):
-        return
+    named = f"{origin} {address!r}"
+    if address == "auto" and os.environ.get("RAY_ADDRESS"):
+        named = f"{named} (RAY_ADDRESS {os.environ['RAY_ADDRESS']!r})"
+        address = os.environ["RAY_ADDRESS"]
+    if "://" in address:
+        # ray:// is Ray Client, whose context has no session of this
+        # process's own to keep logs in; http:// is the dashboard, for jobs.
+        raise ConfigError(
+            f"{named} is a Ray Client or dashboard address: the platform joins "
+            "a cluster from one of its nodes, by the head's host:port (its GCS "
+            "port, 6379 unless changed) or `auto`. From outside the cluster, "
+            "submit the command as a Ray Job (`ray job submit`)."
+        )
     try:
         target = services.canonicalize_bootstrap_address(address)
     except ConnectionError as error:
         raise RayUnreachableError(
-            f"no Ray cluster found for ray.address {address!r}: {error} "
-            "Set --ray-address (ray.address) to the head's host:port."
+            f"no Ray cluster found for {named}: RAY_ADDRESS is not set and no "
+            "Ray runs on this machine. Pass --ray-address HOST:PORT (the "
+            "head's), or run the command on a node of the cluster."
         ) from error
-    if target is None:  # "local": a Ray of this command's own, nothing to wait for
+    except ValueError as error:
+        raise ConfigError(f"{named} is not a Ray address: {error}") from error
+    if target is None:  # no address after all: ensure_ray starts a local Ray
         return
+    # host:port, an IPv6 host in brackets ([::1]:6379), as Ray writes them.
     host, _, port = target.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
     deadline = time.monotonic() + timeout_s
     while True:
         remaining = deadline - time.monotonic()
@@ -81,10 +100,9 @@ def _wait_for_cluster(address: str, timeout_s: float) -> None:
         except OSError as error:
             if time.monotonic() + 0.5 > deadline:
                 raise RayUnreachableError(
-                    f"no Ray cluster answered at {target} (ray.address "
-                    f"{address!r}) within {timeout_s:g} s: {error}. Check "
-                    "--ray-address and that the cluster's head is up (`ray "
-                    f"status --address {target}`)."
+                    f"no Ray cluster answered at {target} ({named}) within "
+                    f"{timeout_s:g} s: {error}. Check the address and that the "
+                    f"cluster's head is up (`ray status --address {target}`)."
                 ) from error
         time.sleep(0.5)
 

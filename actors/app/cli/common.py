@@ -121,7 +121,8 @@ def configuration_flags() -> argparse.ArgumentParser:
     group.add_argument(
         "--ray-address",
         metavar="ADDR",
-        help="the Ray cluster to join (ray.address); none: a local Ray",
+        help="the Ray cluster to join: the head's HOST:PORT or auto (ray.address); "
+        "none: RAY_ADDRESS's, else a local Ray",
     )
     group.add_argument(
         "--data-dir",

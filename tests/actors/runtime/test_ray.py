@@ -8,7 +8,10 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -45,6 +48,7 @@ def test_no_address_starts_a_local_ray_beside_a_cluster_left_running() -> None:
     done = subprocess.run(
         [sys.executable, "-c", LEFT_BEHIND],
         cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"},
         capture_output=True,
         text=True,
         timeout=180,
@@ -60,15 +64,18 @@ def test_no_address_starts_a_local_ray_beside_a_cluster_left_running() -> None:
     assert report["cpus"] == 2
 
 
-def _scale(address: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    """``saga scale`` of an engine on the cluster at ``address``: it joins Ray
-    before it touches Kafka, whose address here is never reached."""
+def _scale(
+    data_dir: Path, *flags: str, ray_address: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``saga scale`` of an engine on a cluster: it joins Ray before it touches
+    Kafka, whose address here is never reached."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    if ray_address is not None:
+        env["RAY_ADDRESS"] = ray_address
     return subprocess.run(
         [sys.executable, "-m", "actors.app.cli", "scale", "--name", "prod",
          "--hosts", "2", "--bootstrap-servers", "127.0.0.1:9",
-         "--ray-address", address, "--data-dir", str(data_dir),
-         "--set", "ray.connect_timeout_s=2"],
+         "--data-dir", str(data_dir), "--set", "ray.connect_timeout_s=2", *flags],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -78,32 +85,50 @@ def _scale(address: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def test_an_address_where_no_cluster_listens_is_an_error_naming_it(
-    tmp_path: Path,
-) -> None:
-    # A port bound and not listening: connections to it are refused, and no
-    # other process can take it while the command runs.
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port bound and not listening: connections to it are refused, and no
+    other process can take it while the command runs."""
     with socket.socket() as held:
         held.bind(("127.0.0.1", 0))
-        port = held.getsockname()[1]
-        done = _scale(f"127.0.0.1:{port}", tmp_path)
-    assert done.returncode == 1, done.stderr
-    error = done.stderr.strip().splitlines()[-1]
+        yield held.getsockname()[1]
+
+
+def _error(done: subprocess.CompletedProcess[str], code: int) -> str:
+    assert done.returncode == code, done.stderr
+    return done.stderr.strip().splitlines()[-1]
+
+
+def test_an_address_where_no_cluster_listens_is_an_error_naming_it(
+    tmp_path: Path, refused_port: int
+) -> None:
+    address = f"127.0.0.1:{refused_port}"
+    error = _error(_scale(tmp_path, "--ray-address", address), 1)
     assert error.startswith("error: no Ray cluster answered at ")
-    assert f":{port} (ray.address '127.0.0.1:{port}') within 2 s" in error
+    # Ray resolves 127.0.0.1 to this node's address: the port is what stays.
+    assert f":{refused_port} (ray.address '{address}') within 2 s" in error
     assert "Connection refused" in error and "ray status --address" in error
 
 
-def test_auto_with_no_cluster_to_find_is_an_error_saying_what_to_set(
-    tmp_path: Path,
+def test_ray_address_in_the_environment_stands_in_for_no_address(
+    tmp_path: Path, refused_port: int
 ) -> None:
-    from ray._private.utils import read_ray_address
+    # As for ray.init, and as a Ray Job's entrypoint has it: the cluster it
+    # names is joined (here: tried, and refused).
+    address = f"127.0.0.1:{refused_port}"
+    error = _error(_scale(tmp_path, ray_address=address), 1)
+    assert f"(RAY_ADDRESS '{address}') within 2 s" in error
 
-    # "auto" falls back to the address file: with one there (a cluster of
-    # another test running) the command would wait on it instead.
-    assert read_ray_address() is None
-    done = _scale("auto", tmp_path)
-    assert done.returncode == 1, done.stderr
-    error = done.stderr.strip().splitlines()[-1]
-    assert error.startswith("error: no Ray cluster found for ray.address 'auto': ")
-    assert "Set --ray-address (ray.address) to the head's host:port." in error
+
+def test_a_dashboard_address_is_refused_for_what_it_is(tmp_path: Path) -> None:
+    # RAY_ADDRESS set for `ray job submit` on an operator's machine, and
+    # `auto`: ray.init would take it for a Ray Client address.
+    error = _error(
+        _scale(tmp_path, "--ray-address", "auto", ray_address="http://head:8265"),
+        2,
+    )
+    assert error.startswith(
+        "error: ray.address 'auto' (RAY_ADDRESS 'http://head:8265') is a Ray "
+        "Client or dashboard address"
+    )
+    assert "`ray job submit`" in error
