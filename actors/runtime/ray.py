@@ -86,8 +86,8 @@ def _wait_for_cluster(address: str, origin: str, timeout_s: float) -> None:
         ) from error
     except ValueError as error:
         raise ConfigError(f"{named} is not a Ray address: {error}") from error
-    if target is None:  # no address after all: ensure_ray starts a local Ray
-        return
+    # Only no address or "local" resolve to none, and neither comes here.
+    assert target is not None, address
     # host:port, an IPv6 host in brackets ([::1]:6379), as Ray writes them.
     host, _, port = target.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
